@@ -1,0 +1,93 @@
+/**
+ * The initial CPU state of a tskvm guest: 64-bit long mode, paging on, already
+ * in ring 3 at the program's entry point. No guest kernel boots: the vCPU is
+ * created in the state Linux would leave a process in at execve().
+ */
+import { MSR, segment as seg, sregs as sl } from './kvm/abi.js';
+import type { Kvm } from './kvm/system.js';
+import type { Vcpu } from './kvm/vcpu.js';
+import { GDT_ADDR, IDT_ADDR, PML4_ADDR, TSS_ADDR } from '../paging/layout.js';
+import { GDT_LIMIT, IDT_LIMIT, SELECTOR, STAR_VALUE, TSS_LIMIT } from '../paging/descriptors.js';
+import { SYSCALL_ENTRY } from '../paging/stubs.js';
+
+const CR0_PE = 1n, CR0_MP = 2n, CR0_ET = 0x10n, CR0_NE = 0x20n, CR0_WP = 0x10000n, CR0_AM = 0x40000n, CR0_PG = 0x8000_0000n;
+const CR4_PAE = 0x20n, CR4_OSFXSR = 0x200n, CR4_OSXMMEXCPT = 0x400n, CR4_OSXSAVE = 0x40000n;
+const EFER_SCE = 1n, EFER_LME = 0x100n, EFER_LMA = 0x400n;
+/** XCR0 components we let the guest use: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM). */
+const XCR0_WANTED = 0x1n | 0x2n | 0x4n | 0x20n | 0x40n | 0x80n;
+const RFLAGS_RESERVED = 0x2;
+
+export interface EntryState {
+  rip: number;
+  rsp: number;
+}
+
+function writeSegment(b: Buffer, at: number, selector: number, code: boolean, dpl: number): void {
+  b.writeBigUInt64LE(0n, at + seg.base);
+  b.writeUInt32LE(0xffffffff, at + seg.limit);
+  b.writeUInt16LE(selector, at + seg.selector);
+  b[at + seg.type] = code ? 11 : 3; // execute/read accessed, or read/write accessed
+  b[at + seg.present] = 1;
+  b[at + seg.dpl] = dpl;
+  b[at + seg.db] = code ? 0 : 1;
+  b[at + seg.s] = 1;
+  b[at + seg.l] = code ? 1 : 0;
+  b[at + seg.g] = 1;
+  b[at + seg.avl] = 0;
+  b[at + seg.unusable] = 0;
+}
+
+/** XCR0 bits the host supports among those we want (CPUID leaf 0xD, subleaf 0). */
+function supportedXcr0(cpuid2: Buffer): bigint {
+  const n = cpuid2.readUInt32LE(0);
+  for (let i = 0; i < n; i++) {
+    const e = 8 + i * 40;
+    if (cpuid2.readUInt32LE(e) === 0xd && cpuid2.readUInt32LE(e + 4) === 0) {
+      const mask = BigInt(cpuid2.readUInt32LE(e + 12)) | (BigInt(cpuid2.readUInt32LE(e + 24)) << 32n);
+      return mask & XCR0_WANTED;
+    }
+  }
+  return 0n;
+}
+
+export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState): void {
+  const cpuid2 = kvm.supportedCpuid();
+  vcpu.setCpuid(cpuid2);
+  const xcr0 = supportedXcr0(cpuid2);
+
+  const s = vcpu.getSregs();
+  writeSegment(s, sl.cs, SELECTOR.USER_CS, true, 3);
+  for (const at of [sl.ds, sl.es, sl.fs, sl.gs, sl.ss]) writeSegment(s, at, SELECTOR.USER_DS, false, 3);
+  s.fill(0, sl.tr, sl.tr + seg.size);
+  s.writeBigUInt64LE(BigInt(TSS_ADDR), sl.tr + seg.base);
+  s.writeUInt32LE(TSS_LIMIT, sl.tr + seg.limit);
+  s.writeUInt16LE(SELECTOR.TSS, sl.tr + seg.selector);
+  s[sl.tr + seg.type] = 11; // 64-bit TSS, busy
+  s[sl.tr + seg.present] = 1;
+  s.writeBigUInt64LE(BigInt(GDT_ADDR), sl.gdt);
+  s.writeUInt16LE(GDT_LIMIT, sl.gdt + 8);
+  s.writeBigUInt64LE(BigInt(IDT_ADDR), sl.idt);
+  s.writeUInt16LE(IDT_LIMIT, sl.idt + 8);
+  s.writeBigUInt64LE(CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG, sl.cr0);
+  s.writeBigUInt64LE(BigInt(PML4_ADDR), sl.cr3);
+  s.writeBigUInt64LE(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | (xcr0 ? CR4_OSXSAVE : 0n), sl.cr4);
+  s.writeBigUInt64LE(EFER_SCE | EFER_LME | EFER_LMA, sl.efer);
+  vcpu.setSregs(s);
+  // With CR4.OSXSAVE set, the guest's libc sees AVX in CPUID and uses it; XCR0 must enable it.
+  if (xcr0) vcpu.setXcr0(xcr0);
+
+  vcpu.setMsrs([
+    [MSR.STAR, STAR_VALUE],
+    [MSR.LSTAR, SYSCALL_ENTRY],
+    [MSR.SFMASK, 0],
+    [MSR.FS_BASE, 0],
+    [MSR.GS_BASE, 0],
+    [MSR.KERNEL_GS_BASE, 0],
+  ]);
+  vcpu.setRegs({ rip: entry.rip, rsp: entry.rsp, rflags: RFLAGS_RESERVED });
+}
+
+/** The segment selector CS held at the last exit (its low 2 bits are the privilege level). */
+export function currentCs(vcpu: Vcpu): number {
+  return vcpu.getSregs().readUInt16LE(sl.cs + seg.selector);
+}

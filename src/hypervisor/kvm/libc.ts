@@ -1,0 +1,70 @@
+/**
+ * The few libc functions a hypervisor needs, bound once through koffi.
+ *
+ * Pointers cross the boundary either as Node Buffers/typed arrays (koffi passes
+ * their data pointer) or as raw addresses (`uintptr_t`, a bigint or Number),
+ * e.g. a guest buffer's host address from GuestMemory.hostAddress().
+ * `ioctl` is bound three times with fixed prototypes rather than as a variadic:
+ * on x86-64 the calling convention is the same, and a fixed prototype is the
+ * cheapest call koffi can make (KVM_RUN is on the hot path).
+ */
+import koffi from 'koffi';
+import { errnoName } from '../../syscalls/errno.js';
+import { TskvmError } from '../../errors.js';
+
+const lib = koffi.load('libc.so.6');
+
+export const libc = {
+  open: lib.func('int open(const char *path, int flags, int mode)'),
+  close: lib.func('int close(int fd)'),
+  ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']),
+  ioctlPtr: lib.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
+  ioctlAddr: lib.func('ioctl', 'int', ['int', 'unsigned long', 'uintptr_t']),
+  mmap: lib.func('mmap', 'void *', ['uintptr_t', 'size_t', 'int', 'int', 'int', 'int64_t']),
+  munmap: lib.func('int munmap(void *addr, size_t len)'),
+  munmapAddr: lib.func('munmap', 'int', ['uintptr_t', 'size_t']),
+  madvise: lib.func('madvise', 'int', ['uintptr_t', 'size_t', 'int']),
+  memfdCreate: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+  ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
+  fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
+  gettid: lib.func('int gettid()'),
+  pthreadSigmask: lib.func('int pthread_sigmask(int how, const void *set, void *oldset)'),
+  sigtimedwait: lib.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
+  timerCreate: lib.func('int timer_create(int clockid, void *sevp, _Out_ void *timerid)'),
+  timerSettime: lib.func('timer_settime', 'int', ['uintptr_t', 'int', 'void *', 'void *']),
+  timerDelete: lib.func('timer_delete', 'int', ['uintptr_t']),
+  clockGettime: lib.func('clock_gettime', 'int', ['int', 'uintptr_t']),
+  clockGetres: lib.func('clock_getres', 'int', ['int', 'uintptr_t']),
+  pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+  poll: lib.func('int poll(void *fds, unsigned long n, int timeout)'),
+};
+
+export const errno = (): number => koffi.errno();
+export const addressOf = (pointer: unknown): bigint => koffi.address(pointer);
+/** An ArrayBuffer over `len` bytes of host memory at `pointer` (no copy). */
+export const viewOf = (pointer: unknown, len: number): ArrayBuffer => koffi.view(pointer, len);
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const MAP_PRIVATE = 2;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+export const MADV_DONTNEED = 4;
+export const MADV_REMOVE = 9;
+export const MFD_CLOEXEC = 1;
+export const FALLOC_FL_KEEP_SIZE = 1;
+export const FALLOC_FL_PUNCH_HOLE = 2;
+
+/** A failed libc/KVM call, naming the call, its context and the errno. */
+export function sysError(code: string, what: string, err = errno(), details: Record<string, unknown> = {}): TskvmError {
+  return new TskvmError(code, `${what} failed: ${errnoName(err)} (${err})`, { ...details, errno: err, call: what });
+}
+
+/** mmap that throws a TskvmError naming `what` on failure. */
+export function mapOrThrow(len: number, prot: number, flags: number, fd: number, what: string): { pointer: unknown; address: bigint } {
+  const pointer = libc.mmap(0, len, prot, flags, fd, 0);
+  const address = pointer === null ? -1n : addressOf(pointer);
+  if (address === -1n || address === 0n) throw sysError('TSKVM_ERR_HOST_MMAP', `mmap of ${len} bytes for ${what}`);
+  return { pointer, address };
+}

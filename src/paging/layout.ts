@@ -1,0 +1,71 @@
+/**
+ * The guest address space, as one table. Guest virtual = guest physical
+ * (identity mapping), built once before the first KVM_RUN and never edited:
+ * on PVM the guest would not see host edits of page tables (PLATFORM.md).
+ *
+ *   0x000000  null page                      not present: NULL dereferences fault
+ *   0x001000  GDT                            supervisor
+ *   0x002000  TSS                            supervisor
+ *   0x003000  IDT                            supervisor
+ *   0x004000  entry stubs: syscall, faults   user read + execute (the syscall stub runs in ring 3 on PVM)
+ *   0x005000  exception stack (2 pages)      supervisor, top at 0x007000 (TSS.rsp0 and IST1)
+ *   0x008000  PML4, 0x9000 PDPT, 0xa000 PT   supervisor: page tables
+ *   0x00b000  page directories (one per GiB) supervisor
+ *   …         rest of the first 2 MiB        not present
+ *   0x200000  user memory: ELF image, brk heap, mmap area, stack at the top   user RW, 2 MiB pages
+ *   addressSpace                             end of guest memory
+ */
+export const PAGE = 0x1000;
+export const HUGE_PAGE = 0x20_0000;
+
+export const GDT_ADDR = 0x1000;
+export const TSS_ADDR = 0x2000;
+export const IDT_ADDR = 0x3000;
+export const STUBS_ADDR = 0x4000;
+export const EXCEPTION_STACK_TOP = 0x7000;
+export const PML4_ADDR = 0x8000;
+export const PDPT_ADDR = 0x9000;
+export const LOW_PT_ADDR = 0xa000;
+export const PD_ADDR = 0xb000;
+/** Everything below this belongs to the hypervisor; guest programs live above. */
+export const USER_START = HUGE_PAGE;
+
+/** Page directories fit below USER_START: one 4 KiB directory maps 1 GiB. */
+export const MAX_ADDRESS_SPACE = Math.floor((USER_START - PD_ADDR) / PAGE) * 0x4000_0000;
+export const MIN_ADDRESS_SPACE = 16 << 20;
+
+/** Default size of the initial stack region (RLIMIT_STACK). */
+export const STACK_SIZE = 8 << 20;
+
+/** I/O ports the guest-side stubs use to reach the host. */
+export const PORT_HYPERCALL = 0x0; // `out %eax, $0` from guest code: the TinyKVM guest API (GUEST_ABI.md)
+export const PORT_SYSCALL = 0x1; // the LSTAR stub: a Linux syscall, number in rax
+export const PORT_EXCEPTION_BASE = 0x80; // 0x80 + vector: a CPU exception reported by its IDT stub
+
+export interface LayoutRow {
+  start: number;
+  end: number;
+  contents: string;
+  access: string;
+}
+
+/** The table above for a given address space, as data (for `--trace` and docs). */
+export function describeLayout(addressSpace: number): LayoutRow[] {
+  return [
+    { start: 0, end: GDT_ADDR, contents: 'null page', access: 'not present' },
+    { start: GDT_ADDR, end: TSS_ADDR, contents: 'GDT', access: 'supervisor' },
+    { start: TSS_ADDR, end: IDT_ADDR, contents: 'TSS', access: 'supervisor' },
+    { start: IDT_ADDR, end: STUBS_ADDR, contents: 'IDT', access: 'supervisor' },
+    { start: STUBS_ADDR, end: STUBS_ADDR + PAGE, contents: 'syscall and exception stubs', access: 'user r-x' },
+    { start: EXCEPTION_STACK_TOP - 2 * PAGE, end: EXCEPTION_STACK_TOP, contents: 'exception stack', access: 'supervisor' },
+    { start: PML4_ADDR, end: PD_ADDR + pageDirectoryCount(addressSpace) * PAGE, contents: 'page tables', access: 'supervisor' },
+    { start: USER_START, end: addressSpace, contents: 'program: ELF, heap, mmap, stack', access: 'user rwx' },
+  ];
+}
+
+export function pageDirectoryCount(addressSpace: number): number {
+  return Math.ceil(addressSpace / 0x4000_0000);
+}
+
+export const pageAlignDown = (x: number): number => x - (x % PAGE);
+export const pageAlignUp = (x: number): number => Math.ceil(x / PAGE) * PAGE;

@@ -1,0 +1,45 @@
+/**
+ * Identity-mapped 4-level page tables for the whole address space.
+ *
+ *   PML4[0] → PDPT[g] → PD g (1 GiB each) → 2 MiB pages, user RW
+ *                        PD 0[0] → PT (4 KiB pages) for the first 2 MiB, where
+ *                        the hypervisor's pages live with their own permissions
+ *
+ * Built once into guest memory before the first run. The guest never needs to
+ * change them: mmap/munmap/mprotect are bookkeeping in the host (DESIGN.md #4).
+ */
+import {
+  EXCEPTION_STACK_TOP, GDT_ADDR, HUGE_PAGE, IDT_ADDR, LOW_PT_ADDR, PAGE, PD_ADDR, PDPT_ADDR, PML4_ADDR, STUBS_ADDR, TSS_ADDR,
+  USER_START, pageDirectoryCount,
+} from './layout.js';
+
+const P = 1n; // present
+const RW = 2n; // writable
+const US = 4n; // user-accessible
+const PS = 0x80n; // 2 MiB page (in a page directory entry)
+
+/** Writes the page tables into `memory` (guest-physical view from address 0). */
+export function buildPageTables(memory: Uint8Array, addressSpace: number): void {
+  const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
+  const entry = (table: number, index: number, value: bigint): void => view.setBigUint64(table + index * 8, value, true);
+  const directories = pageDirectoryCount(addressSpace);
+
+  memory.fill(0, PML4_ADDR, PD_ADDR + directories * PAGE);
+  entry(PML4_ADDR, 0, BigInt(PDPT_ADDR) | P | RW | US);
+  for (let g = 0; g < directories; g++) {
+    const pd = PD_ADDR + g * PAGE;
+    entry(PDPT_ADDR, g, BigInt(pd) | P | RW | US);
+    for (let i = 0; i < 512; i++) {
+      const addr = g * 0x4000_0000 + i * HUGE_PAGE;
+      if (addr >= addressSpace) break;
+      if (addr >= USER_START) entry(pd, i, BigInt(addr) | P | RW | US | PS);
+    }
+  }
+  // The first 2 MiB in 4 KiB pages: the user bit must be set at every level
+  // for the one user page below it (the stubs) to be reachable from ring 3.
+  entry(PD_ADDR, 0, BigInt(LOW_PT_ADDR) | P | RW | US);
+  const supervisor = [GDT_ADDR, TSS_ADDR, IDT_ADDR, EXCEPTION_STACK_TOP - 2 * PAGE, EXCEPTION_STACK_TOP - PAGE];
+  for (const addr of supervisor) entry(LOW_PT_ADDR, addr / PAGE, BigInt(addr) | P | RW);
+  for (let addr = PML4_ADDR; addr < PD_ADDR + directories * PAGE; addr += PAGE) entry(LOW_PT_ADDR, addr / PAGE, BigInt(addr) | P | RW);
+  entry(LOW_PT_ADDR, STUBS_ADDR / PAGE, BigInt(STUBS_ADDR) | P | US);
+}

@@ -1,0 +1,68 @@
+/**
+ * The state of one emulated Linux process: what a syscall handler may see.
+ *
+ * Handlers get this narrow view and never the vCPU or the server (DESIGN.md):
+ * guest memory through checked accessors, the file table, the path policy, the
+ * address-space bookkeeping, signal dispositions, identity and limits.
+ * Each piece is its own object so a request fork can save and restore it.
+ */
+import type { GuestMemory } from '../paging/guest-memory.js';
+import type { FileTable } from './fd-table.js';
+import type { PathPolicy } from './path-policy.js';
+import type { AddressSpace } from './address-space.js';
+import type { SignalState } from './signal-state.js';
+
+/** Why the guest stopped running, set by exit_group, a fatal signal to itself, … */
+export interface ExitState {
+  status: number;
+  /** The signal that "killed" the process (status is then 128+signal). */
+  signal?: number;
+}
+
+export interface ProcessParts {
+  mem: GuestMemory;
+  files: FileTable;
+  paths: PathPolicy;
+  mm: AddressSpace;
+  signals: SignalState;
+  argv: string[];
+  env: string[];
+  /** One line per traced syscall, or null when tracing is off. */
+  trace: ((line: string) => void) | null;
+  /** Diagnostics from tskvm itself (unimplemented syscall, …): never mixed into guest stdout. */
+  warn: (message: string) => void;
+}
+
+export class Process {
+  static readonly PID = 2;
+  static readonly PPID = 1;
+
+  readonly mem: GuestMemory;
+  readonly files: FileTable;
+  readonly paths: PathPolicy;
+  readonly mm: AddressSpace;
+  readonly signals: SignalState;
+  readonly argv: string[];
+  readonly env: string[];
+  trace: ((line: string) => void) | null;
+  readonly warn: (message: string) => void;
+  umask = 0o022;
+  /** Guest address given to set_tid_address (cleared on exit by Linux; kept for completeness). */
+  clearChildTid = 0;
+  /** FS segment base set by arch_prctl(ARCH_SET_FS): the guest's TLS pointer. */
+  fsBase = 0;
+  gsBase = 0;
+  exit: ExitState | null = null;
+
+  constructor(parts: ProcessParts) {
+    this.mem = parts.mem;
+    this.files = parts.files;
+    this.paths = parts.paths;
+    this.mm = parts.mm;
+    this.signals = parts.signals;
+    this.argv = parts.argv;
+    this.env = parts.env;
+    this.trace = parts.trace;
+    this.warn = parts.warn;
+  }
+}

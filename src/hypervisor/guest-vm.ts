@@ -19,9 +19,9 @@ export interface GuestVm {
   close(): void;
 }
 
-export function writeSystemArea(ram: GuestRam, entryKind: SyscallEntryKind): void {
+export function writeSystemArea(ram: GuestRam, entryKind: SyscallEntryKind, holes: Array<[number, number]> = []): void {
   const bytes = ram.memory.bytes;
-  buildPageTables(bytes, ram.size);
+  buildPageTables(bytes, ram.size, holes);
   writeDescriptorTables(bytes);
   writeStubs(bytes, entryKind);
 }

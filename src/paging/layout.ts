@@ -12,7 +12,8 @@
  *   0x008000  PML4, 0x9000 PDPT, 0xa000 PT   supervisor: page tables
  *   0x00b000  page directories (one per GiB) supervisor
  *   …         rest of the first 2 MiB        not present
- *   0x200000  user memory: ELF image, brk heap, mmap area, stack at the top   user RW, 2 MiB pages
+ *   0x200000  user memory: ELF image, brk heap, mmap area   user RWX, 2 MiB pages
+ *   …         2 MiB guard, not present; then the 8 MiB stack ending at the top
  *   addressSpace                             end of guest memory
  */
 export const PAGE = 0x1000;
@@ -36,6 +37,8 @@ export const MIN_ADDRESS_SPACE = 16 << 20;
 
 /** Default size of the initial stack region (RLIMIT_STACK). */
 export const STACK_SIZE = 8 << 20;
+/** Unmapped gap below the stack, so a stack overflow faults as it does natively. */
+export const STACK_GUARD = HUGE_PAGE;
 
 /** I/O ports the guest-side stubs use to reach the host. */
 export const PORT_HYPERCALL = 0x0; // `out %eax, $0` from guest code: the TinyKVM guest API (GUEST_ABI.md)

@@ -18,8 +18,13 @@ const RW = 2n; // writable
 const US = 4n; // user-accessible
 const PS = 0x80n; // 2 MiB page (in a page directory entry)
 
-/** Writes the page tables into `memory` (guest-physical view from address 0). */
-export function buildPageTables(memory: Uint8Array, addressSpace: number): void {
+/**
+ * Writes the page tables into `memory` (guest-physical view from address 0).
+ * `holes` are 2 MiB-aligned ranges left unmapped in the user area, such as the
+ * guard below the stack that turns a runaway recursion into a fault.
+ */
+export function buildPageTables(memory: Uint8Array, addressSpace: number, holes: Array<[number, number]> = []): void {
+  const inHole = (addr: number): boolean => holes.some(([start, end]) => addr >= start && addr < end);
   const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
   const entry = (table: number, index: number, value: bigint): void => view.setBigUint64(table + index * 8, value, true);
   const directories = pageDirectoryCount(addressSpace);
@@ -32,7 +37,7 @@ export function buildPageTables(memory: Uint8Array, addressSpace: number): void 
     for (let i = 0; i < 512; i++) {
       const addr = g * 0x4000_0000 + i * HUGE_PAGE;
       if (addr >= addressSpace) break;
-      if (addr >= USER_START) entry(pd, i, BigInt(addr) | P | RW | US | PS);
+      if (addr >= USER_START && !inHole(addr)) entry(pd, i, BigInt(addr) | P | RW | US | PS);
     }
   }
   // The first 2 MiB in 4 KiB pages: the user bit must be set at every level

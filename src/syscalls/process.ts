@@ -17,6 +17,14 @@ export interface ExitState {
   status: number;
   /** The signal that "killed" the process (status is then 128+signal). */
   signal?: number;
+  /** Why tskvm ended the process itself (a deadlock, …); absent for a normal exit. */
+  reason?: string;
+}
+
+/** What a syscall may ask of the vCPU, without seeing it: the TLS segment bases. */
+export interface CpuControl {
+  setFsBase(value: number): void;
+  setGsBase(value: number): void;
 }
 
 export interface ProcessParts {
@@ -52,7 +60,11 @@ export class Process {
   /** FS segment base set by arch_prctl(ARCH_SET_FS): the guest's TLS pointer. */
   fsBase = 0;
   gsBase = 0;
+  /** prctl(PR_SET_NAME), NUL-padded. */
+  readonly threadName = new Uint8Array(16);
   exit: ExitState | null = null;
+  /** Set by the machine that runs this process. */
+  cpu: CpuControl | null = null;
 
   constructor(parts: ProcessParts) {
     this.mem = parts.mem;

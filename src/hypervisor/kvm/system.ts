@@ -62,6 +62,17 @@ export class Kvm {
     return this.cpuidCache;
   }
 
+  /** One CPUID leaf as the guest will see it: [eax, ebx, ecx, edx], zeros when absent. */
+  cpuidLeaf(fn: number, index = 0): [number, number, number, number] {
+    const c = this.supportedCpuid();
+    for (let at = 8; at < c.length; at += 40) {
+      if (c.readUInt32LE(at) === fn && c.readUInt32LE(at + 4) === index) {
+        return [c.readUInt32LE(at + 12), c.readUInt32LE(at + 16), c.readUInt32LE(at + 20), c.readUInt32LE(at + 24)];
+      }
+    }
+    return [0, 0, 0, 0];
+  }
+
   createVm(): Vm {
     return new Vm(this, ioctl(this.fd, 'KVM_CREATE_VM', 0));
   }

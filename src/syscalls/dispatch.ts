@@ -1,0 +1,60 @@
+/**
+ * From a syscall number to its emulation. One table, indexed by number, built
+ * from the family files; the same definitions drive `--trace`.
+ *
+ * A handler that touches a bad guest pointer throws GuestFault; here that
+ * becomes -EFAULT, as the kernel's copy_from_user would make it.
+ */
+import { GuestFault } from '../paging/guest-memory.js';
+import { E } from './errno.js';
+import type { Process } from './process.js';
+import type { SyscallArgs, SyscallDef } from './syscall.js';
+import { formatCall } from './trace.js';
+import { fsSyscalls } from './fs.js';
+import { mmSyscalls } from './mm.js';
+import { procSyscalls } from './proc.js';
+import { signalSyscalls } from './signal.js';
+import { timeSyscalls } from './time.js';
+
+const MAX_SYSCALL = 512;
+
+function buildTable(families: SyscallDef[][]): Array<SyscallDef | undefined> {
+  const table = new Array<SyscallDef | undefined>(MAX_SYSCALL).fill(undefined);
+  for (const def of families.flat()) {
+    if (table[def.nr]) throw new Error(`syscall ${def.nr} defined twice (${table[def.nr]!.name}, ${def.name})`);
+    table[def.nr] = def;
+  }
+  return table;
+}
+
+export const syscallTable = buildTable([fsSyscalls, mmSyscalls, procSyscalls, signalSyscalls, timeSyscalls]);
+
+export function syscallName(nr: number): string {
+  return syscallTable[nr]?.name ?? `syscall_${nr}`;
+}
+
+/**
+ * Runs one guest→host call (`def`, found by number `nr`, or undefined when
+ * there is no such call) for process `p`; returns the value for rax.
+ * Unknown numbers answer -ENOSYS and are reported once each.
+ */
+export function dispatch(p: Process, def: SyscallDef | undefined, nr: number, args: SyscallArgs, unknownReported: Set<number>, kind: 'syscall' | 'hypercall'): number {
+  let result: number;
+  if (!def) {
+    const key = kind === 'syscall' ? nr : -nr - 1;
+    if (!unknownReported.has(key)) {
+      unknownReported.add(key);
+      p.warn(`unsupported ${kind} ${kind === 'syscall' ? nr : '0x' + nr.toString(16)}: returning ENOSYS`);
+    }
+    result = -E.ENOSYS;
+  } else {
+    try {
+      result = def.handler(p, args);
+    } catch (e) {
+      if (!(e instanceof GuestFault)) throw e;
+      result = -E.EFAULT;
+    }
+  }
+  if (p.trace) p.trace(formatCall(nr, def, args, result, p.mem));
+  return result;
+}

@@ -1,0 +1,87 @@
+/**
+ * Clocks and sleeping. Clock reads go straight to the host's clock_gettime,
+ * writing into guest memory (no copy); sleeps block the vCPU's thread, as the
+ * guest's only thread is blocked too. There is no vDSO, so every clock read is
+ * one exit.
+ */
+import { E } from './errno.js';
+import type { SyscallDef } from './syscall.js';
+import type { Process } from './process.js';
+import { libc } from '../hypervisor/kvm/libc.js';
+
+const TIMER_ABSTIME = 1;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function clockInto(p: Process, clock: number, addr: number, fn: typeof libc.clockGettime): number {
+  if (clock < 0 || clock > 11) return -E.EINVAL;
+  if (!addr) return fn === libc.clockGetres ? 0 : -E.EFAULT;
+  const host = p.mem.hostAddress(addr, 16);
+  if (fn(clock, host) < 0) return -E.EINVAL;
+  p.mem.recordWrite(addr, 16);
+  return 0;
+}
+
+/** Reads a struct timespec; null when it is invalid (-EINVAL). */
+function readTimespec(p: Process, addr: number): number | null {
+  const sec = p.mem.i64(addr);
+  const nsec = p.mem.i64(addr + 8);
+  if (sec < 0 || nsec < 0 || nsec >= 1e9) return null;
+  return sec * 1e3 + nsec / 1e6;
+}
+
+const scratch = Buffer.alloc(16);
+
+function nowMs(clock: number): number {
+  libc.clockGettimeInto(clock, scratch);
+  return Number(scratch.readBigInt64LE(0)) * 1e3 + Number(scratch.readBigInt64LE(8)) / 1e6;
+}
+
+function sleepMs(ms: number): void {
+  if (ms > 0) Atomics.wait(sleeper, 0, 0, ms);
+}
+
+export const timeSyscalls: SyscallDef[] = [
+  { nr: 228, name: 'clock_gettime', args: ['clock', 'ptr'], handler: (p, a) => clockInto(p, a[0]! | 0, a[1]!, libc.clockGettime) },
+  { nr: 229, name: 'clock_getres', args: ['clock', 'ptr'], handler: (p, a) => clockInto(p, a[0]! | 0, a[1]!, libc.clockGetres) },
+  {
+    nr: 96, name: 'gettimeofday', args: ['ptr', 'ptr'],
+    handler: (p, a) => {
+      if (a[0]) {
+        const ms = Date.now();
+        const us = Math.floor((performance.timeOrigin + performance.now()) * 1000) % 1000;
+        p.mem.setU64(a[0], Math.floor(ms / 1000));
+        p.mem.setU64(a[0] + 8, (ms % 1000) * 1000 + us);
+      }
+      if (a[1]) p.mem.write(a[1], 8).fill(0);
+      return 0;
+    },
+  },
+  {
+    nr: 201, name: 'time', args: ['ptr'],
+    handler: (p, a) => {
+      const t = Math.floor(Date.now() / 1000);
+      if (a[0]) p.mem.setU64(a[0], t);
+      return t;
+    },
+  },
+  {
+    nr: 35, name: 'nanosleep', args: ['ptr', 'ptr'],
+    handler: (p, a) => {
+      const ms = readTimespec(p, a[0]!);
+      if (ms === null) return -E.EINVAL;
+      sleepMs(ms);
+      return 0;
+    },
+  },
+  {
+    nr: 230, name: 'clock_nanosleep', args: ['clock', 'int', 'ptr', 'ptr'],
+    handler: (p, a) => {
+      const [clock, flags, req] = [a[0]! | 0, a[1]! | 0, a[2]!];
+      if (clock < 0 || clock > 11) return E.EINVAL;
+      const ms = readTimespec(p, req);
+      if (ms === null) return E.EINVAL;
+      sleepMs(flags & TIMER_ABSTIME ? ms - nowMs(clock) : ms);
+      return 0; // clock_nanosleep returns a positive error number, not -errno
+    },
+  },
+];

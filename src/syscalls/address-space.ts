@@ -95,12 +95,14 @@ export class AddressSpace {
       if (this.mappings.some((m) => m.label === 'guard' && m.start < hint + len && m.end > hint)) return -E.ENOMEM;
       this.unmapRange(hint, hint + len);
       this.insert({ start: hint, end: hint + len, prot, label });
+      this.coalesce();
       return hint;
     }
     const at = hint >= this.userStart && hint % PAGE === 0 && hint + len <= this.end && !this.overlaps(hint, hint + len)
       ? hint : this.findGap(len);
     if (at < 0) return -E.ENOMEM;
     this.insert({ start: at, end: at + len, prot, label });
+    this.coalesce();
     return at;
   }
 
@@ -146,15 +148,27 @@ export class AddressSpace {
     this.insert({ start: to, end: to + newLen, prot: m.prot, label: m.label });
     move(addr, to, oldLen);
     this.unmapRange(addr, addr + oldLen);
+    this.coalesce();
     return to;
   }
 
-  /** mprotect(2): only checks the range is mapped; every page stays accessible (see the header). */
+  /** mprotect(2): records the protection (splitting mappings as Linux does); every page stays accessible (see the header). */
   protect(addr: number, len: number, prot: number): number {
     if (addr % PAGE !== 0) return -E.EINVAL;
     const end = addr + pageAlignUp(len);
     if (!this.isMapped(addr, end)) return -E.ENOMEM;
-    for (const m of this.mappings) if (m.start < end && m.end > addr && m.label !== 'image') m.prot = prot;
+    const out: Mapping[] = [];
+    for (const m of this.mappings) {
+      if (m.end <= addr || m.start >= end || m.label === 'image') {
+        out.push(m);
+        continue;
+      }
+      if (m.start < addr) out.push({ ...m, end: addr });
+      out.push({ ...m, start: Math.max(m.start, addr), end: Math.min(m.end, end), prot });
+      if (m.end > end) out.push({ ...m, start: end });
+    }
+    this.mappings = out;
+    this.coalesce();
     return 0;
   }
 
@@ -212,7 +226,7 @@ export class AddressSpace {
     return top - len >= floor ? top - len : -1;
   }
 
-  /** Merges neighbours with the same protection and origin, so grown mappings stay one range. */
+  /** Merges neighbours with the same protection and origin, as Linux merges compatible VMAs. */
   private coalesce(): void {
     const out: Mapping[] = [];
     for (const m of this.mappings) {

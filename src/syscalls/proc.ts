@@ -23,7 +23,7 @@ function rlimit(p: Process, resource: number): [number, number] | null {
   if (resource < 0 || resource > 15) return null;
   switch (resource) {
     case RLIMIT_STACK: return [p.mm.stackTop - p.mm.stackBottom, RLIM_INFINITY];
-    case RLIMIT_NOFILE: return [p.files.limit, p.files.limit];
+    case RLIMIT_NOFILE: return [p.files.maxFiles, p.files.maxFiles];
     case RLIMIT_AS: case RLIMIT_DATA: return [p.mm.end, p.mm.end];
     default: return [RLIM_INFINITY, RLIM_INFINITY];
   }

@@ -1,0 +1,16 @@
+// BusyBox (Debian's busybox-static): every applet case must behave under tskvm exactly as natively.
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { assertSameOutcome, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
+import { BUSYBOX, busyboxCases } from './helpers/busybox.js';
+
+t.test('busybox applets: identical output and exit status', async (t) => {
+  if (!kvmAvailable(t)) return;
+  t.ok(existsSync(BUSYBOX), `${BUSYBOX} is installed (apt-get install busybox-static)`);
+  if (!existsSync(BUSYBOX)) return;
+  t.ok(new Set(busyboxCases.map((c) => c.args[0])).size >= 25, 'at least 25 different applets');
+  for (const c of busyboxCases) {
+    const opts = { env: c.env ?? {}, input: c.input };
+    assertSameOutcome(t, runTskvm(BUSYBOX, c.args, { ...opts, allow: c.allow }), runNative(BUSYBOX, c.args, opts), c.name);
+  }
+});

@@ -8,7 +8,7 @@
  * are ours, and our exit status is its exit status (128+signal when it died of
  * one). tskvm's own messages start with "tskvm:" and go to stderr.
  */
-import { writeSync } from 'node:fs';
+import { realpathSync, writeSync } from 'node:fs';
 import { TskvmError } from '../errors.js';
 import { Machine } from '../hypervisor/machine.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
@@ -91,11 +91,28 @@ function parseRun(argv: string[]): RunCommand {
   return cmd;
 }
 
+/**
+ * The guest starts where we are, as a native program would — when that
+ * directory is visible to it at all; otherwise at /.
+ */
+function guestCwd(allowed: AllowedPath[]): string {
+  const here = process.cwd();
+  const inside = allowed.some((a) => {
+    try {
+      const root = realpathSync(a.real);
+      return here === root || here.startsWith(root.endsWith('/') ? root : root + '/');
+    } catch {
+      return false;
+    }
+  });
+  return inside ? here : '/';
+}
+
 function run(argv: string[]): number {
   const cmd = parseRun(argv);
   const trace = cmd.trace ? (line: string) => writeSync(2, line + '\n') : null;
   const machine = Machine.fromFile(cmd.elf, {
-    args: cmd.args, env: cmd.env, allowed: cmd.allowed, maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
+    args: cmd.args, env: cmd.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed), maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
   });
   try {
     const result = machine.run();

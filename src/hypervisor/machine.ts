@@ -30,8 +30,9 @@ import { dispatch, syscallTable } from '../syscalls/dispatch.js';
 import { hypercallTable } from '../syscalls/api/hypercalls.js';
 import {
   KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, MSR,
-  run as runLayout, sregs as sregsLayout,
+  regIndex, run as runLayout, sregs as sregsLayout,
 } from './kvm/abi.js';
+import { SYSCALL_ENTRY } from '../paging/stubs.js';
 import { Kvm } from './kvm/system.js';
 import { createGuestVm, writeSystemArea, type GuestVm } from './guest-vm.js';
 import { platform } from './platform.js';
@@ -51,6 +52,12 @@ export interface MachineOptions {
   maxMemoryMiB?: number;
   /** Wall-clock limit for run(), in seconds; 0 or absent for none. */
   timeoutSec?: number;
+  /**
+   * Rewrite each `syscall` instruction the program executes into `out %eax, $1`
+   * after its first use, so later calls from that site cost one exit instead of
+   * two (see patchSyscallSite). Default true.
+   */
+  rewriteSyscalls?: boolean;
   maxOpenFiles?: number;
   stdio?: [OpenFile, OpenFile, OpenFile];
   trace?: ((line: string) => void) | null;
@@ -75,6 +82,9 @@ const PIE_BASE = 0x40_0000;
 /** Argument registers as kvm_regs indices: syscalls use r10 where the C ABI (hypercalls) uses rcx. */
 const SYSCALL_ARGS = [5, 4, 3, 10, 8, 9];
 const HYPERCALL_ARGS = [5, 4, 3, 2, 8, 9];
+const RIP = regIndex.rip * 2;
+/** rip at the exit of the LSTAR stub's `out` (its first instruction, 2 bytes). */
+const SYSCALL_STUB_OUT_END = SYSCALL_ENTRY + 2;
 
 let threadTimer: RunTimer | null = null;
 
@@ -86,6 +96,7 @@ export class Machine {
   private readonly timeoutMs: number;
   private readonly args = new Float64Array(6);
   private readonly unknownReported = new Set<number>();
+  private readonly rewriteSyscalls: boolean;
   private closed = false;
 
   /** Loads the ELF at `path` (the guest sees this path as its own). */
@@ -107,6 +118,7 @@ export class Machine {
     const guardStart = stackBottom - STACK_GUARD;
     this.image = parseElf(file, { minAddress: USER_START, maxAddress: guardStart, pieBase: PIE_BASE }, exePath);
     this.timeoutMs = (options.timeoutSec ?? 0) * 1000;
+    this.rewriteSyscalls = options.rewriteSyscalls ?? true;
 
     this.ram = new GuestRam(size, 'tskvm:' + exePath);
     try {
@@ -166,6 +178,7 @@ export class Machine {
               args[i] = (regs[r + 1]! | 0) * 0x1_0000_0000 + regs[r]!;
             }
             const nr = syscall ? regs[0]! + (regs[1]! | 0) * 0x1_0000_0000 : regs[0]!;
+            if (syscall && this.rewriteSyscalls && regs[RIP]! === SYSCALL_STUB_OUT_END && regs[RIP + 1]! === 0) this.patchSyscallSite(vcpu.get('rcx') - 2);
             const result = dispatch(p, syscall ? syscallTable[nr] : hypercallTable.get(nr), nr, args, this.unknownReported, syscall ? 'syscall' : 'hypercall');
             if (p.exit) {
               const { status, signal, reason: why } = p.exit;
@@ -215,6 +228,25 @@ export class Machine {
       }
     } finally {
       timer?.disarm();
+    }
+  }
+
+  /**
+   * On PVM, `syscall` from ring 3 first traps into the hypervisor, which sends
+   * it on to our LSTAR stub, whose `out` then exits to us: two world switches.
+   * The CPU put the return address in rcx, so the two bytes before it are a
+   * `syscall` (0f 05) the guest really executed; replacing them with
+   * `out %eax, $1` (e7 01, also two bytes) makes every later call from that
+   * site one exit, straight to the same handler. Linux lets syscall clobber rcx
+   * and r11, so leaving them intact is within the ABI. Only bytes that read
+   * 0f 05 inside the program's memory are touched.
+   */
+  private patchSyscallSite(site: number): void {
+    const bytes = this.ram.memory.bytes;
+    if (site >= USER_START && site + 2 <= bytes.length && bytes[site] === 0x0f && bytes[site + 1] === 0x05) {
+      this.ram.memory.recordWrite(site, 2);
+      bytes[site] = 0xe7;
+      bytes[site + 1] = PORT_SYSCALL;
     }
   }
 

@@ -4,7 +4,8 @@
 //
 //   node bench/core.mjs [--quick] [--json FILE]
 //
-// (a) exit floor: a guest that only does `out` (the sys_is_debug hypercall) in a loop
+// (a) exit floor: a guest that only does `out` (the sys_is_debug hypercall) in a loop,
+//     beside the bare KVM floor of the same loop driven by a C program (bench/kvm-floor.c)
 // (b) emulated syscall round trip: getppid in a loop, as a ratio to (a)
 // (c) cold start: create + boot + exit of a static hello, in-process and as a process, vs native
 // (d) CPU-bound work in the VM vs native: sha256 of 64 MiB, and a 64 MiB memory-touching loop
@@ -45,11 +46,11 @@ function runInProcess(bin, args, options = {}) {
  * Per-iteration cost of a guest loop, startup cancelled out: time(N2) - time(N1)
  * over N2 - N1 iterations, median of several rounds.
  */
-function perIteration(bin, n1, n2, rounds) {
+function perIteration(bin, n1, n2, rounds, options = {}) {
   const samples = [];
   for (let i = 0; i < rounds; i++) {
-    const a = runInProcess(bin, [String(n1)]);
-    const b = runInProcess(bin, [String(n2)]);
+    const a = runInProcess(bin, [String(n1)], options);
+    const b = runInProcess(bin, [String(n2)], options);
     samples.push(((b - a) * 1000) / (n2 - n1));
   }
   return median(samples);
@@ -84,10 +85,17 @@ const info = platform();
 const rounds = quick ? 3 : 7;
 
 // (a) + (b)
+const floorC = join(root, 'bench/out/kvm-floor');
+mkdirSync(dirname(floorC), { recursive: true });
+const cc = spawnSync('gcc', ['-O2', '-o', floorC, join(root, 'bench/kvm-floor.c')], { stdio: 'inherit' });
+if (cc.status !== 0) throw new Error('cannot build bench/kvm-floor.c');
+const bareUs = median(Array.from({ length: rounds }, () => Number(spawnSync(floorC, [quick ? '10000' : '40000'], { encoding: 'utf8' }).stdout)));
 const floorUs = perIteration(guest('hypercall.glibc'), 2000, quick ? 12000 : 42000, rounds);
 const syscallUs = perIteration(guest('getppid.glibc'), 2000, quick ? 12000 : 42000, rounds);
-row('exit floor: hypercall `out` round trip', floorUs, null, 'µs', '≈ 20 µs on PVM (PLATFORM.md)');
+const stubUs = perIteration(guest('getppid.glibc'), 2000, quick ? 12000 : 42000, rounds, { rewriteSyscalls: false });
+row('exit floor: hypercall `out` round trip, through tskvm vs bare KVM (C)', floorUs, bareUs, 'µs', 'the floor');
 row('emulated syscall (getppid) vs exit floor', syscallUs, floorUs, 'µs', '≤ 1.25×');
+row('same, every call through the LSTAR stub (rewriting off)', stubUs, floorUs, 'µs', 'report');
 
 // (c)
 runInProcess(guest('hello.glibc'), []); // warm: platform probe, JIT

@@ -122,14 +122,8 @@ export class GuestMemory {
    * is found within `max` (callers answer -ENAMETOOLONG or -EFAULT).
    */
   cString(addr: number, max = 4096, encoding: 'utf8' | 'latin1' = 'utf8'): string | null {
-    this.check(addr, 1);
-    const end = Math.min(this.size, addr + max + 1);
-    const nul = this.bytes.subarray(addr, end).indexOf(0);
-    if (nul < 0) {
-      if (end === this.size) throw new GuestFault(addr, max);
-      return null;
-    }
-    return (encoding === 'utf8' ? utf8 : latin1).decode(this.bytes.subarray(addr, addr + nul));
+    const bytes = this.cBytes(addr, max);
+    return bytes && (encoding === 'utf8' ? utf8 : latin1).decode(bytes);
   }
 
   /** Raw bytes of a NUL-terminated string (without the NUL), or null as above. */

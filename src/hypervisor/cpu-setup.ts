@@ -6,6 +6,7 @@
 import { MSR, segment as seg, sregs as sl } from './kvm/abi.js';
 import type { Kvm } from './kvm/system.js';
 import type { Vcpu } from './kvm/vcpu.js';
+import type { CpuControl } from '../syscalls/process.js';
 import { GDT_ADDR, IDT_ADDR, PML4_ADDR, TSS_ADDR } from '../paging/layout.js';
 import { GDT_LIMIT, IDT_LIMIT, SELECTOR, STAR_VALUE, TSS_LIMIT } from '../paging/descriptors.js';
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
@@ -90,4 +91,13 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState): void {
 /** The segment selector CS held at the last exit (its low 2 bits are the privilege level). */
 export function currentCs(vcpu: Vcpu): number {
   return vcpu.getSregs().readUInt16LE(sl.cs + seg.selector);
+}
+
+/** The narrow control over the vCPU that syscall and hypercall handlers get (Process.cpu). */
+export function cpuControl(vcpu: Vcpu): CpuControl {
+  return {
+    setFsBase: (v) => vcpu.setMsrs([[MSR.FS_BASE, v]]),
+    setGsBase: (v) => vcpu.setMsrs([[MSR.GS_BASE, v]]),
+    setRdx: (v) => vcpu.set('rdx', v),
+  };
 }

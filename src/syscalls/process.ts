@@ -21,11 +21,22 @@ export interface ExitState {
   reason?: string;
 }
 
-/** What a syscall may ask of the vCPU, without seeing it: the TLS segment bases. */
+/** What a syscall may ask of the vCPU, without seeing it: the TLS segment bases, a second result register. */
 export interface CpuControl {
   setFsBase(value: number): void;
   setGsBase(value: number): void;
+  /** rdx, for guest API calls that return a 16-byte struct in rax:rdx. */
+  setRdx(value: number): void;
 }
+
+/** A guest API call that hands control back to the host (the run loop returns it). */
+export type PauseState =
+  /** wait_for_requests (paused: false) or wait_for_requests_paused(req) (paused: true): freeze here. */
+  | { kind: 'freeze'; paused: boolean; requestAddress: number }
+  /** sys_backend_response: the response is in `Process.api`. */
+  | { kind: 'response' }
+  /** A request handler returned without responding. */
+  | { kind: 'returned' };
 
 export interface ProcessParts {
   mem: GuestMemory;
@@ -63,6 +74,8 @@ export class Process {
   /** prctl(PR_SET_NAME), NUL-padded. */
   readonly threadName = new Uint8Array(16);
   exit: ExitState | null = null;
+  /** Set by a guest API call that stops this run (see PauseState); the run loop clears it. */
+  pause: PauseState | null = null;
   /** Set by the machine that runs this process. */
   cpu: CpuControl | null = null;
 

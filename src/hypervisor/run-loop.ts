@@ -1,0 +1,174 @@
+/**
+ * The vCPU loop: KVM_RUN, look at why the guest exited, emulate, go back in.
+ *
+ *   exit IO port 1 (syscall stub / rewritten site) → Linux syscall, result in rax
+ *   exit IO port 0 (`out %eax, $0`)                → guest API hypercall, result in rax
+ *   exit IO port 0x80+v (IDT stub)                 → CPU exception v: the run ends
+ *   EINTR                                          → our timer: the run ends (timeout)
+ *   HLT / SHUTDOWN / MMIO                          → the guest did something only a kernel may
+ *
+ * It stops when the process exits or when a guest API call pauses it
+ * (wait_for_requests, a response, a handler that returned), and says which.
+ * One GuestRunner serves a vCPU and its process for their whole life: the
+ * main VM while it boots, and a request VM across all its requests.
+ */
+import { TskvmError } from '../errors.js';
+import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, USER_START } from '../paging/layout.js';
+import { SYSCALL_ENTRY } from '../paging/stubs.js';
+import { dispatch, syscallTable } from '../syscalls/dispatch.js';
+import { hypercallTable } from '../syscalls/api/hypercalls.js';
+import type { PauseState, Process } from '../syscalls/process.js';
+import {
+  KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN,
+  regIndex, run as runLayout, sregs as sregsLayout,
+} from './kvm/abi.js';
+import type { Vcpu } from './kvm/vcpu.js';
+import { RunTimer } from './run-timer.js';
+import { describeException, describeOther, formatRegisters, type GuestFaultReport } from './guest-fault.js';
+
+export interface RunResult {
+  /** Like a shell's $?: the exit code, or 128+signal for a process killed by one. */
+  status: number;
+  outcome: 'exit' | 'signal' | 'fault' | 'timeout' | 'pause';
+  signal?: number;
+  fault?: GuestFaultReport;
+  /** Set when outcome is 'pause': the guest API call that handed control back. */
+  pause?: PauseState;
+  /** For anything but a normal exit or a pause: what happened, in one paragraph. */
+  message?: string;
+  /** Guest exits handled (syscalls, hypercalls, faults). */
+  exits: number;
+}
+
+/** Argument registers as kvm_regs indices: syscalls use r10 where the C ABI (hypercalls) uses rcx. */
+const SYSCALL_ARGS = [5, 4, 3, 10, 8, 9];
+const HYPERCALL_ARGS = [5, 4, 3, 2, 8, 9];
+const RIP = regIndex.rip * 2;
+/** rip at the exit of the LSTAR stub's `out` (its first instruction, 2 bytes). */
+const SYSCALL_STUB_OUT_END = SYSCALL_ENTRY + 2;
+
+let threadTimer: RunTimer | null = null;
+
+export class GuestRunner {
+  readonly vcpu: Vcpu;
+  readonly process: Process;
+  private readonly rewriteSyscalls: boolean;
+  private readonly args = new Float64Array(6);
+  private readonly unknownReported = new Set<number>();
+
+  constructor(vcpu: Vcpu, process: Process, rewriteSyscalls: boolean) {
+    this.vcpu = vcpu;
+    this.process = process;
+    this.rewriteSyscalls = rewriteSyscalls;
+  }
+
+  /** Runs until the process exits, faults, pauses, or `timeoutMs` (0: no limit) passes. */
+  run(timeoutMs: number): RunResult {
+    const { vcpu, process: p, args } = this;
+    const regs = vcpu.regs;
+    const view = vcpu.runView;
+    let exits = 0;
+    const timer = timeoutMs > 0 ? this.startTimer(timeoutMs) : null;
+    try {
+      for (;;) {
+        const reason = vcpu.run();
+        exits++;
+        if (reason === KVM_EXIT_IO) {
+          const port = view.getUint16(runLayout.io.port, true);
+          if (port === PORT_SYSCALL || port === PORT_HYPERCALL) {
+            const syscall = port === PORT_SYSCALL;
+            const argRegs = syscall ? SYSCALL_ARGS : HYPERCALL_ARGS;
+            for (let i = 0; i < 6; i++) {
+              const r = argRegs[i]! * 2;
+              args[i] = (regs[r + 1]! | 0) * 0x1_0000_0000 + regs[r]!;
+            }
+            const nr = syscall ? regs[0]! + (regs[1]! | 0) * 0x1_0000_0000 : regs[0]!;
+            if (syscall && this.rewriteSyscalls && regs[RIP]! === SYSCALL_STUB_OUT_END && regs[RIP + 1]! === 0) this.patchSyscallSite(vcpu.get('rcx') - 2);
+            const result = dispatch(p, syscall ? syscallTable[nr] : hypercallTable.get(nr), nr, args, this.unknownReported, syscall ? 'syscall' : 'hypercall');
+            if (p.exit) {
+              const { status, signal, reason: why } = p.exit;
+              return signal
+                ? { status, signal, outcome: 'signal', exits, message: why }
+                : { status, outcome: 'exit', exits };
+            }
+            vcpu.set('rax', result);
+            if (p.pause) {
+              const pause = p.pause;
+              p.pause = null;
+              return { status: 0, outcome: 'pause', pause, exits };
+            }
+            continue;
+          }
+          if (port >= PORT_EXCEPTION_BASE && port < PORT_EXCEPTION_BASE + 32) {
+            const cr2 = Number(vcpu.getSregs().readBigUInt64LE(sregsLayout.cr2));
+            return faulted(describeException(port - PORT_EXCEPTION_BASE, p.mem, vcpu.registerDump(), cr2), exits);
+          }
+          return faulted(describeOther('io', `access to I/O port 0x${port.toString(16)}`, vcpu.registerDump()), exits);
+        }
+        switch (reason) {
+          case KVM_EXIT_INTR:
+            if (timer?.consume()) {
+              const rip = vcpu.get('rip');
+              return {
+                status: 124, outcome: 'timeout', exits,
+                message: `timeout: the program ran longer than ${timeoutMs / 1000} s and was stopped at rip 0x${rip.toString(16)}`,
+              };
+            }
+            continue; // another signal: go back in
+          case KVM_EXIT_HLT:
+            return faulted(describeOther('privileged', 'privileged instruction (hlt)', vcpu.registerDump()), exits);
+          case KVM_EXIT_SHUTDOWN:
+            return faulted(describeOther('shutdown', 'triple fault (the CPU could not deliver an exception)', vcpu.registerDump()), exits);
+          case KVM_EXIT_MMIO: {
+            const addr = Number(view.getBigUint64(runLayout.mmio.physAddr, true));
+            return faulted(describeOther('io', `access to unbacked guest-physical address 0x${addr.toString(16)}`, vcpu.registerDump()), exits);
+          }
+          case KVM_EXIT_INTERNAL_ERROR:
+          case KVM_EXIT_FAIL_ENTRY:
+          default: {
+            const detail = reason === KVM_EXIT_INTERNAL_ERROR
+              ? `suberror ${view.getUint32(runLayout.internal.suberror, true)}`
+              : reason === KVM_EXIT_FAIL_ENTRY ? `hardware reason 0x${view.getBigUint64(runLayout.failEntry.hardwareEntryFailureReason, true).toString(16)}` : '';
+            const registers = vcpu.registerDump();
+            throw new TskvmError('TSKVM_ERR_KVM_EXIT',
+              `KVM_RUN exited with ${vcpu.exitReasonName(reason)} ${detail} at rip 0x${registers.rip.toString(16)}\n${formatRegisters(registers)}`,
+              { exitReason: reason, registers });
+          }
+        }
+      }
+    } finally {
+      timer?.disarm();
+    }
+  }
+
+  /**
+   * On PVM, `syscall` from ring 3 first traps into the hypervisor, which sends
+   * it on to our LSTAR stub, whose `out` then exits to us: two world switches.
+   * The CPU put the return address in rcx, so the two bytes before it are a
+   * `syscall` (0f 05) the guest really executed; replacing them with
+   * `out %eax, $1` (e7 01, also two bytes) makes every later call from that
+   * site one exit, straight to the same handler. Linux lets syscall clobber rcx
+   * and r11, so leaving them intact is within the ABI. Only bytes that read
+   * 0f 05 inside the program's memory are touched.
+   */
+  private patchSyscallSite(site: number): void {
+    const mem = this.process.mem;
+    if (site >= USER_START && site + 2 <= mem.size && mem.bytes[site] === 0x0f && mem.bytes[site + 1] === 0x05) {
+      mem.write(site, 2).set([0xe7, PORT_SYSCALL]);
+    }
+  }
+
+  private startTimer(timeoutMs: number): RunTimer {
+    threadTimer ??= new RunTimer();
+    this.vcpu.setSignalMask(threadTimer.guestSignalMask);
+    threadTimer.arm(timeoutMs);
+    return threadTimer;
+  }
+}
+
+function faulted(fault: GuestFaultReport, exits: number): RunResult {
+  return {
+    status: 128 + fault.signal, signal: fault.signal, outcome: 'fault', fault, exits,
+    message: `guest fault: ${fault.summary}\n${formatRegisters(fault.registers)}`,
+  };
+}

@@ -40,6 +40,9 @@ int main(void) {
   N(sizeof(struct kvm_msrs)); N(sizeof(struct kvm_msr_entry)); O(kvm_msr_entry, index); O(kvm_msr_entry, data);
   N(sizeof(struct kvm_xcrs)); O(kvm_xcrs, nr_xcrs); O(kvm_xcrs, xcrs); N(sizeof(struct kvm_xcr)); O(kvm_xcr, xcr); O(kvm_xcr, value);
   N(sizeof(struct kvm_dirty_log)); O(kvm_dirty_log, slot); O(kvm_dirty_log, dirty_bitmap);
+  N(sizeof(struct kvm_clear_dirty_log)); O(kvm_clear_dirty_log, slot); O(kvm_clear_dirty_log, num_pages); O(kvm_clear_dirty_log, first_page); O(kvm_clear_dirty_log, dirty_bitmap);
+  N(sizeof(struct kvm_enable_cap)); O(kvm_enable_cap, cap); O(kvm_enable_cap, flags); O(kvm_enable_cap, args);
+  N(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
   O(kvm_signal_mask, len); O(kvm_signal_mask, sigset);
   return 0;
 }`;
@@ -135,6 +138,16 @@ t.test('struct layouts', async (t) => {
   t.equal(abi.dirtyLog.size, want('sizeof(struct kvm_dirty_log)'));
   t.equal(abi.dirtyLog.slot, want('kvm_dirty_log.slot'));
   t.equal(abi.dirtyLog.bitmap, want('kvm_dirty_log.dirty_bitmap'));
+  t.equal(abi.clearDirtyLog.size, want('sizeof(struct kvm_clear_dirty_log)'));
+  t.equal(abi.clearDirtyLog.slot, want('kvm_clear_dirty_log.slot'));
+  t.equal(abi.clearDirtyLog.numPages, want('kvm_clear_dirty_log.num_pages'));
+  t.equal(abi.clearDirtyLog.firstPage, want('kvm_clear_dirty_log.first_page'));
+  t.equal(abi.clearDirtyLog.bitmap, want('kvm_clear_dirty_log.dirty_bitmap'));
+  t.equal(abi.enableCap.size, want('sizeof(struct kvm_enable_cap)'));
+  t.equal(abi.enableCap.cap, want('kvm_enable_cap.cap'));
+  t.equal(abi.enableCap.flags, want('kvm_enable_cap.flags'));
+  t.equal(abi.enableCap.args, want('kvm_enable_cap.args'));
+  t.equal(abi.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, want('KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE'));
   t.equal(abi.signalMask.len, want('kvm_signal_mask.len'));
   t.equal(abi.signalMask.sigset, want('kvm_signal_mask.sigset'));
 });

@@ -5,6 +5,7 @@
  * run exactly the same set-up.
  */
 import { Kvm } from './kvm/system.js';
+import { KVM_MEM_LOG_DIRTY_PAGES } from './kvm/abi.js';
 import type { Vm } from './kvm/vm.js';
 import type { Vcpu } from './kvm/vcpu.js';
 import { configureVcpu, type EntryState } from './cpu-setup.js';
@@ -26,12 +27,22 @@ export function writeSystemArea(ram: GuestRam, entryKind: SyscallEntryKind, hole
   writeStubs(bytes, entryKind);
 }
 
-export function createGuestVm(ram: GuestRam, entry: EntryState): GuestVm {
+/** Memory slots: 0 is the program's memory, 1 the shared region (GuestRam's layout). */
+export const MAIN_SLOT = 0;
+export const SHARED_SLOT = 1;
+
+/**
+ * A VM over `ram` with one vCPU at `entry`. `dirtyLog`: track the pages the
+ * guest writes in the main slot (request VMs, for their reset).
+ */
+export function createGuestVm(ram: GuestRam, entry: EntryState, opts: { dirtyLog?: boolean } = {}): GuestVm {
   const kvm = Kvm.shared();
   const vm = kvm.createVm();
   let vcpu: Vcpu | undefined;
   try {
-    vm.setMemoryRegion(0, 0, ram.size, ram.hostAddress);
+    if (opts.dirtyLog) vm.enableManualDirtyLog();
+    vm.setMemoryRegion(MAIN_SLOT, 0, ram.mainSize, ram.hostAddress, opts.dirtyLog ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    if (ram.size > ram.mainSize) vm.setMemoryRegion(SHARED_SLOT, ram.mainSize, ram.size - ram.mainSize, ram.hostAddress + BigInt(ram.mainSize));
     vcpu = vm.createVcpu(0);
     configureVcpu(vcpu, kvm, entry);
   } catch (e) {

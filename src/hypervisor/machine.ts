@@ -19,7 +19,11 @@ import { loadSegments } from '../elf/load-elf.js';
 import { buildInitialStack, standardAuxv } from '../elf/initial-stack.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { HUGE_PAGE, MAX_ADDRESS_SPACE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZE, USER_START } from '../paging/layout.js';
-import { AddressSpace } from '../syscalls/address-space.js';
+import { AddressSpace, type AddressSpaceOptions } from '../syscalls/address-space.js';
+import { GuestApi } from '../syscalls/api/guest-api.js';
+import type { PauseState } from '../syscalls/process.js';
+import type { SyscallEntryKind } from '../paging/stubs.js';
+import type { FrozenProgram } from './frozen-program.js';
 import { FileTable, StdioFile, type OpenFile } from '../syscalls/fd-table.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
 import { Process } from '../syscalls/process.js';
@@ -55,6 +59,15 @@ export interface MachineOptions {
   stdio?: [OpenFile, OpenFile, OpenFile];
   trace?: ((line: string) => void) | null;
   warn?: (message: string) => void;
+  /** The program's sys_log lines; default: through `warn`. */
+  log?: (line: string) => void;
+  /** Size of the region shared by all request VMs, above the program's memory (MiB, 0: none). */
+  sharedMemoryMiB?: number;
+  /** What get_meminfo reports and request VMs enforce (MiB); see GUEST_ABI.md. */
+  maxRequestMemoryMiB?: number;
+  requestMemoryUpperMiB?: number;
+  /** Let the program choose ephemeral or not with sys_make_ephemeral during init. */
+  controlEphemeral?: boolean;
 }
 
 
@@ -70,6 +83,10 @@ export class Machine {
   private readonly guest: GuestVm;
   private readonly timeoutMs: number;
   private readonly runner: GuestRunner;
+  private readonly exePath: string;
+  private readonly entryKind: SyscallEntryKind;
+  private readonly allowed: AllowedPath[];
+  private readonly layout: Omit<AddressSpaceOptions, 'release'>;
   private closed = false;
 
   /** Loads the ELF at `path` (the guest sees this path as its own). */
@@ -85,14 +102,26 @@ export class Machine {
 
   constructor(file: Uint8Array, exePath: string, options: MachineOptions = {}) {
     const entryKind = platform().syscallEntry;
-    const size = addressSpaceSize(options.maxMemoryMiB ?? DEFAULT_MEMORY_MIB);
-    const stackTop = size;
+    const mainSize = addressSpaceSize(options.maxMemoryMiB ?? DEFAULT_MEMORY_MIB);
+    const sharedSize = Math.ceil(((options.sharedMemoryMiB ?? 0) * 2 ** 20) / HUGE_PAGE) * HUGE_PAGE;
+    const size = mainSize + sharedSize;
+    if (size > MAX_ADDRESS_SPACE) {
+      throw new TskvmError('TSKVM_ERR_CONFIG', `memory plus shared memory must stay within ${MAX_ADDRESS_SPACE / 2 ** 20} MiB (got ${size / 2 ** 20} MiB)`);
+    }
+    const stackTop = mainSize;
     const stackBottom = stackTop - STACK_SIZE;
     const guardStart = stackBottom - STACK_GUARD;
     this.image = parseElf(file, { minAddress: USER_START, maxAddress: guardStart, pieBase: PIE_BASE }, exePath);
+    this.exePath = exePath;
+    this.entryKind = entryKind;
+    this.allowed = options.allowed ?? [];
+    this.layout = {
+      userStart: USER_START, end: mainSize, imageStart: this.image.start, brkStart: this.image.brkStart,
+      stackTop, stackSize: STACK_SIZE, stackGuard: STACK_GUARD,
+    };
     this.timeoutMs = (options.timeoutSec ?? 0) * 1000;
 
-    this.ram = new GuestRam(size, 'tskvm:' + exePath);
+    this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath);
     try {
       writeSystemArea(this.ram, entryKind, [[guardStart, stackBottom]]);
       loadSegments(this.image, file, this.ram.memory.bytes);
@@ -107,13 +136,18 @@ export class Machine {
       this.process = new Process({
         mem: this.ram.memory,
         files: new FileTable(options.stdio ?? [new StdioFile(0), new StdioFile(1), new StdioFile(2)], options.maxOpenFiles ?? 1024),
-        paths: new PathPolicy({ allowed: options.allowed ?? [], cwd: options.cwd ?? '/', exe: { hostPath: exePath, guestPath: exePath } }),
-        mm: new AddressSpace({
-          userStart: USER_START, end: size, imageStart: this.image.start, brkStart: this.image.brkStart,
-          stackTop, stackSize: STACK_SIZE, stackGuard: STACK_GUARD, release: (addr, len) => this.ram.release(addr, len),
-        }),
+        paths: new PathPolicy({ allowed: this.allowed, cwd: options.cwd ?? '/', exe: { hostPath: exePath, guestPath: exePath } }),
+        mm: new AddressSpace({ ...this.layout, release: (addr, len) => this.ram.release(addr, len) }),
         signals: new SignalState(),
-        argv, env: options.env ?? [], trace: options.trace ?? null, warn,
+        argv, env: options.env ?? [], trace: options.trace ?? null, warn, log: options.log,
+        api: new GuestApi({
+          maxMemory: mainSize,
+          maxRequestMemory: (options.maxRequestMemoryMiB ?? 0) * 2 ** 20,
+          requestMemoryUpper: (options.requestMemoryUpperMiB ?? 0) * 2 ** 20,
+          sharedStart: sharedSize ? mainSize : 0,
+          sharedEnd: sharedSize ? size : 0,
+          controlEphemeral: options.controlEphemeral ?? false,
+        }),
       });
       this.guest = createGuestVm(this.ram, { rip: this.image.entry, rsp: stack.sp });
     } catch (e) {
@@ -127,6 +161,36 @@ export class Machine {
   /** Runs the program until it exits, faults, times out or pauses in a guest API call. Blocks the calling thread. */
   run(): RunResult {
     return this.runner.run(this.timeoutMs);
+  }
+
+  /**
+   * The program as request VMs need it, after run() paused in
+   * wait_for_requests*: registers, segment state, memory (by memfd), and the
+   * process's bookkeeping, all as plain data (FrozenProgram). From now on the
+   * main VM never runs again and its memory is never written: it is the
+   * master every fork copies on write from and resets back to.
+   */
+  freeze(pause: Extract<PauseState, { kind: 'freeze' }>): FrozenProgram {
+    const p = this.process;
+    const vcpu = this.guest.vcpu;
+    return {
+      ram: this.ram.source,
+      entryKind: this.entryKind,
+      sregs: Uint8Array.from(vcpu.getSregs()),
+      regs: Uint32Array.from(vcpu.regs),
+      fsBase: p.fsBase,
+      gsBase: p.gsBase,
+      paused: pause.paused,
+      requestAddress: pause.requestAddress,
+      handlers: [...p.api.handlers],
+      ephemeral: p.api.ephemeral,
+      limits: { ...p.api.limits },
+      process: {
+        argv: p.argv, env: p.env, umask: p.umask, threadName: Uint8Array.from(p.threadName), clearChildTid: p.clearChildTid,
+        exePath: this.exePath, allowed: this.allowed, cwd: p.paths.snapshot(),
+        files: p.files.freeze(), layout: this.layout, mm: p.mm.snapshot(), signals: p.signals.snapshot(),
+      },
+    };
   }
 
   /** Releases the VM, its memory and every file the guest opened. Idempotent. */

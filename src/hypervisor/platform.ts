@@ -30,7 +30,7 @@ export function platform(): Platform {
 }
 
 function probe(): Platform {
-  const ram = new GuestRam(4 << 20, 'tskvm-probe');
+  const ram = GuestRam.create(4 << 20, 0, 'tskvm-probe');
   try {
     writeSystemArea(ram, 'ring3-jmp');
     ram.memory.bytes.set([0x0f, 0x05, 0xf4], USER_START); // syscall; hlt

@@ -154,7 +154,11 @@ export class GuestRunner {
   private patchSyscallSite(site: number): void {
     const mem = this.process.mem;
     if (site >= USER_START && site + 2 <= mem.size && mem.bytes[site] === 0x0f && mem.bytes[site + 1] === 0x05) {
-      mem.write(site, 2).set([0xe7, PORT_SYSCALL]);
+      // Written past the host-write record on purpose: in a request VM the patched
+      // page then stays patched across resets (the code is equivalent), instead of
+      // being copied back and re-patched on every request.
+      mem.bytes[site] = 0xe7;
+      mem.bytes[site + 1] = PORT_SYSCALL;
     }
   }
 

@@ -17,13 +17,22 @@
  *                                           ;   the frame always is err, rip, cs, rflags, rsp, ss
  *       out %al, $(0x80+v)    e6 80+v       ; the port names the vector; no register changes
  *   1:  hlt; jmp 1b           f4 eb fd      ; never resumed
+ *
+ * Handler return (HANDLER_RETURN): the return address the host pushes when it
+ * calls a request handler, so a handler that returns without responding traps
+ * back to the host instead of running off into its caller's frame:
+ *       mov $0x7ffff, %eax    b8 ff ff 07 00 ; tskvm's private hypercall HANDLER_RETURNED
+ *       out %eax, $0          e7 00
+ *       ud2                   0f 0b          ; never resumed
  */
-import { PORT_EXCEPTION_BASE, PORT_SYSCALL, STUBS_ADDR } from './layout.js';
+import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, STUBS_ADDR } from './layout.js';
 
 export type SyscallEntryKind = 'ring3-jmp' | 'ring0-sysret';
 
 export const SYSCALL_ENTRY = STUBS_ADDR;
+export const HANDLER_RETURN = STUBS_ADDR + 0x80;
 const EXCEPTION_STUBS = STUBS_ADDR + 0x100;
+const HANDLER_RETURN_CODE = [0xb8, 0xff, 0xff, 0x07, 0x00, 0xe7, PORT_HYPERCALL, 0x0f, 0x0b];
 
 const syscallStubs: Record<SyscallEntryKind, number[]> = {
   'ring3-jmp': [0xe7, PORT_SYSCALL, 0xff, 0xe1],
@@ -41,6 +50,7 @@ export function exceptionStubAddress(vector: number): number {
 export function writeStubs(memory: Uint8Array, entry: SyscallEntryKind): void {
   memory.fill(0xcc, STUBS_ADDR, STUBS_ADDR + 0x1000); // int3 everywhere else
   memory.set(syscallStubs[entry], SYSCALL_ENTRY);
+  memory.set(HANDLER_RETURN_CODE, HANDLER_RETURN);
   for (let vector = 0; vector < 32; vector++) {
     const code = HAS_ERROR_CODE.has(vector) ? [] : [0x6a, 0x00];
     code.push(0xe6, PORT_EXCEPTION_BASE + vector, 0xf4, 0xeb, 0xfd);

@@ -47,6 +47,14 @@ export class AddressSpace {
   readonly brkStart: number;
   readonly stackTop: number;
   readonly stackBottom: number;
+  /**
+   * Most bytes the heap and the mappings (guard excluded) may cover together:
+   * a request's memory budget (max_request_memory beyond the frozen program).
+   * Infinity for a process without one; the address space is then the limit.
+   */
+  limit = Infinity;
+  /** Set when a request for memory was refused because of `limit` (the failure is then "out of memory"). */
+  limitHit = false;
   private brkValue: number;
   /** Sorted, non-overlapping. */
   private mappings: Mapping[] = [];
@@ -75,6 +83,7 @@ export class AddressSpace {
     const oldTop = pageAlignUp(this.brkValue);
     const newTop = pageAlignUp(requested);
     if (newTop > oldTop && this.overlaps(oldTop, newTop)) return this.brkValue;
+    if (newTop > oldTop && !this.withinLimit(newTop - oldTop)) return this.brkValue;
     if (newTop < oldTop) this.release(newTop, oldTop - newTop);
     this.brkValue = requested;
     return requested;
@@ -88,6 +97,7 @@ export class AddressSpace {
    */
   map(hint: number, len: number, prot: number, mode: 'any' | 'fixed' | 'noreplace', label: string): number {
     if (len <= 0 || len > this.end) return -E.ENOMEM;
+    if (!this.withinLimit(len)) return -E.ENOMEM;
     if (mode !== 'any') {
       if (hint % PAGE !== 0) return -E.EINVAL;
       if (hint < this.userStart || hint + len > this.end) return mode === 'fixed' ? -E.ENOMEM : -E.EEXIST;
@@ -137,6 +147,7 @@ export class AddressSpace {
       if (newLen < oldLen) this.unmapRange(addr + newLen, addr + oldLen);
       return addr;
     }
+    if (!this.withinLimit(newLen - oldLen)) return -E.ENOMEM;
     if (addr + newLen <= this.end && !this.overlaps(addr + oldLen, addr + newLen)) {
       this.insert({ start: addr + oldLen, end: addr + newLen, prot: m.prot, label: m.label });
       this.coalesce();
@@ -196,6 +207,20 @@ export class AddressSpace {
     return this.mappings.some((m) => m.start < end && m.end > start);
   }
 
+  /** Bytes the heap and the mappings cover, guard excluded (what `limit` bounds). */
+  get committed(): number {
+    let total = pageAlignUp(this.brkValue) - this.brkStart;
+    for (const m of this.mappings) if (m.label !== 'guard') total += m.end - m.start;
+    return total;
+  }
+
+  /** Whether `more` bytes fit under `limit`; records a refusal. */
+  private withinLimit(more: number): boolean {
+    if (this.limit === Infinity || this.committed + more <= this.limit) return true;
+    this.limitHit = true;
+    return false;
+  }
+
   list(): readonly Mapping[] {
     return this.mappings;
   }
@@ -207,6 +232,7 @@ export class AddressSpace {
   restore(s: AddressSpaceSnapshot): void {
     this.mappings = s.mappings.map((m) => ({ ...m }));
     this.brkValue = s.brk;
+    this.limitHit = false;
   }
 
   private findGap(len: number): number {

@@ -25,6 +25,7 @@ import koffi from 'koffi';
 import type { GuestMemory } from '../paging/guest-memory.js';
 import { E, hostErrno } from './errno.js';
 import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
+import { TskvmError } from '../errors.js';
 
 /** Linux open(2)/fcntl(2) flags as the guest passes them (x86-64, <asm-generic/fcntl.h>). */
 export const O = {
@@ -118,6 +119,8 @@ export abstract class OpenFile {
   restoreState(_state: unknown): void {}
   /** Releases the host resource; called once, when the last reference goes. */
   abstract close(): void;
+  /** A description another thread can rebuild this file from (thawFile), or null when it cannot cross. */
+  freeze(): FrozenFile | null { return null; }
 
   // Entry points on guest memory. The caller has checked that the range is guest
   // memory; a bad one throws GuestFault (-EFAULT). A zero length touches nothing.
@@ -286,6 +289,13 @@ export class HostFile extends OpenFile {
     if (typeof state === 'number' && state >= 0) this.seek(state, SEEK_SET);
   }
 
+  override freeze(): FrozenFile | null {
+    return {
+      type: 'host', fd: this.hostFd, flags: this.flags, state: this.saveState(), positioning: this.positioning,
+      guestPath: this.guestPath, mutable: this.mutable, ownsFd: this.ownsFd, hostNonblocking: this.hostNonblocking,
+    };
+  }
+
   override close(): void {
     if (!this.ownsFd) return;
     try {
@@ -389,6 +399,10 @@ export class StdioFile extends HostFile {
     const flags = known ? hostFlags & (O.ACCMODE | O.APPEND | O.LARGEFILE) : hostFd === 0 ? O.RDONLY : O.WRONLY;
     super(hostFd, flags, { positioning, ownsFd: false, hostNonblocking: known && (hostFlags & O.NONBLOCK) !== 0 });
   }
+
+  override freeze(): FrozenFile {
+    return { type: 'stdio', fd: this.hostFd };
+  }
 }
 
 /** One end of a pipe(2). The host pipe is non-blocking; blocking is done in poll. */
@@ -405,6 +419,11 @@ export class PipeEnd extends HostFile {
     if ((libc.pipe2(fds, O.NONBLOCK | O.CLOEXEC) as number) < 0) return -lastErrno();
     const status = flags & O.NONBLOCK;
     return [new PipeEnd(fds[0]!, O.RDONLY | status), new PipeEnd(fds[1]!, O.WRONLY | status)];
+  }
+
+  /** A pipe's buffered bytes cannot be shared by forks: a program must not be frozen with one open. */
+  override freeze(): null {
+    return null;
   }
 
   /** F_GETPIPE_SZ / F_SETPIPE_SZ, answered by the host pipe. */
@@ -444,11 +463,18 @@ abstract class MemoryFile extends OpenFile {
  */
 export class SinkFile extends MemoryFile {
   readonly kind: FileKind = 'sink';
+  /** Which output this is ('stdout', 'stderr'): a frozen sink is rebuilt from its name. */
+  readonly name: string;
   private readonly onWrite: (bytes: Uint8Array) => number | void;
 
-  constructor(onWrite: (bytes: Uint8Array) => number | void) {
+  constructor(onWrite: (bytes: Uint8Array) => number | void, name = 'output') {
     super(O.WRONLY);
     this.onWrite = onWrite;
+    this.name = name;
+  }
+
+  override freeze(): FrozenFile {
+    return { type: 'sink', name: this.name };
   }
 
   override writeFrom(from: Uint8Array): number {
@@ -477,6 +503,9 @@ export class BufferFile extends MemoryFile {
 
   override available(): number {
     return this.data.length - this.position;
+  }
+  override freeze(): FrozenFile {
+    return { type: 'buffer', data: this.data.slice(), state: this.position };
   }
   override saveState(): unknown {
     return this.position;
@@ -621,6 +650,9 @@ export class DirectoryFile extends OpenFile {
     }
   }
 
+  override freeze(): FrozenFile {
+    return { type: 'dir', fd: this.hostFd, hostPath: this.hostPath, guestPath: this.guestPath, flags: this.flags, mutable: this.mutable, state: this.index };
+  }
   override saveState(): unknown {
     return this.index;
   }
@@ -681,6 +713,52 @@ interface SavedFile {
   state: unknown;
 }
 
+/**
+ * An open file as plain data (structured-clonable), so the file table of a
+ * frozen program can be rebuilt by request VMs on other threads. Host fds are
+ * process-wide: a thawed file gets its own duplicate (F_DUPFD_CLOEXEC) and
+ * keeps its own position, so forks never move each other's offsets.
+ */
+export type FrozenFile =
+  | { type: 'host'; fd: number; flags: number; state: unknown; positioning: Positioning; guestPath: string | null; mutable: boolean; ownsFd: boolean; hostNonblocking: boolean }
+  | { type: 'stdio'; fd: number }
+  | { type: 'dir'; fd: number; hostPath: string; guestPath: string; flags: number; mutable: boolean; state: unknown }
+  | { type: 'buffer'; data: Uint8Array; state: unknown }
+  | { type: 'sink'; name: string };
+
+export interface FrozenFileTable {
+  /** Per descriptor: index into `files` and close-on-exec, or null for a free slot. */
+  slots: Array<{ file: number; cloexec: boolean } | null>;
+  files: FrozenFile[];
+  maxFiles: number;
+}
+
+const F_DUPFD_CLOEXEC = 1030;
+
+function dupFd(fd: number): number {
+  const copy = fcntlInt(fd, F_DUPFD_CLOEXEC, 0) as number;
+  if (copy < 0) throw new TskvmError('TSKVM_ERR_HOST_FD', `cannot duplicate host fd ${fd} for a request VM: errno ${lastErrno()}`);
+  return copy;
+}
+
+/** Rebuilds a frozen file; `sink` gives the writer for a named output. */
+export function thawFile(f: FrozenFile, sink: (name: string) => (bytes: Uint8Array) => number | void): OpenFile {
+  let file: OpenFile;
+  switch (f.type) {
+    case 'stdio': return new StdioFile(f.fd);
+    case 'sink': return new SinkFile(sink(f.name), f.name);
+    case 'buffer': file = new BufferFile(f.data); break;
+    case 'dir': file = new DirectoryFile(dupFd(f.fd), f.hostPath, f.guestPath, f.flags, f.mutable); break;
+    case 'host':
+      file = new HostFile(f.ownsFd ? dupFd(f.fd) : f.fd, f.flags, {
+        positioning: f.positioning, guestPath: f.guestPath, mutable: f.mutable, ownsFd: f.ownsFd, hostNonblocking: f.hostNonblocking,
+      });
+      break;
+  }
+  file.restoreState(f.state);
+  return file;
+}
+
 /** What FileTable.snapshot() saved: the descriptors and each open file's flags and state. Opaque. */
 export class FileTableSnapshot {
   /** @internal */
@@ -691,7 +769,8 @@ export class FileTable {
   readonly maxFiles: number;
   private slots: (Slot | undefined)[] = [];
 
-  constructor(stdio: [OpenFile, OpenFile, OpenFile], maxFiles = 1024) {
+  /** `stdio`: the files for fds 0, 1, 2 (a thawed table starts empty). */
+  constructor(stdio: [OpenFile, OpenFile, OpenFile] | [], maxFiles = 1024) {
     this.maxFiles = maxFiles;
     stdio.forEach((file, fd) => this.place(fd, file, false));
   }
@@ -794,6 +873,34 @@ export class FileTable {
       file.flags = saved.flags;
       file.restoreState(saved.state);
     }
+  }
+
+  /** The table as plain data (see FrozenFile); throws naming the descriptor that cannot be frozen. */
+  freeze(): FrozenFileTable {
+    const index = new Map<OpenFile, number>();
+    const files: FrozenFile[] = [];
+    const slots = this.slots.map((slot, fd) => {
+      if (!slot) return null;
+      let i = index.get(slot.file);
+      if (i === undefined) {
+        const frozen = slot.file.freeze();
+        if (!frozen) {
+          throw new TskvmError('TSKVM_ERR_PROGRAM_FREEZE', `fd ${fd} is a ${slot.file.kind}, which request VMs cannot share; close it before wait_for_requests()`);
+        }
+        i = files.push(frozen) - 1;
+        index.set(slot.file, i);
+      }
+      return { file: i, cloexec: slot.cloexec };
+    });
+    return { slots, files, maxFiles: this.maxFiles };
+  }
+
+  /** A new table from a frozen one, with its own files. */
+  static thaw(frozen: FrozenFileTable, sink: (name: string) => (bytes: Uint8Array) => number | void): FileTable {
+    const files = frozen.files.map((f) => thawFile(f, sink));
+    const table = new FileTable([], frozen.maxFiles);
+    frozen.slots.forEach((slot, fd) => slot && table.place(fd, files[slot.file]!, slot.cloexec));
+    return table;
   }
 
   /** Drops a snapshot's references (files no descriptor holds are closed). */

@@ -11,6 +11,7 @@ import type { FileTable } from './fd-table.js';
 import type { PathPolicy } from './path-policy.js';
 import type { AddressSpace } from './address-space.js';
 import type { SignalState } from './signal-state.js';
+import { GuestApi } from './api/guest-api.js';
 
 /** Why the guest stopped running, set by exit_group, a fatal signal to itself, … */
 export interface ExitState {
@@ -36,7 +37,9 @@ export type PauseState =
   /** sys_backend_response: the response is in `Process.api`. */
   | { kind: 'response' }
   /** A request handler returned without responding. */
-  | { kind: 'returned' };
+  | { kind: 'returned' }
+  /** The guest broke the API's rules (bad status, oversized header…): the request fails with `reason`. */
+  | { kind: 'failed'; reason: string };
 
 export interface ProcessParts {
   mem: GuestMemory;
@@ -50,6 +53,10 @@ export interface ProcessParts {
   trace: ((line: string) => void) | null;
   /** Diagnostics from tskvm itself (unimplemented syscall, …): never mixed into guest stdout. */
   warn: (message: string) => void;
+  /** The program's own log lines (sys_log); default: through `warn`. */
+  log?: (line: string) => void;
+  /** Guest API state; a program run as a plain process gets one with no limits. */
+  api?: GuestApi;
 }
 
 export class Process {
@@ -65,6 +72,8 @@ export class Process {
   readonly env: string[];
   trace: ((line: string) => void) | null;
   readonly warn: (message: string) => void;
+  readonly log: (line: string) => void;
+  readonly api: GuestApi;
   umask = 0o022;
   /** Guest address given to set_tid_address (cleared on exit by Linux; kept for completeness). */
   clearChildTid = 0;
@@ -89,5 +98,9 @@ export class Process {
     this.env = parts.env;
     this.trace = parts.trace;
     this.warn = parts.warn;
+    this.log = parts.log ?? ((line) => parts.warn(`log: ${line}`));
+    this.api = parts.api ?? new GuestApi({
+      maxMemory: parts.mem.size, maxRequestMemory: 0, requestMemoryUpper: 0, sharedStart: 0, sharedEnd: 0, controlEphemeral: false,
+    });
   }
 }

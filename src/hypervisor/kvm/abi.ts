@@ -144,6 +144,13 @@ export const xcrs = { size: 392, nrXcrs: 0, xcrs: 8, entrySize: 16, xcr: 0, valu
 /** struct kvm_dirty_log { u32 slot; u32 padding; void *dirty_bitmap; } */
 export const dirtyLog = { size: 16, slot: 0, bitmap: 8 } as const;
 
+/** struct kvm_clear_dirty_log { u32 slot; u32 num_pages; u64 first_page; void *dirty_bitmap; } */
+export const clearDirtyLog = { size: 24, slot: 0, numPages: 4, firstPage: 8, bitmap: 16 } as const;
+
+/** struct kvm_enable_cap { u32 cap; u32 flags; u64 args[4]; u8 pad[64]; } */
+export const enableCap = { size: 104, cap: 0, flags: 4, args: 8 } as const;
+export const KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = 1;
+
 /** struct kvm_signal_mask { u32 len; u8 sigset[]; } */
 export const signalMask = { len: 0, sigset: 4 } as const;
 

@@ -1,7 +1,7 @@
 /**
  * `Vm` wraps a VM file descriptor: guest memory slots and vCPU creation.
  */
-import { memoryRegion } from './abi.js';
+import { caps, clearDirtyLog, dirtyLog, enableCap, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, memoryRegion } from './abi.js';
 import { ioctl } from './ioctl.js';
 import { libc } from './libc.js';
 import type { Kvm } from './system.js';
@@ -11,6 +11,7 @@ export class Vm {
   readonly kvm: Kvm;
   readonly fd: number;
   private closed = false;
+  private dirtyLogArg: Buffer | undefined;
 
   constructor(kvm: Kvm, fd: number) {
     this.kvm = kvm;
@@ -26,6 +27,38 @@ export class Vm {
     r.writeBigUInt64LE(BigInt(size), memoryRegion.memorySize);
     r.writeBigUInt64LE(hostAddress, memoryRegion.userspaceAddr);
     ioctl(this.fd, 'KVM_SET_USER_MEMORY_REGION', r, `slot ${slot}, ${size >> 20} MiB at 0x${gpa.toString(16)}`);
+  }
+
+  /**
+   * Dirty logging in manual-protect mode (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2):
+   * KVM_GET_DIRTY_LOG then only reports, it does not write-protect again, so a
+   * page the guest has written stays writable and in the set until
+   * KVM_CLEAR_DIRTY_LOG. A fork's reset reads the set without making the next
+   * request fault on the same pages (DESIGN.md #6).
+   */
+  enableManualDirtyLog(): void {
+    const b = Buffer.alloc(enableCap.size);
+    b.writeUInt32LE(caps.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, enableCap.cap);
+    b.writeBigUInt64LE(BigInt(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE), enableCap.args);
+    ioctl(this.fd, 'KVM_ENABLE_CAP', b, 'MANUAL_DIRTY_LOG_PROTECT2');
+  }
+
+  /** KVM_GET_DIRTY_LOG: one bit per page of `slot` into the host buffer at `bitmapAddress`. */
+  getDirtyLog(slot: number, bitmapAddress: bigint): void {
+    const b = this.dirtyLogArg ??= Buffer.alloc(dirtyLog.size);
+    b.writeUInt32LE(slot, dirtyLog.slot);
+    b.writeBigUInt64LE(bitmapAddress, dirtyLog.bitmap);
+    ioctl(this.fd, 'KVM_GET_DIRTY_LOG', b);
+  }
+
+  /** KVM_CLEAR_DIRTY_LOG: forget (and write-protect again) the pages set in the bitmap, from `firstPage`. */
+  clearDirtyLog(slot: number, firstPage: number, pageCount: number, bitmapAddress: bigint): void {
+    const b = Buffer.alloc(clearDirtyLog.size);
+    b.writeUInt32LE(slot, clearDirtyLog.slot);
+    b.writeUInt32LE(pageCount, clearDirtyLog.numPages);
+    b.writeBigUInt64LE(BigInt(firstPage), clearDirtyLog.firstPage);
+    b.writeBigUInt64LE(bitmapAddress, clearDirtyLog.bitmap);
+    ioctl(this.fd, 'KVM_CLEAR_DIRTY_LOG', b);
   }
 
   createVcpu(id = 0): Vcpu {

@@ -1,0 +1,119 @@
+/**
+ * Boot and freeze: run a program's main() in the main VM until it calls
+ * wait_for_requests*, then describe it as plain data (FrozenProgram) from which
+ * request VMs are forked, on this thread or another.
+ *
+ *   Machine.run() ─► pause 'freeze' ─► Machine.freeze() ─► FrozenProgram
+ *                                         │  memfds (by number: fds are process-wide)
+ *                                         │  registers, sregs, TLS bases
+ *                                         │  files, cwd, mappings, signals (plain data)
+ *                                         ▼
+ *                             RequestVm × concurrency (request-vm.ts)
+ *
+ * A program that exits, crashes or runs past max_boot_time never freezes: it
+ * fails to load with an error that carries its log.
+ */
+import { TskvmError } from '../errors.js';
+import type { ElfImage } from '../elf/parse-elf.js';
+import type { RamSource } from '../paging/guest-ram.js';
+import type { SyscallEntryKind } from '../paging/stubs.js';
+import type { AddressSpaceOptions, AddressSpaceSnapshot } from '../syscalls/address-space.js';
+import type { ApiLimits } from '../syscalls/api/guest-api.js';
+import type { FrozenFileTable } from '../syscalls/fd-table.js';
+import type { AllowedPath } from '../syscalls/path-policy.js';
+import type { SignalSnapshot } from '../syscalls/signal-state.js';
+import { Machine, type MachineOptions } from './machine.js';
+
+export interface FrozenProgram {
+  ram: RamSource;
+  entryKind: SyscallEntryKind;
+  /** struct kvm_sregs at the freeze (ring 3, long mode): restored after a fault left the vCPU in ring 0. */
+  sregs: Uint8Array;
+  /** struct kvm_regs as 32-bit words (Vcpu.regs), just after the wait_for_requests* call returned 0. */
+  regs: Uint32Array;
+  fsBase: number;
+  gsBase: number;
+  /** wait_for_requests_paused: requests resume the guest and fill the struct at `requestAddress`. */
+  paused: boolean;
+  requestAddress: number;
+  /** register_func calls: [index, guest address]. */
+  handlers: Array<[number, number]>;
+  /** What the program chose with sys_make_ephemeral, or null. */
+  ephemeral: boolean | null;
+  limits: ApiLimits;
+  process: {
+    argv: string[];
+    env: string[];
+    umask: number;
+    threadName: Uint8Array;
+    clearChildTid: number;
+    exePath: string;
+    allowed: AllowedPath[];
+    cwd: string;
+    files: FrozenFileTable;
+    layout: Omit<AddressSpaceOptions, 'release'>;
+    mm: AddressSpaceSnapshot;
+    signals: SignalSnapshot;
+  };
+}
+
+export interface BootOptions extends MachineOptions {
+  /** Limit for main() to reach wait_for_requests*, in seconds (max_boot_time). */
+  maxBootTimeSec?: number;
+}
+
+export interface BootedProgram {
+  machine: Machine;
+  frozen: FrozenProgram;
+  image: ElfImage;
+  bootTimeMs: number;
+}
+
+const DEFAULT_BOOT_TIME_SEC = 16;
+/** Log lines kept to explain a failed start. */
+const BOOT_LOG_LINES = 40;
+
+/**
+ * Loads the ELF and runs main() until it waits for requests. The returned
+ * machine must stay open while request VMs exist: it owns the memfds.
+ */
+export function bootProgram(file: Uint8Array, exePath: string, options: BootOptions): BootedProgram {
+  const log: string[] = [];
+  const keep = (line: string): void => {
+    log.push(line);
+    if (log.length > BOOT_LOG_LINES) log.shift();
+  };
+  const userLog = options.log;
+  const started = performance.now();
+  const machine = new Machine(file, exePath, {
+    ...options,
+    timeoutSec: options.maxBootTimeSec ?? DEFAULT_BOOT_TIME_SEC,
+    log: (line) => {
+      keep(line);
+      userLog?.(line);
+    },
+  });
+  try {
+    const result = machine.run();
+    const why = (): string => {
+      switch (result.outcome) {
+        case 'exit': return `the program exited with status ${result.status} before calling wait_for_requests()`;
+        case 'timeout': return `the program did not reach wait_for_requests() within max_boot_time (${options.maxBootTimeSec ?? DEFAULT_BOOT_TIME_SEC} s)`;
+        case 'pause': return result.pause?.kind === 'failed' ? result.pause.reason : `the program made a request-only call (${result.pause?.kind}) while starting`;
+        default: return `the program crashed while starting: ${result.message}`;
+      }
+    };
+    if (result.outcome !== 'pause' || result.pause?.kind !== 'freeze') {
+      const code = result.outcome === 'timeout' ? 'TSKVM_ERR_PROGRAM_BOOT_TIMEOUT' : 'TSKVM_ERR_PROGRAM_INIT';
+      throw new TskvmError(code, `${exePath}: ${why()}${log.length ? `\nits last log lines:\n  ${log.join('\n  ')}` : ''}`, { log, outcome: result.outcome, status: result.status });
+    }
+    const frozen = machine.freeze(result.pause);
+    if (!frozen.paused && frozen.handlers.length === 0) {
+      throw new TskvmError('TSKVM_ERR_PROGRAM_INIT', `${exePath}: wait_for_requests() was called with no request handler registered (register_func)`, { log });
+    }
+    return { machine, frozen, image: machine.image, bootTimeMs: performance.now() - started };
+  } catch (e) {
+    machine.close();
+    throw e;
+  }
+}

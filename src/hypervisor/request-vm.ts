@@ -1,0 +1,483 @@
+/**
+ * A request VM ("fork"): its own KVM VM and vCPU over a copy-on-write view of a
+ * frozen program's memory, serving one request at a time and reset after each.
+ *
+ *   request(input)
+ *     place the request in fork memory (host writes, recorded)
+ *     registers: the frozen ones; then either call the handler on a fresh stack
+ *       (rip = handler, rsp below main's red zone, return address = HANDLER_RETURN)
+ *       or, for wait_for_requests_paused, fill its struct and resume after the call
+ *     KVM_RUN … until sys_backend_response (or a fault, a timeout, a broken rule)
+ *     on failure: on_error, if registered, with a 1 s budget
+ *   settle()  (after the response has been handed on)
+ *     ephemeral, or after any failure: reset
+ *       memory  KVM_GET_DIRTY_LOG (manual-protect: cumulative, pages stay writable)
+ *               + pages the host wrote → copy the frozen bytes back over each
+ *       state   registers, segment state after a fault, TLS bases, file table,
+ *               cwd, mappings and brk, signal dispositions
+ *     a fork whose written set passed req_mem_limit_after_reset: full reset
+ *       (drop its private pages, clear and re-arm the dirty log)
+ *
+ * Pages stay private and writable across requests, so the steady state has no
+ * page faults and a reset costs ~0.15 µs per page the fork has ever written
+ * (DESIGN.md #6, PLATFORM.md).
+ */
+import { TskvmError } from '../errors.js';
+import { GuestRam } from '../paging/guest-ram.js';
+import { PAGE_SIZE } from '../paging/guest-memory.js';
+import { HANDLER_RETURN } from '../paging/stubs.js';
+import { AddressSpace, PROT_READ, PROT_WRITE, type AddressSpaceSnapshot } from '../syscalls/address-space.js';
+import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
+import { FileTable, type FileTableSnapshot } from '../syscalls/fd-table.js';
+import { PathPolicy } from '../syscalls/path-policy.js';
+import { Process } from '../syscalls/process.js';
+import { SIG, SignalState } from '../syscalls/signal-state.js';
+import { cpuControl } from './cpu-setup.js';
+import type { FrozenProgram } from './frozen-program.js';
+import { createGuestVm, MAIN_SLOT, type GuestVm } from './guest-vm.js';
+import { MSR } from './kvm/abi.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from './kvm/libc.js';
+import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
+import { GuestRunner, type RunResult } from './run-loop.js';
+
+export type { RequestInput };
+
+export interface RequestVmOptions {
+  /** max_request_time, in ms (0: none). */
+  maxRequestTimeMs: number;
+  /** Reset after every request (the program's sys_make_ephemeral choice wins when control_ephemeral allows it). */
+  ephemeral: boolean;
+  /** Writer for the program's stdout/stderr ('stdout', 'stderr'). */
+  output: (name: string) => (bytes: Uint8Array) => number | void;
+  log: (line: string) => void;
+  warn: (message: string) => void;
+  trace?: ((line: string) => void) | null;
+  /** Budget of on_error after a failure, in ms. */
+  onErrorTimeMs?: number;
+}
+
+/** How a request went wrong; `status` is what a server answers when on_error did not. */
+export interface RequestFailure {
+  code: string;
+  message: string;
+  status: number;
+}
+
+export interface RequestResult {
+  response: GuestResponse;
+  /** Set when the guest failed; `response` is then on_error's, or a 500/504 carrying the message. */
+  failure: RequestFailure | null;
+  /** Wall time in the guest, ms (on_error included). */
+  runMs: number;
+}
+
+export interface ForkStats {
+  invocations: number;
+  resets: number;
+  resets_full: number;
+  exceptions: number;
+  timeouts: number;
+  exception_oom: number;
+  request_cpu_time: number;
+  exception_cpu_time: number;
+  reset_time: number;
+  input_bytes: number;
+  output_bytes: number;
+  status_2xx: number;
+  status_3xx: number;
+  status_4xx: number;
+  status_5xx: number;
+  /** Pages the fork has written since its last full reset (what a reset copies back). */
+  dirty_pages: number;
+}
+
+export function emptyForkStats(): ForkStats {
+  return {
+    invocations: 0, resets: 0, resets_full: 0, exceptions: 0, timeouts: 0, exception_oom: 0, request_cpu_time: 0,
+    exception_cpu_time: 0, reset_time: 0, input_bytes: 0, output_bytes: 0, status_2xx: 0, status_3xx: 0, status_4xx: 0,
+    status_5xx: 0, dirty_pages: 0,
+  };
+}
+
+const DEFAULT_ON_ERROR_MS = 1000;
+const RED_ZONE = 128;
+const RIP = 16 * 2;
+const RSP = 6 * 2;
+const ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
+
+export class RequestVm {
+  readonly frozen: FrozenProgram;
+  readonly stats = emptyForkStats();
+  readonly ephemeral: boolean;
+  private readonly options: RequestVmOptions;
+  private readonly ram: GuestRam;
+  private readonly guest: GuestVm;
+  private readonly process: Process;
+  private readonly runner: GuestRunner;
+  private readonly fileSnapshot: FileTableSnapshot;
+  private readonly mmSnapshot: AddressSpaceSnapshot;
+  /** Bytes the frozen program had mapped: the base of the request memory budget. */
+  private readonly baseCommitted: number;
+  private readonly maxRequestMemory: number;
+  /** KVM's dirty bitmap for the main slot, in host memory KVM writes into. */
+  private readonly bitmap: Uint32Array;
+  private readonly bitmapAddress: bigint;
+  private readonly bitmapPointer: unknown;
+  private readonly bitmapBytes: number;
+  /** Pages the host wrote since the last reset, and a flag per page so each is listed once. */
+  private hostWritten: number[] = [];
+  private readonly hostWrittenFlag: Uint8Array;
+  private readonly pages: number;
+  /** The state to settle once the current request's response has been handed on. */
+  private pending: { failed: boolean; faulted: boolean; placed: PlacedRequest | null } | null = null;
+  /** The vCPU stands right after sys_backend_response of a non-ephemeral paused program. */
+  private resumeToPause = false;
+  private closed = false;
+
+  constructor(frozen: FrozenProgram, options: RequestVmOptions) {
+    this.frozen = frozen;
+    this.options = options;
+    this.ephemeral = frozen.limits.controlEphemeral && frozen.ephemeral !== null ? frozen.ephemeral : options.ephemeral;
+    this.ram = GuestRam.fork(frozen.ram);
+    this.pages = Math.ceil(frozen.ram.mainSize / PAGE_SIZE);
+    this.hostWrittenFlag = new Uint8Array(this.pages);
+    this.bitmapBytes = Math.ceil(this.pages / 64) * 8;
+    const bitmap = mapOrThrow(this.bitmapBytes, HOST_READ | HOST_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 'the dirty bitmap');
+    this.bitmapPointer = bitmap.pointer;
+    this.bitmapAddress = bitmap.address;
+    this.bitmap = new Uint32Array(viewOf(bitmap.pointer, this.bitmapBytes));
+    let guest: GuestVm | undefined;
+    try {
+      guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { dirtyLog: true });
+      guest.vcpu.setSregs(Buffer.from(frozen.sregs));
+      guest.vcpu.setMsrs([[MSR.FS_BASE, frozen.fsBase], [MSR.GS_BASE, frozen.gsBase]]);
+      this.guest = guest;
+      this.process = this.thawProcess();
+    } catch (e) {
+      guest?.close();
+      this.ram.close();
+      libc.munmap(this.bitmapPointer, this.bitmapBytes);
+      throw e;
+    }
+    const p = this.process;
+    p.cpu = cpuControl(guest.vcpu);
+    this.fileSnapshot = p.files.snapshot();
+    this.mmSnapshot = frozen.process.mm;
+    this.baseCommitted = p.mm.committed;
+    this.maxRequestMemory = frozen.limits.maxRequestMemory || Infinity;
+    p.api.requestMemoryInUse = () => Math.max(0, p.mm.committed - this.baseCommitted);
+    this.ram.memory.onHostWrite = (first, count) => {
+      for (let page = first; page < first + count && page < this.pages; page++) {
+        if (!this.hostWrittenFlag[page]) {
+          this.hostWrittenFlag[page] = 1;
+          this.hostWritten.push(page);
+        }
+      }
+    };
+    this.runner = new GuestRunner(guest.vcpu, p, true);
+  }
+
+  /** Runs one request to its response (or failure). Blocks the calling thread; call settle() after. */
+  request(input: RequestInput): RequestResult {
+    if (this.closed) throw new TskvmError('TSKVM_ERR_CLOSED', 'this request VM is closed');
+    this.settle();
+    const p = this.process;
+    const stats = this.stats;
+    stats.invocations++;
+    stats.input_bytes += input.body?.length ?? 0;
+    const started = performance.now();
+    let placed: PlacedRequest | null = null;
+    let result: RequestResult;
+    const blockSize = requestBlockSize(input);
+    if ((input.body?.length ?? 0) > this.maxRequestMemory) {
+      result = this.failed({ code: 'TSKVM_ERR_REQUEST_TOO_LARGE', status: 413, message: `request body of ${input.body!.length} bytes exceeds max_request_memory (${this.maxRequestMemory} bytes)` }, started);
+      this.pending = { failed: false, faulted: false, placed: null };
+      return this.count(result);
+    }
+    p.mm.limit = this.baseCommitted + this.maxRequestMemory + blockSize;
+    p.api.beginRequest(input.method, input.headers ?? []);
+
+    let run: RunResult | null = null;
+    if (this.resumeToPause) {
+      // Non-ephemeral paused program: let it loop back into wait_for_requests_paused first.
+      this.resumeToPause = false;
+      run = this.runner.run(this.options.maxRequestTimeMs);
+      if (!(run.outcome === 'pause' && run.pause?.kind === 'freeze')) {
+        return this.finish(run, null, started);
+      }
+    }
+    const at = p.mm.map(0, blockSize, PROT_READ | PROT_WRITE, 'any', 'request');
+    if (at < 0) {
+      result = this.failed({ code: 'TSKVM_ERR_REQUEST_MEMORY', status: 500, message: `no room in guest memory for a request of ${blockSize} bytes` }, started);
+      this.pending = { failed: true, faulted: false, placed: null };
+      return this.count(result);
+    }
+    placed = placeRequest(p.mem, at, blockSize, input);
+
+    const vcpu = this.guest.vcpu;
+    if (this.frozen.paused) {
+      if (!run) vcpu.regs.set(this.frozen.regs);
+      copyRequestStruct(p.mem, placed, run?.pause?.kind === 'freeze' ? run.pause.requestAddress : this.frozen.requestAddress);
+      vcpu.set('rax', 0);
+    } else {
+      const handler = this.handlerFor(input);
+      if (handler === undefined) {
+        result = this.failed({ code: 'TSKVM_ERR_NO_HANDLER', status: 500, message: `the program registered no handler for a ${input.method} request${input.body?.length ? ' with a body' : ''}` }, started);
+        this.pending = { failed: false, faulted: false, placed };
+        return this.count(result);
+      }
+      this.callHandler(handler.fn, handler.args(placed));
+    }
+    run = this.runner.run(this.options.maxRequestTimeMs);
+    return this.finish(run, placed, started);
+  }
+
+  /**
+   * Puts the fork back in the state the next request needs: a reset when the
+   * fork is ephemeral or the request failed, else just its request block given
+   * back. Called by request() when the caller did not.
+   */
+  settle(): void {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = null;
+    if (this.ephemeral || pending.failed) {
+      this.reset(pending.faulted);
+      return;
+    }
+    const p = this.process;
+    if (pending.placed) p.mm.unmap(pending.placed.start, pending.placed.size);
+    this.hostWritten.forEach((page) => (this.hostWrittenFlag[page] = 0));
+    this.hostWritten = [];
+    p.api.phase = 'request';
+    p.pause = null;
+    const upper = this.frozen.limits.requestMemoryUpper;
+    if (upper > 0 && this.countDirty() * PAGE_SIZE > upper) this.reset(false);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.guest.close();
+    this.process.files.discard(this.fileSnapshot);
+    this.process.files.closeAll();
+    this.ram.close();
+    libc.munmap(this.bitmapPointer, this.bitmapBytes);
+  }
+
+  private thawProcess(): Process {
+    const f = this.frozen;
+    const fp = f.process;
+    const paths = new PathPolicy({ allowed: fp.allowed, cwd: fp.cwd, exe: { hostPath: fp.exePath, guestPath: fp.exePath } });
+    const mm = new AddressSpace({ ...fp.layout, release: (addr, len) => this.ram.release(addr, len) });
+    mm.restore(fp.mm);
+    const signals = new SignalState();
+    signals.restore(fp.signals);
+    const api = new GuestApi(f.limits);
+    for (const [index, fn] of f.handlers) api.handlers.set(index, fn);
+    api.phase = 'request';
+    const p = new Process({
+      mem: this.ram.memory, files: FileTable.thaw(fp.files, this.options.output), paths, mm, signals,
+      argv: fp.argv, env: fp.env, trace: this.options.trace ?? null, warn: this.options.warn, log: this.options.log, api,
+    });
+    this.restoreProcessScalars(p);
+    return p;
+  }
+
+  private restoreProcessScalars(p: Process): void {
+    const fp = this.frozen.process;
+    p.umask = fp.umask;
+    p.threadName.set(fp.threadName);
+    p.clearChildTid = fp.clearChildTid;
+    p.fsBase = this.frozen.fsBase;
+    p.gsBase = this.frozen.gsBase;
+    p.exit = null;
+    p.pause = null;
+  }
+
+  /** Dispatch rules (GUEST_ABI.md): any-method handler, else POST when there is a body, else GET. */
+  private handlerFor(input: RequestInput): { fn: number; args: (r: PlacedRequest) => number[] } | undefined {
+    const h = this.process.api.handlers;
+    const any = h.get(HANDLER.REQUEST);
+    if (any !== undefined) return { fn: any, args: (r) => [r.struct] };
+    const post = h.get(HANDLER.POST);
+    if (post !== undefined && (input.body?.length ?? 0) > 0) {
+      return { fn: post, args: (r) => [r.url, r.arg, r.contentType, r.body, r.bodyLength] };
+    }
+    const get = h.get(HANDLER.GET);
+    if (get !== undefined) return { fn: get, args: (r) => [r.url, r.arg] };
+    return undefined;
+  }
+
+  /**
+   * Calls `fn(args…)` on a fresh stack below main's frozen stack and its red
+   * zone, as a CALL would: rsp ≡ 8 (mod 16) at entry, the return address the
+   * HANDLER_RETURN trap.
+   */
+  private callHandler(fn: number, args: number[]): void {
+    const vcpu = this.guest.vcpu;
+    const regs = vcpu.regs;
+    regs.set(this.frozen.regs);
+    const frozenRsp = this.frozen.regs[RSP]! + this.frozen.regs[RSP + 1]! * 0x1_0000_0000;
+    const rsp = ((frozenRsp - RED_ZONE) & ~0xf) - 8;
+    this.process.mem.setU64(rsp, HANDLER_RETURN);
+    regs[RSP] = rsp >>> 0;
+    regs[RSP + 1] = Math.floor(rsp / 0x1_0000_0000);
+    regs[RIP] = fn >>> 0;
+    regs[RIP + 1] = Math.floor(fn / 0x1_0000_0000);
+    args.forEach((value, i) => vcpu.set(ARG_REGS[i]!, value));
+    vcpu.markRegsDirty();
+  }
+
+  private finish(run: RunResult, placed: PlacedRequest | null, started: number): RequestResult {
+    const p = this.process;
+    let failure: RequestFailure | null = null;
+    const faulted = run.outcome === 'fault';
+    if (run.outcome === 'pause' && run.pause?.kind === 'response' && p.api.response) {
+      if (this.frozen.paused && !this.ephemeral) this.resumeToPause = true;
+      this.pending = { failed: false, faulted: false, placed };
+      return this.count({ response: p.api.response, failure: null, runMs: performance.now() - started });
+    }
+    failure = describeFailure(run, p.mm.limitHit);
+    if (failure.code === 'TSKVM_ERR_GUEST_TIMEOUT') this.stats.timeouts++;
+    else this.stats.exceptions++;
+    if (failure.code === 'TSKVM_ERR_REQUEST_MEMORY') this.stats.exception_oom++;
+    this.pending = { failed: true, faulted: true, placed };
+    const onError = p.api.handlers.get(HANDLER.ON_ERROR);
+    if (onError !== undefined && placed) {
+      const response = this.runOnError(onError, placed, failure, faulted);
+      if (response) return this.count({ response, failure, runMs: performance.now() - started });
+    }
+    return this.count(this.failed(failure, started));
+  }
+
+  /** on_error(url, arg, exception) with a short budget, on the failed request's memory; its response or null. */
+  private runOnError(fn: number, placed: PlacedRequest, failure: RequestFailure, faulted: boolean): GuestResponse | null {
+    const p = this.process;
+    const errorStarted = performance.now();
+    if (faulted) this.guest.vcpu.setSregs(Buffer.from(this.frozen.sregs));
+    p.exit = null;
+    p.pause = null;
+    p.api.beginRequest(p.api.method, p.api.requestHeaders);
+    const text = placeExceptionText(p.mem, placed, failure.message.split('\n')[0]!);
+    this.callHandler(fn, [placed.url, placed.arg, text]);
+    const run = this.runner.run(this.options.onErrorTimeMs ?? DEFAULT_ON_ERROR_MS);
+    this.stats.exception_cpu_time += (performance.now() - errorStarted) / 1000;
+    if (run.outcome === 'pause' && run.pause?.kind === 'response' && p.api.response) return p.api.response;
+    const why = describeFailure(run, p.mm.limitHit);
+    failure.message += `\non_error failed too: ${why.message.split('\n')[0]}`;
+    return null;
+  }
+
+  private failed(failure: RequestFailure, started: number): RequestResult {
+    return {
+      response: { status: failure.status, contentType: 'text/plain', headers: [], body: Buffer.from(failure.message + '\n'), cache: null },
+      failure,
+      runMs: performance.now() - started,
+    };
+  }
+
+  private count(result: RequestResult): RequestResult {
+    const s = this.stats;
+    const status = result.response.status;
+    if (status < 300) s.status_2xx++;
+    else if (status < 400) s.status_3xx++;
+    else if (status < 500) s.status_4xx++;
+    else s.status_5xx++;
+    s.output_bytes += result.response.body.length;
+    s.request_cpu_time += result.runMs / 1000;
+    return result;
+  }
+
+  /** Pages in KVM's (cumulative) dirty log now. */
+  private countDirty(): number {
+    this.guest.vm.getDirtyLog(MAIN_SLOT, this.bitmapAddress);
+    let n = 0;
+    for (const word of this.bitmap) if (word) n += popcount(word);
+    return n;
+  }
+
+  /** Everything back to the frozen program (see the header). */
+  private reset(faulted: boolean): void {
+    const started = performance.now();
+    const { ram, bitmap } = this;
+    const bytes = ram.memory.bytes;
+    const master = ram.master!;
+    this.guest.vm.getDirtyLog(MAIN_SLOT, this.bitmapAddress);
+    let dirty = 0;
+    for (let w = 0; w < bitmap.length; w++) {
+      let bits = bitmap[w]!;
+      while (bits !== 0) {
+        const low = bits & -bits;
+        const page = w * 32 + 31 - Math.clz32(low);
+        bits ^= low;
+        const at = page * PAGE_SIZE;
+        bytes.set(master.subarray(at, at + PAGE_SIZE), at);
+        dirty++;
+      }
+    }
+    for (const page of this.hostWritten) {
+      this.hostWrittenFlag[page] = 0;
+      if ((bitmap[page >>> 5]! & (1 << (page & 31))) === 0) {
+        const at = page * PAGE_SIZE;
+        bytes.set(master.subarray(at, at + PAGE_SIZE), at);
+      }
+    }
+    this.hostWritten = [];
+    this.stats.dirty_pages = dirty;
+    const upper = this.frozen.limits.requestMemoryUpper;
+    if (upper > 0 && dirty * PAGE_SIZE > upper) {
+      // Too much kept private: give it all back and track from scratch.
+      ram.dropPrivatePages();
+      this.guest.vm.clearDirtyLog(MAIN_SLOT, 0, this.pages, this.bitmapAddress);
+      this.stats.resets_full++;
+      this.stats.dirty_pages = 0;
+    }
+
+    const p = this.process;
+    const vcpu = this.guest.vcpu;
+    if (faulted) vcpu.setSregs(Buffer.from(this.frozen.sregs));
+    if (p.fsBase !== this.frozen.fsBase || p.gsBase !== this.frozen.gsBase) {
+      vcpu.setMsrs([[MSR.FS_BASE, this.frozen.fsBase], [MSR.GS_BASE, this.frozen.gsBase]]);
+    }
+    vcpu.regs.set(this.frozen.regs);
+    vcpu.markRegsDirty();
+    p.files.restore(this.fileSnapshot);
+    p.mm.restore(this.mmSnapshot);
+    p.signals.restore(this.frozen.process.signals);
+    p.paths.restore(this.frozen.process.cwd);
+    this.restoreProcessScalars(p);
+    p.api.phase = 'request';
+    this.resumeToPause = false;
+    this.stats.resets++;
+    this.stats.reset_time += (performance.now() - started) / 1000;
+  }
+}
+
+function signalName(sig: number): string {
+  return Object.entries(SIG).find(([, n]) => n === sig)?.[0] ?? `signal ${sig}`;
+}
+
+function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+
+/** What a run that did not end in a response means for the request. */
+export function describeFailure(run: RunResult, outOfMemory: boolean): RequestFailure {
+  if (run.outcome === 'pause') {
+    const pause = run.pause!;
+    if (pause.kind === 'failed') return { code: 'TSKVM_ERR_BAD_RESPONSE', status: 500, message: pause.reason };
+    return { code: 'TSKVM_ERR_NO_RESPONSE', status: 500, message: 'the program finished the request without a response (sys_backend_response was not called)' };
+  }
+  if (run.outcome === 'timeout') return { code: 'TSKVM_ERR_GUEST_TIMEOUT', status: 504, message: run.message ?? 'timeout' };
+  if (outOfMemory) {
+    return { code: 'TSKVM_ERR_REQUEST_MEMORY', status: 500, message: `out of request memory (max_request_memory): ${run.message ?? `the program ended with status ${run.status}`}` };
+  }
+  if (run.outcome === 'fault') return { code: 'TSKVM_ERR_GUEST_FAULT', status: 500, message: run.message ?? 'guest fault' };
+  if (run.outcome === 'signal') {
+    return { code: 'TSKVM_ERR_GUEST_FAULT', status: 500, message: run.message ?? `the program was killed by signal ${run.signal} (${signalName(run.signal!)})` };
+  }
+  return { code: 'TSKVM_ERR_GUEST_EXIT', status: 500, message: run.message ?? `the program exited with status ${run.status} during a request` };
+}

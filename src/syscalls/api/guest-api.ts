@@ -1,0 +1,101 @@
+/**
+ * The request-side state of a program that serves requests (GUEST_ABI.md):
+ * the handlers it registered while booting, the request being served (method,
+ * request and response headers) and the response it gave.
+ *
+ * The hypercalls (hypercalls.ts) read and write this; the request VM
+ * (hypervisor/request-vm.ts) fills it before a request and collects it after.
+ * Nothing here touches guest memory except through the hypercalls' checked
+ * accessors, and nothing survives a request except what `init` set up.
+ */
+
+/** register_func indices (GUEST_ABI.md "Program model"). */
+export const HANDLER = { GET: 1, POST: 2, REQUEST: 3, STREAM_POST: 4, ON_ERROR: 5, LIVE_SAVE: 6, LIVE_RESTORE: 7, SOCKET: 12 } as const;
+const KNOWN_HANDLERS = new Set<number>(Object.values(HANDLER));
+
+/** Header fields a request or a response may carry, and how long one may be. */
+export const HEADER_LIMITS = { count: 128, fieldBytes: 64 * 1024 } as const;
+
+export interface CachePolicy {
+  cached: boolean;
+  ttlMs: number;
+  graceMs: number;
+  keepMs: number;
+}
+
+/** What a guest answered with sys_backend_response. Bytes are copies: the fork's memory is reset after. */
+export interface GuestResponse {
+  status: number;
+  contentType: string;
+  /** Whole `Key: value` fields, in the order the guest gave them. */
+  headers: string[];
+  body: Buffer;
+  cache: CachePolicy | null;
+}
+
+/** Limits and regions the guest may ask about (get_meminfo, shared_memory_area). */
+export interface ApiLimits {
+  maxMemory: number;
+  maxRequestMemory: number;
+  /** req_mem_limit_after_reset in bytes (0: unlimited). */
+  requestMemoryUpper: number;
+  /** Shared region [start, end), or [0, 0) when the program has none. */
+  sharedStart: number;
+  sharedEnd: number;
+  controlEphemeral: boolean;
+}
+
+export type ApiPhase = 'init' | 'request';
+
+export class GuestApi {
+  phase: ApiPhase = 'init';
+  /** Handler index → guest function address, as register_func left them. */
+  readonly handlers = new Map<number, number>();
+  /** Set by sys_make_ephemeral during init; null when the program did not choose. */
+  ephemeral: boolean | null = null;
+  limits: ApiLimits;
+  /** Bytes the request currently holds beyond the snapshot (get_meminfo's reqmem_current). */
+  requestMemoryInUse: () => number = () => 0;
+
+  // The request being served.
+  method = '';
+  requestHeaders: string[] = [];
+  responseHeaders: string[] = [];
+  cache: CachePolicy | null = null;
+  response: GuestResponse | null = null;
+
+  constructor(limits: ApiLimits) {
+    this.limits = limits;
+  }
+
+  register(index: number, fn: number): number {
+    if (this.phase !== 'init' || !KNOWN_HANDLERS.has(index)) return -1;
+    this.handlers.set(index, fn);
+    return 0;
+  }
+
+  beginRequest(method: string, headers: string[]): void {
+    this.phase = 'request';
+    this.method = method;
+    this.requestHeaders = headers.slice();
+    this.responseHeaders = [];
+    this.cache = null;
+    this.response = null;
+  }
+
+  headerList(where: number): string[] | null {
+    return where === 0 ? this.requestHeaders : where === 1 ? this.responseHeaders : null;
+  }
+}
+
+/** The key of a `Key: value` field, lower-cased; the whole field when it has no colon (an unset). */
+export function headerKey(field: string): string {
+  const colon = field.indexOf(':');
+  return (colon < 0 ? field : field.slice(0, colon)).trim().toLowerCase();
+}
+
+/** The index of the field named `key` (case-insensitive), or -1. */
+export function findHeader(list: readonly string[], key: string): number {
+  const k = key.trim().toLowerCase();
+  return list.findIndex((f) => headerKey(f) === k);
+}

@@ -1,0 +1,124 @@
+/**
+ * Options of a program that serves requests, with the defaults and units of
+ * GUEST_ABI.md's configuration table (camelCase here, snake_case in library
+ * files), checked once and turned into what the boot and the forks need.
+ */
+import { basename } from 'node:path';
+import { TskvmError } from '../errors.js';
+import type { AllowedPath } from '../syscalls/path-policy.js';
+
+export interface ProgramOptions {
+  /** Name the program sees as KVM_NAME and statistics use; default: the file's base name. */
+  name?: string;
+  group?: string;
+  /** Request VMs (forks), 1–255. Default 2. */
+  concurrency?: number;
+  /** Seconds for main() to reach wait_for_requests. Default 16. */
+  maxBootTime?: number;
+  /** Seconds per request. Default 8. */
+  maxRequestTime?: number;
+  /** MiB of guest memory. Default 256. */
+  maxMemory?: number;
+  /** MiB a request may allocate beyond the frozen program. Default 64. */
+  maxRequestMemory?: number;
+  /** MiB a fork may keep written after a request before it is fully reset. Default 0: unlimited. */
+  reqMemLimitAfterReset?: number;
+  /** Reset after every request. Default true. */
+  ephemeral?: boolean;
+  controlEphemeral?: boolean;
+  /** MiB shared by all forks, above the program's memory. Default 0. */
+  sharedMemory?: number;
+  mainArguments?: string[];
+  /** Extra `KEY=value` entries. */
+  environment?: string[];
+  allowedPaths?: Array<string | AllowedPath>;
+  currentWorkingDirectory?: string;
+  /** Echo the program's stdout/stderr and logs to this process's stderr. */
+  stdout?: boolean;
+  /** strace-style trace of the program's syscalls on stderr. */
+  verboseSyscalls?: boolean;
+  /** Requests that may wait for a free fork; more are refused at once. Default 64 × concurrency. */
+  maxQueue?: number;
+  /** Seconds a request may wait for a fork. Default 10. */
+  queueTimeout?: number;
+  /** Called with each line the program logs (stdout, stderr, sys_log). */
+  onLog?: (line: string) => void;
+}
+
+/** The checked options, as plain data (they cross to worker threads). */
+export interface ResolvedProgramOptions {
+  name: string;
+  group: string;
+  concurrency: number;
+  maxBootTime: number;
+  maxRequestTime: number;
+  maxMemory: number;
+  maxRequestMemory: number;
+  reqMemLimitAfterReset: number;
+  ephemeral: boolean;
+  controlEphemeral: boolean;
+  sharedMemory: number;
+  argv: string[];
+  env: string[];
+  allowed: AllowedPath[];
+  cwd: string;
+  echo: boolean;
+  trace: boolean;
+  maxQueue: number;
+  queueTimeout: number;
+}
+
+function bad(key: string, value: unknown, why: string): never {
+  throw new TskvmError('TSKVM_ERR_CONFIG', `${key}: ${JSON.stringify(value)} is invalid: ${why}`, { key, value });
+}
+
+function num(key: string, value: unknown, fallback: number, min: number, max: number, integer = false): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value)) bad(key, value, 'expected a number');
+  if (integer && !Number.isInteger(value)) bad(key, value, 'expected a whole number');
+  if (value < min || value > max) bad(key, value, `expected ${min}–${max}`);
+  return value;
+}
+
+function bool(key: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') bad(key, value, 'expected true or false');
+  return value;
+}
+
+function strings(key: string, value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) bad(key, value, 'expected an array of strings');
+  return value as string[];
+}
+
+export function resolveProgramOptions(path: string, o: ProgramOptions): ResolvedProgramOptions {
+  const name = o.name ?? basename(path);
+  const group = o.group ?? 'test';
+  const concurrency = num('concurrency', o.concurrency, 2, 1, 255, true);
+  const environment = strings('environment', o.environment);
+  for (const e of environment) if (!e.includes('=')) bad('environment', e, 'expected KEY=value');
+  const allowed = (o.allowedPaths ?? []).map((a) => (typeof a === 'string' ? { real: a } : a));
+  return {
+    name,
+    group,
+    concurrency,
+    maxBootTime: num('maxBootTime', o.maxBootTime, 16, 0.001, 3600),
+    maxRequestTime: num('maxRequestTime', o.maxRequestTime, 8, 0.001, 3600),
+    maxMemory: num('maxMemory', o.maxMemory, 256, 16, 64 * 1024),
+    maxRequestMemory: num('maxRequestMemory', o.maxRequestMemory, 64, 1, 64 * 1024),
+    reqMemLimitAfterReset: num('reqMemLimitAfterReset', o.reqMemLimitAfterReset, 0, 0, 64 * 1024),
+    ephemeral: bool('ephemeral', o.ephemeral, true),
+    controlEphemeral: bool('controlEphemeral', o.controlEphemeral, false),
+    sharedMemory: num('sharedMemory', o.sharedMemory, 0, 0, 64 * 1024),
+    argv: [name, ...strings('mainArguments', o.mainArguments)],
+    // GUEST_ABI.md "Environment the program sees", in this order.
+    env: ['LC_TYPE=C', 'LC_ALL=C', 'USER=root', ...environment, `KVM_NAME=${name}`, `KVM_GROUP=${group}`, 'KVM_TYPE=request', 'KVM_STATE=state', 'KVM_DEBUG=0'],
+    allowed,
+    cwd: o.currentWorkingDirectory ?? '/',
+    echo: bool('stdout', o.stdout, false),
+    trace: bool('verboseSyscalls', o.verboseSyscalls, false),
+    maxQueue: num('maxQueue', o.maxQueue, 64 * concurrency, 0, 1_000_000, true),
+    queueTimeout: num('queueTimeout', o.queueTimeout, 10, 0.001, 3600),
+  };
+}

@@ -1,0 +1,286 @@
+/**
+ * The embedding API: a program loaded once, frozen, and served from a pool of
+ * request VMs on worker threads.
+ *
+ *   const program = await Program.load('./hello', { concurrency: 2 });
+ *   const res = await program.request({ method: 'GET', url: '/x' });
+ *   program.stats(); await program.close();
+ *
+ * load() boots main() on a worker until wait_for_requests, then forks
+ * `concurrency` request VMs spread over the pool. request() takes an idle
+ * fork, or waits in a bounded queue (TSKVM_ERR_QUEUE_FULL at once when it is
+ * full, TSKVM_ERR_QUEUE_TIMEOUT after queueTimeout). A guest failure is not an
+ * exception: the response carries status 500 (504 for a timeout), or what
+ * on_error answered, with `error` saying what happened.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import { TskvmError } from '../errors.js';
+import type { CachePolicy } from '../syscalls/api/guest-api.js';
+import type { FrozenProgram } from './frozen-program.js';
+import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
+import { emptyForkStats, type ForkStats, type RequestFailure, type RequestInput, type RequestResult } from './request-vm.js';
+import { acquirePool, releasePool, type PoolWorker, type WorkerPool } from './worker-pool.js';
+
+export type { ProgramOptions };
+
+export interface ProgramRequest {
+  method?: string;
+  url: string;
+  /** `{ key: value }` (a value may be an array) or whole `Key: value` fields. */
+  headers?: Record<string, string | string[]> | string[];
+  body?: Uint8Array | string;
+  contentType?: string;
+  arg?: string;
+}
+
+export interface ProgramResponse {
+  status: number;
+  contentType: string;
+  /** Lower-cased keys; repeated fields joined with ", ". */
+  headers: Record<string, string>;
+  /** The fields exactly as the program gave them. */
+  headerFields: string[];
+  body: Buffer;
+  /** sys_set_cacheable or the response's extra: how long a cache may keep it. */
+  cache: CachePolicy | null;
+  /** Set when the program failed; the response is then on_error's, or the failure's. */
+  error?: RequestFailure;
+  /** Time in the VM, ms. */
+  timeMs: number;
+}
+
+export interface ProgramStats {
+  program: { name: string; binary_type: string; binary_size: number; entry_points: number; boot_time: number };
+  vms: ForkStats[];
+  totals: ForkStats & { reservation_time: number; reservation_timeouts: number; queue_full: number };
+  queued: number;
+  active: number;
+}
+
+interface Fork {
+  id: number;
+  worker: PoolWorker;
+  stats: ForkStats;
+}
+
+interface Waiter {
+  resolve: (fork: Fork) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+const LOG_LINES_KEPT = 100;
+let nextProgramId = 1;
+let nextForkId = 1;
+
+export class Program {
+  readonly name: string;
+  readonly options: ResolvedProgramOptions;
+  /** The program's most recent log lines (stdout, stderr, sys_log). */
+  readonly log: string[] = [];
+  private readonly pool: WorkerPool;
+  private readonly id: number;
+  private readonly home: PoolWorker;
+  private readonly info: ProgramStats['program'];
+  private readonly forks: Fork[] = [];
+  private readonly idle: Fork[] = [];
+  private readonly queue: Waiter[] = [];
+  private readonly onLog: ((line: string) => void) | undefined;
+  private reservationTime = 0;
+  private reservationTimeouts = 0;
+  private queueFull = 0;
+  private active = 0;
+  private closing: Promise<void> | null = null;
+
+  /** Loads, boots and freezes the program at `path`, and forks its request VMs. */
+  static async load(path: string, options: ProgramOptions = {}): Promise<Program> {
+    const resolved = resolveProgramOptions(path, options);
+    let file: Buffer;
+    try {
+      file = await readFile(path);
+    } catch (e) {
+      throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${path}: ${(e as Error).message}`);
+    }
+    return Program.fromBytes(file, resolvePath(path), resolved, options.onLog);
+  }
+
+  /** Like load(), from the ELF's bytes; `exePath` is what the guest sees as its own path. */
+  static async fromBytes(file: Uint8Array, exePath: string, options: ResolvedProgramOptions, onLog?: (line: string) => void): Promise<Program> {
+    const pool = acquirePool();
+    const id = nextProgramId++;
+    const log: string[] = [];
+    pool.setLogSink(id, (line) => {
+      log.push(line);
+      if (log.length > LOG_LINES_KEPT) log.shift();
+      onLog?.(line);
+    });
+    const home = pool.leastLoaded();
+    let booted: { frozen: FrozenProgram; binaryType: string; binarySize: number; bootTimeMs: number };
+    try {
+      booted = await home.send({ op: 'boot', programId: id, file, exePath, options });
+    } catch (e) {
+      pool.setLogSink(id, null);
+      await releasePool(pool);
+      throw e;
+    }
+    const program = new Program(pool, id, home, options, booted, log, onLog);
+    try {
+      await program.startForks(booted.frozen);
+    } catch (e) {
+      await program.close();
+      throw e;
+    }
+    return program;
+  }
+
+  private constructor(
+    pool: WorkerPool, id: number, home: PoolWorker, options: ResolvedProgramOptions,
+    booted: { frozen: FrozenProgram; binaryType: string; binarySize: number; bootTimeMs: number }, log: string[], onLog?: (line: string) => void,
+  ) {
+    this.pool = pool;
+    this.id = id;
+    this.home = home;
+    this.home.placed++;
+    this.options = options;
+    this.name = options.name;
+    this.log = log;
+    this.onLog = onLog;
+    this.info = {
+      name: options.name, binary_type: booted.binaryType, binary_size: booted.binarySize,
+      entry_points: booted.frozen.paused ? 1 : booted.frozen.handlers.length, boot_time: booted.bootTimeMs / 1000,
+    };
+  }
+
+  private async startForks(frozen: FrozenProgram): Promise<void> {
+    const created = await Promise.allSettled(Array.from({ length: this.options.concurrency }, async () => {
+      const worker = this.pool.leastLoaded();
+      worker.placed++;
+      const fork: Fork = { id: nextForkId++, worker, stats: emptyForkStats() };
+      this.forks.push(fork);
+      await worker.send({ op: 'fork', programId: this.id, forkId: fork.id, frozen, options: this.options });
+      this.idle.push(fork);
+    }));
+    const failed = created.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** Runs one request in a fork; resolves with the response (guest failures included), rejects for queue limits and closing. */
+  async request(req: ProgramRequest): Promise<ProgramResponse> {
+    const input = toInput(req);
+    const fork = await this.reserve();
+    this.active++;
+    try {
+      const { result, stats } = await fork.worker.send<{ result: RequestResult; stats: ForkStats }>({ op: 'request', forkId: fork.id, input });
+      fork.stats = stats;
+      return toResponse(result);
+    } finally {
+      this.active--;
+      this.releaseFork(fork);
+    }
+  }
+
+  stats(): ProgramStats {
+    const totals = { ...emptyForkStats(), reservation_time: this.reservationTime, reservation_timeouts: this.reservationTimeouts, queue_full: this.queueFull };
+    for (const f of this.forks) {
+      for (const [k, v] of Object.entries(f.stats) as Array<[keyof ForkStats, number]>) totals[k] += v;
+    }
+    return { program: { ...this.info }, vms: this.forks.map((f) => ({ ...f.stats })), totals, queued: this.queue.length, active: this.active };
+  }
+
+  /** Refuses new requests, lets running ones finish, and releases every VM, fd and mapping. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const w of this.queue.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new TskvmError('TSKVM_ERR_CLOSED', `program ${this.name} is closing`));
+      }
+      while (this.active > 0) await new Promise((r) => setTimeout(r, 5));
+      await Promise.allSettled(this.forks.map(async (f) => {
+        await f.worker.send({ op: 'closeFork', forkId: f.id });
+        f.worker.placed--;
+      }));
+      await this.home.send({ op: 'closeProgram', programId: this.id }).catch(() => undefined);
+      this.home.placed--;
+      this.pool.setLogSink(this.id, null);
+      await releasePool(this.pool);
+    })();
+    return this.closing;
+  }
+
+  private reserve(): Promise<Fork> {
+    if (this.closing) return Promise.reject(new TskvmError('TSKVM_ERR_CLOSED', `program ${this.name} is closed`));
+    const fork = this.idle.pop();
+    if (fork) return Promise.resolve(fork);
+    if (this.queue.length >= this.options.maxQueue) {
+      this.queueFull++;
+      return Promise.reject(new TskvmError('TSKVM_ERR_QUEUE_FULL', `program ${this.name}: ${this.queue.length} requests already wait for a request VM (maxQueue)`));
+    }
+    const started = performance.now();
+    return new Promise<Fork>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: (f) => {
+          this.reservationTime += (performance.now() - started) / 1000;
+          resolve(f);
+        },
+        reject,
+        timer: setTimeout(() => {
+          this.queue.splice(this.queue.indexOf(waiter), 1);
+          this.reservationTimeouts++;
+          reject(new TskvmError('TSKVM_ERR_QUEUE_TIMEOUT', `program ${this.name}: no request VM became free within ${this.options.queueTimeout} s`));
+        }, this.options.queueTimeout * 1000),
+      };
+      this.queue.push(waiter);
+    });
+  }
+
+  private releaseFork(fork: Fork): void {
+    const next = this.queue.shift();
+    if (next) {
+      clearTimeout(next.timer);
+      next.resolve(fork);
+    } else {
+      this.idle.push(fork);
+    }
+  }
+}
+
+function toInput(req: ProgramRequest): RequestInput {
+  if (typeof req?.url !== 'string') throw new TskvmError('TSKVM_ERR_REQUEST', 'a request needs a url (string)');
+  const method = req.method ?? (req.body !== undefined ? 'POST' : 'GET');
+  const headers: string[] = [];
+  if (Array.isArray(req.headers)) {
+    headers.push(...req.headers);
+  } else if (req.headers) {
+    for (const [k, v] of Object.entries(req.headers)) for (const value of Array.isArray(v) ? v : [v]) headers.push(`${k}: ${value}`);
+  }
+  for (const field of headers) {
+    if (typeof field !== 'string' || !field.includes(':') || /[\r\n\0]/.test(field)) {
+      throw new TskvmError('TSKVM_ERR_REQUEST', `invalid header field ${JSON.stringify(field)} (expected "Key: value")`);
+    }
+  }
+  for (const [key, value] of [['method', method], ['url', req.url], ['arg', req.arg ?? '']] as const) {
+    if (Buffer.byteLength(value, 'latin1') > 0xffff) throw new TskvmError('TSKVM_ERR_REQUEST', `${key} longer than 65535 bytes`);
+  }
+  const contentType = req.contentType
+    ?? headers.find((f) => f.slice(0, f.indexOf(':')).trim().toLowerCase() === 'content-type')?.slice(13).trim() ?? '';
+  const body = typeof req.body === 'string' ? Buffer.from(req.body) : req.body;
+  return { method, url: req.url, arg: req.arg ?? '', contentType, headers, body };
+}
+
+function toResponse(r: RequestResult): ProgramResponse {
+  const headers: Record<string, string> = {};
+  for (const field of r.response.headers) {
+    const colon = field.indexOf(':');
+    if (colon < 0) continue;
+    const key = field.slice(0, colon).trim().toLowerCase();
+    const value = field.slice(colon + 1).trim();
+    headers[key] = key in headers ? `${headers[key]}, ${value}` : value;
+  }
+  const body = Buffer.from(r.response.body.buffer, r.response.body.byteOffset, r.response.body.byteLength);
+  const res: ProgramResponse = {
+    status: r.response.status, contentType: r.response.contentType, headers, headerFields: r.response.headers, body, cache: r.response.cache, timeMs: r.runMs,
+  };
+  if (r.failure) res.error = r.failure;
+  return res;
+}

@@ -3,14 +3,25 @@
  * The `tskvm` command.
  *
  *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] ELF [ARGS…]
+ *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
+ *
+ * With --request, the program is one that serves requests (GUEST_ABI.md): it
+ * boots until wait_for_requests, is frozen, and one request runs in a fork of
+ * it. The response body goes to stdout, the status line and headers to stderr;
+ * the exit status is 0 for a 1xx–3xx response and 1 otherwise.
  *
  * `run` behaves like running the program natively: its stdin, stdout and stderr
  * are ours, and our exit status is its exit status (128+signal when it died of
  * one). tskvm's own messages start with "tskvm:" and go to stderr.
  */
-import { realpathSync, writeSync } from 'node:fs';
+import { readFileSync, realpathSync, writeSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { TskvmError } from '../errors.js';
 import { Machine } from '../hypervisor/machine.js';
+import { bootProgram } from '../hypervisor/frozen-program.js';
+import { resolveProgramOptions } from '../hypervisor/program-options.js';
+import { RequestVm } from '../hypervisor/request-vm.js';
+import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 const USAGE = `usage: tskvm run [options] ELF [ARGS...]
@@ -24,6 +35,10 @@ options:
   --max-memory MIB    guest memory, address space included (default 1024)
   --timeout SECONDS   stop the program after this long (exit status 124)
   --trace             print every syscall, strace-style, to stderr
+  --request METHOD URL  boot a program that serves requests and send it one
+  --body FILE         the request body (- for stdin)
+  --header 'K: V'     a request header (repeatable)
+  --arg ARG           the request's arg
   --                  end of options
 `;
 
@@ -46,6 +61,7 @@ interface RunCommand {
   maxMemoryMiB?: number;
   timeoutSec?: number;
   trace: boolean;
+  request?: { method: string; url: string; body?: string; headers: string[]; arg: string };
 }
 
 function parseRun(argv: string[]): RunCommand {
@@ -81,6 +97,15 @@ function parseRun(argv: string[]): RunCommand {
       case '--max-memory': cmd.maxMemoryMiB = number(a); break;
       case '--timeout': cmd.timeoutSec = number(a); break;
       case '--trace': cmd.trace = true; break;
+      case '--request': cmd.request = { method: value(a), url: value(a), headers: [], arg: '', ...cmd.request }; break;
+      case '--body': (cmd.request ??= { method: 'POST', url: '/', headers: [], arg: '' }).body = value(a); break;
+      case '--header': {
+        const h = value(a);
+        if (!h.includes(':')) throw new UsageError(`--header needs "Key: value", not "${h}"`);
+        (cmd.request ??= { method: 'GET', url: '/', headers: [], arg: '' }).headers.push(h);
+        break;
+      }
+      case '--arg': (cmd.request ??= { method: 'GET', url: '/', headers: [], arg: '' }).arg = value(a); break;
       default: throw new UsageError(`unknown option ${a}`);
     }
   }
@@ -110,6 +135,7 @@ function guestCwd(allowed: AllowedPath[]): string {
 
 function run(argv: string[]): number {
   const cmd = parseRun(argv);
+  if (cmd.request) return runRequest(cmd, cmd.request);
   const trace = cmd.trace ? (line: string) => writeSync(2, line + '\n') : null;
   const machine = Machine.fromFile(cmd.elf, {
     args: cmd.args, env: cmd.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed), maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
@@ -121,9 +147,50 @@ function run(argv: string[]): number {
     }
     // A program that kills itself (abort) prints nothing natively either; faults and timeouts are ours to explain.
     if (result.message) say(result.message);
+    if (result.outcome === 'pause') {
+      say('the program is waiting for requests (wait_for_requests); send it one with --request METHOD URL');
+      return 0;
+    }
     return result.status;
   } finally {
     machine.close();
+  }
+}
+
+/** Boots the program, forks one request VM and runs one request in it, all on this thread. */
+function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): number {
+  const trace = cmd.trace ? (line: string) => writeSync(2, line + '\n') : null;
+  const options = resolveProgramOptions(cmd.elf, { environment: cmd.env, mainArguments: cmd.args, maxRequestTime: cmd.timeoutSec });
+  // The program's own stdout goes to our stderr: stdout carries the response body alone.
+  const toStderr = () => (bytes: Uint8Array): void => { writeSync(2, bytes); };
+  const warn = (m: string): void => say(m);
+  let file: Buffer;
+  try {
+    file = readFileSync(cmd.elf);
+  } catch (e) {
+    throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${cmd.elf}: ${(e as Error).message}`);
+  }
+  const booted = bootProgram(file, resolvePath(cmd.elf), {
+    argv0: cmd.elf, args: cmd.args, env: options.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed),
+    maxMemoryMiB: cmd.maxMemoryMiB ?? options.maxMemory, maxRequestMemoryMiB: options.maxRequestMemory,
+    stdio: [new EmptyFile(), new SinkFile(toStderr(), 'stdout'), new SinkFile(toStderr(), 'stderr')],
+    log: (line) => say(`log: ${line}`), warn, trace,
+  });
+  let fork: RequestVm | null = null;
+  try {
+    fork = new RequestVm(booted.frozen, {
+      maxRequestTimeMs: options.maxRequestTime * 1000, ephemeral: true, output: toStderr, log: (line) => say(`log: ${line}`), warn, trace,
+    });
+    const body = req.body === undefined ? undefined : req.body === '-' ? readFileSync(0) : readFileSync(req.body);
+    const contentType = req.headers.find((h) => /^content-type\s*:/i.test(h))?.replace(/^[^:]*:\s*/, '') ?? '';
+    const { response, failure } = fork.request({ method: req.method, url: req.url, arg: req.arg, headers: req.headers, contentType, body });
+    writeSync(2, `HTTP ${response.status}\ncontent-type: ${response.contentType}\n${response.headers.map((h) => h + '\n').join('')}\n`);
+    if (failure) say(`request failed [${failure.code}]: ${failure.message}`);
+    writeSync(1, response.body);
+    return response.status < 400 ? 0 : 1;
+  } finally {
+    fork?.close();
+    booted.machine.close();
   }
 }
 

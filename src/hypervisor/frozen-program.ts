@@ -60,6 +60,8 @@ export interface FrozenProgram {
 export interface BootOptions extends MachineOptions {
   /** Limit for main() to reach wait_for_requests*, in seconds (max_boot_time). */
   maxBootTimeSec?: number;
+  /** The program's last output lines (stdout, stderr, logs) for a failed start; default: its sys_log lines. */
+  recentLog?: () => string[];
 }
 
 export interface BootedProgram {
@@ -103,6 +105,7 @@ export function bootProgram(file: Uint8Array, exePath: string, options: BootOpti
         default: return `the program crashed while starting: ${result.message}`;
       }
     };
+    if (options.recentLog) log.splice(0, log.length, ...options.recentLog().slice(-BOOT_LOG_LINES));
     if (result.outcome !== 'pause' || result.pause?.kind !== 'freeze') {
       const code = result.outcome === 'timeout' ? 'TSKVM_ERR_PROGRAM_BOOT_TIMEOUT' : 'TSKVM_ERR_PROGRAM_INIT';
       throw new TskvmError(code, `${exePath}: ${why()}${log.length ? `\nits last log lines:\n  ${log.join('\n  ')}` : ''}`, { log, outcome: result.outcome, status: result.status });

@@ -44,8 +44,11 @@ function reply(message: WorkerReply): void {
 }
 
 /** The program's output and logs, line by line, to the main thread (and stderr when echoing). */
-function logger(programId: number, options: ResolvedProgramOptions): { line: (l: string) => void; output: (name: string) => (b: Uint8Array) => void } {
+function logger(programId: number, options: ResolvedProgramOptions): { line: (l: string) => void; output: (name: string) => (b: Uint8Array) => void; recent: string[] } {
+  const recent: string[] = [];
   const line = (l: string): void => {
+    recent.push(l);
+    if (recent.length > 40) recent.shift();
     if (options.echo) process.stderr.write(`[${options.name}] ${l}\n`);
     reply({ op: 'log', programId, line: l });
   };
@@ -56,7 +59,7 @@ function logger(programId: number, options: ResolvedProgramOptions): { line: (l:
     partial.set(name, lines.pop()!.slice(-4096));
     for (const l of lines) line(l);
   };
-  return { line, output };
+  return { line, output, recent };
 }
 
 function trace(options: ResolvedProgramOptions): ((l: string) => void) | null {
@@ -77,7 +80,7 @@ function handle(c: WorkerCommand): unknown {
         maxMemoryMiB: o.maxMemory, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
         requestMemoryUpperMiB: o.reqMemLimitAfterReset, controlEphemeral: o.controlEphemeral, maxBootTimeSec: o.maxBootTime,
         stdio: [new EmptyFile(), new SinkFile(log.output('stdout'), 'stdout'), new SinkFile(log.output('stderr'), 'stderr')],
-        log: log.line, warn: warn(o.name), trace: trace(o),
+        log: log.line, warn: warn(o.name), trace: trace(o), recentLog: () => log.recent,
       });
       programs.set(c.programId, booted);
       return {

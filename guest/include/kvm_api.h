@@ -1,0 +1,391 @@
+/*
+ * kvm_api.h — the tskvm guest request API (header-only), written from GUEST_ABI.md.
+ *
+ * Binary compatible with the guest API of the Varnish TinyKVM compute VMOD (kvm_api.h v1.0): same
+ * hypercall numbers, calling convention and structure layouts, and the same function names, so a
+ * program written for either builds against either header and runs on either host.
+ *
+ * How a program is structured: main() initialises (loads data, allocates, opens files it is allowed
+ * to), registers its request handlers and calls wait_for_requests(). The VM is frozen there, and every
+ * request runs the handler in a copy-on-write fork of that frozen VM. The handler ends the request with
+ * backend_response*(); the host does not resume the guest after it.
+ *
+ *     #include "kvm_api.h"
+ *
+ *     static void on_get(const char *url, const char *arg)
+ *     {
+ *         http_append(RESP, "X-Hello: World");
+ *         backend_response_str(200, "text/plain", "Hello World!\n");
+ *     }
+ *     int main(void)
+ *     {
+ *         set_backend_get(on_get);
+ *         wait_for_requests();
+ *     }
+ *
+ * The other style is an event loop: `struct kvm_request req; for (;;) { wait_for_requests_paused(&req);
+ * ...respond... }` — the VM is frozen inside the call and each request resumes right after it, with
+ * `req` filled in.
+ *
+ * Every API function is a tiny asm stub `mov $NR, %eax; out %eax, $0; ret`: the host sees the C
+ * arguments in rdi, rsi, rdx, rcx, r8, r9 and answers in rax (rax:rdx for 16-byte structs). Outside a
+ * VM, `out` in user mode is SIGSEGV, so a program that also runs natively tests kvm_is_sandboxed()
+ * (KVM_NAME is set in the guest environment) before calling any of them.
+ *
+ * The stubs are emitted by a top-level asm block as weak symbols, so several .c files of one program
+ * may include this header. Define KVM_API_ALREADY_DEFINED to leave them out (e.g. when another object
+ * provides them).
+ */
+#ifndef TSKVM_KVM_API_H
+#define TSKVM_KVM_API_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifdef __cplusplus
+extern "C" {
+#define KVM_API_STATIC_ASSERT static_assert
+#else
+#define KVM_API_STATIC_ASSERT _Static_assert
+#endif
+
+/* ---------------------------------------------------------------------------------------------------
+ * Structures (x86-64 SysV layout; the asserts below pin every offset of GUEST_ABI.md)
+ */
+
+/* One request header field, the whole "Key: value" text. */
+struct kvm_request_header {
+	const char *field;
+	uint32_t    field_colon; /* index of the ':' in field */
+	uint32_t    field_len;   /* length of the whole field */
+};
+
+/* The request, as handler 3 and wait_for_requests_paused() see it. All strings are NUL-terminated
+ * and their lengths are given as well. */
+struct kvm_request {
+	const char *method;
+	const char *url;
+	const char *arg;
+	const char *content_type;
+	uint16_t    method_len;
+	uint16_t    url_len;
+	uint16_t    arg_len;
+	uint16_t    content_type_len;
+	const uint8_t *content;   /* the body; may be NULL */
+	size_t         content_len;
+	const struct kvm_request_header *headers;
+	uint16_t    num_headers;
+	uint16_t    info_flags;   /* KVM_REQUEST_WARMUP */
+	uint32_t    reserved0;
+	uint64_t    prng[2];      /* fresh random bytes for every request */
+	uint64_t    reserved1[2];
+};
+#define KVM_REQUEST_WARMUP 0x1
+
+/* A response header field, "Key: value". */
+struct ResponseHeader {
+	const char *field;
+	size_t      field_len;
+};
+
+/* Optional last argument of sys_backend_response: extra headers and caching hints (seconds). */
+struct BackendResponseExtra {
+	const struct ResponseHeader *headers;
+	uint16_t num_headers;
+	bool     cached;
+	float    ttl;
+	float    grace;
+	float    keep;
+	uint64_t reserved[4];
+};
+
+/* get_meminfo(): memory limits and use, in bytes. */
+struct meminfo {
+	uint64_t max_memory;
+	uint64_t max_reqmem;
+	uint64_t reqmem_upper;
+	uint64_t reqmem_current;
+};
+
+/* shared_memory_area(): the region shared by all VMs of the program, [ptr, end). The name is
+ * TinyKVM's; returned by value in rax:rdx. */
+struct shared_memory_info {
+	uint64_t ptr;
+	uint64_t end;
+};
+
+KVM_API_STATIC_ASSERT(sizeof(struct kvm_request_header) == 16, "kvm_request_header size");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request_header, field) == 0, "kvm_request_header.field");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request_header, field_colon) == 8, "kvm_request_header.field_colon");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request_header, field_len) == 12, "kvm_request_header.field_len");
+
+KVM_API_STATIC_ASSERT(sizeof(struct kvm_request) == 104, "kvm_request size");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, method) == 0, "kvm_request.method");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, url) == 8, "kvm_request.url");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, arg) == 16, "kvm_request.arg");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, content_type) == 24, "kvm_request.content_type");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, method_len) == 32, "kvm_request.method_len");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, url_len) == 34, "kvm_request.url_len");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, arg_len) == 36, "kvm_request.arg_len");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, content_type_len) == 38, "kvm_request.content_type_len");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, content) == 40, "kvm_request.content");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, content_len) == 48, "kvm_request.content_len");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, headers) == 56, "kvm_request.headers");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, num_headers) == 64, "kvm_request.num_headers");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, info_flags) == 66, "kvm_request.info_flags");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, reserved0) == 68, "kvm_request.reserved0");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, prng) == 72, "kvm_request.prng");
+KVM_API_STATIC_ASSERT(offsetof(struct kvm_request, reserved1) == 88, "kvm_request.reserved1");
+
+KVM_API_STATIC_ASSERT(sizeof(struct ResponseHeader) == 16, "ResponseHeader size");
+KVM_API_STATIC_ASSERT(offsetof(struct ResponseHeader, field) == 0, "ResponseHeader.field");
+KVM_API_STATIC_ASSERT(offsetof(struct ResponseHeader, field_len) == 8, "ResponseHeader.field_len");
+
+KVM_API_STATIC_ASSERT(sizeof(struct BackendResponseExtra) == 56, "BackendResponseExtra size");
+KVM_API_STATIC_ASSERT(offsetof(struct BackendResponseExtra, headers) == 0, "BackendResponseExtra.headers");
+KVM_API_STATIC_ASSERT(offsetof(struct BackendResponseExtra, num_headers) == 8, "BackendResponseExtra.num_headers");
+KVM_API_STATIC_ASSERT(offsetof(struct BackendResponseExtra, cached) == 10, "BackendResponseExtra.cached");
+KVM_API_STATIC_ASSERT(offsetof(struct BackendResponseExtra, ttl) == 12, "BackendResponseExtra.ttl");
+KVM_API_STATIC_ASSERT(offsetof(struct BackendResponseExtra, grace) == 16, "BackendResponseExtra.grace");
+KVM_API_STATIC_ASSERT(offsetof(struct BackendResponseExtra, keep) == 20, "BackendResponseExtra.keep");
+KVM_API_STATIC_ASSERT(offsetof(struct BackendResponseExtra, reserved) == 24, "BackendResponseExtra.reserved");
+
+KVM_API_STATIC_ASSERT(sizeof(struct meminfo) == 32, "meminfo size");
+KVM_API_STATIC_ASSERT(offsetof(struct meminfo, max_memory) == 0, "meminfo.max_memory");
+KVM_API_STATIC_ASSERT(offsetof(struct meminfo, max_reqmem) == 8, "meminfo.max_reqmem");
+KVM_API_STATIC_ASSERT(offsetof(struct meminfo, reqmem_upper) == 16, "meminfo.reqmem_upper");
+KVM_API_STATIC_ASSERT(offsetof(struct meminfo, reqmem_current) == 24, "meminfo.reqmem_current");
+
+KVM_API_STATIC_ASSERT(sizeof(struct shared_memory_info) == 16, "shared_memory_info size");
+
+/* ---------------------------------------------------------------------------------------------------
+ * The hypercalls (each an asm stub at the end of this file)
+ */
+
+/* 0x10000: register a handler; only during main(). Use the typed set_*() helpers below. */
+extern void register_func(int index, ...);
+
+/* 0x10001: freeze the VM; from now on requests call the registered handlers. Never returns. */
+extern void wait_for_requests(void) __attribute__((noreturn));
+
+/* 0x10002: freeze the VM here; each request resumes right after this call with *req filled in. */
+extern void wait_for_requests_paused(struct kvm_request *req);
+
+/* 0x10005: caching hints for the response (Cache-Control), durations in milliseconds. */
+extern long sys_set_cacheable(bool cached, long ttl_ms, long grace_ms, long keep_ms);
+
+/* 0x10010: the response; ends the request (the host does not resume the guest). status must be
+ * 200..599, otherwise the request fails. extra may be NULL. */
+extern void sys_backend_response(int16_t status, const void *ctype, size_t ctype_len, const void *body,
+                                 size_t body_len, const struct BackendResponseExtra *extra);
+
+/* 0x10020 / 0x10021: add / set-or-replace a header field "Key: value" (where = REQ or RESP). A field
+ * without ':' given to sys_http_set unsets that key. */
+extern long sys_http_append(int where, const char *field, size_t len);
+extern long sys_http_set(int where, const char *field, size_t len);
+
+/* 0x10022: copy the whole "Key: value" field of key into out and return its length; 0 when absent or
+ * when out is too small; with out == NULL, return the length needed. */
+extern unsigned sys_http_find(int where, const char *key, size_t key_len, char *out, size_t out_len);
+
+/* 0x10023: copy the request method into out; returns its length (0 if out is too small, the length
+ * needed when out is NULL). Not NUL-terminated. */
+extern unsigned long sys_http_method(char *out, size_t out_len);
+
+/* 0x10700: the shared memory region (all zero when the program has none). */
+extern struct shared_memory_info shared_memory_area(void);
+
+/* 0x10703: choose ephemeral (1) or persistent (0) request VMs; only during main() and only when the
+ * program's configuration has control_ephemeral. */
+extern int sys_make_ephemeral(int ephemeral);
+
+/* 0x10A00: memory limits and current use. */
+extern void get_meminfo(struct meminfo *info);
+
+/* 0x7F000: one line to the program's log. */
+extern void sys_log(const char *buf, size_t len);
+
+/* 0x7FDEB: 1 for a debug program, else 0. */
+extern int sys_is_debug(void);
+
+/* ---------------------------------------------------------------------------------------------------
+ * Convenience wrappers (TinyKVM's names, plus a few short ones)
+ */
+
+/* True when running in a tskvm (or TinyKVM compute) VM; false natively. */
+static inline bool kvm_is_sandboxed(void) { return getenv("KVM_NAME") != NULL; }
+/* TinyKVM's test, from main(): in a VM argv[0] is the bare program name, natively it has a '/'. */
+#define IS_SANDBOXED_MAIN() (__builtin_strchr(argv[0], '/') == (void *)0)
+#define IS_LINUX_MAIN()     (!IS_SANDBOXED_MAIN())
+
+/* Handler registration. The handler is called on a fresh stack for every request. */
+static inline void set_backend_get(void (*f)(const char *url, const char *arg)) { register_func(1, f); }
+static inline void set_backend_post(void (*f)(const char *url, const char *arg, const char *content_type,
+                                              const uint8_t *data, size_t len))
+{
+	register_func(2, f);
+}
+/* Any method; takes precedence over GET/POST handlers. */
+static inline void set_backend_request(void (*f)(const struct kvm_request *req)) { register_func(3, f); }
+/* Called (with a ~1 s budget) when a request crashed, timed out or ran out of memory; may respond. */
+static inline void set_on_error(void (*f)(const char *url, const char *arg, const char *exception))
+{
+	register_func(5, f);
+}
+
+/* Reserved for later in tskvm (the host refuses to register them): streaming POST, live update save / restore. */
+static inline void set_backend_stream_post(long (*f)(const char *url, const char *arg, const char *content_type,
+                                                     const uint8_t *data, size_t len, size_t off))
+{
+	register_func(4, f);
+}
+static inline void set_on_live_update(void (*f)(void)) { register_func(6, f); }
+static inline void set_on_live_restore(void (*f)(size_t len)) { register_func(7, f); }
+
+/* Responses */
+static inline void backend_response(int16_t status, const void *ctype, size_t ctype_len, const void *body,
+                                    size_t body_len)
+{
+	sys_backend_response(status, ctype, ctype_len, body, body_len, NULL);
+}
+static inline void backend_response_str(int16_t status, const char *ctype, const char *body)
+{
+	sys_backend_response(status, ctype, __builtin_strlen(ctype), body, __builtin_strlen(body), NULL);
+}
+static inline void backend_response_extra(int16_t status, const void *ctype, size_t ctype_len, const void *body,
+                                          size_t body_len, const struct BackendResponseExtra *extra)
+{
+	sys_backend_response(status, ctype, ctype_len, body, body_len, extra);
+}
+/* With an array of extra response headers and no caching hints, e.g.
+ *   static const struct ResponseHeader h[] = { KVM_HEADER("X-A: 1"), KVM_HEADER("X-B: 2") };
+ *   backend_response_headers(200, "text/plain", body, len, h, 2);                          */
+#define KVM_HEADER(literal) { (literal), sizeof(literal) - 1 }
+static inline void backend_response_headers(int16_t status, const char *ctype, const void *body, size_t body_len,
+                                            const struct ResponseHeader *headers, uint16_t num_headers)
+{
+	struct BackendResponseExtra extra = { headers, num_headers, false, 0, 0, 0, { 0, 0, 0, 0 } };
+	sys_backend_response(status, ctype, __builtin_strlen(ctype), body, body_len, &extra);
+}
+
+/* Header fields: `where` is REQ (the request) or RESP (the response). */
+#define REQ      0
+#define RESP     1
+#define REQUEST  REQ
+#define RESPONSE RESP
+#define BEREQ    REQ
+#define BERESP   RESP
+#define HTTP_FMT_SIZE 4096u
+
+static inline long http_append(int where, const char *field) { return sys_http_append(where, field, __builtin_strlen(field)); }
+static inline long http_set(int where, const char *field) { return sys_http_set(where, field, __builtin_strlen(field)); }
+/* Unset key (a field without ':'). */
+static inline long http_unset(int where, const char *key, size_t len) { return sys_http_set(where, key, len); }
+static inline long http_unset_str(int where, const char *key) { return sys_http_set(where, key, __builtin_strlen(key)); }
+/* Copies the whole "Key: value" field into out; returns its length, 0 if absent or out too small. */
+static inline unsigned http_find(int where, const char *key, char *out, size_t out_len)
+{
+	return sys_http_find(where, key, __builtin_strlen(key), out, out_len);
+}
+static inline unsigned http_find_strlen(int where, const char *key)
+{
+	return sys_http_find(where, key, __builtin_strlen(key), NULL, 0);
+}
+/* TinyKVM spellings */
+static inline void http_append_str(int where, const char *field) { http_append(where, field); }
+static inline void http_set_str(int where, const char *field) { http_set(where, field); }
+static inline unsigned http_find_str(int where, const char *key, char *out, size_t out_len)
+{
+	return http_find(where, key, out, out_len);
+}
+
+/* printf-style; fields longer than HTTP_FMT_SIZE - 1 are cut. */
+__attribute__((format(printf, 2, 3))) static inline long http_appendf(int where, const char *fmt, ...)
+{
+	char buf[HTTP_FMT_SIZE];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = __builtin_vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		return -1;
+	return sys_http_append(where, buf, (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1);
+}
+__attribute__((format(printf, 2, 3))) static inline long http_setf(int where, const char *fmt, ...)
+{
+	char buf[HTTP_FMT_SIZE];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = __builtin_vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		return -1;
+	return sys_http_set(where, buf, (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1);
+}
+
+/* Caching hints in seconds. */
+static inline long set_cacheable(bool cached, float ttl, float grace, float keep)
+{
+	return sys_set_cacheable(cached, (long)(ttl * 1000), (long)(grace * 1000), (long)(keep * 1000));
+}
+
+/* Log lines */
+static inline void kvm_log(const char *line) { sys_log(line, __builtin_strlen(line)); }
+__attribute__((format(printf, 1, 2))) static inline void kvm_logf(const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = __builtin_vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (len >= 0)
+		sys_log(buf, (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1);
+}
+#define vlogf kvm_logf /* TinyKVM's name */
+
+/* ---------------------------------------------------------------------------------------------------
+ * The asm stubs: `mov $NR, %eax; out %eax, $0; ret`. Weak, so that every translation unit of a program
+ * may emit them and the linker keeps one copy.
+ */
+#ifndef KVM_API_ALREADY_DEFINED
+#define KVM_API_STUB_BEGIN(name, nr)                                                                     \
+	".p2align 4\n"                                                                                   \
+	".globl " #name "\n"                                                                             \
+	".weak " #name "\n"                                                                              \
+	".type " #name ", @function\n" #name ":\n"                                                       \
+	".cfi_startproc\n"                                                                               \
+	"\tmov $" #nr ", %eax\n"                                                                         \
+	"\tout %eax, $0\n"
+#define KVM_API_STUB_END(name) ".cfi_endproc\n.size " #name ", . - " #name "\n"
+#define KVM_API_STUB(name, nr) KVM_API_STUB_BEGIN(name, nr) "\tret\n" KVM_API_STUB_END(name)
+
+__asm__(".pushsection .text\n"
+	KVM_API_STUB(register_func, 0x10000)
+	/* never returns: ud2 traps if the host ever resumed past it */
+	KVM_API_STUB_BEGIN(wait_for_requests, 0x10001) "\tud2\n" KVM_API_STUB_END(wait_for_requests)
+	KVM_API_STUB(wait_for_requests_paused, 0x10002)
+	KVM_API_STUB(sys_set_cacheable, 0x10005)
+	KVM_API_STUB(sys_backend_response, 0x10010)
+	KVM_API_STUB(sys_http_append, 0x10020)
+	KVM_API_STUB(sys_http_set, 0x10021)
+	KVM_API_STUB(sys_http_find, 0x10022)
+	KVM_API_STUB(sys_http_method, 0x10023)
+	KVM_API_STUB(shared_memory_area, 0x10700)
+	KVM_API_STUB(sys_make_ephemeral, 0x10703)
+	KVM_API_STUB(get_meminfo, 0x10A00)
+	KVM_API_STUB(sys_log, 0x7F000)
+	KVM_API_STUB(sys_is_debug, 0x7FDEB)
+	".popsection\n");
+
+#undef KVM_API_STUB
+#undef KVM_API_STUB_BEGIN
+#undef KVM_API_STUB_END
+#endif /* KVM_API_ALREADY_DEFINED */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TSKVM_KVM_API_H */

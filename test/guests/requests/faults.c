@@ -1,0 +1,107 @@
+/*
+ * req-faults — one GET handler (register_func 1) that misbehaves in the way the URL path says (the
+ * query is ignored), and an on_error handler (register_func 5). Bodies are text/plain, no trailing
+ * newline:
+ *
+ *   /ok             200 "ok"
+ *   /crash          writes to NULL
+ *   /crash-onerror  writes to NULL, and on_error, seeing this URL, writes to NULL too
+ *   /loop           spins forever (the request timeout must end it)
+ *   /bomb           malloc(1 MiB) + memset, forever: runs into max_request_memory; when malloc returns
+ *                   NULL it writes through the NULL pointer
+ *   /status99       backend_response with status 99 (invalid)
+ *   /status600      backend_response with status 600 (invalid)
+ *   /bigheader      sys_http_append(RESP, "X-Big: " + 1 MiB of 'a'), then 200 "bigheader rc=<its result>"
+ *   /noresponse     the handler returns without responding
+ *   /abort          abort() (SIGABRT: the guest's tgkill/rt_sigprocmask path)
+ *   anything else   404 "not found"
+ *
+ * on_error(url, arg, exception) answers 503 "on_error:<exception>" (except for /crash-onerror).
+ *
+ * Natively: `req-faults URL` does the same in this process (so /crash dies of SIGSEGV); /bomb stops
+ * after 64 MiB there, treating the next block as a NULL malloc.
+ */
+#include "common.h"
+
+#define MiB (1024 * 1024)
+
+static volatile int *volatile null_pointer;
+
+static int path_is(const char *url, const char *path)
+{
+	size_t n = strlen(path);
+	return strncmp(url, path, n) == 0 && (url[n] == 0 || url[n] == '?');
+}
+
+static void bomb(void)
+{
+	for (int blocks = 0;; blocks++) {
+		char *p = native && blocks >= 64 ? NULL : malloc(MiB);
+		if (!p) {
+			*null_pointer = 1;
+			return;
+		}
+		memset(p, 0xbb, MiB);
+	}
+}
+
+static void big_header(void)
+{
+	static const char key[] = "X-Big: ";
+	size_t len = sizeof key - 1 + MiB;
+	char *field = malloc(len);
+	memcpy(field, key, sizeof key - 1);
+	memset(field + sizeof key - 1, 'a', MiB);
+	long rc = native ? 0 : sys_http_append(RESP, field, len);
+	char body[64];
+	snprintf(body, sizeof body, "bigheader rc=%ld", rc);
+	respond_str(200, body);
+}
+
+static void on_get(const char *url, const char *arg)
+{
+	(void)arg;
+	if (path_is(url, "/ok"))
+		respond_str(200, "ok");
+	else if (path_is(url, "/crash") || path_is(url, "/crash-onerror"))
+		*null_pointer = 1;
+	else if (path_is(url, "/loop"))
+		for (;;)
+			__asm__ volatile("");
+	else if (path_is(url, "/bomb"))
+		bomb();
+	else if (path_is(url, "/status99"))
+		respond_str(99, "status 99");
+	else if (path_is(url, "/status600"))
+		respond_str(600, "status 600");
+	else if (path_is(url, "/bigheader"))
+		big_header();
+	else if (path_is(url, "/noresponse"))
+		return;
+	else if (path_is(url, "/abort"))
+		abort();
+	else
+		respond_str(404, "not found");
+}
+
+static void on_error(const char *url, const char *arg, const char *exception)
+{
+	(void)arg;
+	if (path_is(url, "/crash-onerror"))
+		*null_pointer = 1;
+	char body[1024];
+	snprintf(body, sizeof body, "on_error:%s", exception);
+	respond_str(503, body);
+}
+
+int main(int argc, char **argv)
+{
+	if (native_mode()) {
+		on_get(argc > 1 ? argv[1] : "/ok", "");
+		putchar('\n');
+		return 0;
+	}
+	set_backend_get(on_get);
+	set_on_error(on_error);
+	wait_for_requests();
+}

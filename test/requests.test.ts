@@ -1,0 +1,213 @@
+// Programs that serve requests: boot, freeze, and one request per copy-on-write
+// fork, through the embedding API (Program) on worker threads. Each program in
+// test/guests/requests/ documents the output format these tests read.
+import t from 'tap';
+import { Program, type ProgramOptions } from '../src/index.js';
+import { guestPath, kvmAvailable, runNative } from './helpers/differential.js';
+
+const quiet: ProgramOptions = { maxMemory: 64, onLog: () => {} };
+
+async function withProgram<T>(name: string, options: ProgramOptions, body: (p: Program) => Promise<T>): Promise<T> {
+  const program = await Program.load(guestPath(name), { ...quiet, ...options });
+  try {
+    return await body(program);
+  } finally {
+    await program.close();
+  }
+}
+
+t.test('hello: GET, the same bytes as the program natively (glibc and musl)', async (t) => {
+  if (!kvmAvailable(t)) return;
+  for (const bin of ['req-hello', 'req-hello.musl']) {
+    const native = runNative(guestPath(bin), ['/']);
+    await withProgram(bin, {}, async (p) => {
+      for (let i = 0; i < 5; i++) {
+        const res = await p.request({ method: 'GET', url: '/' });
+        t.equal(res.status, 200, `${bin}: status`);
+        t.equal(res.contentType, 'text/plain');
+        t.equal(res.body.toString(), native.stdout.toString(), `${bin} request ${i}: body equals native stdout`);
+        t.equal(res.error, undefined);
+      }
+      const stats = p.stats();
+      t.equal(stats.totals.invocations, 5);
+      t.equal(stats.totals.status_2xx, 5);
+      t.equal(stats.program.binary_type, 'static');
+      t.ok(stats.program.boot_time > 0);
+    });
+  }
+});
+
+t.test('echo: method, url, arg, headers and body reach the guest; headers come back', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const body = Buffer.from('line one\nbinary \x00\x01\xff end');
+  const native = runNative(guestPath('req-echo'), ['/post/path'], { input: body });
+  await withProgram('req-echo', {}, async (p) => {
+    const plain = await p.request({ method: 'POST', url: '/post/path', body, contentType: 'application/octet-stream' });
+    t.same(plain.body, native.stdout, 'no headers: equals the native output');
+    const res = await p.request({
+      method: 'PUT', url: '/x?y=1', arg: 'the-arg', body: 'hello', headers: { 'Content-Type': 'text/x-test', 'X-Test': 'ping', 'X-Multi': ['a', 'b'] },
+    });
+    t.equal(res.status, 200);
+    t.equal(res.body.toString(), [
+      'method=PUT', 'url=/x?y=1', 'arg=the-arg', 'content_type=text/x-test', 'headers:',
+      'Content-Type: text/x-test', 'X-Test: ping', 'X-Multi: a', 'X-Multi: b', 'body_len=5', 'hello',
+    ].join('\n'));
+    t.equal(res.headers['x-echo'], 'yes', 'header from BackendResponseExtra');
+    t.equal(res.headers['x-test-echo'], 'ping', 'sys_http_find on the request, sys_http_append on the response');
+    const big = Buffer.alloc(3 << 20, 7);
+    const large = await p.request({ method: 'POST', url: '/big', body: big });
+    t.ok(large.body.toString().includes(`body_len=${big.length}\n`), '3 MiB body');
+    t.equal(large.body.length - large.body.indexOf(`body_len=${big.length}\n`) - `body_len=${big.length}\n`.length, big.length, 'the whole body came back');
+  });
+});
+
+t.test('paused style: resumes after wait_for_requests_paused; ephemeral or not', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram('req-paused', { concurrency: 1 }, async (p) => {
+    for (let i = 0; i < 3; i++) t.equal((await p.request({ url: `/e${i}` })).body.toString(), `paused:GET /e${i} 1`, 'ephemeral: the counter starts over');
+  });
+  await withProgram('req-paused', { concurrency: 1, ephemeral: false }, async (p) => {
+    for (let i = 1; i <= 3; i++) t.equal((await p.request({ method: 'DELETE', url: '/k' })).body.toString(), `paused:DELETE /k ${i}`, 'non-ephemeral: it counts');
+  });
+});
+
+t.test('api: a program using every implemented call', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const log: string[] = [];
+  await withProgram('req-api', { maxMemory: 128, maxRequestMemory: 32, sharedMemory: 2, onLog: (l) => log.push(l) }, async (p) => {
+    const res = await p.request({ method: 'GET', url: '/x', arg: 'a1', headers: { Host: 'example.org' } });
+    t.equal(res.status, 200, res.body.toString());
+    const lines = Object.fromEntries(res.body.toString().trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    t.equal(lines.is_debug, '0');
+    const [maxMem, maxReq] = lines.meminfo!.split(',').map(Number);
+    t.equal(maxMem, 128 << 20, 'get_meminfo: max_memory');
+    t.equal(maxReq, 32 << 20, 'get_meminfo: max_reqmem');
+    t.match(lines.shm, /^0x8000000,0x8200000$/, 'shared_memory_area: the 2 MiB above the program');
+    t.equal(lines.method, 'GET');
+    t.equal(lines.url, '/x');
+    t.equal(lines.arg, 'a1');
+    t.equal(lines.find_host, 'Host: example.org');
+    t.equal(lines.req_find, 'X-Api-Req: added');
+    t.equal(lines.resp_find, 'X-Api-Set: two');
+    t.equal(res.headers['x-api-append'], '1');
+    t.equal(res.headers['x-api-set'], 'two', 'sys_http_set replaced, not appended');
+    t.notOk('x-api-gone' in res.headers, 'a field without a colon unsets');
+    t.equal(res.headers['x-api-extra2'], '2');
+    t.same(res.cache, { cached: true, ttlMs: 10_000, graceMs: 2_000, keepMs: 3_000 }, 'cache hints from the response extra');
+    t.ok(log.some((l) => l.includes('GET /x')), 'sys_log reaches the program log');
+    const post = await p.request({ method: 'POST', url: '/p', body: 'data', contentType: 'text/plain' });
+    t.match(post.body.toString(), /body_len=4/, 'the POST handler when there is a body');
+    const crash = await p.request({ url: '/crash' });
+    t.equal(crash.status, 503, 'on_error answered');
+    t.match(crash.body.toString(), /api on_error: url=\/crash .*exception=.*page fault/);
+    t.equal(crash.error?.code, 'TSKVM_ERR_GUEST_FAULT', 'and the failure is still reported');
+  });
+});
+
+t.test('counter in shared memory: every fork sees one region', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram('req-counter', { concurrency: 2, sharedMemory: 2 }, async (p) => {
+    const values = await Promise.all(Array.from({ length: 40 }, () => p.request({ url: '/' }).then((r) => Number(r.body.toString()))));
+    t.same(values.slice().sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i + 1), 'forks on both workers count 1..40, none twice');
+    t.equal(p.stats().vms.filter((v) => v.invocations > 0).length, 2, 'both forks served');
+  });
+  await withProgram('req-counter', {}, async (p) => {
+    const res = await p.request({ url: '/' });
+    t.equal(res.status, 500);
+    t.equal(res.body.toString(), 'no shared memory');
+  });
+});
+
+const FRESH = { global: '', heap: 'init', heap2: 'null', stack: '', mmap: 'null', mmapfresh: 'zero', brk: 'init', brkfresh: 'zero', fd: 'closed' };
+const parse = (body: Buffer): Record<string, string> =>
+  Object.fromEntries(body.toString().trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+
+t.test('isolation: a secret written in one request is not seen by the next', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram('req-isolation', { concurrency: 2 }, async (p) => {
+    for (let i = 0; i < 20; i++) {
+      t.equal((await p.request({ url: `/write?s3cret${i}` })).body.toString(), 'written');
+      t.same(parse((await p.request({ url: '/read' })).body), FRESH, `ephemeral, round ${i}: the frozen state in every place`);
+    }
+  });
+  await withProgram('req-isolation', { concurrency: 1, ephemeral: false }, async (p) => {
+    await p.request({ url: '/write?kept1' });
+    const kept = parse((await p.request({ url: '/read' })).body);
+    t.equal(kept.global, 'kept1', 'non-ephemeral: globals kept');
+    t.equal(kept.heap, 'kept1', 'heap kept');
+    t.equal(kept.heap2, 'kept1', 'a new malloc kept');
+    t.equal(kept.mmap, 'kept1', 'a new mmap kept');
+    t.equal(kept.brk, 'kept1', 'the brk area kept');
+    t.equal(kept.fd, 'open', 'the fd table kept');
+    t.equal(kept.mmapfresh, 'zero', 'new memory is still zero');
+    const crash = await p.request({ url: '/crash' });
+    t.equal(crash.error?.code, 'TSKVM_ERR_GUEST_FAULT');
+    t.same(parse((await p.request({ url: '/read' })).body), FRESH, 'a faulting request forces a reset');
+  });
+  // Two programs of one binary: nothing crosses from one to the other.
+  const [a, b] = await Promise.all([Program.load(guestPath('req-isolation'), { ...quiet, ephemeral: false, name: 'a' }), Program.load(guestPath('req-isolation'), { ...quiet, name: 'b' })]);
+  try {
+    await a.request({ url: '/write?only-a' });
+    t.same(parse((await b.request({ url: '/read' })).body), FRESH, 'program b never sees program a');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+t.test('failures: each has its error, and the next request on the same fork succeeds', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram('req-faults', { concurrency: 1, maxRequestTime: 1, maxRequestMemory: 16 }, async (p) => {
+    const cases: Array<[url: string, code: string, status: number, text: RegExp]> = [
+      ['/crash', 'TSKVM_ERR_GUEST_FAULT', 503, /on_error:.*page fault/],
+      ['/loop', 'TSKVM_ERR_GUEST_TIMEOUT', 503, /on_error:timeout/],
+      ['/bomb', 'TSKVM_ERR_REQUEST_MEMORY', 503, /on_error:out of request memory/],
+      ['/status99', 'TSKVM_ERR_BAD_RESPONSE', 503, /status 99/],
+      ['/status600', 'TSKVM_ERR_BAD_RESPONSE', 503, /status 600/],
+      ['/bigheader', 'TSKVM_ERR_BAD_RESPONSE', 503, /header field of \d+ bytes/],
+      ['/noresponse', 'TSKVM_ERR_NO_RESPONSE', 503, /without a response/],
+      ['/abort', 'TSKVM_ERR_GUEST_FAULT', 503, /SIGABRT/],
+      ['/crash-onerror', 'TSKVM_ERR_GUEST_FAULT', 500, /page fault[\s\S]*on_error failed too: guest fault/],
+    ];
+    for (const [url, code, status, text] of cases) {
+      const res = await p.request({ url });
+      t.equal(res.error?.code, code, `${url}: ${code}`);
+      t.equal(res.status, status, `${url}: status ${status}`);
+      t.match(res.body.toString(), text, `${url}: says why`);
+      const ok = await p.request({ url: '/ok' });
+      t.equal(`${ok.status} ${ok.body}`, '200 ok', `after ${url}: the fork was reset and serves again`);
+    }
+    const tooBig = await p.request({ method: 'POST', url: '/ok', body: Buffer.alloc(17 << 20) });
+    t.equal(tooBig.error?.code, 'TSKVM_ERR_REQUEST_TOO_LARGE', 'a body larger than max_request_memory');
+    t.equal(tooBig.status, 413);
+    t.equal((await p.request({ url: '/ok' })).status, 200);
+    const s = p.stats().totals;
+    t.equal(s.timeouts, 1, 'stats: timeouts');
+    t.equal(s.exception_oom, 1, 'stats: exception_oom');
+    t.ok(s.exceptions >= 8, 'stats: exceptions');
+  });
+});
+
+t.test('a program that does not reach wait_for_requests fails to load, with its log', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await t.rejects(Program.load(guestPath('hello.glibc'), quiet), { code: 'TSKVM_ERR_PROGRAM_INIT', message: /exited with status 0 before calling wait_for_requests[\s\S]*hello, world/ });
+  await t.rejects(Program.load(guestPath('crash.glibc'), { ...quiet, mainArguments: ['segv'] }), { code: 'TSKVM_ERR_PROGRAM_INIT', message: /crashed while starting: guest fault: page fault/ });
+  await t.rejects(Program.load(guestPath('loop.glibc'), { ...quiet, maxBootTime: 0.5 }), { code: 'TSKVM_ERR_PROGRAM_BOOT_TIMEOUT', message: /max_boot_time \(0.5 s\)/ });
+  await t.rejects(Program.load('/nonexistent/prog', quiet), { code: 'TSKVM_ERR_PROGRAM_NOT_FOUND' });
+  await t.rejects(Program.load(guestPath('req-hello'), { ...quiet, concurrency: 0 }), { code: 'TSKVM_ERR_CONFIG', message: /concurrency/ });
+});
+
+t.test('at most `concurrency` requests run; the queue is bounded and times out', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram('req-faults', { concurrency: 1, maxRequestTime: 1, maxQueue: 1, queueTimeout: 0.2 }, async (p) => {
+    const looping = p.request({ url: '/loop' });
+    const queued = p.request({ url: '/ok' });
+    await t.rejects(p.request({ url: '/ok' }), { code: 'TSKVM_ERR_QUEUE_FULL' }, 'a full queue refuses at once');
+    await t.rejects(queued, { code: 'TSKVM_ERR_QUEUE_TIMEOUT' }, 'a queued request gives up after queueTimeout');
+    t.equal((await looping).error?.code, 'TSKVM_ERR_GUEST_TIMEOUT');
+    t.equal((await p.request({ url: '/ok' })).status, 200);
+    t.equal(p.stats().totals.reservation_timeouts, 1);
+  });
+  const p = await Program.load(guestPath('req-hello'), quiet);
+  await p.close();
+  await t.rejects(p.request({ url: '/' }), { code: 'TSKVM_ERR_CLOSED' }, 'a closed program refuses');
+});

@@ -2,8 +2,9 @@
 // fork, through the embedding API (Program) on worker threads. Each program in
 // test/guests/requests/ documents the output format these tests read.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { Program, type ProgramOptions } from '../src/index.js';
-import { guestPath, kvmAvailable, runNative } from './helpers/differential.js';
+import { cliPath, guestPath, kvmAvailable, runNative } from './helpers/differential.js';
 
 const quiet: ProgramOptions = { maxMemory: 64, onLog: () => {} };
 
@@ -210,4 +211,37 @@ t.test('at most `concurrency` requests run; the queue is bounded and times out',
   const p = await Program.load(guestPath('req-hello'), quiet);
   await p.close();
   await t.rejects(p.request({ url: '/' }), { code: 'TSKVM_ERR_CLOSED' }, 'a closed program refuses');
+});
+
+t.test('control_ephemeral: the program chooses with sys_make_ephemeral during init', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const line = (body: Buffer): string | undefined => /make_ephemeral=(.*)/.exec(body.toString())?.[1];
+  await withProgram('req-api', { mainArguments: ['0'], concurrency: 1 }, async (p) => {
+    t.equal(line((await p.request({ url: '/' })).body), String(-1), 'refused (EPERM) without controlEphemeral');
+    await p.request({ url: '/' });
+    t.equal(p.stats().totals.resets, 1, 'and the fork stays ephemeral');
+  });
+  await withProgram('req-api', { mainArguments: ['0'], concurrency: 1, controlEphemeral: true }, async (p) => {
+    t.equal(line((await p.request({ url: '/' })).body), '0', 'accepted with controlEphemeral');
+    await p.request({ url: '/' });
+    t.equal(p.stats().totals.resets, 0, 'the program chose not to be reset');
+  });
+});
+
+t.test('tskvm run --request: one request from the terminal', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const run = (args: string[], input?: string) => spawnSync(process.execPath, [cliPath, 'run', ...args], { input, encoding: 'utf8' });
+  const hello = run(['--request', 'GET', '/x', guestPath('req-hello')]);
+  t.equal(hello.stdout, 'Hello World!\n', 'the body on stdout');
+  t.match(hello.stderr, /^HTTP 200\ncontent-type: text\/plain\n/, 'status and headers on stderr');
+  t.equal(hello.status, 0);
+  const echo = run(['--request', 'POST', '/e', '--header', 'X-Test: 7', '--arg', 'A', '--body', '-', guestPath('req-echo')], 'from stdin');
+  t.match(echo.stdout, /method=POST\nurl=\/e\narg=A\n[\s\S]*X-Test: 7\nbody_len=10\nfrom stdin$/);
+  t.match(echo.stderr, /X-Test-Echo: 7/);
+  const crash = run(['--request', 'GET', '/crash-onerror', guestPath('req-faults')]);
+  t.equal(crash.status, 1, 'a failed request exits 1');
+  t.match(crash.stderr, /HTTP 500[\s\S]*request failed \[TSKVM_ERR_GUEST_FAULT\]/);
+  const plain = run(['--env', 'KVM_NAME=hello', guestPath('req-hello')]);
+  t.equal(plain.status, 0);
+  t.match(plain.stderr, /waiting for requests.*--request/, 'without --request: says how to send one');
 });

@@ -46,7 +46,6 @@ export class GuestRam {
   /** A fork's read-only window on the frozen program (the main memfd, shared): what a reset copies back. */
   readonly master: Uint8Array | null;
   private readonly pointer: unknown;
-  private readonly masterPointer: unknown;
   private closed = false;
 
   /** New, zero-filled guest RAM of `size` bytes, the top `sharedSize` of them the shared region. */
@@ -87,14 +86,7 @@ export class GuestRam {
       throw e;
     }
     this.memory = new GuestMemory(viewOf(pointer, this.size), address);
-    if (isPrivate) {
-      const master = mapOrThrow(this.mainSize, PROT_READ, MAP_SHARED | MAP_NORESERVE, this.memfd, 'the frozen program');
-      this.masterPointer = master.pointer;
-      this.master = new Uint8Array(viewOf(master.pointer, this.mainSize));
-    } else {
-      this.masterPointer = null;
-      this.master = null;
-    }
+    this.master = isPrivate ? acquireMaster(this.memfd, this.mainSize) : null;
   }
 
   get source(): RamSource {
@@ -136,11 +128,40 @@ export class GuestRam {
     this.closed = true;
     libc.munmap(this.pointer, this.size);
     if (this.isPrivate) {
-      libc.munmap(this.masterPointer, this.mainSize);
+      releaseMaster(this.memfd, this.mainSize);
     } else {
       libc.close(this.memfd);
       if (this.sharedFd >= 0) libc.close(this.sharedFd);
     }
+  }
+}
+
+/**
+ * The frozen program's memory, mapped read-only once per thread and program
+ * and shared by the forks living here. One view per fork would double the
+ * external memory V8 accounts for each fork, and V8 answers external memory
+ * with full garbage collections.
+ */
+const masters = new Map<string, { pointer: unknown; view: Uint8Array; refs: number }>();
+
+function acquireMaster(memfd: number, size: number): Uint8Array {
+  const key = `${memfd}:${size}`;
+  let m = masters.get(key);
+  if (!m) {
+    const { pointer } = mapOrThrow(size, PROT_READ, MAP_SHARED | MAP_NORESERVE, memfd, 'the frozen program');
+    m = { pointer, view: new Uint8Array(viewOf(pointer, size)), refs: 0 };
+    masters.set(key, m);
+  }
+  m.refs++;
+  return m.view;
+}
+
+function releaseMaster(memfd: number, size: number): void {
+  const key = `${memfd}:${size}`;
+  const m = masters.get(key);
+  if (m && --m.refs === 0) {
+    masters.delete(key);
+    libc.munmap(m.pointer, size);
   }
 }
 

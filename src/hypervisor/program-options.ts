@@ -5,6 +5,7 @@
  */
 import { basename } from 'node:path';
 import { TskvmError } from '../errors.js';
+import { MAX_ADDRESS_SPACE } from '../paging/layout.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 export interface ProgramOptions {
@@ -105,7 +106,7 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     concurrency,
     maxBootTime: num('maxBootTime', o.maxBootTime, 16, 0.001, 3600),
     maxRequestTime: num('maxRequestTime', o.maxRequestTime, 8, 0.001, 3600),
-    maxMemory: num('maxMemory', o.maxMemory, 256, 16, 64 * 1024),
+    maxMemory: num('maxMemory', o.maxMemory, 256, 16, MAX_ADDRESS_SPACE / 2 ** 20),
     maxRequestMemory: num('maxRequestMemory', o.maxRequestMemory, 64, 1, 64 * 1024),
     reqMemLimitAfterReset: num('reqMemLimitAfterReset', o.reqMemLimitAfterReset, 0, 0, 64 * 1024),
     ephemeral: bool('ephemeral', o.ephemeral, true),

@@ -31,8 +31,13 @@ export const PD_ADDR = 0xb000;
 /** Everything below this belongs to the hypervisor; guest programs live above. */
 export const USER_START = HUGE_PAGE;
 
-/** Page directories fit below USER_START: one 4 KiB directory maps 1 GiB. */
-export const MAX_ADDRESS_SPACE = Math.floor((USER_START - PD_ADDR) / PAGE) * 0x4000_0000;
+/**
+ * The largest guest: 4 GiB. The page directories below USER_START could map
+ * ~500 GiB, but the host sees guest memory through one ArrayBuffer, and Node
+ * 20's V8 cannot make one larger than 2^32 bytes over foreign memory (koffi
+ * aborts the process when asked), so the limit is here, checked, instead.
+ */
+export const MAX_ADDRESS_SPACE = Math.min(Math.floor((USER_START - PD_ADDR) / PAGE) * 0x4000_0000, 2 ** 32);
 export const MIN_ADDRESS_SPACE = 16 << 20;
 
 /** Default size of the initial stack region (RLIMIT_STACK). */

@@ -18,6 +18,7 @@ int main(void) {
   N(KVM_GET_SUPPORTED_CPUID); N(KVM_CREATE_VCPU); N(KVM_GET_DIRTY_LOG); N(KVM_SET_USER_MEMORY_REGION);
   N(KVM_ENABLE_CAP); N(KVM_CLEAR_DIRTY_LOG); N(KVM_RUN); N(KVM_GET_REGS); N(KVM_SET_REGS); N(KVM_GET_SREGS);
   N(KVM_SET_SREGS); N(KVM_GET_MSRS); N(KVM_SET_MSRS); N(KVM_SET_SIGNAL_MASK); N(KVM_SET_CPUID2); N(KVM_SET_XCRS);
+  N(KVM_GET_XSAVE); N(KVM_SET_XSAVE); N(sizeof(struct kvm_xsave));
   N(KVM_CAP_USER_MEMORY); N(KVM_CAP_EXT_CPUID); N(KVM_CAP_NR_MEMSLOTS); N(KVM_CAP_XCRS); N(KVM_CAP_SYNC_REGS);
   N(KVM_CAP_IMMEDIATE_EXIT); N(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
   N(KVM_EXIT_IO); N(KVM_EXIT_HLT); N(KVM_EXIT_MMIO); N(KVM_EXIT_SHUTDOWN); N(KVM_EXIT_FAIL_ENTRY); N(KVM_EXIT_INTR);
@@ -138,6 +139,7 @@ t.test('struct layouts', async (t) => {
   t.equal(abi.dirtyLog.size, want('sizeof(struct kvm_dirty_log)'));
   t.equal(abi.dirtyLog.slot, want('kvm_dirty_log.slot'));
   t.equal(abi.dirtyLog.bitmap, want('kvm_dirty_log.dirty_bitmap'));
+  t.equal(abi.XSAVE_SIZE, want('sizeof(struct kvm_xsave)'));
   t.equal(abi.clearDirtyLog.size, want('sizeof(struct kvm_clear_dirty_log)'));
   t.equal(abi.clearDirtyLog.slot, want('kvm_clear_dirty_log.slot'));
   t.equal(abi.clearDirtyLog.numPages, want('kvm_clear_dirty_log.num_pages'));

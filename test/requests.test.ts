@@ -155,6 +155,22 @@ t.test('isolation: a secret written in one request is not seen by the next', asy
   }
 });
 
+t.test('isolation: vector registers and MXCSR do not carry over either', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram('req-vecregs', { concurrency: 1 }, async (p) => {
+    const fresh = (await p.request({ url: '/read' })).body.toString();
+    t.match(fresh, /^xmm15=0{32} mxcsr=00001f80$/, 'the frozen program\'s registers');
+    for (let i = 0; i < 5; i++) {
+      t.equal((await p.request({ url: `/write?secret-${i}` })).body.toString(), 'written');
+      t.equal((await p.request({ url: '/read' })).body.toString(), fresh, `round ${i}: the next request starts from the frozen registers`);
+    }
+  });
+  await withProgram('req-vecregs', { concurrency: 1, ephemeral: false }, async (p) => {
+    await p.request({ url: '/write?kept' });
+    t.match((await p.request({ url: '/read' })).body.toString(), /^xmm15=6b6570740{24} mxcsr=00007f80$/, 'non-ephemeral: they are kept (so the test can fail)');
+  });
+});
+
 t.test('failures: each has its error, and the next request on the same fork succeeds', async (t) => {
   if (!kvmAvailable(t)) return;
   await withProgram('req-faults', { concurrency: 1, maxRequestTime: 1, maxRequestMemory: 16 }, async (p) => {

@@ -29,6 +29,8 @@ export interface FrozenProgram {
   entryKind: SyscallEntryKind;
   /** struct kvm_sregs at the freeze (ring 3, long mode): restored after a fault left the vCPU in ring 0. */
   sregs: Uint8Array;
+  /** The FPU/SSE/AVX registers at the freeze: every request starts from them, so none sees another's vector registers. */
+  xsave: Uint8Array;
   /** struct kvm_regs as 32-bit words (Vcpu.regs), just after the wait_for_requests* call returned 0. */
   regs: Uint32Array;
   fsBase: number;

@@ -177,6 +177,7 @@ export class Machine {
       ram: this.ram.source,
       entryKind: this.entryKind,
       sregs: Uint8Array.from(vcpu.getSregs()),
+      xsave: Uint8Array.from(vcpu.getXsave()),
       regs: Uint32Array.from(vcpu.regs),
       fsBase: p.fsBase,
       gsBase: p.gsBase,

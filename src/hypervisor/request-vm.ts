@@ -13,7 +13,7 @@
  *     ephemeral, or after any failure: reset
  *       memory  KVM_GET_DIRTY_LOG (manual-protect: cumulative, pages stay writable)
  *               + pages the host wrote → copy the frozen bytes back over each
- *       state   registers, segment state after a fault, TLS bases, file table,
+ *       state   registers, FPU/SSE/AVX state, segment state after a fault, TLS bases, file table,
  *               cwd, mappings and brk, signal dispositions
  *     a fork whose written set passed req_mem_limit_after_reset: full reset
  *       (drop its private pages, clear and re-arm the dirty log)
@@ -150,6 +150,7 @@ export class RequestVm {
     try {
       guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { dirtyLog: true });
       guest.vcpu.setSregs(Buffer.from(frozen.sregs));
+      guest.vcpu.setXsave(frozen.xsave);
       guest.vcpu.setMsrs([[MSR.FS_BASE, frozen.fsBase], [MSR.GS_BASE, frozen.gsBase]]);
       this.guest = guest;
       this.process = this.thawProcess();
@@ -437,6 +438,8 @@ export class RequestVm {
     const p = this.process;
     const vcpu = this.guest.vcpu;
     if (faulted) vcpu.setSregs(Buffer.from(this.frozen.sregs));
+    // Vector registers hold whatever the request computed (memcpy goes through them): never hand them on.
+    vcpu.setXsave(this.frozen.xsave);
     if (p.fsBase !== this.frozen.fsBase || p.gsBase !== this.frozen.gsBase) {
       vcpu.setMsrs([[MSR.FS_BASE, this.frozen.fsBase], [MSR.GS_BASE, this.frozen.gsBase]]);
     }

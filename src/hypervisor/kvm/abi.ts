@@ -47,8 +47,13 @@ export const ioctls = {
   KVM_SET_MSRS: iow(0x89, 8),
   KVM_SET_SIGNAL_MASK: iow(0x8b, 4),
   KVM_SET_CPUID2: iow(0x90, 8),
+  KVM_GET_XSAVE: ior(0xa4, 4096),
+  KVM_SET_XSAVE: iow(0xa5, 4096),
   KVM_SET_XCRS: iow(0xa7, 392),
 } as const;
+
+/** struct kvm_xsave { u32 region[1024]; }: the FPU/SSE/AVX state in XSAVE layout. */
+export const XSAVE_SIZE = 4096;
 
 export type IoctlName = keyof typeof ioctls;
 

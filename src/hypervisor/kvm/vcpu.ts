@@ -13,7 +13,7 @@
 import { TskvmError } from '../../errors.js';
 import {
   exitReasons, ioctls, KVM_EXIT_INTR, KVM_SYNC_X86_REGS, msrs as msrLayout, regIndex, REGS_SIZE, run as runLayout, sregs as sregsLayout,
-  xcrs as xcrsLayout, type RegName,
+  xcrs as xcrsLayout, XSAVE_SIZE, type RegName,
 } from './abi.js';
 import { ioctl } from './ioctl.js';
 import { errno, libc, mapOrThrow, MAP_SHARED, PROT_READ, PROT_WRITE, viewOf, sysError } from './libc.js';
@@ -151,6 +151,17 @@ export class Vcpu {
       const bad = entries[n]![0];
       throw new TskvmError('TSKVM_ERR_KVM_IOCTL', `KVM_SET_MSRS set ${n} of ${entries.length} MSRs; MSR 0x${bad.toString(16)} was refused`, { ioctl: 'KVM_SET_MSRS' });
     }
+  }
+
+  /** KVM_GET_XSAVE: the x87/SSE/AVX registers and control words (MXCSR…). */
+  getXsave(): Buffer {
+    const b = Buffer.alloc(XSAVE_SIZE);
+    ioctl(this.fd, 'KVM_GET_XSAVE', b);
+    return b;
+  }
+
+  setXsave(b: Uint8Array): void {
+    ioctl(this.fd, 'KVM_SET_XSAVE', b);
   }
 
   /** XCR0: which register states XSAVE manages (needed before the guest may use AVX). */

@@ -55,6 +55,7 @@ export class GuestRunner {
   private readonly rewriteSyscalls: boolean;
   private readonly args = new Float64Array(6);
   private readonly unknownReported = new Set<number>();
+  private signalMaskSet = false;
 
   constructor(vcpu: Vcpu, process: Process, rewriteSyscalls: boolean) {
     this.vcpu = vcpu;
@@ -164,7 +165,11 @@ export class GuestRunner {
 
   private startTimer(timeoutMs: number): RunTimer {
     threadTimer ??= new RunTimer();
-    this.vcpu.setSignalMask(threadTimer.guestSignalMask);
+    if (!this.signalMaskSet) {
+      // Once per vCPU: the mask stays in force for every later KVM_RUN.
+      this.vcpu.setSignalMask(threadTimer.guestSignalMask);
+      this.signalMaskSet = true;
+    }
     threadTimer.arm(timeoutMs);
     return threadTimer;
   }

@@ -17,6 +17,7 @@
  *   m.close();
  */
 export { Program, type ProgramOptions, type ProgramRequest, type ProgramResponse, type ProgramStats } from './hypervisor/program.js';
+export { startServer, type ServerOptions } from './server/server.js';
 export { Machine, type MachineOptions, type RunResult } from './hypervisor/machine.js';
 export { TskvmError } from './errors.js';
 export { platform, type Platform } from './hypervisor/platform.js';

@@ -4,6 +4,7 @@
  *
  *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
+ *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token T] [--configure NAME=JSON]…
  *
  * With --request, the program is one that serves requests (GUEST_ABI.md): it
  * boots until wait_for_requests, is frozen, and one request runs in a fork of
@@ -13,6 +14,9 @@
  * `run` behaves like running the program natively: its stdin, stdout and stderr
  * are ours, and our exit status is its exit status (128+signal when it died of
  * one). tskvm's own messages start with "tskvm:" and go to stderr.
+ *
+ * `serve` runs the HTTP compute server (src/server/) until SIGTERM or SIGINT, then lets running
+ * requests finish (10 s at most), closes every program and exits 0. The access log goes to stdout.
  */
 import { readFileSync, realpathSync, writeSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
@@ -21,10 +25,13 @@ import { Machine } from '../hypervisor/machine.js';
 import { bootProgram } from '../hypervisor/frozen-program.js';
 import { resolveProgramOptions } from '../hypervisor/program-options.js';
 import { RequestVm } from '../hypervisor/request-vm.js';
+import { parseConfigure } from '../server/library.js';
+import { startServer, type ServerOptions } from '../server/server.js';
 import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 const USAGE = `usage: tskvm run [options] ELF [ARGS...]
+       tskvm serve --library FILE [serve options]
 
 Runs a static x86-64 Linux program in a KVM micro-VM.
 
@@ -40,6 +47,13 @@ options:
   --header 'K: V'     a request header (repeatable)
   --arg ARG           the request's arg
   --                  end of options
+
+serve options:
+  --library FILE      the program library (JSON)
+  --listen HOST:PORT  TCP address (default 127.0.0.1:8080)
+  --unix PATH         also listen on this Unix socket (admin endpoints need no token there)
+  --admin-token T     token for the admin endpoints on TCP (Authorization: Bearer T)
+  --configure NAME=JSON  settings merged over program NAME's (repeatable)
 `;
 
 /** Exit statuses for failures of tskvm itself, as env(1) and shells use them. */
@@ -194,17 +208,58 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
   }
 }
 
+function parseServe(argv: string[]): ServerOptions & { library: string } {
+  const options: ServerOptions & { library: string } = { library: '', configure: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--library': options.library = value(); break;
+      case '--listen': options.listen = value(); break;
+      case '--unix': options.unix = value(); break;
+      case '--admin-token': options.adminToken = value(); break;
+      case '--configure': {
+        const [name, settings] = parseConfigure(value());
+        options.configure![name] = { ...options.configure![name], ...settings };
+        break;
+      }
+      default: throw new UsageError(`unknown option ${flag}`);
+    }
+  }
+  if (!options.library) throw new UsageError('serve needs --library FILE');
+  return options;
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const server = await startServer(parseServe(argv));
+  if (server.url) say(`listening on ${server.url}`);
+  if (server.socketPath) say(`listening on unix:${server.socketPath}`);
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  say(`${signal}: finishing running requests, then stopping`);
+  await server.close();
+  say('stopped');
+  return 0;
+}
+
 function exitStatusFor(e: TskvmError): number {
   if (e.code === 'TSKVM_ERR_PROGRAM_NOT_FOUND') return EXIT_NOT_FOUND;
   if (e.code.startsWith('TSKVM_ERR_ELF_')) return EXIT_CANNOT_EXECUTE;
   return EXIT_TSKVM_ERROR;
 }
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'run': return run(rest);
+      case 'serve': return await serve(rest);
       case '--help': case '-h': case 'help':
         writeSync(1, USAGE);
         return 0;
@@ -225,4 +280,4 @@ function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

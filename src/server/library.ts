@@ -1,0 +1,292 @@
+/**
+ * The program library of `tskvm serve`: which programs the server offers, where their ELFs come
+ * from, their settings (GUEST_ABI.md's configuration table, snake_case), and how requests reach
+ * them.
+ *
+ *   {
+ *     "groups":   { "small": { "max_memory": 64, "concurrency": 4 } },
+ *     "programs": { "hello": { "filename": "bin/hello", "group": "small", "start": true } },
+ *     "routes":   { "/greet": "hello", "/api": { "program": "echo", "arg": "v1" } },
+ *     "hosts":    { "hello.example": "hello" }
+ *   }
+ *
+ * A program's settings are its group's, then its own, then `--configure NAME=JSON` from the
+ * command line, each replacing whole keys (arrays are replaced, not appended). Units are the
+ * table's (MiB, seconds) and so are ProgramOptions', so values pass through unchanged; only the
+ * names change. Range checks are resolveProgramOptions's, reported here under the library's key
+ * names. Everything a person can get wrong is a TSKVM_ERR_LIBRARY naming the program and the key;
+ * keys tskvm does not know are warnings, so that a library written for the VMOD still loads.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TskvmError } from '../errors.js';
+import { resolveProgramOptions, type ProgramOptions } from '../hypervisor/program-options.js';
+import type { AllowedPath } from '../syscalls/path-policy.js';
+
+export interface LibraryProgram {
+  name: string;
+  group: string;
+  /** Absolute path of the ELF. */
+  path: string;
+  /** Lower-case hex digest the ELF must have, when given. */
+  sha256?: string;
+  /** Start at server boot instead of on the first request. */
+  start: boolean;
+  /** The query parameter whose value becomes the request's `arg`. */
+  argQuery?: string;
+  /** Checked; `name` and `group` included. */
+  options: ProgramOptions;
+}
+
+export interface LibraryTarget {
+  program: string;
+  arg?: string;
+}
+
+export interface Library {
+  programs: Map<string, LibraryProgram>;
+  /** Path prefixes, longest first, so that the first match is the most specific. */
+  routes: Array<LibraryTarget & { prefix: string }>;
+  /** Lower-case host names, without a port. */
+  hosts: Map<string, LibraryTarget>;
+  warnings: string[];
+}
+
+export interface LibraryParseOptions {
+  /** Relative `filename`s and `allowed_paths` resolve against it: the library file's directory. */
+  baseDir: string;
+  /** Where the library came from, for messages. */
+  source?: string;
+  /** `--configure NAME=JSON`: settings merged over each named program's. */
+  configure?: Record<string, Record<string, unknown>>;
+}
+
+type Kind = 'number' | 'bool' | 'string' | 'strings' | 'paths';
+
+/** Settings a group may hold and a program may override, and the ProgramOptions key each becomes. */
+const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = {
+  concurrency: { kind: 'number', option: 'concurrency' },
+  max_boot_time: { kind: 'number', option: 'maxBootTime' },
+  max_request_time: { kind: 'number', option: 'maxRequestTime' },
+  max_memory: { kind: 'number', option: 'maxMemory' },
+  max_request_memory: { kind: 'number', option: 'maxRequestMemory' },
+  address_space: { kind: 'number' },
+  req_mem_limit_after_reset: { kind: 'number', option: 'reqMemLimitAfterReset' },
+  ephemeral: { kind: 'bool', option: 'ephemeral' },
+  control_ephemeral: { kind: 'bool', option: 'controlEphemeral' },
+  shared_memory: { kind: 'number', option: 'sharedMemory' },
+  hugepages: { kind: 'bool' },
+  request_hugepages: { kind: 'bool' },
+  main_arguments: { kind: 'strings', option: 'mainArguments' },
+  environment: { kind: 'strings', option: 'environment' },
+  allowed_paths: { kind: 'paths', option: 'allowedPaths' },
+  current_working_directory: { kind: 'string', option: 'currentWorkingDirectory' },
+  stdout: { kind: 'bool', option: 'stdout' },
+  verbose_syscalls: { kind: 'bool', option: 'verboseSyscalls' },
+  // Not in GUEST_ABI.md's table: the request queue of the embedding API, and the server's own.
+  max_queue: { kind: 'number', option: 'maxQueue' },
+  queue_timeout: { kind: 'number', option: 'queueTimeout' },
+  start: { kind: 'bool' },
+  arg_query: { kind: 'string' },
+};
+
+/** Keys of a program that say where it is and which group it is in; a group cannot hold them. */
+const PROGRAM_ONLY = new Set(['filename', 'uri', 'sha256', 'group']);
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** Reads and parses a library file. A URL is for later (fetching with undici). */
+export async function loadLibrary(location: string, configure?: LibraryParseOptions['configure']): Promise<Library> {
+  if (/^https?:\/\//i.test(location)) {
+    throw new TskvmError('TSKVM_ERR_LIBRARY', `library ${location}: fetching a library over http(s) is not supported yet; give a local file`);
+  }
+  const path = location.startsWith('file://') ? fileURLToPath(location) : resolvePath(location);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new TskvmError('TSKVM_ERR_LIBRARY', `cannot read library ${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new TskvmError('TSKVM_ERR_LIBRARY', `library ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseLibrary(json, { baseDir: dirname(path), source: path, configure });
+}
+
+/** `NAME=JSON` from the command line, JSON being an object of settings. */
+export function parseConfigure(flag: string): [string, Record<string, unknown>] {
+  const eq = flag.indexOf('=');
+  const name = flag.slice(0, eq);
+  if (eq <= 0) throw new TskvmError('TSKVM_ERR_LIBRARY', `--configure needs NAME=JSON, not ${JSON.stringify(flag)}`);
+  let settings: unknown;
+  try {
+    settings = JSON.parse(flag.slice(eq + 1));
+  } catch (e) {
+    throw new TskvmError('TSKVM_ERR_LIBRARY', `--configure ${name}: the value is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(settings)) throw new TskvmError('TSKVM_ERR_LIBRARY', `--configure ${name}: expected a JSON object of settings`);
+  return [name, settings];
+}
+
+export function parseLibrary(json: unknown, opts: LibraryParseOptions): Library {
+  const where = `library${opts.source ? ` ${opts.source}` : ''}`;
+  const fail = (what: string, reason: string): never => {
+    throw new TskvmError('TSKVM_ERR_LIBRARY', `${where}: ${what}: ${reason}`);
+  };
+  const warnings: string[] = [];
+  if (!isObject(json)) fail('top level', 'expected a JSON object with "programs"');
+  const top = json as Record<string, unknown>;
+  for (const key of Object.keys(top)) {
+    if (!['groups', 'programs', 'routes', 'hosts'].includes(key)) warnings.push(`${where}: unknown top-level key "${key}" (ignored)`);
+  }
+  const section = (key: string): Record<string, unknown> => {
+    const value = top[key] ?? {};
+    if (!isObject(value)) fail(`"${key}"`, 'expected an object');
+    return value as Record<string, unknown>;
+  };
+
+  const groups = new Map<string, Record<string, unknown>>();
+  for (const [name, settings] of Object.entries(section('groups'))) {
+    const what = `group "${name}"`;
+    if (!isObject(settings)) fail(what, 'expected an object of settings');
+    const kept: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(settings as Record<string, unknown>)) {
+      if (PROGRAM_ONLY.has(key)) warnings.push(`${where}: ${what}: "${key}" belongs to a program, not a group (ignored)`);
+      else if (!(key in SETTINGS)) warnings.push(`${where}: ${what}: unknown key "${key}" (ignored)`);
+      else kept[key] = value;
+    }
+    groups.set(name, kept);
+  }
+
+  const declared = section('programs');
+  for (const name of Object.keys(opts.configure ?? {})) {
+    if (!(name in declared)) fail(`--configure ${name}`, 'the library has no program of that name');
+  }
+  const programs = new Map<string, LibraryProgram>();
+  for (const [name, own] of Object.entries(declared)) {
+    const what = `program "${name}"`;
+    if (!NAME.test(name)) fail(what, 'a program name is letters, digits, ".", "_" and "-", starting with a letter or digit (it is a URL path segment)');
+    if (!isObject(own)) fail(what, 'expected an object of settings');
+    const groupName = (own as Record<string, unknown>).group ?? 'test';
+    if (typeof groupName !== 'string') fail(what, `group: expected a group name, not ${JSON.stringify(groupName)}`);
+    const group = groups.get(groupName as string);
+    // "test" is the default group; it may go undeclared.
+    if (!group && groupName !== 'test') fail(what, `group: ${JSON.stringify(groupName)} is not in "groups"`);
+    const settings = { ...group, ...(own as Record<string, unknown>), ...opts.configure?.[name] };
+    programs.set(name, parseProgram(name, groupName as string, settings, opts.baseDir, (key, reason) => fail(`${what}: ${key}`, reason), (m) => warnings.push(`${where}: ${what}: ${m}`)));
+  }
+
+  const target = (what: string, value: unknown): LibraryTarget => {
+    const t = typeof value === 'string' ? { program: value } : value;
+    if (!isObject(t) || typeof t.program !== 'string') fail(what, 'expected a program name, or { "program": NAME, "arg": STRING }');
+    const { program, arg, ...rest } = t as LibraryTarget & Record<string, unknown>;
+    if (!programs.has(program)) fail(what, `program ${JSON.stringify(program)} is not in "programs"`);
+    if (arg !== undefined && typeof arg !== 'string') fail(what, `arg: expected a string, not ${JSON.stringify(arg)}`);
+    for (const key of Object.keys(rest)) warnings.push(`${where}: ${what}: unknown key "${key}" (ignored)`);
+    return arg === undefined ? { program } : { program, arg };
+  };
+  const routes = Object.entries(section('routes')).map(([prefix, value]) => {
+    if (!prefix.startsWith('/')) fail(`route "${prefix}"`, 'a route is a path prefix starting with "/"');
+    return { prefix: prefix.length > 1 ? prefix.replace(/\/+$/, '') : prefix, ...target(`route "${prefix}"`, value) };
+  }).sort((a, b) => b.prefix.length - a.prefix.length);
+  const hosts = new Map(Object.entries(section('hosts')).map(([host, value]) => [host.toLowerCase(), target(`host "${host}"`, value)]));
+  return { programs, routes, hosts, warnings };
+}
+
+function parseProgram(
+  name: string, group: string, settings: Record<string, unknown>, baseDir: string,
+  fail: (key: string, reason: string) => never, warn: (message: string) => void,
+): LibraryProgram {
+  const options: ProgramOptions = { name, group };
+  const program: LibraryProgram = { name, group, path: '', start: false, options };
+  for (const [key, value] of Object.entries(settings)) {
+    if (key === 'group') continue;
+    if (key === 'filename' || key === 'uri') {
+      if (typeof value !== 'string' || value === '') fail(key, `expected a ${key === 'uri' ? 'URI' : 'path'}, not ${JSON.stringify(value)}`);
+      continue;
+    }
+    if (key === 'sha256') {
+      if (typeof value !== 'string' || !/^[0-9a-f]{64}$/i.test(value)) fail(key, 'expected 64 hex digits');
+      program.sha256 = (value as string).toLowerCase();
+      continue;
+    }
+    const setting = SETTINGS[key];
+    if (!setting) {
+      warn(`unknown key "${key}" (ignored)`);
+      continue;
+    }
+    const checked = checkKind(setting.kind, value, baseDir);
+    if (typeof checked === 'string') fail(key, `${JSON.stringify(value)} is invalid: ${checked}`);
+    if (setting.option) (options as Record<string, unknown>)[setting.option] = checked.value;
+  }
+  program.path = programPath(settings, baseDir, fail);
+  program.start = settings.start === true;
+  if (typeof settings.arg_query === 'string') program.argQuery = settings.arg_query;
+  if (settings.hugepages === true || settings.request_hugepages === true) warn('hugepages are not supported yet; guest memory uses ordinary pages');
+  if (typeof settings.address_space === 'number' && settings.address_space !== (options.maxMemory ?? 256)) {
+    warn('an address_space other than max_memory is not supported yet; the address space is max_memory');
+  }
+  try {
+    resolveProgramOptions(program.path, options);
+  } catch (e) {
+    if (!(e instanceof TskvmError)) throw e;
+    // resolveProgramOptions names its camelCase option; say the key as the library spells it.
+    const option = e.details.key;
+    const key = Object.keys(SETTINGS).find((k) => SETTINGS[k]!.option === option) ?? String(option);
+    fail(key, e.message.startsWith(`${String(option)}: `) ? e.message.slice(String(option).length + 2) : e.message);
+  }
+  return program;
+}
+
+function programPath(settings: Record<string, unknown>, baseDir: string, fail: (key: string, reason: string) => never): string {
+  const { filename, uri } = settings as { filename?: string; uri?: string };
+  if (filename !== undefined && uri !== undefined) fail('filename', 'give "filename" or "uri", not both');
+  if (filename !== undefined) return resolvePath(baseDir, filename);
+  if (uri === undefined) fail('filename', 'a program needs "filename" (a path) or "uri"');
+  if (/^https?:\/\//i.test(uri!)) fail('uri', `${uri}: fetching programs over http(s) is not supported yet; use "filename" or a file:// URI`);
+  if (!uri!.startsWith('file://')) fail('uri', `${uri}: expected a file:// URI`);
+  try {
+    return fileURLToPath(uri!);
+  } catch (e) {
+    return fail('uri', `${uri}: ${(e as Error).message}`);
+  }
+}
+
+/** The value, checked for its type (ranges are resolveProgramOptions's job), or why it is wrong. */
+function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknown } | string {
+  switch (kind) {
+    case 'number': return typeof value === 'number' && Number.isFinite(value) ? { value } : 'expected a number';
+    case 'bool': return typeof value === 'boolean' ? { value } : 'expected true or false';
+    case 'string': return typeof value === 'string' ? { value } : 'expected a string';
+    case 'strings': return Array.isArray(value) && value.every((v) => typeof v === 'string') ? { value } : 'expected an array of strings';
+    case 'paths': {
+      if (!Array.isArray(value)) return 'expected an array of paths or { "real", "virtual", "prefix", "writable" } objects';
+      const paths: AllowedPath[] = [];
+      for (const entry of value) {
+        const p = typeof entry === 'string' ? { real: entry } : entry;
+        if (!isObject(p) || typeof p.real !== 'string') return `${JSON.stringify(entry)}: expected a path or an object with "real"`;
+        const { real, virtual, prefix, writable, ...rest } = p as AllowedPath & Record<string, unknown>;
+        if (virtual !== undefined && typeof virtual !== 'string') return `${JSON.stringify(entry)}: "virtual" must be a string`;
+        if ((prefix !== undefined && typeof prefix !== 'boolean') || (writable !== undefined && typeof writable !== 'boolean')) {
+          return `${JSON.stringify(entry)}: "prefix" and "writable" must be true or false`;
+        }
+        if (Object.keys(rest).length) return `${JSON.stringify(entry)}: unknown key "${Object.keys(rest)[0]}"`;
+        // A relative host path is relative to the library, so that a library and its data move together.
+        const resolved: AllowedPath = { real: isAbsolute(real) ? real : resolvePath(baseDir, real) };
+        if (virtual !== undefined) resolved.virtual = virtual;
+        if (prefix !== undefined) resolved.prefix = prefix;
+        if (writable !== undefined) resolved.writable = writable;
+        paths.push(resolved);
+      }
+      return { value: paths };
+    }
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

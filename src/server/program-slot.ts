@@ -1,0 +1,141 @@
+/**
+ * One library program's life in the server: not loaded, starting, running, or failed and waiting to
+ * be retried.
+ *
+ *   idle ──acquire──► starting ──ok──► running ──invalidate──► idle
+ *                        │                         (the old Program finishes its requests, then closes)
+ *                        └─fail──► failed ──acquire after the backoff──► starting
+ *
+ * Requests that arrive while the program starts wait for that one start. A failed start is reported
+ * to every request until its backoff ends (1 s, 2 s, 4 s … 30 s), so that a broken program costs one
+ * boot attempt per backoff, not one per request.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { TskvmError } from '../errors.js';
+import { Program } from '../hypervisor/program.js';
+import { resolveProgramOptions } from '../hypervisor/program-options.js';
+import type { LibraryProgram } from './library.js';
+
+const FIRST_BACKOFF_S = 1;
+const MAX_BACKOFF_S = 30;
+
+export type SlotState = 'idle' | 'starting' | 'running' | 'failed' | 'closed';
+
+export class ProgramSlot {
+  readonly entry: LibraryProgram;
+  private program: Program | null = null;
+  private starting: Promise<Program> | null = null;
+  private failure: { error: TskvmError; attempts: number; retryAt: number } | null = null;
+  /** Bumped by invalidate(): a start that began before it must not install its Program. */
+  private generation = 0;
+  private closed = false;
+  private readonly load: (entry: LibraryProgram) => Promise<Program>;
+  private readonly onStartFailure: (error: TskvmError) => void;
+
+  /** `load` boots the program (tests replace it); `onStartFailure` hears of each failed start once. */
+  constructor(entry: LibraryProgram, hooks: { load?: (entry: LibraryProgram) => Promise<Program>; onStartFailure?: (error: TskvmError) => void } = {}) {
+    this.entry = entry;
+    this.load = hooks.load ?? loadProgram;
+    this.onStartFailure = hooks.onStartFailure ?? (() => {});
+  }
+
+  get state(): SlotState {
+    if (this.closed) return 'closed';
+    if (this.program) return 'running';
+    if (this.starting) return 'starting';
+    return this.failure ? 'failed' : 'idle';
+  }
+
+  /** The running Program, if any (for statistics). */
+  get current(): Program | null {
+    return this.program;
+  }
+
+  /** Why the last start failed, and in how many seconds the next one may happen. */
+  get lastFailure(): { message: string; code: string; retryIn: number } | null {
+    if (!this.failure) return null;
+    const { error, retryAt } = this.failure;
+    return { message: error.message, code: error.code, retryIn: Math.max(0, (retryAt - Date.now()) / 1000) };
+  }
+
+  /**
+   * The running Program, starting it if needed. Rejects with TSKVM_ERR_PROGRAM_START (details:
+   * `retryAfter` in seconds) while a failed start's backoff lasts, and TSKVM_ERR_CLOSED once closed.
+   */
+  acquire(): Promise<Program> {
+    if (this.closed) return Promise.reject(new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`));
+    if (this.program) return Promise.resolve(this.program);
+    if (this.starting) return this.starting;
+    if (this.failure && Date.now() < this.failure.retryAt) return Promise.reject(this.startError());
+    return this.start();
+  }
+
+  private start(): Promise<Program> {
+    const generation = this.generation;
+    this.starting = (async () => {
+      try {
+        const program = await this.load(this.entry);
+        if (generation !== this.generation || this.closed) {
+          await program.close();
+          throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name} was unloaded while it started`);
+        }
+        this.program = program;
+        this.failure = null;
+        return program;
+      } catch (e) {
+        if (generation !== this.generation || this.closed || (e as TskvmError).code === 'TSKVM_ERR_CLOSED') throw e;
+        const error = e instanceof TskvmError ? e : new TskvmError('TSKVM_ERR_PROGRAM_INIT', (e as Error).message);
+        const attempts = (this.failure?.attempts ?? 0) + 1;
+        const backoff = Math.min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempts - 1));
+        this.failure = { error, attempts, retryAt: Date.now() + backoff * 1000 };
+        const reported = this.startError();
+        this.onStartFailure(reported);
+        throw reported;
+      } finally {
+        if (generation === this.generation) this.starting = null;
+      }
+    })();
+    return this.starting;
+  }
+
+  private startError(): TskvmError {
+    const f = this.lastFailure!;
+    const retryAfter = Math.max(1, Math.ceil(f.retryIn));
+    return new TskvmError('TSKVM_ERR_PROGRAM_START', `program ${this.entry.name} failed to start [${f.code}]: ${f.message} (next attempt in ${retryAfter} s)`, { retryAfter });
+  }
+
+  /** Unloads the program: the next acquire() starts it afresh, without backoff. Requests already running finish first. */
+  async invalidate(): Promise<void> {
+    this.generation++;
+    const old = this.program;
+    this.program = null;
+    this.starting = null;
+    this.failure = null;
+    await old?.close();
+  }
+
+  /** For shutdown: refuses new requests and closes the program once its requests are done. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.starting?.catch(() => undefined);
+    await this.invalidate();
+  }
+}
+
+/** Reads the ELF, checks its digest, boots it. (http(s) sources will be fetched into a cache here.) */
+export async function loadProgram(entry: LibraryProgram): Promise<Program> {
+  let file: Buffer;
+  try {
+    file = await readFile(entry.path);
+  } catch (e) {
+    throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${entry.path}: ${(e as Error).message}`);
+  }
+  if (entry.sha256) {
+    const actual = createHash('sha256').update(file).digest('hex');
+    if (actual !== entry.sha256) {
+      throw new TskvmError('TSKVM_ERR_PROGRAM_CHECKSUM', `${entry.path} has sha256 ${actual}, the library says ${entry.sha256}`);
+    }
+  }
+  return Program.fromBytes(file, entry.path, resolveProgramOptions(entry.path, entry.options));
+}

@@ -1,0 +1,321 @@
+/**
+ * `tskvm serve`: an HTTP server (node:http, keep-alive) in front of the programs of a library.
+ *
+ *   const server = await startServer({ library: 'library.json', listen: '127.0.0.1:8080' });
+ *   // … GET http://127.0.0.1:8080/hello/x runs program "hello" with url "/hello/x"
+ *   await server.close();
+ *
+ * One request: route it (router.ts) → read the body (413 past maxBodySize) → the program's slot
+ * starts it if needed (program-slot.ts) → Program.request → the guest's status, headers and body,
+ * plus Content-Type, Content-Length and Cache-Control. What the client sees when it goes wrong:
+ *
+ *   unknown program                 404
+ *   body too large                  413 (and the connection closes)
+ *   too many / too large headers    431
+ *   guest crash, bad response …     500, or what on_error answered (Program decides)
+ *   guest timeout                   504, or what on_error answered
+ *   start failed                    503, Retry-After: seconds until the next start attempt
+ *   queue full / queue wait timeout 503, Retry-After: 1
+ *
+ * Cache-Control comes from sys_set_cacheable: `max-age=TTL, stale-while-revalidate=GRACE` (seconds,
+ * rounded down) when the program said cached=true, else `no-store`, so that a cache in front (Varnish)
+ * never keeps an answer the program did not mark cacheable; `keep` has no HTTP equivalent. A
+ * Cache-Control header the program sets itself wins.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { lstat, unlink } from 'node:fs/promises';
+import { TskvmError } from '../errors.js';
+import type { ProgramRequest, ProgramResponse } from '../hypervisor/program.js';
+import { handleAdmin, isAdminPath, type AdminAnswer } from './admin.js';
+import { loadLibrary, type Library, type LibraryParseOptions } from './library.js';
+import { GlobalCounters } from './metrics.js';
+import { ProgramSlot } from './program-slot.js';
+import { Router } from './router.js';
+
+const MiB = 1024 * 1024;
+
+export interface ServerOptions {
+  /** A parsed library, or the path of a library file. */
+  library: Library | string;
+  /** With a library path: `--configure` settings per program. */
+  configure?: LibraryParseOptions['configure'];
+  /** `HOST:PORT` (port 0: any free port). Default 127.0.0.1:8080; null: no TCP listener. */
+  listen?: string | null;
+  /** A Unix socket path to listen on as well. */
+  unix?: string;
+  /** Token for the admin endpoints on TCP (admin.ts). */
+  adminToken?: string;
+  /** Bytes of request body. Default 16 MiB. */
+  maxBodySize?: number;
+  /** Request header fields. Default 100. */
+  maxHeaderCount?: number;
+  /** Bytes of request line and headers together. Default 32 KiB. */
+  maxHeaderSize?: number;
+  /** Seconds close() lets running requests finish before it drops their connections. Default 10. */
+  shutdownTimeout?: number;
+  /** Where access-log lines go. Default: stdout; null: nowhere. */
+  accessLog?: ((line: string) => void) | null;
+  /** Where warnings go (library, start failures). Default: stderr. */
+  warn?: (message: string) => void;
+}
+
+export interface RunningServer {
+  /** `http://HOST:PORT` of the TCP listener, or null. */
+  url: string | null;
+  socketPath: string | null;
+  library: Library;
+  /** Stops accepting, lets running requests finish (within shutdownTimeout), closes every program. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const library = typeof options.library === 'string' ? await loadLibrary(options.library, options.configure) : options.library;
+  const warn = options.warn ?? ((m: string) => process.stderr.write(`tskvm: ${m}\n`));
+  for (const w of library.warnings) warn(w);
+  const server = new ComputeServer(library, options, warn);
+  await server.startBootPrograms();
+  try {
+    const url = options.listen === null ? null : await server.listenTcp(options.listen ?? '127.0.0.1:8080');
+    if (options.unix) await server.listenUnix(options.unix);
+    return { url, socketPath: options.unix ?? null, library, close: () => server.close() };
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
+}
+
+/** What the access log says about one request. */
+interface Exchange {
+  program: string;
+  vmMs: number;
+  bytes: number;
+  /** True once the server shuts down: the answer then closes its connection. */
+  draining: () => boolean;
+}
+
+class ComputeServer {
+  private readonly slots = new Map<string, ProgramSlot>();
+  private readonly counters = new GlobalCounters();
+  private readonly router: Router;
+  private readonly listeners: Server[] = [];
+  private readonly maxBodySize: number;
+  private readonly maxHeaderCount: number;
+  private readonly accessLog: ((line: string) => void) | null;
+  private readonly warned = new Set<string>();
+  private inFlight = 0;
+  private closing: Promise<void> | null = null;
+
+  constructor(library: Library, private readonly options: ServerOptions, private readonly warn: (m: string) => void) {
+    for (const entry of library.programs.values()) {
+      this.slots.set(entry.name, new ProgramSlot(entry, { onStartFailure: (e) => warn(e.message) }));
+    }
+    this.router = new Router(library);
+    this.maxBodySize = options.maxBodySize ?? 16 * MiB;
+    this.maxHeaderCount = options.maxHeaderCount ?? 100;
+    this.accessLog = options.accessLog === undefined ? (line) => process.stdout.write(line + '\n') : options.accessLog;
+  }
+
+  /** Starts the `start: true` programs; one that fails is retried on its first request, like a lazy one. */
+  async startBootPrograms(): Promise<void> {
+    await Promise.all([...this.slots.values()].filter((s) => s.entry.start).map((s) => s.acquire().catch(() => undefined)));
+  }
+
+  async listenTcp(address: string): Promise<string> {
+    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
+    if (!m) throw new TskvmError('TSKVM_ERR_CONFIG', `listen: expected HOST:PORT, not ${JSON.stringify(address)}`);
+    const host = m[1] ?? (m[2] || '127.0.0.1');
+    const server = this.createListener(false);
+    await listen(server, (done) => server.listen(Number(m[3]), host, done));
+    const bound = server.address() as { address: string; port: number };
+    return `http://${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  }
+
+  async listenUnix(path: string): Promise<void> {
+    // A socket file left by a server that did not exit cleanly would make listen fail with EADDRINUSE.
+    const stale = await lstat(path).catch(() => null);
+    if (stale?.isSocket()) await unlink(path);
+    const server = this.createListener(true);
+    await listen(server, (done) => server.listen(path, done));
+  }
+
+  private createListener(viaUnixSocket: boolean): Server {
+    const server = createServer({ maxHeaderSize: this.options.maxHeaderSize ?? 32 * 1024 }, (req, res) => {
+      void this.handle(req, res, viaUnixSocket);
+    });
+    // node:http drops fields past maxHeadersCount silently; one more than allowed lets handle() see the excess.
+    server.maxHeadersCount = this.maxHeaderCount + 1;
+    this.listeners.push(server);
+    return server;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, viaUnixSocket: boolean): Promise<void> {
+    const started = performance.now();
+    const url = req.url ?? '/';
+    const exchange: Exchange = { program: '-', vmMs: 0, bytes: 0, draining: () => this.closing !== null };
+    this.inFlight++;
+    res.once('close', () => {
+      this.inFlight--;
+      this.accessLog?.(`${exchange.program} ${req.method} ${url} ${res.statusCode} ${exchange.bytes} vm=${exchange.vmMs.toFixed(1)}ms total=${(performance.now() - started).toFixed(1)}ms`);
+    });
+    try {
+      if (req.rawHeaders.length / 2 > this.maxHeaderCount) {
+        return sendText(res, exchange, 431, `more than ${this.maxHeaderCount} header fields`, { connection: 'close' });
+      }
+      const q = url.indexOf('?');
+      const path = q < 0 ? url : url.slice(0, q);
+      if (isAdminPath(path)) {
+        const answer = await handleAdmin({ slots: this.slots, counters: this.counters, adminToken: this.options.adminToken }, req, path, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), viaUnixSocket);
+        return sendAdmin(res, exchange, answer);
+      }
+      const route = this.router.resolve(url, req.headers.host);
+      if (!route) {
+        this.counters.program_notfound++;
+        return sendText(res, exchange, 404, `no program serves ${path}`);
+      }
+      exchange.program = route.program;
+      const body = await readBody(req, this.maxBodySize);
+      if (!body) {
+        return sendText(res, exchange, 413, `the request body exceeds ${this.maxBodySize} bytes`, { connection: 'close' });
+      }
+      const fields: string[] = [];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) fields.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      const response = await this.run(this.slots.get(route.program)!, { method: req.method, url, headers: fields, body, arg: route.arg });
+      this.counters.record(response);
+      exchange.vmMs = response.timeMs;
+      sendProgramResponse(res, exchange, response, (m) => this.warnOnce(route.program, m));
+    } catch (e) {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const { status, headers } = statusFor(e);
+      sendText(res, exchange, status, (e as Error).message, headers);
+    }
+  }
+
+  /** A program's answers can repeat a mistake on every request: say it once per program. */
+  private warnOnce(program: string, message: string): void {
+    if (this.warned.has(program)) return;
+    this.warned.add(program);
+    this.warn(`program ${program}: ${message} (said once per program)`);
+  }
+
+  /** A request that finds its program unloaded by an invalidation (or queued when it happened) goes to the reloaded one. */
+  private async run(slot: ProgramSlot, req: ProgramRequest): Promise<ProgramResponse> {
+    for (let attempt = 1; ; attempt++) {
+      const program = await slot.acquire();
+      try {
+        return await program.request(req);
+      } catch (e) {
+        if ((e as TskvmError).code !== 'TSKVM_ERR_CLOSED' || this.closing || attempt === 2) throw e;
+      }
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = Promise.all(this.listeners.map((s) => new Promise((r) => s.close(r))));
+      for (const s of this.listeners) s.closeIdleConnections();
+      const deadline = performance.now() + (this.options.shutdownTimeout ?? 10) * 1000;
+      while (this.inFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      for (const s of this.listeners) s.closeAllConnections();
+      await closed;
+      await Promise.all([...this.slots.values()].map((s) => s.close()));
+    })();
+    return this.closing;
+  }
+}
+
+function listen(server: Server, start: (done: () => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    start(() => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Bytes a too-large body may still send after its 413 is decided: read and dropped, so that closing the
+ * connection does not reset it before the client reads the answer. Past that, the connection is cut. */
+const DRAIN_LIMIT = 64 * MiB;
+
+/** The body, or null when it is larger than `limit`. */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit + DRAIN_LIMIT) return null;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit + DRAIN_LIMIT) return null;
+    if (size <= limit) chunks.push(chunk);
+  }
+  return size > limit || declared > limit ? null : Buffer.concat(chunks, size);
+}
+
+/** Fields that describe this connection or this message's framing: ours to set, never the guest's. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'te', 'trailer']);
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+function sendProgramResponse(res: ServerResponse, exchange: Exchange, r: ProgramResponse, warn: (m: string) => void): void {
+  const headers: string[] = [];
+  let ownCacheControl = false;
+  for (const field of r.headerFields) {
+    const colon = field.indexOf(':');
+    const name = field.slice(0, colon).trim();
+    const value = field.slice(colon + 1).trim();
+    if (colon < 0 || !TOKEN.test(name) || !FIELD_VALUE.test(value)) {
+      warn(`response header ${JSON.stringify(field.slice(0, 80))} is not a valid HTTP field (dropped)`);
+      continue;
+    }
+    const key = name.toLowerCase();
+    if (HOP_BY_HOP.has(key) || (key === 'content-type' && r.contentType)) continue;
+    if (key === 'cache-control') ownCacheControl = true;
+    headers.push(name, value);
+  }
+  if (r.contentType) headers.push('Content-Type', r.contentType);
+  if (!ownCacheControl) headers.push('Cache-Control', cacheControl(r));
+  send(res, exchange, r.status, headers, r.body);
+}
+
+function cacheControl(r: ProgramResponse): string {
+  if (r.error || !r.cache?.cached) return 'no-store';
+  return `max-age=${Math.floor(r.cache.ttlMs / 1000)}, stale-while-revalidate=${Math.floor(r.cache.graceMs / 1000)}`;
+}
+
+function statusFor(e: unknown): { status: number; headers?: Record<string, string> } {
+  switch ((e as TskvmError).code) {
+    case 'TSKVM_ERR_QUEUE_FULL': case 'TSKVM_ERR_QUEUE_TIMEOUT': case 'TSKVM_ERR_CLOSED':
+      return { status: 503, headers: { 'retry-after': '1' } };
+    case 'TSKVM_ERR_PROGRAM_START':
+      return { status: 503, headers: { 'retry-after': String((e as TskvmError).details.retryAfter ?? 1) } };
+    case 'TSKVM_ERR_REQUEST':
+      return { status: 400 };
+    default:
+      return { status: 500 };
+  }
+}
+
+function sendAdmin(res: ServerResponse, exchange: Exchange, answer: AdminAnswer): void {
+  const text = typeof answer.body === 'string';
+  const body = Buffer.from(text ? (answer.body as string) : JSON.stringify(answer.body, null, 2) + '\n');
+  const headers = { 'content-type': 'application/json', 'cache-control': 'no-store', ...answer.headers };
+  send(res, exchange, answer.status, Object.entries(headers).flat(), body);
+}
+
+function sendText(res: ServerResponse, exchange: Exchange, status: number, message: string, extra: Record<string, string> = {}): void {
+  const headers = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', ...extra };
+  send(res, exchange, status, Object.entries(headers).flat(), Buffer.from(message + '\n'));
+}
+
+function send(res: ServerResponse, exchange: Exchange, status: number, headers: string[], body: Buffer): void {
+  // 204 and 304 have no body (RFC 9110), whatever the program gave.
+  if (status === 204 || status === 304) body = Buffer.alloc(0);
+  else headers.push('Content-Length', String(body.length));
+  exchange.bytes = body.length;
+  if (exchange.draining() && !headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'connection')) headers.push('Connection', 'close');
+  res.writeHead(status, headers);
+  res.end(body);
+}

@@ -1,0 +1,277 @@
+// `tskvm serve` over HTTP: a server started in-process on the test library (test/fixtures/
+// server-library.json, programs from test/guests/requests/), with undici as the client.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
+import { cliPath, kvmAvailable, repoRoot } from './helpers/differential.js';
+
+const LIBRARY = join(repoRoot, 'test', 'fixtures', 'server-library.json');
+
+async function withServer(options: Partial<ServerOptions>, body: (s: RunningServer, log: { access: string[]; warnings: string[] }) => Promise<void>): Promise<void> {
+  const log = { access: [] as string[], warnings: [] as string[] };
+  const server = await startServer({
+    library: LIBRARY, listen: '127.0.0.1:0', accessLog: (l) => log.access.push(l), warn: (m) => log.warnings.push(m), ...options,
+  });
+  try {
+    await body(server, log);
+  } finally {
+    await server.close();
+  }
+}
+
+async function get(url: string, options: Parameters<typeof request>[1] = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+  const res = await request(url, options);
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+/** req-faults compares the whole path: it is reached by its Host (faults.test), so that the guest sees "/loop". */
+function faults(s: RunningServer, path: string): ReturnType<typeof get> {
+  return get(`${s.url}${path}`, { headers: { host: 'faults.test' } });
+}
+
+async function stats(s: RunningServer, token = 'secret'): Promise<any> {
+  const res = await get(`${s.url}/__tskvm/stats`, { headers: { authorization: `Bearer ${token}` } });
+  return JSON.parse(res.text);
+}
+
+t.test('routes: /<program>/…, a routes prefix with its arg, arg_query, Host; 404 for no program', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({}, async (s, log) => {
+    const hello = await get(`${s.url}/hello/anything`);
+    t.equal(hello.status, 200);
+    t.equal(hello.text, 'Hello World!\n');
+    t.equal(hello.headers['content-type'], 'text/plain');
+    t.equal(hello.headers['content-length'], '13');
+    t.equal(hello.headers['cache-control'], 'no-store', 'not marked cacheable');
+    t.equal((await get(`${s.url}/greet/x`)).text, 'Hello World!\n', 'routes prefix');
+
+    const routed = await get(`${s.url}/v1/echo/a?b=1`);
+    t.match(routed.text, /^method=GET\nurl=\/v1\/echo\/a\?b=1\narg=from-route\n/, 'the guest sees the whole URL; arg from the route');
+    t.match((await get(`${s.url}/echo/x?arg=from%20query`)).text, /\narg=from query\n/, 'arg_query');
+    const byHost = await get(`${s.url}/hello/x`, { headers: { host: 'echo.test' } });
+    t.match(byHost.text, /^method=GET\nurl=\/hello\/x\n/, 'Host wins over the path');
+
+    const none = await get(`${s.url}/nothing/here`);
+    t.equal(none.status, 404);
+    t.match(log.access[0], /^hello GET \/hello\/anything 200 13 vm=[\d.]+ms total=[\d.]+ms$/);
+    t.ok(log.access.some((l) => /^- GET \/nothing\/here 404 /.test(l)));
+  });
+});
+
+t.test('GET/POST/PUT/DELETE through req-echo: headers both ways, a 4 MiB body, sys_set_cacheable', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({}, async (s) => {
+    for (const method of ['GET', 'POST', 'PUT', 'DELETE'] as const) {
+      const body = method === 'GET' ? undefined : `body of ${method}`;
+      const res = await get(`${s.url}/echo/m`, { method, body, headers: { 'x-test': 'ping', 'content-type': 'text/x-test' } });
+      t.equal(res.status, 200, method);
+      t.match(res.text, new RegExp(`^method=${method}\\nurl=/echo/m\\n`), `${method}: method and url`);
+      t.match(res.text, /\ncontent_type=text\/x-test\n/);
+      t.match(res.text, /\nx-test: ping\n/i, 'request header reaches the guest');
+      t.match(res.text, new RegExp(`body_len=${body?.length ?? 0}\\n${body ?? ''}$`));
+      t.equal(res.headers['x-echo'], 'yes', 'guest header (BackendResponseExtra)');
+      t.equal(res.headers['x-test-echo'], 'ping', 'guest header (sys_http_append)');
+    }
+    const big = Buffer.alloc(4 << 20, 0x61);
+    const large = await get(`${s.url}/echo/big`, { method: 'POST', body: big });
+    t.equal(large.status, 200);
+    t.ok(large.text.endsWith(`body_len=${big.length}\n${big.toString()}`), '4 MiB body in and out');
+    const api = await get(`${s.url}/api/x`);
+    t.equal(api.headers['cache-control'], 'max-age=10, stale-while-revalidate=2', 'sys_set_cacheable(true, 10000, 2000, 3000)');
+  });
+});
+
+t.test('lazy start; start: true at boot; a program that cannot start answers 503 with the reason', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ adminToken: 'secret' }, async (s, log) => {
+    let st = await stats(s);
+    t.equal(st.programs.boot.state, 'running', 'start: true');
+    t.equal(st.programs.hello.state, 'idle', 'not started before its first request');
+    const first = await Promise.all(Array.from({ length: 6 }, () => get(`${s.url}/hello/`)));
+    t.same(first.map((r) => r.status), [200, 200, 200, 200, 200, 200], 'concurrent first requests wait for one start');
+    st = await stats(s);
+    t.equal(st.programs.hello.state, 'running');
+    t.equal(st.programs.hello.stats.totals.invocations, 6, 'all six ran on the one Program that is kept');
+    t.match((await get(`${s.url}/boot/x`)).text, /^paused:GET \/boot\/x 1$/);
+
+    const missing = await get(`${s.url}/missing/x`);
+    t.equal(missing.status, 503);
+    t.equal(missing.headers['retry-after'], '1');
+    t.match(missing.text, /program missing failed to start \[TSKVM_ERR_PROGRAM_NOT_FOUND\]: cannot read program .*no-such-program/);
+    st = await stats(s);
+    t.equal(st.programs.missing.state, 'failed');
+    t.match(st.programs.missing.error, { code: 'TSKVM_ERR_PROGRAM_NOT_FOUND' });
+    t.match(log.warnings, [/program missing failed to start/], 'logged once');
+  });
+});
+
+t.test('limits: 413 for a large body, 431 for too many or too large headers', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ maxBodySize: 1 << 20, maxHeaderCount: 20, maxHeaderSize: 8192 }, async (s) => {
+    const tooLarge = await get(`${s.url}/echo/x`, { method: 'POST', body: Buffer.alloc((1 << 20) + 1) });
+    t.equal(tooLarge.status, 413);
+    t.equal((await get(`${s.url}/echo/x`, { method: 'POST', body: Buffer.alloc(1 << 20) })).status, 200, 'exactly the limit');
+    const chunked = await get(`${s.url}/echo/x`, { method: 'POST', body: (async function* () { for (let i = 0; i < 3; i++) yield Buffer.alloc(512 << 10); })() });
+    t.equal(chunked.status, 413, 'chunked body past the limit');
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < 21; i++) headers[`x-h${i}`] = 'v';
+    t.equal((await get(`${s.url}/echo/x`, { headers })).status, 431, 'too many fields');
+    t.equal((await get(`${s.url}/echo/x`, { headers: { 'x-big': 'a'.repeat(9000) } })).status, 431, 'too large');
+    t.equal((await get(`${s.url}/hello/x`)).status, 200, 'still serving');
+  });
+});
+
+t.test('queue full → 503 Retry-After: 1; a timeout goes to on_error; a crashing program next to a healthy one', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ adminToken: 'secret', configure: { faults: { concurrency: 1, max_queue: 0 } } }, async (s) => {
+    t.equal((await faults(s, '/ok')).text, 'ok');
+    const loop = faults(s, '/loop');
+    await new Promise((r) => setTimeout(r, 200));
+    const full = await faults(s, '/ok');
+    t.equal(full.status, 503, 'the one request VM is busy and no request may wait');
+    t.equal(full.headers['retry-after'], '1');
+    t.match(full.text, /maxQueue/);
+    // req-faults registers on_error, which answers 503 "on_error:<exception>"; without it a timeout is a 504.
+    const timedOut = await loop;
+    t.equal(timedOut.status, 503, 'max_request_time 1: on_error answers');
+    t.match(timedOut.text, /^on_error:/);
+    t.equal(timedOut.headers['cache-control'], 'no-store');
+
+    // One request VM and no queue: crash after crash, sequentially, while the healthy program serves.
+    const hellos = Promise.all(Array.from({ length: 20 }, () => get(`${s.url}/hello/x`)));
+    const crashed: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await faults(s, '/crash');
+      crashed.push(`${r.status} ${r.text.slice(0, 9)}`);
+    }
+    t.same(new Set(crashed), new Set(['503 on_error:']), 'every crash answered by on_error');
+    t.same(new Set((await hellos).map((r) => `${r.status} ${r.text}`)), new Set(['200 Hello World!\n']), 'the healthy program is unaffected');
+    t.equal((await faults(s, '/ok')).text, 'ok', 'the crashing program still serves');
+    const st = await stats(s);
+    t.equal(st.global.program_timeout, 1);
+    t.equal(st.global.program_exception, 10, 'crashes counted');
+    t.equal(st.global.program_status_5xx, 11, 'the crashes and the timeout (on_error answered 503)');
+    t.equal(st.programs.hello.stats.totals.exceptions, 0);
+    t.equal(st.programs.faults.stats.totals.exceptions, 10);
+    t.equal(st.programs.faults.stats.totals.queue_full, 1);
+  });
+});
+
+t.test('admin endpoints: 401 / 403 / 200, no token → Unix socket only; stats, metrics, invalidate', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ adminToken: 'secret' }, async (s) => {
+    t.equal((await get(`${s.url}/__tskvm/stats`)).status, 401, 'no credentials');
+    t.equal((await get(`${s.url}/__tskvm/stats`, { headers: { authorization: 'Bearer wrong' } })).status, 403, 'wrong token');
+    t.equal((await get(`${s.url}/metrics`)).status, 401);
+    t.equal((await get(`${s.url}/__tskvm/invalidate`, { method: 'POST' })).status, 401);
+    const auth = { authorization: 'Bearer secret' };
+    t.equal((await get(`${s.url}/__tskvm/invalidate`, { headers: auth })).status, 405, 'invalidate is a POST');
+
+    await get(`${s.url}/hello/x`);
+    await get(`${s.url}/hello/x`);
+    const st = JSON.parse((await get(`${s.url}/__tskvm/stats?program=^hel`, { headers: auth })).text);
+    t.same(Object.keys(st.programs), ['hello'], 'program=REGEX');
+    t.same(Object.keys(st.global).sort(), ['cpu_time', 'fetch_time', 'program_exception', 'program_notfound', 'program_status_4xx', 'program_status_5xx', 'program_timeout', 'self_requests', 'self_requests_failed']);
+    const hello = st.programs.hello.stats;
+    t.same(Object.keys(hello.program).sort(), ['binary_size', 'binary_type', 'boot_time', 'entry_points', 'name']);
+    for (const field of ['invocations', 'resets', 'resets_full', 'exceptions', 'timeouts', 'exception_oom', 'request_cpu_time', 'exception_cpu_time', 'reset_time', 'reservation_time', 'reservation_timeouts', 'input_bytes', 'output_bytes', 'status_2xx', 'status_3xx', 'status_4xx', 'status_5xx']) {
+      t.type(hello.totals[field], 'number', `totals.${field}`);
+    }
+    t.equal(hello.totals.invocations, 2);
+    t.equal(hello.vms.length, 2, 'concurrency 2 (group "small")');
+    t.equal(st.global.cpu_time > 0, true);
+
+    const metrics = await get(`${s.url}/metrics`, { headers: auth });
+    t.equal(metrics.status, 200);
+    t.match(metrics.headers['content-type'], /^text\/plain/);
+    t.match(metrics.text, /^# TYPE tskvm_program_invocations_total counter\n(.*\n)*tskvm_program_invocations_total\{program="hello"\} 2$/m);
+    t.match(metrics.text, /^tskvm_program_request_cpu_seconds_total\{program="hello"\} [\d.e-]+$/m);
+    t.match(metrics.text, /^tskvm_program_loaded\{program="echo"\} 0$/m);
+    t.match(metrics.text, /^tskvm_program_notfound_total 0$/m);
+
+    const inv = await get(`${s.url}/__tskvm/invalidate?program=hello`, { method: 'POST', headers: auth });
+    t.same(JSON.parse(inv.text), { invalidated: ['hello'] });
+    t.equal((await stats(s)).programs.hello.state, 'idle', 'unloaded');
+    t.equal((await get(`${s.url}/hello/x`)).text, 'Hello World!\n', 'reloaded by the next request');
+    t.equal((await stats(s)).programs.hello.stats.totals.invocations, 1, 'a new Program');
+  });
+
+  const socketPath = join(mkdtempSync(join(tmpdir(), 'tskvm-sock-')), 'tskvm.sock');
+  await withServer({ unix: socketPath }, async (s) => {
+    t.equal((await get(`${s.url}/__tskvm/stats`)).status, 403, 'no token: TCP refused');
+    const agent = new Agent({ connect: { socketPath } });
+    try {
+      const viaSocket = await get('http://localhost/__tskvm/stats', { dispatcher: agent });
+      t.equal(viaSocket.status, 200, 'no token: the Unix socket is trusted');
+      t.ok(JSON.parse(viaSocket.text).programs.hello);
+      t.equal((await get('http://localhost/hello/x', { dispatcher: agent })).text, 'Hello World!\n', 'programs on the socket too');
+    } finally {
+      await agent.close();
+    }
+  });
+});
+
+t.test('a request queued when its program is invalidated runs on the reloaded program', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ adminToken: 'secret', configure: { faults: { concurrency: 1 } } }, async (s) => {
+    const loop = faults(s, '/loop');
+    await new Promise((r) => setTimeout(r, 200));
+    const queued = faults(s, '/ok');
+    await new Promise((r) => setTimeout(r, 50));
+    await get(`${s.url}/__tskvm/invalidate?program=faults`, { method: 'POST', headers: { authorization: 'Bearer secret' } });
+    const [looped, ok] = await Promise.all([loop, queued]);
+    t.match(looped.text, /^on_error:/, 'the running request finished on the old program');
+    t.equal(ok.status, 200);
+    t.equal(ok.text, 'ok');
+  });
+});
+
+t.test('graceful close: the request in flight gets its answer, new connections are refused', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const log = { access: [] as string[] };
+  const server = await startServer({ library: LIBRARY, listen: '127.0.0.1:0', accessLog: (l) => log.access.push(l), warn: () => {} });
+  const inFlight = faults(server, '/loop');
+  await new Promise((r) => setTimeout(r, 200));
+  const closed = server.close();
+  const res = await inFlight;
+  t.equal(res.status, 503, 'answered (by on_error, after max_request_time)');
+  t.match(res.text, /^on_error:/);
+  t.equal(res.headers.connection, 'close', 'no keep-alive while shutting down');
+  await closed;
+  await t.rejects(get(`${server.url}/hello/x`), { code: 'ECONNREFUSED' });
+  t.match(log.access[0], /^faults GET \/loop 503 /);
+});
+
+t.test('tskvm serve: prints its address, serves, exits 0 on SIGTERM; a bad library exits with the reason', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const child = spawn(process.execPath, [cliPath, 'serve', '--library', LIBRARY, '--listen', '127.0.0.1:0', '--configure', 'hello={"concurrency":1}'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      const m = /tskvm: listening on (http:\/\/\S+)/.exec(stderr);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', () => reject(new Error(`exited early: ${stderr}`)));
+  });
+  t.equal((await get(`${url}/hello/x`)).text, 'Hello World!\n');
+  child.kill('SIGTERM');
+  const [code] = await once(child, 'exit');
+  t.equal(code, 0);
+  t.match(stdout, /^hello GET \/hello\/x 200 13 /m, 'access log on stdout');
+  t.match(stderr, /SIGTERM: finishing running requests/);
+
+  const bad = spawn(process.execPath, [cliPath, 'serve', '--library', LIBRARY, '--configure', 'hello={"max_memory":1}'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let badErr = '';
+  bad.stderr.on('data', (d) => { badErr += d; });
+  const [badCode] = await once(bad, 'exit');
+  t.equal(badCode, 125);
+  t.match(badErr, /error \[TSKVM_ERR_LIBRARY\]: library .*server-library.json: program "hello": max_memory: 1 is invalid/);
+});

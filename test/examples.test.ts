@@ -1,0 +1,54 @@
+// The example programs (guest/examples/) answer under tskvm exactly what they print natively for the
+// same input, and the bundled library serves them.
+import t from 'tap';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { Program, startServer } from '../src/index.js';
+import { kvmAvailable, repoRoot, runNative } from './helpers/differential.js';
+
+const example = (name: string): string => join(repoRoot, 'guest', 'examples', 'bin', name);
+const quiet = { maxMemory: 64, onLog: () => {} };
+
+t.test('each example answers what it prints natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const hello = await Program.load(example('hello'), quiet);
+  const echo = await Program.load(example('echo'), quiet);
+  const counter = await Program.load(example('counter'), { ...quiet, sharedMemory: 2, ephemeral: false, concurrency: 1 });
+  try {
+    for (const url of ['/', '/x/y?z=1', '/' + 'long'.repeat(500)]) {
+      t.equal((await hello.request({ url })).body.toString(), runNative(example('hello'), [url]).stdout.toString(), `hello ${url.slice(0, 20)}`);
+    }
+    for (const body of ['', 'plain', '{"json": [1, 2, "\\u00e9"]}', Buffer.from([0, 1, 2, 0x7f, 0x80, 0xff, 0x22, 0x5c, 0x0a])]) {
+      const native = runNative(example('echo'), ['/e'], { input: body });
+      const res = await echo.request({ method: body.length ? 'POST' : 'GET', url: '/e', body: body.length ? body : undefined });
+      t.equal(res.contentType, 'application/json');
+      t.equal(res.body.toString(), native.stdout.toString(), `echo of ${JSON.stringify(body.toString())}`);
+      t.same(JSON.parse(res.body.toString()).body.length, Buffer.from(body).length, 'valid JSON, one character per byte');
+    }
+    const native = runNative(example('counter'), ['3']).stdout.toString().split('\n');
+    for (let i = 0; i < 3; i++) t.equal((await counter.request({ url: '/' })).body.toString(), native[i] + '\n', `counter request ${i + 1}`);
+  } finally {
+    await Promise.all([hello.close(), echo.close(), counter.close()]);
+  }
+});
+
+t.test('the bundled library serves the examples', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const server = await startServer({ library: join(repoRoot, 'guest', 'examples', 'library.json'), listen: '127.0.0.1:0', accessLog: null });
+  try {
+    const hello = await request(`${server.url}/hello/there`);
+    t.equal(hello.statusCode, 200);
+    t.equal(await hello.body.text(), 'Hello from tskvm: GET /hello/there\n');
+    const echo = await request(`${server.url}/echo/e?arg=7`, { method: 'PUT', body: 'b', headers: { 'x-a': '1' } });
+    const json = await echo.body.json() as { method: string; arg: string; headers: string[]; body: string };
+    t.equal(json.method, 'PUT');
+    t.equal(json.arg, '7', 'arg from the query parameter the library names');
+    t.ok(json.headers.includes('x-a: 1'));
+    t.equal(json.body, 'b');
+    const counts = [];
+    for (let i = 0; i < 4; i++) counts.push(Number(/total=(\d+)/.exec(await (await request(`${server.url}/counter/`)).body.text())![1]));
+    t.same(counts, [1, 2, 3, 4], 'the counter counts across requests');
+  } finally {
+    await server.close();
+  }
+});

@@ -48,6 +48,8 @@ export interface ProgramResponse {
   error?: RequestFailure;
   /** Time in the VM, ms. */
   timeMs: number;
+  /** Time waiting for a free request VM, ms. */
+  queuedMs: number;
 }
 
 export interface ProgramStats {
@@ -168,12 +170,14 @@ export class Program {
   /** Runs one request in a fork; resolves with the response (guest failures included), rejects for queue limits and closing. */
   async request(req: ProgramRequest): Promise<ProgramResponse> {
     const input = toInput(req);
+    const queued = performance.now();
     const fork = await this.reserve();
+    const queuedMs = performance.now() - queued;
     this.active++;
     try {
       const { result, stats } = await fork.worker.send<{ result: RequestResult; stats: ForkStats }>({ op: 'request', forkId: fork.id, input });
       fork.stats = stats;
-      return toResponse(result);
+      return toResponse(result, queuedMs);
     } finally {
       this.active--;
       this.releaseFork(fork);
@@ -268,7 +272,7 @@ function toInput(req: ProgramRequest): RequestInput {
   return { method, url: req.url, arg: req.arg ?? '', contentType, headers, body };
 }
 
-function toResponse(r: RequestResult): ProgramResponse {
+function toResponse(r: RequestResult, queuedMs: number): ProgramResponse {
   const headers: Record<string, string> = {};
   for (const field of r.response.headers) {
     const colon = field.indexOf(':');
@@ -279,7 +283,7 @@ function toResponse(r: RequestResult): ProgramResponse {
   }
   const body = Buffer.from(r.response.body.buffer, r.response.body.byteOffset, r.response.body.byteLength);
   const res: ProgramResponse = {
-    status: r.response.status, contentType: r.response.contentType, headers, headerFields: r.response.headers, body, cache: r.response.cache, timeMs: r.runMs,
+    status: r.response.status, contentType: r.response.contentType, headers, headerFields: r.response.headers, body, cache: r.response.cache, timeMs: r.runMs, queuedMs,
   };
   if (r.failure) res.error = r.failure;
   return res;

@@ -88,6 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 interface Exchange {
   program: string;
   vmMs: number;
+  queuedMs: number;
   bytes: number;
   /** True once the server shuts down: the answer then closes its connection. */
   draining: () => boolean;
@@ -151,11 +152,11 @@ class ComputeServer {
   private async handle(req: IncomingMessage, res: ServerResponse, viaUnixSocket: boolean): Promise<void> {
     const started = performance.now();
     const url = req.url ?? '/';
-    const exchange: Exchange = { program: '-', vmMs: 0, bytes: 0, draining: () => this.closing !== null };
+    const exchange: Exchange = { program: '-', vmMs: 0, queuedMs: 0, bytes: 0, draining: () => this.closing !== null };
     this.inFlight++;
     res.once('close', () => {
       this.inFlight--;
-      this.accessLog?.(`${exchange.program} ${req.method} ${url} ${res.statusCode} ${exchange.bytes} vm=${exchange.vmMs.toFixed(1)}ms total=${(performance.now() - started).toFixed(1)}ms`);
+      this.accessLog?.(`${exchange.program} ${req.method} ${url} ${res.statusCode} ${exchange.bytes} vm=${exchange.vmMs.toFixed(1)}ms queued=${exchange.queuedMs.toFixed(1)}ms total=${(performance.now() - started).toFixed(1)}ms`);
     });
     try {
       if (req.rawHeaders.length / 2 > this.maxHeaderCount) {
@@ -182,6 +183,7 @@ class ComputeServer {
       const response = await this.run(this.slots.get(route.program)!, { method: req.method, url, headers: fields, body, arg: route.arg });
       this.counters.record(response);
       exchange.vmMs = response.timeMs;
+      exchange.queuedMs = response.queuedMs;
       sendProgramResponse(res, exchange, response, (m) => this.warnOnce(route.program, m));
     } catch (e) {
       if (res.headersSent) {

@@ -58,7 +58,7 @@ t.test('routes: /<program>/…, a routes prefix with its arg, arg_query, Host; 4
 
     const none = await get(`${s.url}/nothing/here`);
     t.equal(none.status, 404);
-    t.match(log.access[0], /^hello GET \/hello\/anything 200 13 vm=[\d.]+ms total=[\d.]+ms$/);
+    t.match(log.access[0], /^hello GET \/hello\/anything 200 13 vm=[\d.]+ms queued=[\d.]+ms total=[\d.]+ms$/);
     t.ok(log.access.some((l) => /^- GET \/nothing\/here 404 /.test(l)));
   });
 });

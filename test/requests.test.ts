@@ -221,6 +221,13 @@ t.test('at most `concurrency` requests run; the queue is bounded and times out',
     await t.rejects(p.request({ url: '/ok' }), { code: 'TSKVM_ERR_QUEUE_FULL' }, 'a full queue refuses at once');
     await t.rejects(queued, { code: 'TSKVM_ERR_QUEUE_TIMEOUT' }, 'a queued request gives up after queueTimeout');
     t.equal((await looping).error?.code, 'TSKVM_ERR_GUEST_TIMEOUT');
+    const again = p.request({ url: '/loop' });
+    const gone = new AbortController();
+    const cancelled = p.request({ url: '/ok' }, { signal: gone.signal });
+    gone.abort();
+    await t.rejects(cancelled, { code: 'TSKVM_ERR_ABORTED' }, 'a cancelled request leaves the queue');
+    t.equal(p.stats().queued, 0);
+    await again;
     t.equal((await p.request({ url: '/ok' })).status, 200);
     t.equal(p.stats().totals.reservation_timeouts, 1);
   });

@@ -167,11 +167,15 @@ export class Program {
     if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
-  /** Runs one request in a fork; resolves with the response (guest failures included), rejects for queue limits and closing. */
-  async request(req: ProgramRequest): Promise<ProgramResponse> {
+  /**
+   * Runs one request in a fork; resolves with the response (guest failures included), rejects for
+   * queue limits and closing. `signal` cancels a request still waiting for a fork
+   * (TSKVM_ERR_ABORTED), e.g. when its client went away; one already running finishes.
+   */
+  async request(req: ProgramRequest, options: { signal?: AbortSignal } = {}): Promise<ProgramResponse> {
     const input = toInput(req);
     const queued = performance.now();
-    const fork = await this.reserve();
+    const fork = await this.reserve(options.signal);
     const queuedMs = performance.now() - queued;
     this.active++;
     try {
@@ -212,7 +216,8 @@ export class Program {
     return this.closing;
   }
 
-  private reserve(): Promise<Fork> {
+  private reserve(signal?: AbortSignal): Promise<Fork> {
+    if (signal?.aborted) return Promise.reject(new TskvmError('TSKVM_ERR_ABORTED', 'the request was cancelled before it ran'));
     if (this.closing) return Promise.reject(new TskvmError('TSKVM_ERR_CLOSED', `program ${this.name} is closed`));
     const fork = this.idle.pop();
     if (fork) return Promise.resolve(fork);
@@ -222,18 +227,32 @@ export class Program {
     }
     const started = performance.now();
     return new Promise<Fork>((resolve, reject) => {
+      const leave = (): void => {
+        this.queue.splice(this.queue.indexOf(waiter), 1);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        clearTimeout(waiter.timer);
+        leave();
+        reject(new TskvmError('TSKVM_ERR_ABORTED', 'the request was cancelled while it waited for a request VM'));
+      };
       const waiter: Waiter = {
         resolve: (f) => {
+          signal?.removeEventListener('abort', onAbort);
           this.reservationTime += (performance.now() - started) / 1000;
           resolve(f);
         },
-        reject,
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
         timer: setTimeout(() => {
-          this.queue.splice(this.queue.indexOf(waiter), 1);
+          leave();
           this.reservationTimeouts++;
           reject(new TskvmError('TSKVM_ERR_QUEUE_TIMEOUT', `program ${this.name}: no request VM became free within ${this.options.queueTimeout} s`));
         }, this.options.queueTimeout * 1000),
       };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.queue.push(waiter);
     });
   }

@@ -154,7 +154,10 @@ class ComputeServer {
     const url = req.url ?? '/';
     const exchange: Exchange = { program: '-', vmMs: 0, queuedMs: 0, bytes: 0, draining: () => this.closing !== null };
     this.inFlight++;
+    // A client that goes away before its request got a request VM takes it out of the queue.
+    const gone = new AbortController();
     res.once('close', () => {
+      gone.abort();
       this.inFlight--;
       this.accessLog?.(`${exchange.program} ${req.method} ${url} ${res.statusCode} ${exchange.bytes} vm=${exchange.vmMs.toFixed(1)}ms queued=${exchange.queuedMs.toFixed(1)}ms total=${(performance.now() - started).toFixed(1)}ms`);
     });
@@ -180,7 +183,7 @@ class ComputeServer {
       }
       const fields: string[] = [];
       for (let i = 0; i < req.rawHeaders.length; i += 2) fields.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-      const response = await this.run(this.slots.get(route.program)!, { method: req.method, url, headers: fields, body, arg: route.arg });
+      const response = await this.run(this.slots.get(route.program)!, { method: req.method, url, headers: fields, body, arg: route.arg }, gone.signal);
       this.counters.record(response);
       exchange.vmMs = response.timeMs;
       exchange.queuedMs = response.queuedMs;
@@ -203,11 +206,11 @@ class ComputeServer {
   }
 
   /** A request that finds its program unloaded by an invalidation (or queued when it happened) goes to the reloaded one. */
-  private async run(slot: ProgramSlot, req: ProgramRequest): Promise<ProgramResponse> {
+  private async run(slot: ProgramSlot, req: ProgramRequest, signal: AbortSignal): Promise<ProgramResponse> {
     for (let attempt = 1; ; attempt++) {
       const program = await slot.acquire();
       try {
-        return await program.request(req);
+        return await program.request(req, { signal });
       } catch (e) {
         if ((e as TskvmError).code !== 'TSKVM_ERR_CLOSED' || this.closing || attempt === 2) throw e;
       }
@@ -295,6 +298,8 @@ function statusFor(e: unknown): { status: number; headers?: Record<string, strin
       return { status: 503, headers: { 'retry-after': String((e as TskvmError).details.retryAfter ?? 1) } };
     case 'TSKVM_ERR_REQUEST':
       return { status: 400 };
+    case 'TSKVM_ERR_ABORTED':
+      return { status: 499 }; // the client is gone; for the access log (nginx's "client closed request")
     default:
       return { status: 500 };
   }

@@ -3,12 +3,12 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
-import { cliPath, kvmAvailable, repoRoot } from './helpers/differential.js';
+import { cliPath, guestPath, kvmAvailable, repoRoot } from './helpers/differential.js';
 
 const LIBRARY = join(repoRoot, 'test', 'fixtures', 'server-library.json');
 
@@ -274,4 +274,27 @@ t.test('tskvm serve: prints its address, serves, exits 0 on SIGTERM; a bad libra
   const [badCode] = await once(bad, 'exit');
   t.equal(badCode, 125);
   t.match(badErr, /error \[TSKVM_ERR_LIBRARY\]: library .*server-library.json: program "hello": max_memory: 1 is invalid/);
+});
+
+t.test('live update: a new ELF replaces the program once it has started; a broken one changes nothing', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ adminToken: 'secret' }, async (s) => {
+    const auth = { authorization: 'Bearer secret' };
+    const update = (name: string, file: Buffer) => get(`${s.url}/__tskvm/update/${name}`, { method: 'POST', headers: auth, body: file });
+    t.equal((await get(`${s.url}/hello/x`)).text, 'Hello World!\n');
+    t.equal((await get(`${s.url}/__tskvm/update/hello`, { method: 'POST', body: readFileSync(guestPath('req-echo')) })).status, 401, 'needs the admin token');
+
+    const good = await update('hello', readFileSync(guestPath('req-echo')));
+    t.equal(good.status, 200, good.text);
+    t.match((await get(`${s.url}/hello/x`)).text, /^method=GET\nurl=\/hello\/x\n/, 'the new program answers');
+
+    const exits = await update('hello', readFileSync(guestPath('hello.glibc')));
+    t.equal(exits.status, 422);
+    t.match(JSON.parse(exits.text).error, /not updated: the new one failed to start \[TSKVM_ERR_PROGRAM_INIT\].*exited with status 0/);
+    const garbage = await update('hello', Buffer.from('not an ELF at all'));
+    t.equal(garbage.status, 422);
+    t.match(JSON.parse(garbage.text).error, /TSKVM_ERR_ELF_/);
+    t.match((await get(`${s.url}/hello/x`)).text, /^method=GET\n/, 'after failed updates the updated program still answers');
+    t.equal((await update('nosuch', Buffer.from('x'))).status, 404);
+  });
 });

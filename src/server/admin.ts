@@ -4,6 +4,8 @@
  *   GET  /__tskvm/stats?program=REGEX       statistics as JSON
  *   GET  /metrics                           the same in Prometheus text format
  *   POST /__tskvm/invalidate?program=REGEX  unload the programs whose names match; the next request reloads
+ *   POST /__tskvm/update/NAME               body: a new ELF for program NAME; it must boot and reach
+ *                                           wait_for_requests before it replaces the running one
  *
  * They all need the admin token (`Authorization: Bearer TOKEN`) on TCP: 401 without credentials, 403
  * with wrong ones, and 403 when the server has no token. A Unix socket listener is trusted (its file
@@ -19,6 +21,8 @@ export interface AdminContext {
   slots: Map<string, ProgramSlot>;
   counters: GlobalCounters;
   adminToken: string | undefined;
+  /** Reads the request body within the server's limit; null when it is too large. */
+  readBody: () => Promise<Buffer | null>;
 }
 
 export interface AdminAnswer {
@@ -41,6 +45,7 @@ export async function handleAdmin(ctx: AdminContext, req: IncomingMessage, path:
   } catch (e) {
     return { status: 400, body: { error: `program: not a regular expression: ${(e as Error).message}` } };
   }
+  if (path.startsWith(UPDATE_PREFIX)) return req.method === 'POST' ? update(ctx, decodeURIComponent(path.slice(UPDATE_PREFIX.length))) : { status: 405, headers: { allow: 'POST' }, body: { error: `${req.method} is not allowed here` } };
   const matching = [...ctx.slots.values()].filter((s) => filter.test(s.entry.name));
   const endpoint = `${req.method} ${path}`;
   switch (endpoint) {
@@ -57,6 +62,23 @@ export async function handleAdmin(ctx: AdminContext, req: IncomingMessage, path:
   const samePath = known.filter((k) => k.endsWith(` ${path}`));
   if (samePath.length) return { status: 405, headers: { allow: samePath.map((k) => k.split(' ')[0]!).join(', ') }, body: { error: `${req.method} is not allowed here` } };
   return { status: 404, body: { error: `no admin endpoint ${path}` } };
+}
+
+const UPDATE_PREFIX = '/__tskvm/update/';
+
+async function update(ctx: AdminContext, name: string): Promise<AdminAnswer> {
+  const slot = ctx.slots.get(name);
+  if (!slot) return { status: 404, body: { error: `no program ${name}` } };
+  const file = await ctx.readBody();
+  if (!file) return { status: 413, body: { error: 'the new program is larger than the request body limit' } };
+  if (file.length === 0) return { status: 400, body: { error: 'the body must be the new ELF' } };
+  try {
+    await slot.update(file);
+    return { status: 200, body: { updated: name, bytes: file.length } };
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    return { status: 422, body: { error: `program ${name} was not updated: the new one failed to start [${err.code ?? 'error'}]: ${err.message}` } };
+  }
 }
 
 function authorize(token: string | undefined, authorization: string | undefined, viaUnixSocket: boolean): AdminAnswer | null {

@@ -3,7 +3,8 @@
  * be retried.
  *
  *   idle ──acquire──► starting ──ok──► running ──invalidate──► idle
- *                        │                         (the old Program finishes its requests, then closes)
+ *                        │                │  ▲     (the old Program finishes its requests, then closes)
+ *                        │                └──┘ update(new ELF): the new one boots first, then replaces it
  *                        └─fail──► failed ──acquire after the backoff──► starting
  *
  * Requests that arrive while the program starts wait for that one start. A failed start is reported
@@ -110,6 +111,26 @@ export class ProgramSlot {
     this.generation++;
     const old = this.program;
     this.program = null;
+    this.starting = null;
+    this.failure = null;
+    await old?.close();
+  }
+
+  /**
+   * Live update: boots `file` as this program and, once it has initialised, puts it in place of
+   * the running one, whose requests finish on it. If the new one fails to start, nothing changes
+   * and the error says why. The update lives in memory: an invalidation reloads the library's file.
+   */
+  async update(file: Buffer): Promise<void> {
+    if (this.closed) throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
+    const next = await Program.fromBytes(file, this.entry.path, resolveProgramOptions(this.entry.path, this.entry.options));
+    if (this.closed) {
+      await next.close();
+      throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
+    }
+    this.generation++;
+    const old = this.program;
+    this.program = next;
     this.starting = null;
     this.failure = null;
     await old?.close();

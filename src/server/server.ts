@@ -168,7 +168,7 @@ class ComputeServer {
       const q = url.indexOf('?');
       const path = q < 0 ? url : url.slice(0, q);
       if (isAdminPath(path)) {
-        const answer = await handleAdmin({ slots: this.slots, counters: this.counters, adminToken: this.options.adminToken }, req, path, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), viaUnixSocket);
+        const answer = await handleAdmin({ slots: this.slots, counters: this.counters, adminToken: this.options.adminToken, readBody: () => readBody(req, this.maxBodySize) }, req, path, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), viaUnixSocket);
         return sendAdmin(res, exchange, answer);
       }
       const route = this.router.resolve(url, req.headers.host);

@@ -81,7 +81,6 @@ t.test('malformed libraries: each error names the program and the key', async (t
   libraryError(t, prog({ sha256: 'abc' }), /program "web": sha256: expected 64 hex digits/, 'sha256');
   libraryError(t, prog({ group: 'nope' }), /program "web": group: "nope" is not in "groups"/, 'group');
   libraryError(t, { programs: { web: {} } }, /program "web": filename: a program needs "filename"/, 'no source');
-  libraryError(t, { programs: { web: { uri: 'https://example.com/w' } } }, /program "web": uri: .*not supported yet/, 'http(s) later');
   libraryError(t, { programs: { web: { uri: 'ftp://x/w' } } }, /program "web": uri: .*file:\/\//, 'scheme');
   libraryError(t, { programs: { 'a b': { filename: 'x' } } }, /program "a b": a program name is/, 'name');
   libraryError(t, { programs: { web: 5 } }, /program "web": expected an object/, 'not an object');
@@ -102,7 +101,7 @@ t.test('library files and --configure flags', async (t) => {
   t.equal(lib.programs.get('a')!.options.concurrency, 3);
   await t.rejects(loadLibrary(join(dir, 'bad.json')), { code: 'TSKVM_ERR_LIBRARY', message: /not valid JSON/ });
   await t.rejects(loadLibrary(join(dir, 'none.json')), { code: 'TSKVM_ERR_LIBRARY', message: /cannot read library/ });
-  await t.rejects(loadLibrary('https://example.com/lib.json'), { code: 'TSKVM_ERR_LIBRARY', message: /not supported yet/ });
+  await t.rejects(loadLibrary('http://127.0.0.1:1/lib.json', undefined, dir), { code: 'TSKVM_ERR_LIBRARY', message: /cannot fetch library http:\/\/127.0.0.1:1\/lib.json/ });
   t.same(parseConfigure('web={"concurrency":4}'), ['web', { concurrency: 4 }]);
   t.throws(() => parseConfigure('web'), { code: 'TSKVM_ERR_LIBRARY' });
   t.throws(() => parseConfigure('web={'), { message: /--configure web: .*not valid JSON/ });

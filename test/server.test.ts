@@ -298,3 +298,52 @@ t.test('live update: a new ELF replaces the program once it has started; a broke
     t.equal((await update('nosuch', Buffer.from('x'))).status, 404);
   });
 });
+
+t.test('programs and libraries from http URLs: fetched into the cache, revalidated, checked against sha256', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const { createServer } = await import('node:http');
+  const { createHash } = await import('node:crypto');
+  const elf = readFileSync(guestPath('req-hello'));
+  const lastModified = new Date(Date.now() - 60_000).toUTCString();
+  const seen: string[] = [];
+  const origin = createServer((req, res) => {
+    seen.push(`${req.url} ${req.headers['if-modified-since'] ? 'revalidate' : 'fetch'}`);
+    if (req.url === '/lib.json') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ programs: { remote: { filename: 'bin/hello', max_memory: 64 }, pinned: { uri: `http://${req.headers.host}/bin/hello`, sha256: '0'.repeat(64), max_memory: 64 } } }));
+    } else if (req.url === '/bin/hello') {
+      if (req.headers['if-modified-since'] === lastModified) {
+        res.statusCode = 304;
+        res.end();
+        return;
+      }
+      res.setHeader('last-modified', lastModified);
+      res.end(elf);
+    } else {
+      res.statusCode = 404;
+      res.end();
+    }
+  });
+  origin.listen(0, '127.0.0.1');
+  await once(origin, 'listening');
+  const base = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
+  const cache = mkdtempSync(join(tmpdir(), 'tskvm-cache-'));
+  const previous = process.env.TSKVM_CACHE;
+  process.env.TSKVM_CACHE = cache;
+  try {
+    await withServer({ library: `${base}/lib.json`, adminToken: 'secret' }, async (s) => {
+      t.equal((await get(`${s.url}/remote/x`)).text, 'Hello World!\n', 'a program from a relative filename in a URL library');
+      t.same(seen, ['/lib.json fetch', '/bin/hello fetch']);
+      await get(`${s.url}/__tskvm/invalidate?program=remote`, { method: 'POST', headers: { authorization: 'Bearer secret' } });
+      t.equal((await get(`${s.url}/remote/x`)).text, 'Hello World!\n', 'reloaded from the cache');
+      t.equal(seen.at(-1), '/bin/hello revalidate', 'after If-Modified-Since and a 304');
+      const pinned = await get(`${s.url}/pinned/x`);
+      t.equal(pinned.status, 503);
+      t.match(pinned.text, new RegExp(`TSKVM_ERR_PROGRAM_CHECKSUM.*has sha256 ${createHash('sha256').update(elf).digest('hex')}`), 'sha256 checked');
+    });
+  } finally {
+    if (previous === undefined) delete process.env.TSKVM_CACHE;
+    else process.env.TSKVM_CACHE = previous;
+    origin.close();
+  }
+});

@@ -21,14 +21,17 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TskvmError } from '../errors.js';
+import { cachePath, defaultCacheDir, fetchToCache, isHttpUrl } from './fetch-cache.js';
 import { resolveProgramOptions, type ProgramOptions } from '../hypervisor/program-options.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 export interface LibraryProgram {
   name: string;
   group: string;
-  /** Absolute path of the ELF. */
+  /** Absolute path of the ELF (for a program from a URL: its copy in the cache). */
   path: string;
+  /** The http(s) URL it is fetched from (fetch-cache.ts), when it comes from one. */
+  url?: string;
   /** Lower-case hex digest the ELF must have, when given. */
   sha256?: string;
   /** Start at server boot instead of on the first request. */
@@ -56,6 +59,10 @@ export interface Library {
 export interface LibraryParseOptions {
   /** Relative `filename`s and `allowed_paths` resolve against it: the library file's directory. */
   baseDir: string;
+  /** For a library fetched from a URL: relative `filename`s resolve against the URL instead. */
+  baseUrl?: string;
+  /** Where programs from URLs are cached (default: fetch-cache.ts's defaultCacheDir()). */
+  cacheDir?: string;
   /** Where the library came from, for messages. */
   source?: string;
   /** `--configure NAME=JSON`: settings merged over each named program's. */
@@ -97,9 +104,15 @@ const PROGRAM_ONLY = new Set(['filename', 'uri', 'sha256', 'group']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** Reads and parses a library file. A URL is for later (fetching with undici). */
-export async function loadLibrary(location: string, configure?: LibraryParseOptions['configure']): Promise<Library> {
-  if (/^https?:\/\//i.test(location)) {
-    throw new TskvmError('TSKVM_ERR_LIBRARY', `library ${location}: fetching a library over http(s) is not supported yet; give a local file`);
+export async function loadLibrary(location: string, configure?: LibraryParseOptions['configure'], cacheDir = defaultCacheDir()): Promise<Library> {
+  if (isHttpUrl(location)) {
+    let text: string;
+    try {
+      text = (await fetchToCache(location, cachePath(cacheDir, location))).toString('utf8');
+    } catch (e) {
+      throw new TskvmError('TSKVM_ERR_LIBRARY', `cannot fetch library ${location}: ${(e as Error).message}`);
+    }
+    return parseLibrary(parseJson(text, location), { baseDir: process.cwd(), baseUrl: location, source: location, configure, cacheDir });
   }
   const path = location.startsWith('file://') ? fileURLToPath(location) : resolvePath(location);
   let text: string;
@@ -108,13 +121,15 @@ export async function loadLibrary(location: string, configure?: LibraryParseOpti
   } catch (e) {
     throw new TskvmError('TSKVM_ERR_LIBRARY', `cannot read library ${path}: ${(e as Error).message}`);
   }
-  let json: unknown;
+  return parseLibrary(parseJson(text, path), { baseDir: dirname(path), source: path, configure, cacheDir });
+}
+
+function parseJson(text: string, source: string): unknown {
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch (e) {
-    throw new TskvmError('TSKVM_ERR_LIBRARY', `library ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new TskvmError('TSKVM_ERR_LIBRARY', `library ${source} is not valid JSON: ${(e as Error).message}`);
   }
-  return parseLibrary(json, { baseDir: dirname(path), source: path, configure });
 }
 
 /** `NAME=JSON` from the command line, JSON being an object of settings. */
@@ -177,7 +192,7 @@ export function parseLibrary(json: unknown, opts: LibraryParseOptions): Library 
     // "test" is the default group; it may go undeclared.
     if (!group && groupName !== 'test') fail(what, `group: ${JSON.stringify(groupName)} is not in "groups"`);
     const settings = { ...group, ...(own as Record<string, unknown>), ...opts.configure?.[name] };
-    programs.set(name, parseProgram(name, groupName as string, settings, opts.baseDir, (key, reason) => fail(`${what}: ${key}`, reason), (m) => warnings.push(`${where}: ${what}: ${m}`)));
+    programs.set(name, parseProgram(name, groupName as string, settings, opts, (key, reason) => fail(`${what}: ${key}`, reason), (m) => warnings.push(`${where}: ${what}: ${m}`)));
   }
 
   const target = (what: string, value: unknown): LibraryTarget => {
@@ -198,7 +213,7 @@ export function parseLibrary(json: unknown, opts: LibraryParseOptions): Library 
 }
 
 function parseProgram(
-  name: string, group: string, settings: Record<string, unknown>, baseDir: string,
+  name: string, group: string, settings: Record<string, unknown>, opts: LibraryParseOptions,
   fail: (key: string, reason: string) => never, warn: (message: string) => void,
 ): LibraryProgram {
   const options: ProgramOptions = { name, group };
@@ -219,11 +234,13 @@ function parseProgram(
       warn(`unknown key "${key}" (ignored)`);
       continue;
     }
-    const checked = checkKind(setting.kind, value, baseDir);
+    const checked = checkKind(setting.kind, value, opts.baseDir);
     if (typeof checked === 'string') fail(key, `${JSON.stringify(value)} is invalid: ${checked}`);
     if (setting.option) (options as Record<string, unknown>)[setting.option] = checked.value;
   }
-  program.path = programPath(settings, baseDir, fail);
+  const source = programSource(settings, opts, fail);
+  program.path = source.path;
+  if (source.url) program.url = source.url;
   program.start = settings.start === true;
   if (typeof settings.arg_query === 'string') program.argQuery = settings.arg_query;
   if (settings.hugepages === true || settings.request_hugepages === true) warn('hugepages are not supported yet; guest memory uses ordinary pages');
@@ -242,15 +259,17 @@ function parseProgram(
   return program;
 }
 
-function programPath(settings: Record<string, unknown>, baseDir: string, fail: (key: string, reason: string) => never): string {
+/** Where the ELF is: a local path, or a URL and the path of its cached copy. */
+function programSource(settings: Record<string, unknown>, opts: LibraryParseOptions, fail: (key: string, reason: string) => never): { path: string; url?: string } {
   const { filename, uri } = settings as { filename?: string; uri?: string };
   if (filename !== undefined && uri !== undefined) fail('filename', 'give "filename" or "uri", not both');
-  if (filename !== undefined) return resolvePath(baseDir, filename);
+  const fromUrl = (url: string): { path: string; url: string } => ({ url, path: cachePath(opts.cacheDir ?? defaultCacheDir(), url) });
+  if (filename !== undefined) return opts.baseUrl ? fromUrl(new URL(filename, opts.baseUrl).href) : { path: resolvePath(opts.baseDir, filename) };
   if (uri === undefined) fail('filename', 'a program needs "filename" (a path) or "uri"');
-  if (/^https?:\/\//i.test(uri!)) fail('uri', `${uri}: fetching programs over http(s) is not supported yet; use "filename" or a file:// URI`);
-  if (!uri!.startsWith('file://')) fail('uri', `${uri}: expected a file:// URI`);
+  if (isHttpUrl(uri!)) return fromUrl(uri!);
+  if (!uri!.startsWith('file://')) fail('uri', `${uri}: expected a file://, http:// or https:// URI`);
   try {
-    return fileURLToPath(uri!);
+    return { path: fileURLToPath(uri!) };
   } catch (e) {
     return fail('uri', `${uri}: ${(e as Error).message}`);
   }

@@ -16,6 +16,7 @@ import { readFile } from 'node:fs/promises';
 import { TskvmError } from '../errors.js';
 import { Program } from '../hypervisor/program.js';
 import { resolveProgramOptions } from '../hypervisor/program-options.js';
+import { fetchToCache } from './fetch-cache.js';
 import type { LibraryProgram } from './library.js';
 
 const FIRST_BACKOFF_S = 1;
@@ -144,12 +145,13 @@ export class ProgramSlot {
   }
 }
 
-/** Reads the ELF, checks its digest, boots it. (http(s) sources will be fetched into a cache here.) */
+/** Reads the ELF (fetching it into the cache first when it comes from a URL), checks its digest, boots it. */
 export async function loadProgram(entry: LibraryProgram): Promise<Program> {
   let file: Buffer;
   try {
-    file = await readFile(entry.path);
+    file = entry.url ? await fetchToCache(entry.url, entry.path, (m) => process.stderr.write(`tskvm: program ${entry.name}: ${m}\n`)) : await readFile(entry.path);
   } catch (e) {
+    if (e instanceof TskvmError) throw e;
     throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${entry.path}: ${(e as Error).message}`);
   }
   if (entry.sha256) {

@@ -141,6 +141,10 @@ t.test('queue full → 503 Retry-After: 1; a timeout goes to on_error; a crashin
     t.equal(timedOut.status, 503, 'max_request_time 1: on_error answers');
     t.match(timedOut.text, /^on_error:/);
     t.equal(timedOut.headers['cache-control'], 'no-store');
+    const spin = await get(`${s.url}/body/spin`);
+    t.equal(spin.status, 504, 'a timeout with no on_error handler: 504');
+    t.match(spin.text, /timeout: the program ran longer than 0.5 s/);
+    t.equal((await get(`${s.url}/body/x`)).text, 'len=0 fnv=cbf29ce484222325', 'and the program serves the next request');
 
     // One request VM and no queue: crash after crash, sequentially, while the healthy program serves.
     const hellos = Promise.all(Array.from({ length: 20 }, () => get(`${s.url}/hello/x`)));
@@ -153,9 +157,9 @@ t.test('queue full → 503 Retry-After: 1; a timeout goes to on_error; a crashin
     t.same(new Set((await hellos).map((r) => `${r.status} ${r.text}`)), new Set(['200 Hello World!\n']), 'the healthy program is unaffected');
     t.equal((await faults(s, '/ok')).text, 'ok', 'the crashing program still serves');
     const st = await stats(s);
-    t.equal(st.global.program_timeout, 1);
+    t.equal(st.global.program_timeout, 2, 'the loop and the spin');
     t.equal(st.global.program_exception, 10, 'crashes counted');
-    t.equal(st.global.program_status_5xx, 11, 'the crashes and the timeout (on_error answered 503)');
+    t.equal(st.global.program_status_5xx, 12, 'the crashes, the loop (on_error answered 503) and the spin (504)');
     t.equal(st.programs.hello.stats.totals.exceptions, 0);
     t.equal(st.programs.faults.stats.totals.exceptions, 10);
     t.equal(st.programs.faults.stats.totals.queue_full, 1);

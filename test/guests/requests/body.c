@@ -4,6 +4,8 @@
  *   len=<N> fnv=<64-bit FNV-1a of the body, 16 lowercase hex digits>
  *
  * A GET (no body) gets the same for the empty body: "len=0 fnv=cbf29ce484222325".
+ * A GET whose URL ends in "/spin" never answers (a loop): the program has no on_error handler, so a
+ * server answers such a request with its timeout status.
  * Natively: `req-body < FILE` prints the same line for stdin.
  */
 #include <inttypes.h>
@@ -27,8 +29,11 @@ static void on_post(const char *url, const char *arg, const char *content_type, 
 
 static void on_get(const char *url, const char *arg)
 {
-	(void)url;
 	(void)arg;
+	size_t n = strlen(url);
+	if (n >= 5 && strcmp(url + n - 5, "/spin") == 0)
+		for (;;)
+			__asm__ volatile("");
 	answer(NULL, 0);
 }
 

@@ -124,21 +124,10 @@ function handle(c: WorkerCommand): unknown {
 
 const NO_REPLY = Symbol('no reply');
 
-/**
- * After a burst of work, watch the doorbell a little before sleeping: a
- * request that follows at once (the next one of a busy client) then skips the
- * futex wake-up, which costs tens of µs on a nested machine like ours.
- */
-const SPIN_MS = 0.1;
-
-function waitForBell(): void {
-  const until = performance.now() + SPIN_MS;
-  while (Atomics.load(bell, 0) === 0 && performance.now() < until);
-  Atomics.wait(bell, 0, 0);
-}
-
 for (;;) {
-  waitForBell();
+  // No spinning before the wait: measured under load on 2 cores, a worker that spins takes the CPU
+  // the main thread needs to hand it the next request (wrk: -15 % requests/s).
+  Atomics.wait(bell, 0, 0);
   Atomics.store(bell, 0, 0);
   let received;
   while ((received = receiveMessageOnPort(port))) {

@@ -157,7 +157,7 @@ class ComputeServer {
     // A client that goes away before its request got a request VM takes it out of the queue.
     const gone = new AbortController();
     res.once('close', () => {
-      gone.abort();
+      if (!res.writableFinished) gone.abort();
       this.inFlight--;
       this.accessLog?.(`${exchange.program} ${req.method} ${url} ${res.statusCode} ${exchange.bytes} vm=${exchange.vmMs.toFixed(1)}ms queued=${exchange.queuedMs.toFixed(1)}ms total=${(performance.now() - started).toFixed(1)}ms`);
     });

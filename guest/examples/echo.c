@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "kvm_api.h"
+#include "native.h"
 
 static void json_string(FILE *f, const char *s, size_t len)
 {
@@ -58,13 +59,8 @@ static void on_request(const struct kvm_request *r)
 int main(int argc, char **argv)
 {
 	if (!kvm_is_sandboxed()) {
-		size_t cap = 1 << 16, len = 0;
-		uint8_t *body = malloc(cap);
-		ssize_t got;
-		while (body && (got = read(0, body + len, cap - len)) > 0) {
-			len += (size_t)got;
-			if (len == cap) body = realloc(body, cap *= 2);
-		}
+		size_t len;
+		uint8_t *body = read_all(0, &len);
 		const char *url = argc > 1 ? argv[1] : "/";
 		const char *method = len ? "POST" : "GET";
 		char *out;

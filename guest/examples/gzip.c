@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <libdeflate.h>
 #include "kvm_api.h"
+#include "native.h"
 
 #define DEFAULT_LEVEL 6
 #define MAX_LEVEL 12
@@ -71,19 +72,6 @@ static void on_request(const struct kvm_request *req)
 	const char *ctype = req->content_type_len ? req->content_type : "application/octet-stream";
 	struct BackendResponseExtra extra = { headers, 1, false, 0, 0, 0, { 0, 0, 0, 0 } };
 	backend_response_extra(200, ctype, strlen(ctype), r.out, r.len, &extra);
-}
-
-static unsigned char *read_all(int fd, size_t *len)
-{
-	size_t cap = 1 << 16;
-	unsigned char *buf = malloc(cap);
-	ssize_t got;
-	*len = 0;
-	while (buf && (got = read(fd, buf + *len, cap - *len)) > 0) {
-		*len += (size_t)got;
-		if (*len == cap) buf = realloc(buf, cap *= 2);
-	}
-	return buf;
 }
 
 int main(int argc, char **argv)

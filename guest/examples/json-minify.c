@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "kvm_api.h"
+#include "native.h"
 
 #define MAX_DEPTH 1000
 
@@ -290,19 +291,6 @@ static void on_request(const struct kvm_request *req)
 	struct result r = minify(req->content ? req->content : (const unsigned char *)"", req->content_len);
 	if (r.status == 200) backend_response(200, "application/json", 16, r.out, r.len);
 	else backend_response(r.status, "text/plain", 10, r.out, r.len);
-}
-
-static unsigned char *read_all(int fd, size_t *len)
-{
-	size_t cap = 1 << 16;
-	unsigned char *buf = malloc(cap);
-	ssize_t got;
-	*len = 0;
-	while (buf && (got = read(fd, buf + *len, cap - *len)) > 0) {
-		*len += (size_t)got;
-		if (*len == cap) buf = realloc(buf, cap *= 2);
-	}
-	return buf;
 }
 
 int main(void)

@@ -28,6 +28,7 @@
 #include <lua5.4/lauxlib.h>
 #include <lua5.4/lualib.h>
 #include "kvm_api.h"
+#include "native.h"
 
 /* What one run may allocate, Lua heap and output together. */
 static size_t heap_limit = (size_t)48 << 20;
@@ -192,13 +193,8 @@ static void on_request(const struct kvm_request *r)
 int main(void)
 {
 	if (!kvm_is_sandboxed()) {
-		size_t cap = 1 << 12, len = 0;
-		char *script = malloc(cap);
-		ssize_t got;
-		while (script && (got = read(0, script + len, cap - len)) > 0) {
-			len += (size_t)got;
-			if (len == cap) script = realloc(script, cap *= 2);
-		}
+		size_t len;
+		char *script = read_all(0, &len);
 		char *body;
 		size_t n;
 		int status = run_script(script ? script : "", len, &body, &n);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <cmark.h>
 #include "kvm_api.h"
+#include "native.h"
 
 struct result {
 	int    status;   /* 200, 400 or 500 */
@@ -69,19 +70,6 @@ static void on_request(const struct kvm_request *req)
 	struct result r = render(req->arg, (const char *)req->content, req->content_len);
 	if (r.status == 200) backend_response(200, "text/html; charset=utf-8", 24, r.out, r.len);
 	else backend_response(r.status, "text/plain", 10, r.out, r.len);
-}
-
-static char *read_all(int fd, size_t *len)
-{
-	size_t cap = 1 << 16;
-	char *buf = malloc(cap);
-	ssize_t got;
-	*len = 0;
-	while (buf && (got = read(fd, buf + *len, cap - *len)) > 0) {
-		*len += (size_t)got;
-		if (*len == cap) buf = realloc(buf, cap *= 2);
-	}
-	return buf;
 }
 
 int main(int argc, char **argv)

@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include "kvm_api.h"
+#include "native.h"
 
 static sqlite3 *db;
 
@@ -166,20 +167,6 @@ static void on_request(const struct kvm_request *r)
 	size_t len = r->content_len ? r->content_len : r->arg_len;
 	struct answer a = run_query(sql, len);
 	backend_response((int16_t)a.status, "application/json", 16, a.body, a.len);
-}
-
-static char *read_all(int fd, size_t *len)
-{
-	size_t cap = 1 << 12;
-	char *buf = malloc(cap + 1);
-	ssize_t got;
-	*len = 0;
-	while (buf && (got = read(fd, buf + *len, cap - *len)) > 0) {
-		*len += (size_t)got;
-		if (*len == cap) buf = realloc(buf, (cap *= 2) + 1);
-	}
-	if (buf) buf[*len] = 0;
-	return buf;
 }
 
 static long long pragma_int(const char *name)

@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <turbojpeg.h>
 #include "kvm_api.h"
+#include "native.h"
 
 static tjhandle decompressor, compressor;
 static tjscalingfactor *factors;
@@ -175,17 +176,6 @@ static void warm_up(void)
 	if (tjCompress2(compressor, px, 32, 0, 32, TJPF_RGB, &jpg, &jpg_len, TJSAMP_420, 80, 0) == 0 && convert(jpg, jpg_len, "5", &r) == 0)
 		tjFree(r.jpeg);
 	tjFree(jpg);
-}
-
-static uint8_t *read_all(int fd, size_t *len)
-{
-	size_t cap = 1 << 16;
-	uint8_t *buf = malloc(cap);
-	ssize_t got;
-	*len = 0;
-	while (buf && (got = read(fd, buf + *len, cap - *len)) > 0)
-		if ((*len += (size_t)got) == cap) buf = realloc(buf, cap *= 2);
-	return buf;
 }
 
 int main(int argc, char **argv)

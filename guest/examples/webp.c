@@ -47,6 +47,7 @@
 #include <png.h>
 #include <webp/encode.h>
 #include "kvm_api.h"
+#include "native.h"
 
 struct options {
 	float quality;
@@ -359,17 +360,6 @@ static void warm_up(void)
 	if (convert(png, png_len, "q=50", &r) == 0) WebPFree(r.webp);
 	free(jpg);
 	memset(&original, 0, sizeof original);
-}
-
-static uint8_t *read_all(int fd, size_t *len)
-{
-	size_t cap = 1 << 16;
-	uint8_t *buf = malloc(cap);
-	ssize_t got;
-	*len = 0;
-	while (buf && (got = read(fd, buf + *len, cap - *len)) > 0)
-		if ((*len += (size_t)got) == cap) buf = realloc(buf, cap *= 2);
-	return buf;
 }
 
 int main(int argc, char **argv)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <zstd.h>
 #include "kvm_api.h"
+#include "native.h"
 
 #define DEFAULT_LEVEL 3
 
@@ -120,19 +121,6 @@ static void on_request(const struct kvm_request *req)
 {
 	struct result r = run(req->arg, req->content, req->content_len);
 	backend_response(r.status, r.ctype, strlen(r.ctype), r.out, r.len);
-}
-
-static unsigned char *read_all(int fd, size_t *len)
-{
-	size_t cap = 1 << 16;
-	unsigned char *buf = malloc(cap);
-	ssize_t got;
-	*len = 0;
-	while (buf && (got = read(fd, buf + *len, cap - *len)) > 0) {
-		*len += (size_t)got;
-		if (*len == cap) buf = realloc(buf, cap *= 2);
-	}
-	return buf;
 }
 
 int main(int argc, char **argv)

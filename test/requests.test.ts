@@ -204,6 +204,20 @@ t.test('failures: each has its error, and the next request on the same fork succ
   });
 });
 
+t.test('hostile API calls: bad pointers and arguments get error codes, and the host stays up', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram('req-hostile', { concurrency: 1 }, async (p) => {
+    for (let i = 0; i < 3; i++) {
+      const res = await p.request({ url: '/h', headers: { Host: 'x' } });
+      t.equal(res.status, 200);
+      t.same(parse(res.body), {
+        null_ctype: '-14', wild_body: '-14', wild_field: '-14', bad_where: '-22', find_wild_out: '-14', method_wild_out: '-14',
+        meminfo_null: '-14', meminfo_wild: '-14', register_late: '-1', log_wild: '-14',
+      }, `round ${i}: EFAULT for every bad pointer, EINVAL for a bad "where", EPERM for register_func after init`);
+    }
+  });
+});
+
 t.test('a program that does not reach wait_for_requests fails to load, with its log', async (t) => {
   if (!kvmAvailable(t)) return;
   await t.rejects(Program.load(guestPath('hello.glibc'), quiet), { code: 'TSKVM_ERR_PROGRAM_INIT', message: /exited with status 0 before calling wait_for_requests[\s\S]*hello, world/ });

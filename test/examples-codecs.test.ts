@@ -13,6 +13,7 @@ import { gunzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { Program, startServer, type ProgramOptions, type ProgramResponse } from '../src/index.js';
 import { kvmAvailable, repoRoot, runNative } from './helpers/differential.js';
+import { prng } from './helpers/prng.js';
 
 const examples = join(repoRoot, 'guest', 'examples');
 const example = (name: string): string => join(examples, 'bin', name);
@@ -38,17 +39,6 @@ async function load(name: Name): Promise<Program> {
 
 // ---------------------------------------------------------------------------------------------------
 // Deterministic inputs
-
-/** xorshift32: the same sequence on every run and machine. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
 
 const WORDS = ('the a of to and in is it that for on with as by at from this be are or an was which ' +
   'hypervisor guest memory request program fork copy write page table kernel syscall static linux ' +

@@ -10,6 +10,7 @@ import { RequestVm } from '../src/hypervisor/request-vm.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/fd-table.js';
 import { PAGE_SIZE } from '../src/paging/guest-memory.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';
+import { prng } from './helpers/prng.js';
 
 const REQUESTS = 10_000;
 const SUM_EVERY = 50;
@@ -50,17 +51,6 @@ function differingPages(vm: RequestVm): number[] {
   return bad;
 }
 
-/** xorshift32: the same pseudo-random run every time, so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
-
 t.test(`${REQUESTS} requests with random writes and bodies: every reset restores the frozen memory`, async (t) => {
   if (!kvmAvailable(t)) return;
   // With req_mem_limit_after_reset, fewer requests: each full reset re-faults the fork's pages (slow on PVM).
@@ -71,7 +61,7 @@ t.test(`${REQUESTS} requests with random writes and bodies: every reset restores
     try {
       const expected = sum(fresh);
       t.match(expected, /^[0-9a-f]{16}$/, 'a fresh fork checksums its memory');
-      const next = rng(limit + 1);
+      const next = prng(limit + 1);
       let failures = 0;
       for (let i = 1; i <= requests; i++) {
         const count = next() % 400;

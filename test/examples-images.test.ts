@@ -179,13 +179,16 @@ t.test('webp: on_error answers the original when the conversion runs out of time
   } finally {
     await slow.close();
   }
+  // The pixels must outgrow the heap webp reserves before the freeze (16 MiB, heap.h: it is the
+  // program's, not the request's) plus the 4 MiB a request may add: 4000×3000 RGB is 36 MB.
+  const huge = makePng(4000, 3000);
   const small = await Program.load(bin('webp'), { ...options, maxRequestMemory: 4 });
   try {
-    const res = await small.request({ method: 'POST', url: '/', body: big });
+    const res = await small.request({ method: 'POST', url: '/', body: huge });
     t.equal(res.status, 200);
     t.equal(res.error, undefined, 'the handler noticed (malloc returned NULL)');
     t.match(res.headers['x-webp-error'], /out of memory/, `X-Webp-Error: ${res.headers['x-webp-error']}`);
-    t.ok(res.body.equals(big), 'the original bytes');
+    t.ok(res.body.equals(huge), 'the original bytes');
     const converted = await small.request({ method: 'POST', url: '/', body: photo, arg: 'w=320' });
     t.ok(converted.body.equals(runNative(bin('webp'), ['w=320'], { input: photo }).stdout), 'a small image still converts');
   } finally {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "respond.h"
 
 static void json_string(FILE *f, const char *s, size_t len)
 {
@@ -53,7 +54,7 @@ static void on_request(const struct kvm_request *r)
 	char *out;
 	size_t n = describe(&out, r->method, r->method_len, r->url, r->url_len, r->arg, r->arg_len, r->content_type,
 	                    r->content_type_len, r->headers, r->num_headers, r->content, r->content_len);
-	backend_response(200, "application/json", 16, out, n);
+	respond_owned(200, "application/json", out, n, free, NULL);
 }
 
 int main(int argc, char **argv)

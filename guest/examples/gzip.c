@@ -17,6 +17,8 @@
 #include <libdeflate.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "heap.h"
+#include "respond.h"
 
 #define DEFAULT_LEVEL 6
 #define MAX_LEVEL 12
@@ -65,13 +67,13 @@ static void on_request(const struct kvm_request *req)
 {
 	struct result r = gzip(req->arg, req->content, req->content_len);
 	if (r.status != 200) {
-		backend_response(r.status, "text/plain", 10, r.out, r.len);
+		respond_owned(r.status, "text/plain", r.out, r.len, free, NULL);
 		return;
 	}
 	static const struct ResponseHeader headers[] = { KVM_HEADER("Content-Encoding: gzip") };
 	const char *ctype = req->content_type_len ? req->content_type : "application/octet-stream";
 	struct BackendResponseExtra extra = { headers, 1, false, 0, 0, 0, { 0, 0, 0, 0 } };
-	backend_response_extra(200, ctype, strlen(ctype), r.out, r.len, &extra);
+	respond_owned(200, ctype, r.out, r.len, free, &extra);
 }
 
 int main(int argc, char **argv)
@@ -86,6 +88,7 @@ int main(int argc, char **argv)
 		fwrite(r.out, 1, r.len, stdout);
 		return r.status == 200 ? 0 : 1;
 	}
+	reserve_heap(8 << 20); /* the output buffer from the heap, not an mmap per request (heap.h) */
 	set_backend_request(on_request);
 	wait_for_requests();
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "respond.h"
 
 #define MAX_DEPTH 1000
 
@@ -289,8 +290,8 @@ static struct result minify(const unsigned char *in, size_t len)
 static void on_request(const struct kvm_request *req)
 {
 	struct result r = minify(req->content ? req->content : (const unsigned char *)"", req->content_len);
-	if (r.status == 200) backend_response(200, "application/json", 16, r.out, r.len);
-	else backend_response(r.status, "text/plain", 10, r.out, r.len);
+	respond_owned(r.status, r.status == 200 ? "application/json" : "text/plain", r.out, r.len,
+	              r.status == 500 ? NULL : free, NULL); /* 500: the static "out of memory" */
 }
 
 int main(void)

@@ -29,6 +29,7 @@
 #include <lua5.4/lualib.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "respond.h"
 
 /* What one run may allocate, Lua heap and output together. */
 static size_t heap_limit = (size_t)48 << 20;
@@ -187,7 +188,7 @@ static void on_request(const struct kvm_request *r)
 	char *body;
 	size_t n;
 	int status = run_script(script, len, &body, &n);
-	backend_response((int16_t)status, "text/plain", 10, body ? body : "", body ? n : 0);
+	respond_owned((int16_t)status, "text/plain", body, body ? n : 0, free, NULL);
 }
 
 int main(void)

@@ -36,6 +36,7 @@
 #include <sqlite3.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "respond.h"
 
 static sqlite3 *db;
 
@@ -166,7 +167,7 @@ static void on_request(const struct kvm_request *r)
 	const char *sql = r->content_len ? (const char *)r->content : r->arg;
 	size_t len = r->content_len ? r->content_len : r->arg_len;
 	struct answer a = run_query(sql, len);
-	backend_response((int16_t)a.status, "application/json", 16, a.body, a.len);
+	respond_owned((int16_t)a.status, "application/json", a.body, a.len, free, NULL);
 }
 
 static long long pragma_int(const char *name)

@@ -17,13 +17,10 @@
  *
  * Initialised once in main(), before the VM is frozen: the TurboJPEG decompressor and compressor
  * handles, the list of scaling factors, and a warm-up thumbnail of a tiny JPEG (the library's lazy
- * one-time set-up then is part of the frozen image). And malloc's mmap threshold is fixed high: glibc
- * raises it by itself once a large block has been freed, but every ephemeral request starts again
- * from the frozen state, where it has not, so a large buffer would cost an mmap and a munmap (VM
- * exits) per request.
+ * one-time set-up then is part of the frozen image). And the heap is grown once (heap.h), so that
+ * image buffers cost no brk or mmap (VM exits) per request.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +28,8 @@
 #include <turbojpeg.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "heap.h"
+#include "respond.h"
 
 static tjhandle decompressor, compressor;
 static tjscalingfactor *factors;
@@ -154,11 +153,13 @@ static int convert(const unsigned char *in, size_t len, const char *arg, struct 
 	return 0;
 }
 
+static void release_jpeg(void *jpeg) { tjFree(jpeg); }
+
 static void on_request(const struct kvm_request *req)
 {
 	struct result r;
 	if (convert(req->content, req->content ? req->content_len : 0, req->arg, &r) == 0) {
-		backend_response(200, "image/jpeg", 10, r.jpeg, r.jpeg_len);
+		respond_owned(200, "image/jpeg", r.jpeg, r.jpeg_len, release_jpeg, NULL);
 	} else {
 		char text[sizeof r.reason + 16];
 		backend_response(r.status, "text/plain", 10, text, (size_t)snprintf(text, sizeof text, "thumbnail: %s\n", r.reason));
@@ -180,9 +181,8 @@ static void warm_up(void)
 
 int main(int argc, char **argv)
 {
-	/* Image buffers come from the heap, not from an mmap and munmap each (see the top of the file). */
-	mallopt(M_MMAP_THRESHOLD, 64 << 20);
-	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	/* Image buffers come from a heap grown once, not from brk or mmap calls per request (heap.h). */
+	reserve_heap(8 << 20);
 	decompressor = tjInitDecompress();
 	compressor = tjInitCompress();
 	factors = tjGetScalingFactors(&num_factors);

@@ -32,12 +32,10 @@
  * Initialised once in main(), before the VM is frozen: the libjpeg decompressor, the WebP encoder
  * configuration, and a warm-up conversion of a tiny JPEG and PNG, so that the libraries' one-time
  * set-up (CPU feature detection, function tables) is part of the frozen image rather than redone
- * by every request. And malloc's mmap threshold is fixed high: glibc raises it by itself once a
- * large block has been freed, but every ephemeral request starts again from the frozen state, where
- * it has not, so each image buffer would cost an mmap and a munmap (VM exits) per request.
+ * by every request. And the heap is grown once (heap.h), so that image buffers cost no brk or mmap
+ * (VM exits) per request.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +46,8 @@
 #include <webp/encode.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "heap.h"
+#include "respond.h"
 
 struct options {
 	float quality;
@@ -303,7 +303,7 @@ static void on_request(const struct kvm_request *req)
 {
 	struct result r;
 	if (convert(req->content, req->content ? req->content_len : 0, req->arg, &r) == 0) {
-		backend_response(200, "image/webp", 10, r.webp, r.webp_len);
+		respond_owned(200, "image/webp", r.webp, r.webp_len, WebPFree, NULL);
 	} else if (r.status == 200) {
 		respond_original(r.reason);
 	} else {
@@ -364,9 +364,8 @@ static void warm_up(void)
 
 int main(int argc, char **argv)
 {
-	/* Image buffers come from the heap, not from an mmap and munmap each (see the top of the file). */
-	mallopt(M_MMAP_THRESHOLD, 64 << 20);
-	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	/* Image buffers come from a heap grown once, not from brk or mmap calls per request (heap.h). */
+	reserve_heap(16 << 20);
 	static struct jpeg_error_mgr err;
 	jpeg.err = jpeg_std_error(&err);
 	jpeg_create_decompress(&jpeg);

@@ -23,6 +23,8 @@
 #include <zstd.h>
 #include "kvm_api.h"
 #include "native.h"
+#include "heap.h"
+#include "respond.h"
 
 #define DEFAULT_LEVEL 3
 
@@ -120,7 +122,7 @@ static struct result run(const char *arg, const void *in, size_t len)
 static void on_request(const struct kvm_request *req)
 {
 	struct result r = run(req->arg, req->content, req->content_len);
-	backend_response(r.status, r.ctype, strlen(r.ctype), r.out, r.len);
+	respond_owned(r.status, r.ctype, r.out, r.len, free, NULL);
 }
 
 int main(int argc, char **argv)
@@ -136,7 +138,9 @@ int main(int argc, char **argv)
 		fwrite(r.out, 1, r.len, stdout);
 		return r.status == 200 ? 0 : 1;
 	}
-	/* Size the compressor's tables for a large input at the default level once, before the freeze. */
+	/* Size the compressor's tables for a large input at the default level once, before the freeze,
+	 * and keep a heap for the output (heap.h). */
+	reserve_heap(8 << 20);
 	size_t warm = 1 << 20;
 	void *src = calloc(1, warm), *dst = malloc(ZSTD_compressBound(warm));
 	if (src && dst) {

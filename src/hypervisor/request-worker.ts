@@ -15,6 +15,7 @@ import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
 import { bootProgram, type BootedProgram, type FrozenProgram } from './frozen-program.js';
 import type { ResolvedProgramOptions } from './program-options.js';
 import { RequestVm, type RequestInput } from './request-vm.js';
+import { TRANSFER_MIN } from './worker-pool.js';
 
 export type WorkerCommand =
   | { op: 'boot'; id: number; programId: number; file: Uint8Array; exePath: string; options: ResolvedProgramOptions }
@@ -102,7 +103,10 @@ function handle(c: WorkerCommand): unknown {
       const fork = forks.get(c.forkId);
       if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `request VM ${c.forkId} is closed`);
       const result = fork.request(c.input);
-      reply({ op: 'done', id: c.id, value: { result, stats: fork.stats } });
+      // A body with an ArrayBuffer of its own moves to the main thread: cloning would copy it twice.
+      const body = result.response.body;
+      const own = body.byteLength >= TRANSFER_MIN && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+      port.postMessage({ op: 'done', id: c.id, value: { result, stats: fork.stats } } satisfies WorkerReply, own ? [body.buffer as ArrayBuffer] : []);
       fork.settle();
       return NO_REPLY;
     }

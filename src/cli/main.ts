@@ -5,6 +5,7 @@
  *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
  *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token T] [--configure NAME=JSON]…
+ *   tskvm bench [--cases FILE] [--program NAME]… [--requests N] [--warmup N] [--mode MODE]… [--json] [--chart FILE.svg] [--report FILE]
  *
  * With --request, the program is one that serves requests (GUEST_ABI.md): it
  * boots until wait_for_requests, is frozen, and one request runs in a fork of
@@ -17,9 +18,18 @@
  *
  * `serve` runs the HTTP compute server (src/server/) until SIGTERM or SIGINT, then lets running
  * requests finish (10 s at most), closes every program and exits 0. The access log goes to stdout.
+ *
+ * `bench` times the example programs (or those of another cases file) natively and in tskvm, side by
+ * side (src/bench/). The report goes to stdout (--json: the results as JSON), progress to stderr; the
+ * exit status is 1 when a mode failed or answered differently from the native program.
  */
-import { readFileSync, realpathSync, writeSync } from 'node:fs';
+import { readFileSync, realpathSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MODES, type Mode } from '../bench/cases.js';
+import { chartSvg } from '../bench/chart.js';
+import { runBench, type BenchOptions } from '../bench/harness.js';
+import { failures, textReport } from '../bench/report.js';
 import { TskvmError } from '../errors.js';
 import { Machine } from '../hypervisor/machine.js';
 import { bootProgram } from '../hypervisor/frozen-program.js';
@@ -32,6 +42,7 @@ import type { AllowedPath } from '../syscalls/path-policy.js';
 
 const USAGE = `usage: tskvm run [options] ELF [ARGS...]
        tskvm serve --library FILE [serve options]
+       tskvm bench [bench options]
 
 Runs a static x86-64 Linux program in a KVM micro-VM.
 
@@ -54,6 +65,16 @@ serve options:
   --unix PATH         also listen on this Unix socket (admin endpoints need no token there)
   --admin-token T     token for the admin endpoints on TCP (Authorization: Bearer T)
   --configure NAME=JSON  settings merged over program NAME's (repeatable)
+
+bench options (each example natively and in tskvm, side by side):
+  --cases FILE        the cases file (default: the bundled guest/examples/bench.json)
+  --program NAME      only this case or program (repeatable, or NAME,NAME)
+  --requests N        timed requests per case and mode (default: the cases file's)
+  --warmup N          untimed requests before them (default 5)
+  --mode MODE         only this mode besides native-loop (repeatable): ${MODES.join(', ')}
+  --json              print the results as JSON instead of the tables
+  --chart FILE.svg    also write the SVG chart
+  --report FILE       also write the printed report (tables or JSON) to FILE
 `;
 
 /** Exit statuses for failures of tskvm itself, as env(1) and shells use them. */
@@ -208,15 +229,21 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
   }
 }
 
-function parseServe(argv: string[]): ServerOptions & { library: string } {
-  const options: ServerOptions & { library: string } = { library: '', configure: {} };
+/** Walks options of the form `--flag [value]`: `handle` gets each flag and a function that takes its value. */
+function forEachFlag(argv: string[], handle: (flag: string, value: () => string) => void): void {
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
-    const value = (): string => {
+    handle(flag, () => {
       const v = argv[++i];
       if (v === undefined) throw new UsageError(`${flag} needs a value`);
       return v;
-    };
+    });
+  }
+}
+
+function parseServe(argv: string[]): ServerOptions & { library: string } {
+  const options: ServerOptions & { library: string } = { library: '', configure: {} };
+  forEachFlag(argv, (flag, value) => {
     switch (flag) {
       case '--library': options.library = value(); break;
       case '--listen': options.listen = value(); break;
@@ -229,9 +256,54 @@ function parseServe(argv: string[]): ServerOptions & { library: string } {
       }
       default: throw new UsageError(`unknown option ${flag}`);
     }
-  }
+  });
   if (!options.library) throw new UsageError('serve needs --library FILE');
   return options;
+}
+
+/** The bundled cases file, next to the package's example programs. */
+const BUNDLED_CASES = fileURLToPath(new URL('../../guest/examples/bench.json', import.meta.url));
+
+type BenchCommand = BenchOptions & { json: boolean; chart?: string; report?: string };
+
+function parseBench(argv: string[]): BenchCommand {
+  const options: BenchCommand = { cases: BUNDLED_CASES, json: false };
+  const count = (flag: string, v: string, min: number): number => {
+    if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`${flag} needs a whole number ≥ ${min}, not "${v}"`);
+    return Number(v);
+  };
+  forEachFlag(argv, (flag, value) => {
+    switch (flag) {
+      case '--cases': options.cases = value(); break;
+      case '--program': options.only = [...(options.only ?? []), ...value().split(',').filter(Boolean)]; break;
+      case '--requests': options.requests = count(flag, value(), 1); break;
+      case '--warmup': options.warmup = count(flag, value(), 0); break;
+      case '--mode': {
+        const m = value();
+        if (!(MODES as readonly string[]).includes(m)) throw new UsageError(`unknown mode "${m}" (${MODES.join(', ')})`);
+        options.modes = [...(options.modes ?? []), m as Mode];
+        break;
+      }
+      case '--json': options.json = true; break;
+      case '--chart': options.chart = value(); break;
+      case '--report': options.report = value(); break;
+      default: throw new UsageError(`unknown option ${flag}`);
+    }
+  });
+  return options;
+}
+
+async function bench(argv: string[]): Promise<number> {
+  const options = parseBench(argv);
+  const result = await runBench({ ...options, progress: (line) => writeSync(2, `${line}\n`) });
+  const report = options.json ? JSON.stringify(result, null, 2) + '\n' : textReport(result);
+  writeSync(1, report);
+  for (const [file, text] of [[options.report, report], [options.chart, options.chart && chartSvg(result)]]) {
+    if (!file) continue;
+    writeFileSync(file, text!);
+    say(`written: ${file}`);
+  }
+  return failures(result).length ? 1 : 0;
 }
 
 async function serve(argv: string[]): Promise<number> {
@@ -260,6 +332,7 @@ async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'run': return run(rest);
       case 'serve': return await serve(rest);
+      case 'bench': return await bench(rest);
       case '--help': case '-h': case 'help':
         writeSync(1, USAGE);
         return 0;

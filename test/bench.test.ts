@@ -80,11 +80,15 @@ t.test('the text report has the tables and the targets', async (t) => {
 t.test('a mode whose answer differs from the native loop fails the run', async (t) => {
   if (!kvmAvailable(t)) return;
   // hello prints the URL it gets: natively it is given another one, so the process mode differs.
-  const file = casesFile('differs.json', [{ name: 'hello', program: 'hello', path: '/hello/a', native_args: ['/hello/b'] }]);
-  const r = bench(['--cases', file, '--requests', '2', '--warmup', '0', '--json', '--mode', 'native-spawn', '--mode', 'tskvm-ephemeral']);
+  const file = casesFile('differs.json', [{
+    name: 'hello', program: 'hello', path: '/hello/a', native_args: ['/hello/b'],
+    reference: { label: 'missing process', command: ['no-such-command-tskvm'] },
+  }]);
+  const r = bench(['--cases', file, '--requests', '2', '--warmup', '0', '--json', '--mode', 'native-spawn', '--mode', 'reference', '--mode', 'tskvm-ephemeral']);
   t.equal(r.status, 1, 'exit status 1');
   const result = JSON.parse(r.stdout) as BenchResult;
-  const [loop, spawn, ephemeral] = result.cases[0]!.modes;
+  const [loop, spawn, reference, ephemeral] = result.cases[0]!.modes;
+  t.match(reference, { mode: 'reference', label: 'missing process', error: /no-such-command-tskvm is not installed/ }, 'a missing reference command fails its mode only');
   t.notOk(loop!.error);
   t.match(spawn!.error, /the body differs from the native loop's \(31 bytes against 31\)/);
   t.equal(spawn!.requests, 0, 'no times for a wrong answer');

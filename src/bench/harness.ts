@@ -143,7 +143,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         add(r);
       };
       if (modes.has('native-spawn')) processMode('native-spawn', nativeCommand(c));
-      if (modes.has('reference') && c.reference) processMode('reference', referenceCommand(c.reference.command), c.reference.label);
+      if (modes.has('reference') && c.reference) {
+        let command: string[] | null = null;
+        try {
+          command = referenceCommand(c.reference.command);
+        } catch (e) {
+          add({ ...failed('reference', checkFor(c, 'reference'), (e as Error).message), label: c.reference.label });
+        }
+        if (command) processMode('reference', command, c.reference.label);
+      }
 
       for (const [mode, ephemeral] of [['tskvm-ephemeral', true], ['tskvm-persistent', false]] as const) {
         if (!modes.has(mode)) continue;

@@ -11,12 +11,13 @@ const C_SOURCE = String.raw`
 #include <stdio.h>
 #include <stddef.h>
 #include <linux/kvm.h>
+#include <asm/kvm_para.h>
 #define N(x) printf("%s %lu\n", #x, (unsigned long)(x))
 #define O(s, f) printf("%s.%s %lu\n", #s, #f, (unsigned long)offsetof(struct s, f))
 int main(void) {
   N(KVM_GET_API_VERSION); N(KVM_CREATE_VM); N(KVM_CHECK_EXTENSION); N(KVM_GET_VCPU_MMAP_SIZE);
   N(KVM_GET_SUPPORTED_CPUID); N(KVM_CREATE_VCPU); N(KVM_GET_DIRTY_LOG); N(KVM_SET_USER_MEMORY_REGION);
-  N(KVM_ENABLE_CAP); N(KVM_CLEAR_DIRTY_LOG); N(KVM_RUN); N(KVM_GET_REGS); N(KVM_SET_REGS); N(KVM_GET_SREGS);
+  N(KVM_ENABLE_CAP); N(KVM_CLEAR_DIRTY_LOG); N(KVM_GET_CLOCK); N(sizeof(struct kvm_clock_data)); O(kvm_clock_data, clock); N(MSR_KVM_SYSTEM_TIME_NEW); N(KVM_RUN); N(KVM_GET_REGS); N(KVM_SET_REGS); N(KVM_GET_SREGS);
   N(KVM_SET_SREGS); N(KVM_GET_MSRS); N(KVM_SET_MSRS); N(KVM_SET_SIGNAL_MASK); N(KVM_SET_CPUID2); N(KVM_SET_XCRS);
   N(KVM_GET_XSAVE); N(KVM_SET_XSAVE); N(sizeof(struct kvm_xsave));
   N(KVM_CAP_USER_MEMORY); N(KVM_CAP_EXT_CPUID); N(KVM_CAP_NR_MEMSLOTS); N(KVM_CAP_XCRS); N(KVM_CAP_SYNC_REGS);
@@ -126,6 +127,9 @@ t.test('struct layouts', async (t) => {
   t.equal(cp.headerSize, want('sizeof(struct kvm_cpuid2)'));
   t.equal(cp.entrySize, want('sizeof(struct kvm_cpuid_entry2)'));
   for (const f of ['function', 'index', 'flags', 'eax', 'ebx', 'ecx', 'edx'] as const) t.equal(cp[f], want(`kvm_cpuid_entry2.${f}`), f);
+  t.equal(abi.clockData.size, want('sizeof(struct kvm_clock_data)'));
+  t.equal(abi.clockData.clock, want('kvm_clock_data.clock'));
+  t.equal(abi.MSR.KVM_SYSTEM_TIME_NEW, want('MSR_KVM_SYSTEM_TIME_NEW'));
   t.equal(abi.msrs.headerSize, want('sizeof(struct kvm_msrs)'));
   t.equal(abi.msrs.entrySize, want('sizeof(struct kvm_msr_entry)'));
   t.equal(abi.msrs.index, want('kvm_msr_entry.index'));

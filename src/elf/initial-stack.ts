@@ -26,7 +26,7 @@ import type { ElfImage } from './parse-elf.js';
 export const AT = {
   NULL: 0, PHDR: 3, PHENT: 4, PHNUM: 5, PAGESZ: 6, BASE: 7, FLAGS: 8, ENTRY: 9, UID: 11, EUID: 12,
   GID: 13, EGID: 14, PLATFORM: 15, HWCAP: 16, CLKTCK: 17, SECURE: 23, RANDOM: 25, HWCAP2: 26,
-  EXECFN: 31, MINSIGSTKSZ: 51,
+  SYSINFO_EHDR: 33, EXECFN: 31, MINSIGSTKSZ: 51,
 } as const;
 
 export interface InitialStackInput {
@@ -180,16 +180,18 @@ export interface AuxvOptions {
   hwcap2?: number;
   /** AT_MINSIGSTKSZ. Default: `linuxMinSigStackSize(XSAVE_BYTES_AVX512)`. */
   minSigStackSize?: number;
+  /** AT_SYSINFO_EHDR: where the vDSO's ELF image is. Default: none (libc then makes real syscalls). */
+  vdso?: number;
 }
 
 /**
  * The auxiliary vector Linux gives a static program, in Linux's order, minus the
- * entries `buildInitialStack` adds (AT_RANDOM, AT_EXECFN, AT_PLATFORM). No
- * AT_SYSINFO_EHDR: there is no vDSO, so libc falls back to real syscalls.
+ * entries `buildInitialStack` adds (AT_RANDOM, AT_EXECFN, AT_PLATFORM).
  * `hwcap` is CPUID.1:EDX of the guest's CPU, as Linux reports it.
  */
 export function standardAuxv(image: ElfImage, hwcap: number, options: AuxvOptions = {}): Array<[number, number]> {
   return [
+    ...(options.vdso === undefined ? [] : [[AT.SYSINFO_EHDR, options.vdso] as [number, number]]),
     [AT.MINSIGSTKSZ, options.minSigStackSize ?? linuxMinSigStackSize(XSAVE_BYTES_AVX512)],
     [AT.HWCAP, hwcap],
     [AT.PAGESZ, 4096],

@@ -12,11 +12,15 @@ import { configureVcpu, type EntryState } from './cpu-setup.js';
 import { buildPageTables } from '../paging/page-tables.js';
 import { writeDescriptorTables } from '../paging/descriptors.js';
 import { writeStubs, type SyscallEntryKind } from '../paging/stubs.js';
+import { writeVdso } from '../paging/vdso.js';
+import { GuestClock } from './guest-clock.js';
 import type { GuestRam } from '../paging/guest-ram.js';
 
 export interface GuestVm {
   vm: Vm;
   vcpu: Vcpu;
+  /** The clock the vDSO reads; armed. */
+  clock: GuestClock;
   close(): void;
 }
 
@@ -25,6 +29,7 @@ export function writeSystemArea(ram: GuestRam, entryKind: SyscallEntryKind, hole
   buildPageTables(bytes, ram.size, holes);
   writeDescriptorTables(bytes);
   writeStubs(bytes, entryKind);
+  writeVdso(bytes);
 }
 
 /** Memory slots: 0 is the program's memory, 1 the shared region (GuestRam's layout). */
@@ -39,17 +44,20 @@ export function createGuestVm(ram: GuestRam, entry: EntryState, opts: { dirtyLog
   const kvm = Kvm.shared();
   const vm = kvm.createVm();
   let vcpu: Vcpu | undefined;
+  let clock: GuestClock;
   try {
     if (opts.dirtyLog) vm.enableManualDirtyLog();
     vm.setMemoryRegion(MAIN_SLOT, 0, ram.mainSize, ram.hostAddress, opts.dirtyLog ? KVM_MEM_LOG_DIRTY_PAGES : 0);
     if (ram.size > ram.mainSize) vm.setMemoryRegion(SHARED_SLOT, ram.mainSize, ram.size - ram.mainSize, ram.hostAddress + BigInt(ram.mainSize));
     vcpu = vm.createVcpu(0);
     configureVcpu(vcpu, kvm, entry);
+    clock = new GuestClock(vm, vcpu, ram.memory.bytes);
+    clock.arm();
   } catch (e) {
     vcpu?.close();
     vm.close();
     throw e;
   }
   const v = vcpu;
-  return { vm, vcpu: v, close: () => { v.close(); vm.close(); } };
+  return { vm, vcpu: v, clock, close: () => { v.close(); vm.close(); } };
 }

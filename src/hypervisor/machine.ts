@@ -18,7 +18,7 @@ import { parseElf, type ElfImage } from '../elf/parse-elf.js';
 import { loadSegments } from '../elf/load-elf.js';
 import { buildInitialStack, standardAuxv } from '../elf/initial-stack.js';
 import { GuestRam } from '../paging/guest-ram.js';
-import { HUGE_PAGE, MAX_ADDRESS_SPACE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZE, USER_START } from '../paging/layout.js';
+import { HUGE_PAGE, MAX_ADDRESS_SPACE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZE, USER_START, VDSO_ADDR } from '../paging/layout.js';
 import { AddressSpace, type AddressSpaceOptions } from '../syscalls/address-space.js';
 import { GuestApi } from '../syscalls/api/guest-api.js';
 import type { PauseState } from '../syscalls/process.js';
@@ -128,7 +128,7 @@ export class Machine {
       const argv = [options.argv0 ?? exePath, ...(options.args ?? [])];
       const stack = buildInitialStack({
         stackTop, argv, envp: options.env ?? [], execfn: argv[0]!, random: randomBytes(16),
-        auxv: standardAuxv(this.image, Kvm.shared().cpuidLeaf(1)[3]),
+        auxv: standardAuxv(this.image, Kvm.shared().cpuidLeaf(1)[3], { vdso: VDSO_ADDR }),
       });
       this.ram.memory.put(stack.sp, stack.bytes);
 
@@ -155,7 +155,7 @@ export class Machine {
       throw e;
     }
     this.process.cpu = cpuControl(this.guest.vcpu);
-    this.runner = new GuestRunner(this.guest.vcpu, this.process, options.rewriteSyscalls ?? true);
+    this.runner = new GuestRunner(this.guest.vcpu, this.process, options.rewriteSyscalls ?? true, this.guest.clock);
   }
 
   /** Runs the program until it exits, faults, times out or pauses in a guest API call. Blocks the calling thread. */

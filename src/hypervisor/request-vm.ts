@@ -36,6 +36,7 @@ import { cpuControl } from './cpu-setup.js';
 import type { FrozenProgram } from './frozen-program.js';
 import { createGuestVm, MAIN_SLOT, type GuestVm } from './guest-vm.js';
 import { MSR } from './kvm/abi.js';
+import { VVAR_ADDR } from '../paging/layout.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from './kvm/libc.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from './run-loop.js';
@@ -99,6 +100,7 @@ export function emptyForkStats(): ForkStats {
   };
 }
 
+const VVAR_PAGE = VVAR_ADDR / PAGE_SIZE;
 const DEFAULT_ON_ERROR_MS = 1000;
 const RED_ZONE = 128;
 const RIP = 16 * 2;
@@ -175,7 +177,7 @@ export class RequestVm {
         }
       }
     };
-    this.runner = new GuestRunner(guest.vcpu, p, true);
+    this.runner = new GuestRunner(guest.vcpu, p, true, guest.clock);
   }
 
   /** Runs one request to its response (or failure). Blocks the calling thread; call settle() after. */
@@ -405,6 +407,8 @@ export class RequestVm {
     const bytes = ram.memory.bytes;
     const master = ram.master!;
     this.guest.vm.getDirtyLog(MAIN_SLOT, this.bitmapAddress);
+    // The vvar page is this VM's own (kvmclock and this VM's clock offsets): never the frozen one's.
+    bitmap[VVAR_PAGE >>> 5] &= ~(1 << (VVAR_PAGE & 31));
     let dirty = 0;
     for (let w = 0; w < bitmap.length; w++) {
       let bits = bitmap[w]!;
@@ -431,6 +435,7 @@ export class RequestVm {
       // Too much kept private: give it all back and track from scratch.
       ram.dropPrivatePages();
       this.guest.vm.clearDirtyLog(MAIN_SLOT, 0, this.pages, this.bitmapAddress);
+      this.guest.clock.arm();
       this.stats.resets_full++;
       this.stats.dirty_pages = 0;
     }

@@ -23,6 +23,7 @@ import {
   regIndex, run as runLayout, sregs as sregsLayout,
 } from './kvm/abi.js';
 import type { Vcpu } from './kvm/vcpu.js';
+import type { GuestClock } from './guest-clock.js';
 import { RunTimer } from './run-timer.js';
 import { describeException, describeOther, formatRegisters, type GuestFaultReport } from './guest-fault.js';
 
@@ -56,11 +57,13 @@ export class GuestRunner {
   private readonly args = new Float64Array(6);
   private readonly unknownReported = new Set<number>();
   private signalMaskSet = false;
+  private readonly clock: GuestClock | null;
 
-  constructor(vcpu: Vcpu, process: Process, rewriteSyscalls: boolean) {
+  constructor(vcpu: Vcpu, process: Process, rewriteSyscalls: boolean, clock: GuestClock | null = null) {
     this.vcpu = vcpu;
     this.process = process;
     this.rewriteSyscalls = rewriteSyscalls;
+    this.clock = clock;
   }
 
   /** Runs until the process exits, faults, pauses, or `timeoutMs` (0: no limit) passes. */
@@ -74,6 +77,7 @@ export class GuestRunner {
       for (;;) {
         const reason = vcpu.run();
         exits++;
+        this.clock?.syncIfStale();
         if (reason === KVM_EXIT_IO) {
           const port = view.getUint16(runLayout.io.port, true);
           if (port === PORT_SYSCALL || port === PORT_HYPERCALL) {

@@ -10,7 +10,9 @@
  *   0x004000  entry stubs: syscall, faults   user read + execute (the syscall stub runs in ring 3 on PVM)
  *   0x005000  exception stack (2 pages)      supervisor, top at 0x007000 (TSS.rsp0 and IST1)
  *   0x008000  PML4, 0x9000 PDPT, 0xa000 PT   supervisor: page tables
- *   0x00b000  page directories (one per GiB) supervisor
+ *   0x00b000  page directories (one per GiB) supervisor (4 at most: up to 0x00f000)
+ *   0x00f000  vvar: the guest's clock        user read-only (vdso.ts)
+ *   0x010000  vDSO: clock reads without exits user read + execute (vdso.ts)
  *   …         rest of the first 2 MiB        not present
  *   0x200000  user memory: ELF image, brk heap, mmap area   user RWX, 2 MiB pages
  *   …         2 MiB guard, not present; then the 8 MiB stack ending at the top
@@ -28,6 +30,9 @@ export const PML4_ADDR = 0x8000;
 export const PDPT_ADDR = 0x9000;
 export const LOW_PT_ADDR = 0xa000;
 export const PD_ADDR = 0xb000;
+/** The vDSO's data page (kvmclock's pvclock and tskvm's clock offsets), the page right below the vDSO. */
+export const VVAR_ADDR = 0xf000;
+export const VDSO_ADDR = 0x10000;
 /** Everything below this belongs to the hypervisor; guest programs live above. */
 export const USER_START = HUGE_PAGE;
 
@@ -67,6 +72,8 @@ export function describeLayout(addressSpace: number): LayoutRow[] {
     { start: STUBS_ADDR, end: STUBS_ADDR + PAGE, contents: 'syscall and exception stubs', access: 'user r-x' },
     { start: EXCEPTION_STACK_TOP - 2 * PAGE, end: EXCEPTION_STACK_TOP, contents: 'exception stack', access: 'supervisor' },
     { start: PML4_ADDR, end: PD_ADDR + pageDirectoryCount(addressSpace) * PAGE, contents: 'page tables', access: 'supervisor' },
+    { start: VVAR_ADDR, end: VVAR_ADDR + PAGE, contents: 'vvar: the clock for the vDSO', access: 'user r--' },
+    { start: VDSO_ADDR, end: VDSO_ADDR + PAGE, contents: 'vDSO', access: 'user r-x' },
     { start: USER_START, end: addressSpace, contents: 'program: ELF, heap, mmap, stack', access: 'user rwx' },
   ];
 }

@@ -10,7 +10,7 @@
  */
 import {
   EXCEPTION_STACK_TOP, GDT_ADDR, HUGE_PAGE, IDT_ADDR, LOW_PT_ADDR, PAGE, PD_ADDR, PDPT_ADDR, PML4_ADDR, STUBS_ADDR, TSS_ADDR,
-  USER_START, pageDirectoryCount,
+  USER_START, VDSO_ADDR, VVAR_ADDR, pageDirectoryCount,
 } from './layout.js';
 
 const P = 1n; // present
@@ -47,4 +47,6 @@ export function buildPageTables(memory: Uint8Array, addressSpace: number, holes:
   for (const addr of supervisor) entry(LOW_PT_ADDR, addr / PAGE, BigInt(addr) | P | RW);
   for (let addr = PML4_ADDR; addr < PD_ADDR + directories * PAGE; addr += PAGE) entry(LOW_PT_ADDR, addr / PAGE, BigInt(addr) | P | RW);
   entry(LOW_PT_ADDR, STUBS_ADDR / PAGE, BigInt(STUBS_ADDR) | P | US);
+  entry(LOW_PT_ADDR, VVAR_ADDR / PAGE, BigInt(VVAR_ADDR) | P | US);
+  entry(LOW_PT_ADDR, VDSO_ADDR / PAGE, BigInt(VDSO_ADDR) | P | US);
 }

@@ -1,8 +1,10 @@
 /**
  * Clocks and sleeping. Clock reads go straight to the host's clock_gettime,
  * writing into guest memory (no copy); sleeps block the vCPU's thread, as the
- * guest's only thread is blocked too. There is no vDSO, so every clock read is
- * one exit.
+ * guest's only thread is blocked too. Most clock reads never get here: the
+ * vDSO (src/paging/vdso.ts) serves realtime and monotonic clocks, gettimeofday
+ * and time without an exit, from the same host clocks; what reaches these
+ * handlers is the other clocks and programs that make the syscall themselves.
  */
 import { E } from './errno.js';
 import type { SyscallDef } from './syscall.js';

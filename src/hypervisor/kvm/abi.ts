@@ -37,6 +37,7 @@ export const ioctls = {
   KVM_SET_USER_MEMORY_REGION: iow(0x46, 32),
   KVM_ENABLE_CAP: iow(0xa3, 104),
   KVM_CLEAR_DIRTY_LOG: iowr(0xc0, 24),
+  KVM_GET_CLOCK: ior(0x7c, 48),
   // vCPU fd
   KVM_RUN: io(0x80),
   KVM_GET_REGS: ior(0x81, 144),
@@ -159,6 +160,9 @@ export const KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = 1;
 /** struct kvm_signal_mask { u32 len; u8 sigset[]; } */
 export const signalMask = { len: 0, sigset: 4 } as const;
 
+/** struct kvm_clock_data { u64 clock; u32 flags; u32 pad0; u64 realtime; u64 host_tsc; u32 pad[4]; }: the VM's kvmclock now. */
+export const clockData = { size: 48, clock: 0 } as const;
+
 export const MSR = {
   STAR: 0xc0000081,
   LSTAR: 0xc0000082,
@@ -167,4 +171,6 @@ export const MSR = {
   FS_BASE: 0xc0000100,
   GS_BASE: 0xc0000101,
   KERNEL_GS_BASE: 0xc0000102,
+  /** kvmclock: KVM keeps a pvclock_vcpu_time_info at this guest address (bit 0: enabled). */
+  KVM_SYSTEM_TIME_NEW: 0x4b564d01,
 } as const;

@@ -1,7 +1,7 @@
 /**
  * `Vm` wraps a VM file descriptor: guest memory slots and vCPU creation.
  */
-import { caps, clearDirtyLog, dirtyLog, enableCap, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, memoryRegion } from './abi.js';
+import { caps, clearDirtyLog, clockData, dirtyLog, enableCap, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, memoryRegion } from './abi.js';
 import { ioctl } from './ioctl.js';
 import { libc } from './libc.js';
 import type { Kvm } from './system.js';
@@ -49,6 +49,12 @@ export class Vm {
     b.writeUInt32LE(slot, dirtyLog.slot);
     b.writeBigUInt64LE(bitmapAddress, dirtyLog.bitmap);
     ioctl(this.fd, 'KVM_GET_DIRTY_LOG', b);
+  }
+
+  /** KVM_GET_CLOCK: the VM's kvmclock now, in ns (`scratch`: at least clockData.size bytes). */
+  getClock(scratch: Buffer): bigint {
+    ioctl(this.fd, 'KVM_GET_CLOCK', scratch);
+    return scratch.readBigUInt64LE(clockData.clock);
   }
 
   /** KVM_CLEAR_DIRTY_LOG: forget (and write-protect again) the pages set in the bitmap, from `firstPage`. */

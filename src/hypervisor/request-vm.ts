@@ -25,6 +25,7 @@
 import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
+import { VVAR_ADDR } from '../paging/layout.js';
 import { HANDLER_RETURN } from '../paging/stubs.js';
 import { AddressSpace, PROT_READ, PROT_WRITE, type AddressSpaceSnapshot } from '../syscalls/address-space.js';
 import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
@@ -36,7 +37,6 @@ import { cpuControl } from './cpu-setup.js';
 import type { FrozenProgram } from './frozen-program.js';
 import { createGuestVm, MAIN_SLOT, type GuestVm } from './guest-vm.js';
 import { MSR } from './kvm/abi.js';
-import { VVAR_ADDR } from '../paging/layout.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from './kvm/libc.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from './run-loop.js';

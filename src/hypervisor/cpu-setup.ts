@@ -23,6 +23,11 @@ export interface EntryState {
   rsp: number;
 }
 
+/** Segment types of a 64-bit TSS: what a loaded TR is on real CPUs (busy), and the one QEMU's emulator needs. */
+export const TR_BUSY = 11;
+export const TR_AVAILABLE = 9;
+export type TaskRegisterType = typeof TR_BUSY | typeof TR_AVAILABLE;
+
 function writeSegment(b: Buffer, at: number, selector: number, code: boolean, dpl: number): void {
   b.writeBigUInt64LE(0n, at + seg.base);
   b.writeUInt32LE(0xffffffff, at + seg.limit);
@@ -51,7 +56,7 @@ function supportedXcr0(cpuid2: Buffer): bigint {
   return 0n;
 }
 
-export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState): void {
+export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegister: TaskRegisterType): void {
   const cpuid2 = kvm.supportedCpuid();
   vcpu.setCpuid(cpuid2);
   const xcr0 = supportedXcr0(cpuid2);
@@ -63,8 +68,8 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState): void {
   s.writeBigUInt64LE(BigInt(TSS_ADDR), sl.tr + seg.base);
   s.writeUInt32LE(TSS_LIMIT, sl.tr + seg.limit);
   s.writeUInt16LE(SELECTOR.TSS, sl.tr + seg.selector);
-  s[sl.tr + seg.type] = 11; // 64-bit TSS, busy
   s[sl.tr + seg.present] = 1;
+  setTaskRegisterType(s, taskRegister);
   s.writeBigUInt64LE(BigInt(GDT_ADDR), sl.gdt);
   s.writeUInt16LE(GDT_LIMIT, sl.gdt + 8);
   s.writeBigUInt64LE(BigInt(IDT_ADDR), sl.idt);
@@ -86,6 +91,16 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState): void {
     [MSR.KERNEL_GS_BASE, 0],
   ]);
   vcpu.setRegs({ rip: entry.rip, rsp: entry.rsp, rflags: RFLAGS_RESERVED });
+}
+
+/**
+ * KVM reports TR as busy whatever it was loaded with (AMD's VMCB does not keep
+ * the bit), so segment state read back from a vCPU is given the platform's
+ * type again before another vCPU is loaded with it.
+ */
+export function setTaskRegisterType(sregs: Buffer, type: TaskRegisterType): Buffer {
+  sregs[sl.tr + seg.type] = type;
+  return sregs;
 }
 
 /** The segment selector CS held at the last exit (its low 2 bits are the privilege level). */

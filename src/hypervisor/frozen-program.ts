@@ -17,6 +17,7 @@ import { TskvmError } from '../errors.js';
 import type { ElfImage } from '../elf/parse-elf.js';
 import type { RamSource } from '../paging/guest-ram.js';
 import type { SyscallEntryKind } from '../paging/stubs.js';
+import type { TaskRegisterType } from './cpu-setup.js';
 import type { AddressSpaceOptions, AddressSpaceSnapshot } from '../syscalls/address-space.js';
 import type { ApiLimits } from '../syscalls/api/guest-api.js';
 import type { FrozenFileTable } from '../syscalls/fd-table.js';
@@ -27,6 +28,8 @@ import { Machine, type MachineOptions } from './machine.js';
 export interface FrozenProgram {
   ram: RamSource;
   entryKind: SyscallEntryKind;
+  /** The TSS type TR was loaded with (platform.ts); forks load it the same way. */
+  taskRegister: TaskRegisterType;
   /** struct kvm_sregs at the freeze (ring 3, long mode): restored after a fault left the vCPU in ring 0. */
   sregs: Uint8Array;
   /** The FPU/SSE/AVX registers at the freeze: every request starts from them, so none sees another's vector registers. */

@@ -8,7 +8,7 @@ import { Kvm } from './kvm/system.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from './kvm/abi.js';
 import type { Vm } from './kvm/vm.js';
 import type { Vcpu } from './kvm/vcpu.js';
-import { configureVcpu, type EntryState } from './cpu-setup.js';
+import { configureVcpu, type EntryState, type TaskRegisterType } from './cpu-setup.js';
 import { buildPageTables } from '../paging/page-tables.js';
 import { writeDescriptorTables } from '../paging/descriptors.js';
 import { writeStubs, type SyscallEntryKind } from '../paging/stubs.js';
@@ -37,10 +37,11 @@ export const MAIN_SLOT = 0;
 export const SHARED_SLOT = 1;
 
 /**
- * A VM over `ram` with one vCPU at `entry`. `dirtyLog`: track the pages the
+ * A VM over `ram` with one vCPU at `entry`, TR loaded with the platform's
+ * `taskRegister` type. `dirtyLog`: track the pages the
  * guest writes in the main slot (request VMs, for their reset).
  */
-export function createGuestVm(ram: GuestRam, entry: EntryState, opts: { dirtyLog?: boolean } = {}): GuestVm {
+export function createGuestVm(ram: GuestRam, entry: EntryState, opts: { taskRegister: TaskRegisterType; dirtyLog?: boolean }): GuestVm {
   const kvm = Kvm.shared();
   const vm = kvm.createVm();
   let vcpu: Vcpu | undefined;
@@ -50,7 +51,7 @@ export function createGuestVm(ram: GuestRam, entry: EntryState, opts: { dirtyLog
     vm.setMemoryRegion(MAIN_SLOT, 0, ram.mainSize, ram.hostAddress, opts.dirtyLog ? KVM_MEM_LOG_DIRTY_PAGES : 0);
     if (ram.size > ram.mainSize) vm.setMemoryRegion(SHARED_SLOT, ram.mainSize, ram.size - ram.mainSize, ram.hostAddress + BigInt(ram.mainSize));
     vcpu = vm.createVcpu(0);
-    configureVcpu(vcpu, kvm, entry);
+    configureVcpu(vcpu, kvm, entry, opts.taskRegister);
     clock = new GuestClock(vm, vcpu, ram.memory.bytes);
     clock.arm();
   } catch (e) {

@@ -22,17 +22,16 @@ import { HUGE_PAGE, MAX_ADDRESS_SPACE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZ
 import { AddressSpace, type AddressSpaceOptions } from '../syscalls/address-space.js';
 import { GuestApi } from '../syscalls/api/guest-api.js';
 import type { PauseState } from '../syscalls/process.js';
-import type { SyscallEntryKind } from '../paging/stubs.js';
 import type { FrozenProgram } from './frozen-program.js';
 import { FileTable, StdioFile, type OpenFile } from '../syscalls/fd-table.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
 import { Process } from '../syscalls/process.js';
 import { SignalState } from '../syscalls/signal-state.js';
-import { cpuControl } from './cpu-setup.js';
+import { cpuControl, setTaskRegisterType } from './cpu-setup.js';
 import { GuestRunner, type RunResult } from './run-loop.js';
 import { Kvm } from './kvm/system.js';
 import { createGuestVm, writeSystemArea, type GuestVm } from './guest-vm.js';
-import { platform } from './platform.js';
+import { platform, type Platform } from './platform.js';
 
 export type { RunResult };
 
@@ -84,7 +83,7 @@ export class Machine {
   private readonly timeoutMs: number;
   private readonly runner: GuestRunner;
   private readonly exePath: string;
-  private readonly entryKind: SyscallEntryKind;
+  private readonly platform: Platform;
   private readonly allowed: AllowedPath[];
   private readonly layout: Omit<AddressSpaceOptions, 'release'>;
   private closed = false;
@@ -101,7 +100,6 @@ export class Machine {
   }
 
   constructor(file: Uint8Array, exePath: string, options: MachineOptions = {}) {
-    const entryKind = platform().syscallEntry;
     const mainSize = addressSpaceSize(options.maxMemoryMiB ?? DEFAULT_MEMORY_MIB);
     const sharedSize = Math.ceil(((options.sharedMemoryMiB ?? 0) * 2 ** 20) / HUGE_PAGE) * HUGE_PAGE;
     const size = mainSize + sharedSize;
@@ -113,7 +111,7 @@ export class Machine {
     const guardStart = stackBottom - STACK_GUARD;
     this.image = parseElf(file, { minAddress: USER_START, maxAddress: guardStart, pieBase: PIE_BASE }, exePath);
     this.exePath = exePath;
-    this.entryKind = entryKind;
+    this.platform = platform();
     this.allowed = options.allowed ?? [];
     this.layout = {
       userStart: USER_START, end: mainSize, imageStart: this.image.start, brkStart: this.image.brkStart,
@@ -123,7 +121,7 @@ export class Machine {
 
     this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath);
     try {
-      writeSystemArea(this.ram, entryKind, [[guardStart, stackBottom]]);
+      writeSystemArea(this.ram, this.platform.syscallEntry, [[guardStart, stackBottom]]);
       loadSegments(this.image, file, this.ram.memory.bytes);
       const argv = [options.argv0 ?? exePath, ...(options.args ?? [])];
       const stack = buildInitialStack({
@@ -149,7 +147,7 @@ export class Machine {
           controlEphemeral: options.controlEphemeral ?? false,
         }),
       });
-      this.guest = createGuestVm(this.ram, { rip: this.image.entry, rsp: stack.sp });
+      this.guest = createGuestVm(this.ram, { rip: this.image.entry, rsp: stack.sp }, { taskRegister: this.platform.taskRegister });
     } catch (e) {
       this.ram.close();
       throw e;
@@ -173,10 +171,13 @@ export class Machine {
   freeze(pause: Extract<PauseState, { kind: 'freeze' }>): FrozenProgram {
     const p = this.process;
     const vcpu = this.guest.vcpu;
+    // The pausing hypercall's `out` must be behind rip in the snapshot, or every fork runs it again.
+    vcpu.completeExit();
     return {
       ram: this.ram.source,
-      entryKind: this.entryKind,
-      sregs: Uint8Array.from(vcpu.getSregs()),
+      entryKind: this.platform.syscallEntry,
+      taskRegister: this.platform.taskRegister,
+      sregs: Uint8Array.from(setTaskRegisterType(vcpu.getSregs(), this.platform.taskRegister)),
       xsave: Uint8Array.from(vcpu.getXsave()),
       regs: Uint32Array.from(vcpu.regs),
       fsBase: p.fsBase,

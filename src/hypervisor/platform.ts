@@ -1,22 +1,33 @@
 /**
- * Which KVM are we on? Decided once per thread by running a two-instruction guest.
+ * Which KVM are we on? Decided once per thread by running two tiny guests.
  *
- * On hardware KVM, `syscall` from ring 3 enters LSTAR in ring 0; on PVM (the
- * software KVM of nested clouds, PLATFORM.md) it stays in ring 3, where the
- * usual `sysretq` would fault. The probe executes `syscall` into an LSTAR stub
- * that exits at once, and looks at CS's privilege level at that exit.
+ * 1. Syscall entry. On hardware KVM, `syscall` from ring 3 enters LSTAR in
+ *    ring 0; on PVM (the software KVM of nested clouds) it stays in ring 3,
+ *    where the usual `sysretq` would fault. The probe executes `syscall` into
+ *    an LSTAR stub that exits at once, and looks at CS's privilege level at
+ *    that exit.
+ * 2. The task register. Ring-3 hypercalls are `out %eax, $0`, allowed by the
+ *    TSS's I/O permission bitmap. A loaded TR is a *busy* TSS (type 11): real
+ *    CPUs set that bit at `ltr`, and Intel's VM entry refuses anything else.
+ *    QEMU's emulator, though, consults the bitmap only when TR's type is 9
+ *    (an available TSS) and otherwise raises #GP, so under an emulated AMD
+ *    CPU (our hardware-KVM test lane) every hypercall faulted. AMD's VMRUN
+ *    takes either type. So the probe runs the `out` with a busy TR and, only
+ *    if that faults with #GP, once more with an available one.
  */
 import { existsSync } from 'node:fs';
 import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
-import { PORT_SYSCALL, USER_START } from '../paging/layout.js';
+import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, USER_START } from '../paging/layout.js';
 import type { SyscallEntryKind } from '../paging/stubs.js';
 import { KVM_EXIT_IO, run as runLayout } from './kvm/abi.js';
 import { createGuestVm, writeSystemArea } from './guest-vm.js';
-import { currentCs } from './cpu-setup.js';
+import { currentCs, TR_AVAILABLE, TR_BUSY, type TaskRegisterType } from './cpu-setup.js';
 
 export interface Platform {
   syscallEntry: SyscallEntryKind;
+  /** The type TR is loaded with: TR_BUSY, or TR_AVAILABLE where a busy TSS makes ring-3 `out` fault. */
+  taskRegister: TaskRegisterType;
   /** The kvm_pvm module is loaded: software KVM with shadow paging. */
   pvm: boolean;
   description: string;
@@ -29,26 +40,62 @@ export function platform(): Platform {
   return cached;
 }
 
+const VECTOR_GP = 13;
+const SYSCALL_PROBE = USER_START; // syscall; hlt
+const HYPERCALL_PROBE = USER_START + 0x10; // out %eax, $0; hlt
+
+interface FirstExit {
+  port: number;
+  cpl: number;
+}
+
+/** Runs the probe guest from `rip` to its first exit, which must be port I/O. */
+function firstExit(ram: GuestRam, rip: number, taskRegister: TaskRegisterType): FirstExit {
+  const guest = createGuestVm(ram, { rip, rsp: USER_START + 0x1000 }, { taskRegister });
+  try {
+    const reason = guest.vcpu.run();
+    const port = guest.vcpu.runView.getUint16(runLayout.io.port, true);
+    if (reason !== KVM_EXIT_IO) {
+      throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe at 0x${rip.toString(16)}: expected port I/O, got ${guest.vcpu.exitReasonName(reason)}`);
+    }
+    return { port, cpl: currentCs(guest.vcpu) & 3 };
+  } finally {
+    guest.close();
+  }
+}
+
 function probe(): Platform {
   const ram = GuestRam.create(4 << 20, 0, 'tskvm-probe');
   try {
     writeSystemArea(ram, 'ring3-jmp');
-    ram.memory.bytes.set([0x0f, 0x05, 0xf4], USER_START); // syscall; hlt
-    const guest = createGuestVm(ram, { rip: USER_START, rsp: USER_START + 0x1000 });
-    try {
-      const reason = guest.vcpu.run();
-      const port = guest.vcpu.runView.getUint16(runLayout.io.port, true);
-      if (reason !== KVM_EXIT_IO || port !== PORT_SYSCALL) {
-        throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe: expected the syscall stub's exit, got ${guest.vcpu.exitReasonName(reason)} (port 0x${port.toString(16)})`);
-      }
-      const cpl = currentCs(guest.vcpu) & 3;
-      const pvm = existsSync('/sys/module/kvm_pvm');
-      return cpl === 3
-        ? { syscallEntry: 'ring3-jmp', pvm, description: `${pvm ? 'PVM' : 'KVM'}: syscall stays in ring 3; LSTAR stub returns with jmp *%rcx` }
-        : { syscallEntry: 'ring0-sysret', pvm, description: `${pvm ? 'PVM' : 'hardware KVM'}: syscall enters ring 0; LSTAR stub returns with sysretq` };
-    } finally {
-      guest.close();
+    ram.memory.bytes.set([0x0f, 0x05, 0xf4], SYSCALL_PROBE);
+    ram.memory.bytes.set([0xe7, PORT_HYPERCALL, 0xf4], HYPERCALL_PROBE);
+    const pvm = existsSync('/sys/module/kvm_pvm');
+
+    const sys = firstExit(ram, SYSCALL_PROBE, TR_BUSY);
+    if (sys.port !== PORT_SYSCALL) {
+      throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe: expected the syscall stub's exit, got port 0x${sys.port.toString(16)}`);
     }
+    const syscallEntry: SyscallEntryKind = sys.cpl === 3 ? 'ring3-jmp' : 'ring0-sysret';
+
+    let taskRegister: TaskRegisterType = TR_BUSY;
+    let hc = firstExit(ram, HYPERCALL_PROBE, TR_BUSY);
+    if (hc.port === PORT_EXCEPTION_BASE + VECTOR_GP) {
+      taskRegister = TR_AVAILABLE;
+      hc = firstExit(ram, HYPERCALL_PROBE, TR_AVAILABLE);
+    }
+    if (hc.port !== PORT_HYPERCALL) {
+      throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe: a ring-3 hypercall (out %eax, $0) exits on port 0x${hc.port.toString(16)}, with either TSS type`);
+    }
+
+    const kind = pvm ? 'PVM' : sys.cpl === 3 ? 'KVM' : 'hardware KVM';
+    const entry = syscallEntry === 'ring3-jmp'
+      ? 'syscall stays in ring 3; LSTAR stub returns with jmp *%rcx'
+      : 'syscall enters ring 0; LSTAR stub returns with sysretq';
+    const tr = taskRegister === TR_AVAILABLE
+      ? '; TR loaded as an available TSS (a busy one made ring-3 out #GP: an emulated CPU)'
+      : '';
+    return { syscallEntry, taskRegister, pvm, description: `${kind}: ${entry}${tr}` };
   } finally {
     ram.close();
   }

@@ -150,7 +150,7 @@ export class RequestVm {
     this.bitmap = new Uint32Array(viewOf(bitmap.pointer, this.bitmapBytes));
     let guest: GuestVm | undefined;
     try {
-      guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { dirtyLog: true });
+      guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, dirtyLog: true });
       guest.vcpu.setSregs(Buffer.from(frozen.sregs));
       guest.vcpu.setXsave(frozen.xsave);
       guest.vcpu.setMsrs([[MSR.FS_BASE, frozen.fsBase], [MSR.GS_BASE, frozen.gsBase]]);

@@ -59,6 +59,26 @@ export class Vcpu {
     return this.runView.getUint32(runLayout.exitReason, true);
   }
 
+  /**
+   * Finishes the instruction the guest exited on, without entering the guest.
+   * KVM completes an `out` that exited to us (advancing rip past it) only at
+   * the next KVM_RUN, so registers read right after such an exit still point
+   * at the `out` on hardware KVM (PVM emulates the instruction and has already
+   * moved on). KVM_RUN with immediate_exit performs the completion and returns
+   * at once: what the KVM API asks for before a vCPU's state is saved.
+   */
+  completeExit(): void {
+    this.immediateExit = true;
+    try {
+      const reason = this.run();
+      if (reason !== KVM_EXIT_INTR) {
+        throw new TskvmError('TSKVM_ERR_KVM_EXIT', `KVM_RUN with immediate_exit entered the guest and exited with ${this.exitReasonName(reason)}`, { ioctl: 'KVM_RUN' });
+      }
+    } finally {
+      this.immediateExit = false;
+    }
+  }
+
   get exitReason(): number {
     return this.runView.getUint32(runLayout.exitReason, true);
   }

@@ -3,7 +3,7 @@
 # on this machine) and a small initramfs (BusyBox, the modules for 9p and kvm_amd, init.sh as /init).
 #
 # Cached in $TSKVM_SVM_CACHE (default /var/cache/tskvm-svm-lane). Rebuilt when an input changes: this
-# script, init.sh, BusyBox, or the kernel package that linux-image-amd64 points at. Prints the cache
+# script, init.sh, kvm-hold.c, BusyBox, or the kernel package that linux-image-amd64 points at. Prints the cache
 # directory's artefacts on stdout as KEY=PATH lines for run.sh.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,7 +45,7 @@ if [[ ! -f $kroot/boot/vmlinuz-$kver ]]; then
   rm -rf "$kroot"; mv "$kroot.tmp" "$kroot"
 fi
 
-stamp=$( { sha256sum "$here/build.sh" "$here/init.sh" /bin/busybox; echo "$deb"; } | sha256sum | cut -c1-16)
+stamp=$( { sha256sum "$here/build.sh" "$here/init.sh" "$here/kvm-hold.c" /bin/busybox; echo "$deb"; } | sha256sum | cut -c1-16)
 out=$cache/boot-$stamp
 if [[ ! -f $out/initramfs.cpio.gz ]]; then
   log "building the initramfs for kernel $kver"
@@ -65,6 +65,7 @@ if [[ ! -f $out/initramfs.cpio.gz ]]; then
     echo "$rel" >> "$root/modules.list"
   done
   install -m 755 "$here/init.sh" "$root/init"
+  gcc -O2 -static -o "$root/bin/kvm-hold" "$here/kvm-hold.c"
   (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) > "$out.tmp/initramfs.cpio.gz"
   # The uncompressed kernel boots through its PVH entry point: the bzImage's own xz decompressor
   # costs seconds when every instruction is emulated. Fall back to the bzImage without python3.

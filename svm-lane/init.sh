@@ -20,6 +20,9 @@ for m in $(cat /modules.list); do
   [ "$name" = kvm_amd ] && params=$(cmdline kvm_amd | tr , ' ')
   insmod "/lib/modules/$m" $params 2> /dev/ttyS0 || console "insmod $name failed"
 done
+# Keeps KVM's "vCPU without local APIC" static key on, so that the kernel never patches its code
+# (and IPIs every CPU) again: see kvm-hold.c.
+kvm-hold &
 mkdir -p /job /host
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none job /job || { console "cannot mount the job directory"; poweroff -f; }
 # cache=loose: the host's files are read once and kept; the lane never changes them from outside
@@ -46,7 +49,8 @@ cp /job/cmd.sh /host/tmp/.svm-lane-cmd.sh
 echo "$kernel_up $(uptime_s)" > /job/boot-times
 # The heartbeat tells run.sh that this kernel still schedules processes: a VM whose heartbeat stops
 # is wedged, not slow.
-( while :; do uptime_s > /job/heartbeat; sleep 2; done ) &
+# Written to a new file and renamed, so run.sh never reads it half-written.
+( while :; do uptime_s > /job/heartbeat.new && mv /job/heartbeat.new /job/heartbeat; sleep 2; done ) &
 timeout=$(cmdline timeout)
 chroot /host /usr/bin/timeout -k 10 "${timeout:-600}" /bin/bash /tmp/.svm-lane-cmd.sh < /dev/null > /job/stdout 2> /job/stderr
 status=$?

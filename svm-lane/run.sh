@@ -86,11 +86,14 @@ margin=180 verdict=
 while kill -0 $qemu_pid 2>/dev/null; do
   sleep 2
   now=$(date +%s)
-  if [[ -s $job/heartbeat ]] && ((now - $(stat -c %Y "$job/heartbeat") > stall)); then
-    verdict="wedged: the VM's heartbeat stopped $((now - $(stat -c %Y "$job/heartbeat"))) s ago (guest uptime $(cat "$job/heartbeat") s)"
-  elif ((now - started > timeout + margin)); then
-    verdict="the VM outlived the command's timeout ($timeout s) by $margin s"
-  elif [[ ! -s $job/heartbeat ]] && ((now - started > margin)); then
+  if [[ -f $job/heartbeat ]]; then
+    beat=$(stat -c %Y "$job/heartbeat")
+    if ((now - beat > stall)); then
+      verdict="wedged: the VM's heartbeat stopped $((now - beat)) s ago (at guest uptime $(cat "$job/heartbeat") s)"
+    elif ((now - started > timeout + margin)); then
+      verdict="the VM outlived the command's timeout ($timeout s) by $margin s"
+    fi
+  elif ((now - started > margin)); then
     verdict="the VM did not start the command within $margin s"
   fi
   if [[ -n $verdict ]]; then

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
 import { cliPath, guestPath, kvmAvailable, repoRoot } from './helpers/differential.js';
@@ -116,7 +117,7 @@ t.test('limits: 413 for a large body, 431 for too many or too large headers', as
     const tooLarge = await get(`${s.url}/echo/x`, { method: 'POST', body: Buffer.alloc((1 << 20) + 1) });
     t.equal(tooLarge.status, 413);
     t.equal((await get(`${s.url}/echo/x`, { method: 'POST', body: Buffer.alloc(1 << 20) })).status, 200, 'exactly the limit');
-    const chunked = await get(`${s.url}/echo/x`, { method: 'POST', body: (async function* () { for (let i = 0; i < 3; i++) yield Buffer.alloc(512 << 10); })() });
+    const chunked = await get(`${s.url}/echo/x`, { method: 'POST', body: Readable.from((function* () { for (let i = 0; i < 3; i++) yield Buffer.alloc(512 << 10); })()) });
     t.equal(chunked.status, 413, 'chunked body past the limit');
     const headers: Record<string, string> = {};
     for (let i = 0; i < 21; i++) headers[`x-h${i}`] = 'v';

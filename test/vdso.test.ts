@@ -36,7 +36,7 @@ for (const flavour of ['glibc', 'pie', 'musl']) {
     const run = runTskvm(guestPath(`clock.${flavour}`), [], { trace: true });
     const monoAfter = monoNs();
     const realAfter = nowNs() + 1_000_000n; // Date.now() is in whole ms
-    t.equal(run.status, 0, run.stderr);
+    t.equal(run.status, 0, run.stderr.toString());
     const out = Object.fromEntries(run.stdout.toString().trim().split('\n').map((l) => l.split(' ')));
     t.equal(out.vdso, `0x${VDSO_ADDR.toString(16)}`, 'AT_SYSINFO_EHDR');
     const real = BigInt(out.realtime);

@@ -21,11 +21,24 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/**
+ * The checkout: the nearest directory above this file with package.json. Tests run from test/ (tap,
+ * through its TypeScript loader) or compiled, from build/tests/test/ (the hardware-KVM lane).
+ */
+export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findRepoRoot(dir: string): string {
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+  return dir;
+}
 export const guestBinDir = join(repoRoot, 'test', 'guests', 'bin');
 export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
 

@@ -36,7 +36,9 @@ function runFile(file) {
       return;
     }
     const started = Date.now();
-    const child = spawn(process.execPath, ['--enable-source-maps', compiled], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // TAP_TIMEOUT: without tap's runner (and its config) a file's own limit is tap's default, 30 s.
+    const env = { ...process.env, TAP_TIMEOUT: String(fileTimeout) };
+    const child = spawn(process.execPath, ['--enable-source-maps', compiled], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let output = '';
     const emit = (chunk) => {
       const text = chunk.toString();

@@ -5,6 +5,7 @@
  *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
  *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token T] [--configure NAME=JSON]…
+ *   tskvm platform [--json]
  *   tskvm bench [--cases FILE] [--program NAME]… [--requests N] [--warmup N] [--mode MODE]… [--json] [--chart FILE.svg] [--report FILE]
  *
  * With --request, the program is one that serves requests (GUEST_ABI.md): it
@@ -31,7 +32,9 @@ import { chartSvg } from '../bench/chart.js';
 import { runBench, type BenchOptions } from '../bench/harness.js';
 import { failures, textReport } from '../bench/report.js';
 import { TskvmError } from '../errors.js';
+import { TR_AVAILABLE } from '../hypervisor/cpu-setup.js';
 import { Machine } from '../hypervisor/machine.js';
+import { platform } from '../hypervisor/platform.js';
 import { bootProgram } from '../hypervisor/frozen-program.js';
 import { resolveProgramOptions } from '../hypervisor/program-options.js';
 import { RequestVm } from '../hypervisor/request-vm.js';
@@ -43,6 +46,7 @@ import type { AllowedPath } from '../syscalls/path-policy.js';
 const USAGE = `usage: tskvm run [options] ELF [ARGS...]
        tskvm serve --library FILE [serve options]
        tskvm bench [bench options]
+       tskvm platform [--json]
 
 Runs a static x86-64 Linux program in a KVM micro-VM.
 
@@ -65,6 +69,8 @@ serve options:
   --unix PATH         also listen on this Unix socket (admin endpoints need no token there)
   --admin-token T     token for the admin endpoints on TCP (Authorization: Bearer T)
   --configure NAME=JSON  settings merged over program NAME's (repeatable)
+
+platform: which KVM this is and how guests enter and leave the host here (the start-up probe)
 
 bench options (each example natively and in tskvm, side by side):
   --cases FILE        the cases file (default: the bundled guest/examples/bench.json)
@@ -320,6 +326,23 @@ async function serve(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** What the start-up probe found: the same decision every Machine and request VM uses. */
+function platformCommand(argv: string[]): number {
+  const unknown = argv.find((a) => a !== '--json');
+  if (unknown !== undefined) throw new UsageError(`platform: unknown option ${unknown}`);
+  const p = platform();
+  const text = argv.includes('--json')
+    ? JSON.stringify(p)
+    : [
+      p.description,
+      `syscall entry: ${p.syscallEntry}`,
+      `task register: ${p.taskRegister === TR_AVAILABLE ? 'available 64-bit TSS (type 9)' : 'busy 64-bit TSS (type 11)'}`,
+      `kvm_pvm loaded: ${p.pvm ? 'yes' : 'no'}`,
+    ].join('\n');
+  writeSync(1, text + '\n');
+  return 0;
+}
+
 function exitStatusFor(e: TskvmError): number {
   if (e.code === 'TSKVM_ERR_PROGRAM_NOT_FOUND') return EXIT_NOT_FOUND;
   if (e.code.startsWith('TSKVM_ERR_ELF_')) return EXIT_CANNOT_EXECUTE;
@@ -333,6 +356,7 @@ async function main(argv: string[]): Promise<number> {
       case 'run': return run(rest);
       case 'serve': return await serve(rest);
       case 'bench': return await bench(rest);
+      case 'platform': return platformCommand(rest);
       case '--help': case '-h': case 'help':
         writeSync(1, USAGE);
         return 0;

@@ -24,6 +24,16 @@ t.test('argv, envp and auxv reach the program as they do natively', async (t) =>
   }
 });
 
+t.test('a syscall keeps every register but rax, rcx and r11, and the flags (the sysretq or jmp return)', async (t) => {
+  if (!kvmAvailable(t)) return;
+  for (const f of FLAVOURS) {
+    const bin = guestPath(`sysregs.${f}`);
+    const native = runNative(bin, []);
+    t.equal(native.status, 0, `${f}: natively nothing changes`);
+    assertSameOutcome(t, runTskvm(bin, []), native, f);
+  }
+});
+
 t.test('a 64 MiB computation gives the native result', async (t) => {
   if (!kvmAvailable(t)) return;
   for (const f of FLAVOURS) {

@@ -40,6 +40,20 @@ async function stats(s: RunningServer, token = 'secret'): Promise<any> {
   return JSON.parse(res.text);
 }
 
+/**
+ * Waits until `program` has `active` requests running and `queued` waiting (by the stats endpoint, token
+ * "secret"). A fixed sleep is not enough: under emulation (the svm lane) a program takes seconds to start.
+ */
+async function untilBusy(s: RunningServer, program: string, want: { active: number; queued?: number }): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const st = (await stats(s)).programs[program]?.stats;
+    if (st && st.active === want.active && st.queued === (want.queued ?? 0)) return;
+    if (Date.now() > deadline) throw new Error(`${program} never had ${JSON.stringify(want)}: ${JSON.stringify(st && { active: st.active, queued: st.queued })}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 t.test('routes: /<program>/…, a routes prefix with its arg, arg_query, Host; 404 for no program', async (t) => {
   if (!kvmAvailable(t)) return;
   await withServer({}, async (s, log) => {
@@ -132,7 +146,7 @@ t.test('queue full → 503 Retry-After: 1; a timeout goes to on_error; a crashin
   await withServer({ adminToken: 'secret', configure: { faults: { concurrency: 1, max_queue: 0 } } }, async (s) => {
     t.equal((await faults(s, '/ok')).text, 'ok');
     const loop = faults(s, '/loop');
-    await new Promise((r) => setTimeout(r, 200));
+    await untilBusy(s, 'faults', { active: 1 });
     const full = await faults(s, '/ok');
     t.equal(full.status, 503, 'the one request VM is busy and no request may wait');
     t.equal(full.headers['retry-after'], '1');
@@ -225,9 +239,9 @@ t.test('a request queued when its program is invalidated runs on the reloaded pr
   if (!kvmAvailable(t)) return;
   await withServer({ adminToken: 'secret', configure: { faults: { concurrency: 1 } } }, async (s) => {
     const loop = faults(s, '/loop');
-    await new Promise((r) => setTimeout(r, 200));
+    await untilBusy(s, 'faults', { active: 1 });
     const queued = faults(s, '/ok');
-    await new Promise((r) => setTimeout(r, 50));
+    await untilBusy(s, 'faults', { active: 1, queued: 1 });
     await get(`${s.url}/__tskvm/invalidate?program=faults`, { method: 'POST', headers: { authorization: 'Bearer secret' } });
     const [looped, ok] = await Promise.all([loop, queued]);
     t.match(looped.text, /^on_error:/, 'the running request finished on the old program');
@@ -239,9 +253,9 @@ t.test('a request queued when its program is invalidated runs on the reloaded pr
 t.test('graceful close: the request in flight gets its answer, new connections are refused', async (t) => {
   if (!kvmAvailable(t)) return;
   const log = { access: [] as string[] };
-  const server = await startServer({ library: LIBRARY, listen: '127.0.0.1:0', accessLog: (l) => log.access.push(l), warn: () => {} });
+  const server = await startServer({ library: LIBRARY, listen: '127.0.0.1:0', adminToken: 'secret', accessLog: (l) => log.access.push(l), warn: () => {} });
   const inFlight = faults(server, '/loop');
-  await new Promise((r) => setTimeout(r, 200));
+  await untilBusy(server, 'faults', { active: 1 });
   const closed = server.close();
   const res = await inFlight;
   t.equal(res.status, 503, 'answered (by on_error, after max_request_time)');
@@ -249,7 +263,9 @@ t.test('graceful close: the request in flight gets its answer, new connections a
   t.equal(res.headers.connection, 'close', 'no keep-alive while shutting down');
   await closed;
   await t.rejects(get(`${server.url}/hello/x`), { code: 'ECONNREFUSED' });
-  t.match(log.access[0], /^faults GET \/loop 503 /);
+  const logged = log.access.filter((l) => !l.includes(' /__tskvm/'));
+  t.equal(logged.length, 1, 'the one program request is logged');
+  t.match(logged[0], /^faults GET \/loop 503 /);
 });
 
 t.test('tskvm serve: prints its address, serves, exits 0 on SIGTERM; a bad library exits with the reason', async (t) => {

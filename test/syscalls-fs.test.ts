@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GuestMemory } from '../src/paging/guest-memory.js';
+import { GDT_ADDR, PDPT_ADDR, STUBS_ADDR, USER_START, VVAR_ADDR } from '../src/paging/layout.js';
 import { E } from '../src/syscalls/errno.js';
 import { BufferFile, EmptyFile, FileTable, SinkFile, type OpenFile } from '../src/syscalls/fd-table.js';
 import { fsSyscalls } from '../src/syscalls/fs.js';
@@ -39,7 +40,7 @@ const handlers = new Map(fsSyscalls.map((def) => [def.name, def.handler]));
 class Guest {
   readonly p: Process;
   readonly out: string[] = [];
-  private next = 0x10000;
+  private next = USER_START;
 
   constructor(opts: { allowed: AllowedPath[]; cwd?: string; maxFiles?: number; stdin?: OpenFile; exe?: string }) {
     const stdout = new SinkFile((bytes) => { this.out.push(Buffer.from(bytes).toString()); });
@@ -466,9 +467,15 @@ t.test('bad pointers and lengths', async (t) => {
   t.equal(g.sys('read', fd, 100, 10), -E.EFAULT, 'the null page');
   t.equal(g.sys('read', fd, MEM_SIZE, 10), -E.EFAULT, 'just past guest memory');
   t.equal(g.sys('read', fd, 2 ** 40, 10), -E.EFAULT, 'far past guest memory');
-  t.equal(g.sys('read', fd, 0x10000, -1), -E.EFAULT, 'a size_t of 2^64-1');
+  t.equal(g.sys('read', fd, USER_START, -1), -E.EFAULT, 'a size_t of 2^64-1');
   t.equal(g.sys('read', fd, 0, 0), 0, 'a zero-length read needs no buffer');
-  t.equal(g.sys('read', 99, 0x10000, 10), -E.EBADF, 'a bad fd is reported first');
+  t.equal(g.sys('read', 99, USER_START, 10), -E.EBADF, 'a bad fd is reported first');
+  // The hypervisor's pages below user memory are not the guest's to have written for it.
+  for (const [addr, what] of [[GDT_ADDR, 'the GDT'], [STUBS_ADDR, 'the syscall stub'], [PDPT_ADDR + 8, 'a page-table entry'], [VVAR_ADDR, 'the vvar page'], [USER_START - 4, 'the last system bytes']] as const) {
+    t.equal(g.sys('read', fd, addr, 8), -E.EFAULT, `read into ${what}`);
+    t.equal(g.sys('getcwd', addr, 64), -E.EFAULT, `getcwd into ${what}`);
+    t.equal(g.sys('write', 1, addr, 8), -E.EFAULT, `write from ${what}`);
+  }
   t.equal(g.sys('read', fd, MEM_SIZE - 4, 100), 4, 'a buffer running off the end gives a short read');
   t.equal(g.text(MEM_SIZE - 4, 4), 'hell');
   t.equal(g.sys('write', 1, 0, 5), -E.EFAULT);
@@ -743,7 +750,7 @@ t.test('host writes into guest memory are recorded, as far as they go', async (t
   const { g, ro } = guestFor(t);
   const pages: number[] = [];
   g.p.mem.onHostWrite = (first, count) => { for (let i = 0; i < count; i++) pages.push(first + i); };
-  const buf = 0x100000;
+  const buf = USER_START + 0x100000;
   const fd = g.open(join(ro, 'hello.txt'), O_RDONLY);
   pages.length = 0; // (the path string the test wrote)
   t.equal(g.sys('read', fd, buf, 64 * 1024), 13);

@@ -8,6 +8,7 @@
  *   [rsp+0] error code  [+8] rip  [+16] cs  [+24] rflags  [+32] rsp  [+40] ss
  */
 import type { GuestMemory } from '../paging/guest-memory.js';
+import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP } from '../paging/layout.js';
 import { SIG } from '../syscalls/signal-state.js';
 import type { RegName } from './kvm/abi.js';
 
@@ -64,12 +65,15 @@ export function describeException(vector: number, mem: GuestMemory, registers: R
   const info = VECTORS[vector] ?? { mnemonic: `#${vector}`, name: `exception ${vector}`, signal: SIG.SIGSEGV };
   const frame = Number(registers.rsp);
   let errorCode = 0, rip = Number(registers.rip), rsp = frame;
-  try {
-    errorCode = mem.u64(frame);
-    rip = mem.u64(frame + 8);
-    rsp = mem.u64(frame + 32);
-  } catch {
-    // A frame outside memory means the exception stack itself is broken; report what we have.
+  // The frame is on the exception stack, in the hypervisor's pages, which the checked accessors (for
+  // guest pointers) refuse: read it directly, but only from there. A frame anywhere else means the
+  // exception stack itself is broken; report what we have.
+  if (frame >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && frame + 40 <= EXCEPTION_STACK_TOP) {
+    const view = new DataView(mem.bytes.buffer, mem.bytes.byteOffset + frame, 40);
+    const u64 = (at: number): number => Number(view.getBigUint64(at, true));
+    errorCode = u64(0);
+    rip = u64(8);
+    rsp = u64(32);
   }
   const regs: Record<string, bigint> = { ...registers, rip: BigInt(rip), rsp: BigInt(rsp) };
   const name = `${info.name} (${info.mnemonic})`;

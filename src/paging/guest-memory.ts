@@ -6,10 +6,18 @@
  * us goes through `check()` first: a bad one becomes `GuestFault` (the syscall
  * layer turns it into -EFAULT) and never a host exception or an out-of-bounds view.
  *
+ * Only user memory is guest memory here: the first 2 MiB hold the hypervisor's
+ * own pages (page tables, GDT/IDT/TSS, the entry stubs, the vvar page), which the
+ * guest cannot write itself, and a syscall must not write them for it (a read()
+ * into the syscall stub would hand the guest ring 0 on hardware KVM). The host
+ * builds those pages through `bytes`, never through the checked accessors.
+ *
  * Host writes into guest memory are reported to `onHostWrite` (page granularity):
  * KVM's dirty log only sees writes made by the vCPU, and a fork's reset must also
  * undo what the host placed there (request bodies, read() buffers).
  */
+import { USER_START } from './layout.js';
+
 export const PAGE_SIZE = 4096;
 
 export class GuestFault extends Error {
@@ -32,11 +40,11 @@ export class GuestMemory {
   readonly view: DataView;
   /** Host address of guest-physical 0, for passing guest buffers straight to libc. */
   readonly hostBase: bigint;
-  /** Lowest guest address the guest may name (the null page is never valid). */
+  /** Lowest guest address a guest pointer may name: the first byte of user memory. */
   readonly lowest: number;
   onHostWrite: ((firstPage: number, pageCount: number) => void) | null = null;
 
-  constructor(buffer: ArrayBuffer, hostBase: bigint, lowest = PAGE_SIZE) {
+  constructor(buffer: ArrayBuffer, hostBase: bigint, lowest = USER_START) {
     this.size = buffer.byteLength;
     this.bytes = new Uint8Array(buffer);
     this.view = new DataView(buffer);

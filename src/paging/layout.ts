@@ -26,6 +26,7 @@ export const TSS_ADDR = 0x2000;
 export const IDT_ADDR = 0x3000;
 export const STUBS_ADDR = 0x4000;
 export const EXCEPTION_STACK_TOP = 0x7000;
+export const EXCEPTION_STACK_SIZE = 2 * 0x1000;
 export const PML4_ADDR = 0x8000;
 export const PDPT_ADDR = 0x9000;
 export const LOW_PT_ADDR = 0xa000;
@@ -53,6 +54,7 @@ export const STACK_GUARD = HUGE_PAGE;
 /** I/O ports the guest-side stubs use to reach the host. */
 export const PORT_HYPERCALL = 0x0; // `out %eax, $0` from guest code: the TinyKVM guest API (GUEST_ABI.md)
 export const PORT_SYSCALL = 0x1; // the LSTAR stub: a Linux syscall, number in rax
+export const PORT_SEGMENT_BASES = 0x2; // `out %al, $2` from the request entry stub: FS/GS bases back after it cleared their selectors
 export const PORT_EXCEPTION_BASE = 0x80; // 0x80 + vector: a CPU exception reported by its IDT stub
 
 export interface LayoutRow {
@@ -70,7 +72,7 @@ export function describeLayout(addressSpace: number): LayoutRow[] {
     { start: TSS_ADDR, end: IDT_ADDR, contents: 'TSS', access: 'supervisor' },
     { start: IDT_ADDR, end: STUBS_ADDR, contents: 'IDT', access: 'supervisor' },
     { start: STUBS_ADDR, end: STUBS_ADDR + PAGE, contents: 'syscall and exception stubs', access: 'user r-x' },
-    { start: EXCEPTION_STACK_TOP - 2 * PAGE, end: EXCEPTION_STACK_TOP, contents: 'exception stack', access: 'supervisor' },
+    { start: EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE, end: EXCEPTION_STACK_TOP, contents: 'exception stack', access: 'supervisor' },
     { start: PML4_ADDR, end: PD_ADDR + pageDirectoryCount(addressSpace) * PAGE, contents: 'page tables', access: 'supervisor' },
     { start: VVAR_ADDR, end: VVAR_ADDR + PAGE, contents: 'vvar: the clock for the vDSO', access: 'user r--' },
     { start: VDSO_ADDR, end: VDSO_ADDR + PAGE, contents: 'vDSO', access: 'user r-x' },

@@ -22,7 +22,7 @@ int main(void) {
   N(KVM_GET_XSAVE); N(KVM_SET_XSAVE); N(sizeof(struct kvm_xsave));
   N(KVM_CAP_USER_MEMORY); N(KVM_CAP_EXT_CPUID); N(KVM_CAP_NR_MEMSLOTS); N(KVM_CAP_XCRS); N(KVM_CAP_SYNC_REGS);
   N(KVM_CAP_IMMEDIATE_EXIT); N(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
-  N(KVM_EXIT_IO); N(KVM_EXIT_HLT); N(KVM_EXIT_MMIO); N(KVM_EXIT_SHUTDOWN); N(KVM_EXIT_FAIL_ENTRY); N(KVM_EXIT_INTR);
+  N(KVM_EXIT_IO); N(KVM_EXIT_IO_OUT); N(KVM_EXIT_HLT); N(KVM_EXIT_MMIO); N(KVM_EXIT_SHUTDOWN); N(KVM_EXIT_FAIL_ENTRY); N(KVM_EXIT_INTR);
   N(KVM_EXIT_INTERNAL_ERROR); N(KVM_SYNC_X86_REGS); N(KVM_SYNC_X86_SREGS); N(KVM_MEM_LOG_DIRTY_PAGES);
   N(sizeof(struct kvm_userspace_memory_region)); O(kvm_userspace_memory_region, slot); O(kvm_userspace_memory_region, flags);
   O(kvm_userspace_memory_region, guest_phys_addr); O(kvm_userspace_memory_region, memory_size); O(kvm_userspace_memory_region, userspace_addr);
@@ -69,6 +69,7 @@ t.test('ioctl numbers', async (t) => {
 t.test('capabilities, exit reasons, flags', async (t) => {
   for (const [name, value] of Object.entries(abi.caps)) t.equal(value, want(name), name);
   t.equal(abi.KVM_EXIT_IO, want('KVM_EXIT_IO'));
+  t.equal(abi.KVM_EXIT_IO_OUT, want('KVM_EXIT_IO_OUT'));
   t.equal(abi.KVM_EXIT_HLT, want('KVM_EXIT_HLT'));
   t.equal(abi.KVM_EXIT_MMIO, want('KVM_EXIT_MMIO'));
   t.equal(abi.KVM_EXIT_SHUTDOWN, want('KVM_EXIT_SHUTDOWN'));

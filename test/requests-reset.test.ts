@@ -9,7 +9,6 @@ import { bootProgram, type BootedProgram } from '../src/hypervisor/frozen-progra
 import { RequestVm } from '../src/hypervisor/request-vm.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/fd-table.js';
 import { PAGE_SIZE } from '../src/paging/guest-memory.js';
-import { VVAR_ADDR } from '../src/paging/layout.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';
 import { prng } from './helpers/prng.js';
 
@@ -30,29 +29,6 @@ function fork(booted: BootedProgram): RequestVm {
 }
 
 const sum = (vm: RequestVm): string => vm.request({ method: 'GET', url: '/sum' }).response.body.toString();
-
-/** Pages where the fork differs from the frozen program other than by rewritten syscall sites (0f 05 → e7 01). */
-function differingPages(vm: RequestVm): number[] {
-  const ram = (vm as unknown as { ram: { memory: { bytes: Uint8Array }; master: Uint8Array; mainSize: number } }).ram;
-  const fork = Buffer.from(ram.memory.bytes.buffer, ram.memory.bytes.byteOffset, ram.mainSize);
-  const master = Buffer.from(ram.master.buffer, ram.master.byteOffset, ram.mainSize);
-  const bad: number[] = [];
-  for (let at = 0; at < ram.mainSize; at += PAGE_SIZE) {
-    // The vvar page is each VM's own clock (kvmclock and its offsets), never the frozen program's.
-    if (at === VVAR_ADDR) continue;
-    if (fork.compare(master, at, at + PAGE_SIZE, at, at + PAGE_SIZE) === 0) continue;
-    for (let i = at; i < at + PAGE_SIZE; i++) {
-      if (fork[i] === master[i]) continue;
-      const patched = fork[i] === 0xe7 && fork[i + 1] === 0x01 && master[i] === 0x0f && master[i + 1] === 0x05;
-      if (!patched) {
-        bad.push(at / PAGE_SIZE);
-        break;
-      }
-      i++;
-    }
-  }
-  return bad;
-}
 
 t.test(`${REQUESTS} requests with random writes and bodies: every reset restores the frozen memory`, async (t) => {
   if (!kvmAvailable(t)) return;
@@ -77,7 +53,7 @@ t.test(`${REQUESTS} requests with random writes and bodies: every reset restores
         }
         if (i % COMPARE_EVERY === 0) {
           vm.settle();
-          const bad = differingPages(vm);
+          const bad = vm.inspect().differingPages;
           if (bad.length && failures++ < 5) t.fail(`after request ${i}: ${bad.length} pages differ from the frozen program, first at 0x${(bad[0]! * PAGE_SIZE).toString(16)}`);
         }
       }

@@ -63,7 +63,8 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegis
 
   const s = vcpu.getSregs();
   writeSegment(s, sl.cs, SELECTOR.USER_CS, true, 3);
-  for (const at of [sl.ds, sl.es, sl.fs, sl.gs, sl.ss]) writeSegment(s, at, SELECTOR.USER_DS, false, 3);
+  writeSegment(s, sl.ss, SELECTOR.USER_DS, false, 3);
+  for (const at of [sl.ds, sl.es, sl.fs, sl.gs]) writeSegment(s, at, 0, false, 3);
   s.fill(0, sl.tr, sl.tr + seg.size);
   s.writeBigUInt64LE(BigInt(TSS_ADDR), sl.tr + seg.base);
   s.writeUInt32LE(TSS_LIMIT, sl.tr + seg.limit);
@@ -82,15 +83,24 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegis
   // With CR4.OSXSAVE set, the guest's libc sees AVX in CPUID and uses it; XCR0 must enable it.
   if (xcr0) vcpu.setXcr0(xcr0);
 
-  vcpu.setMsrs([
+  vcpu.setMsrs(guestMsrs(0, 0));
+  vcpu.setRegs({ rip: entry.rip, rsp: entry.rsp, rflags: RFLAGS_RESERVED });
+}
+
+/**
+ * Every MSR tskvm gives a guest its value in, but kvmclock's (guest-clock.ts): the syscall entry
+ * (STAR, LSTAR, SFMASK) and the segment bases. Ring 3 cannot write MSRs; a request VM's reset sets
+ * them all anyway, so that nothing a request did, by any path, outlives it.
+ */
+export function guestMsrs(fsBase: number, gsBase: number): Array<[number, number | bigint]> {
+  return [
     [MSR.STAR, STAR_VALUE],
     [MSR.LSTAR, SYSCALL_ENTRY],
     [MSR.SFMASK, 0],
-    [MSR.FS_BASE, 0],
-    [MSR.GS_BASE, 0],
+    [MSR.FS_BASE, fsBase],
+    [MSR.GS_BASE, gsBase],
     [MSR.KERNEL_GS_BASE, 0],
-  ]);
-  vcpu.setRegs({ rip: entry.rip, rsp: entry.rsp, rflags: RFLAGS_RESERVED });
+  ];
 }
 
 /**

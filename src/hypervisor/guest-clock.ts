@@ -33,9 +33,12 @@ export class GuestClock {
     this.vvar = new DataView(memory.buffer, memory.byteOffset + VVAR_ADDR, 0x100);
   }
 
-  /** Points kvmclock at the vvar page (KVM fills it at the next entry) and writes the offsets. */
+  /** kvmclock's MSR, pointing at the vvar page (bit 0: on); KVM fills the page at the next entry. */
+  static readonly MSR: [number, number] = [MSR.KVM_SYSTEM_TIME_NEW, VVAR_ADDR | 1];
+
+  /** Points kvmclock at the vvar page and writes the offsets. */
   arm(): void {
-    this.vcpu.setMsrs([[MSR.KVM_SYSTEM_TIME_NEW, VVAR_ADDR | 1]]);
+    this.vcpu.setMsrs([GuestClock.MSR]);
     this.sync();
   }
 

@@ -13,7 +13,7 @@
  *     ephemeral, or after any failure: reset
  *       memory  KVM_GET_DIRTY_LOG (manual-protect: cumulative, pages stay writable)
  *               + pages the host wrote → copy the frozen bytes back over each
- *       state   registers, FPU/SSE/AVX state, segment state after a fault, TLS bases, file table,
+ *       state   registers, FPU/SSE/AVX state, segment and control state, MSRs, file table,
  *               cwd, mappings and brk, signal dispositions
  *     a fork whose written set passed req_mem_limit_after_reset: full reset
  *       (drop its private pages, clear and re-arm the dirty log)
@@ -26,17 +26,17 @@ import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
 import { VVAR_ADDR } from '../paging/layout.js';
-import { HANDLER_RETURN } from '../paging/stubs.js';
+import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
 import { AddressSpace, PROT_READ, PROT_WRITE, type AddressSpaceSnapshot } from '../syscalls/address-space.js';
 import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
 import { FileTable, type FileTableSnapshot } from '../syscalls/fd-table.js';
 import { PathPolicy } from '../syscalls/path-policy.js';
 import { Process } from '../syscalls/process.js';
 import { SIG, SignalState } from '../syscalls/signal-state.js';
-import { cpuControl } from './cpu-setup.js';
+import { cpuControl, guestMsrs } from './cpu-setup.js';
 import type { FrozenProgram } from './frozen-program.js';
+import { GuestClock } from './guest-clock.js';
 import { createGuestVm, MAIN_SLOT, type GuestVm } from './guest-vm.js';
-import { MSR } from './kvm/abi.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from './kvm/libc.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from './run-loop.js';
@@ -131,7 +131,7 @@ export class RequestVm {
   private readonly hostWrittenFlag: Uint8Array;
   private readonly pages: number;
   /** The state to settle once the current request's response has been handed on. */
-  private pending: { failed: boolean; faulted: boolean; placed: PlacedRequest | null } | null = null;
+  private pending: { failed: boolean; placed: PlacedRequest | null } | null = null;
   /** The vCPU stands right after sys_backend_response of a non-ephemeral paused program. */
   private resumeToPause = false;
   private closed = false;
@@ -153,7 +153,7 @@ export class RequestVm {
       guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, dirtyLog: true });
       guest.vcpu.setSregs(Buffer.from(frozen.sregs));
       guest.vcpu.setXsave(frozen.xsave);
-      guest.vcpu.setMsrs([[MSR.FS_BASE, frozen.fsBase], [MSR.GS_BASE, frozen.gsBase]]);
+      guest.vcpu.setMsrs(guestMsrs(frozen.fsBase, frozen.gsBase));
       this.guest = guest;
       this.process = this.thawProcess();
     } catch (e) {
@@ -184,17 +184,27 @@ export class RequestVm {
   request(input: RequestInput): RequestResult {
     if (this.closed) throw new TskvmError('TSKVM_ERR_CLOSED', 'this request VM is closed');
     this.settle();
-    const p = this.process;
-    const stats = this.stats;
-    stats.invocations++;
-    stats.input_bytes += input.body?.length ?? 0;
     const started = performance.now();
+    this.stats.invocations++;
+    this.stats.input_bytes += input.body?.length ?? 0;
+    // Until the request ends in a way finish() understands, the fork owes a full reset: an exception
+    // thrown on the way must never hand the next request this one's memory, files or registers.
+    this.pending = { failed: true, placed: null };
+    try {
+      return this.serve(input, started);
+    } catch (e) {
+      return this.hostFailure(e, started);
+    }
+  }
+
+  private serve(input: RequestInput, started: number): RequestResult {
+    const p = this.process;
     let placed: PlacedRequest | null = null;
     let result: RequestResult;
     const blockSize = requestBlockSize(input);
     if ((input.body?.length ?? 0) > this.maxRequestMemory) {
       result = this.failed({ code: 'TSKVM_ERR_REQUEST_TOO_LARGE', status: 413, message: `request body of ${input.body!.length} bytes exceeds max_request_memory (${this.maxRequestMemory} bytes)` }, started);
-      this.pending = { failed: false, faulted: false, placed: null };
+      this.pending = { failed: false, placed: null };
       return this.count(result);
     }
     p.mm.limit = this.baseCommitted + this.maxRequestMemory + blockSize;
@@ -212,21 +222,24 @@ export class RequestVm {
     const at = p.mm.map(0, blockSize, PROT_READ | PROT_WRITE, 'any', 'request');
     if (at < 0) {
       result = this.failed({ code: 'TSKVM_ERR_REQUEST_MEMORY', status: 500, message: `no room in guest memory for a request of ${blockSize} bytes` }, started);
-      this.pending = { failed: true, faulted: false, placed: null };
+      this.pending = { failed: true, placed: null };
       return this.count(result);
     }
     placed = placeRequest(p.mem, at, blockSize, input);
 
     const vcpu = this.guest.vcpu;
     if (this.frozen.paused) {
-      if (!run) vcpu.regs.set(this.frozen.regs);
+      if (!run) {
+        vcpu.regs.set(this.frozen.regs);
+        this.enterAt(this.frozenRip());
+      }
       copyRequestStruct(p.mem, placed, run?.pause?.kind === 'freeze' ? run.pause.requestAddress : this.frozen.requestAddress);
       vcpu.set('rax', 0);
     } else {
       const handler = this.handlerFor(input);
       if (handler === undefined) {
         result = this.failed({ code: 'TSKVM_ERR_NO_HANDLER', status: 500, message: `the program registered no handler for a ${input.method} request${input.body?.length ? ' with a body' : ''}` }, started);
-        this.pending = { failed: false, faulted: false, placed };
+        this.pending = { failed: false, placed };
         return this.count(result);
       }
       this.callHandler(handler.fn, handler.args(placed));
@@ -245,7 +258,7 @@ export class RequestVm {
     if (!pending) return;
     this.pending = null;
     if (this.ephemeral || pending.failed) {
-      this.reset(pending.faulted);
+      this.reset();
       return;
     }
     const p = this.process;
@@ -255,7 +268,24 @@ export class RequestVm {
     p.api.phase = 'request';
     p.pause = null;
     const upper = this.frozen.limits.requestMemoryUpper;
-    if (upper > 0 && this.countDirty() * PAGE_SIZE > upper) this.reset(false);
+    if (upper > 0 && this.countDirty() * PAGE_SIZE > upper) this.reset();
+  }
+
+  /**
+   * The vCPU's state as KVM holds it now, for inspection: segment and control registers, the MSRs
+   * tskvm sets, and where each byte of main memory differs from the frozen program (the vvar page,
+   * this VM's own clock, left out). After settle(), all of it equals a fresh fork's.
+   */
+  inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[] } {
+    const vcpu = this.guest.vcpu;
+    const msrs = vcpu.getMsrs([...guestMsrs(0, 0), GuestClock.MSR].map(([index]) => index));
+    const fork = Buffer.from(this.ram.memory.bytes.buffer, this.ram.memory.bytes.byteOffset, this.ram.mainSize);
+    const master = Buffer.from(this.ram.master!.buffer, this.ram.master!.byteOffset, this.ram.mainSize);
+    const differingPages: number[] = [];
+    for (let at = 0; at < this.ram.mainSize; at += PAGE_SIZE) {
+      if (at !== VVAR_ADDR && fork.compare(master, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) differingPages.push(at / PAGE_SIZE);
+    }
+    return { sregs: vcpu.getSregs(), msrs, differingPages };
   }
 
   close(): void {
@@ -326,39 +356,48 @@ export class RequestVm {
     this.process.mem.setU64(rsp, HANDLER_RETURN);
     regs[RSP] = rsp >>> 0;
     regs[RSP + 1] = Math.floor(rsp / 0x1_0000_0000);
-    regs[RIP] = fn >>> 0;
-    regs[RIP + 1] = Math.floor(fn / 0x1_0000_0000);
+    this.enterAt(fn);
     args.forEach((value, i) => vcpu.set(ARG_REGS[i]!, value));
-    vcpu.markRegsDirty();
+  }
+
+  private frozenRip(): number {
+    return this.frozen.regs[RIP]! + this.frozen.regs[RIP + 1]! * 0x1_0000_0000;
+  }
+
+  /** The request starts in the entry stub, which clears the data segment selectors and goes on to `rip`. */
+  private enterAt(rip: number): void {
+    const vcpu = this.guest.vcpu;
+    vcpu.set('r10', rip);
+    vcpu.set('rip', REQUEST_ENTRY);
   }
 
   private finish(run: RunResult, placed: PlacedRequest | null, started: number): RequestResult {
     const p = this.process;
     let failure: RequestFailure | null = null;
-    const faulted = run.outcome === 'fault';
     if (run.outcome === 'pause' && run.pause?.kind === 'response' && p.api.response) {
       if (this.frozen.paused && !this.ephemeral) this.resumeToPause = true;
-      this.pending = { failed: false, faulted: false, placed };
+      this.pending = { failed: false, placed };
       return this.count({ response: p.api.response, failure: null, runMs: performance.now() - started });
     }
     failure = describeFailure(run, p.mm.limitHit);
     if (failure.code === 'TSKVM_ERR_GUEST_TIMEOUT') this.stats.timeouts++;
     else this.stats.exceptions++;
     if (failure.code === 'TSKVM_ERR_REQUEST_MEMORY') this.stats.exception_oom++;
-    this.pending = { failed: true, faulted: true, placed };
+    this.pending = { failed: true, placed };
     const onError = p.api.handlers.get(HANDLER.ON_ERROR);
     if (onError !== undefined && placed) {
-      const response = this.runOnError(onError, placed, failure, faulted);
+      const response = this.runOnError(onError, placed, failure);
       if (response) return this.count({ response, failure, runMs: performance.now() - started });
     }
     return this.count(this.failed(failure, started));
   }
 
   /** on_error(url, arg, exception) with a short budget, on the failed request's memory; its response or null. */
-  private runOnError(fn: number, placed: PlacedRequest, failure: RequestFailure, faulted: boolean): GuestResponse | null {
+  private runOnError(fn: number, placed: PlacedRequest, failure: RequestFailure): GuestResponse | null {
     const p = this.process;
     const errorStarted = performance.now();
-    if (faulted) this.guest.vcpu.setSregs(Buffer.from(this.frozen.sregs));
+    // The failed request may have left any segment state (or faulted with it): on_error starts clean.
+    this.guest.vcpu.setSregs(Buffer.from(this.frozen.sregs));
     p.exit = null;
     p.pause = null;
     p.api.beginRequest(p.api.method, p.api.requestHeaders);
@@ -370,6 +409,20 @@ export class RequestVm {
     const why = describeFailure(run, p.mm.limitHit);
     failure.message += `\non_error failed too: ${why.message.split('\n')[0]}`;
     return null;
+  }
+
+  /**
+   * The host failed while serving (a bug of ours the guest found, or a KVM ioctl that failed): the
+   * client gets a 500 naming the call, the log gets the stack, and the fork is reset before its next
+   * request (pending is already a full reset).
+   */
+  private hostFailure(e: unknown, started: number): RequestResult {
+    this.resumeToPause = false;
+    this.stats.exceptions++;
+    const error = e instanceof TskvmError ? e : new TskvmError('TSKVM_ERR_INTERNAL', `the host failed: ${(e as Error)?.message ?? e}`, { cause: (e as Error)?.stack });
+    const cause = typeof error.details.cause === 'string' ? error.details.cause : error.stack;
+    this.options.warn(`request failed in the host (${error.code}): ${error.message}\n${cause}`);
+    return this.count(this.failed({ code: error.code, status: 500, message: error.message.split('\n')[0]! }, started));
   }
 
   private failed(failure: RequestFailure, started: number): RequestResult {
@@ -401,7 +454,7 @@ export class RequestVm {
   }
 
   /** Everything back to the frozen program (see the header). */
-  private reset(faulted: boolean): void {
+  private reset(): void {
     const started = performance.now();
     const { ram, bitmap } = this;
     const bytes = ram.memory.bytes;
@@ -442,12 +495,12 @@ export class RequestVm {
 
     const p = this.process;
     const vcpu = this.guest.vcpu;
-    if (faulted) vcpu.setSregs(Buffer.from(this.frozen.sregs));
+    // All of the vCPU's state, whatever the request did: segment selectors and their hidden parts
+    // (a `mov %ax, %fs` changes FS's base without a syscall), control registers, the MSRs.
+    vcpu.setSregs(Buffer.from(this.frozen.sregs));
     // Vector registers hold whatever the request computed (memcpy goes through them): never hand them on.
     vcpu.setXsave(this.frozen.xsave);
-    if (p.fsBase !== this.frozen.fsBase || p.gsBase !== this.frozen.gsBase) {
-      vcpu.setMsrs([[MSR.FS_BASE, this.frozen.fsBase], [MSR.GS_BASE, this.frozen.gsBase]]);
-    }
+    vcpu.setMsrs([...guestMsrs(this.frozen.fsBase, this.frozen.gsBase), GuestClock.MSR]);
     vcpu.regs.set(this.frozen.regs);
     vcpu.markRegsDirty();
     p.files.restore(this.fileSnapshot);

@@ -3,6 +3,7 @@
  *
  *   exit IO port 1 (syscall stub / rewritten site) → Linux syscall, result in rax
  *   exit IO port 0 (`out %eax, $0`)                → guest API hypercall, result in rax
+ *   exit IO port 2 (request entry stub)            → FS/GS bases back after it cleared their selectors
  *   exit IO port 0x80+v (IDT stub)                 → CPU exception v: the run ends
  *   EINTR                                          → our timer: the run ends (timeout)
  *   HLT / SHUTDOWN / MMIO                          → the guest did something only a kernel may
@@ -13,14 +14,15 @@
  * main VM while it boots, and a request VM across all its requests.
  */
 import { TskvmError } from '../errors.js';
-import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, USER_START } from '../paging/layout.js';
+import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, USER_START } from '../paging/layout.js';
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
 import { dispatch, syscallTable } from '../syscalls/dispatch.js';
 import { hypercallTable } from '../syscalls/api/hypercalls.js';
+import { PROT_EXEC } from '../syscalls/address-space.js';
 import type { PauseState, Process } from '../syscalls/process.js';
 import {
-  KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN,
-  regIndex, run as runLayout, sregs as sregsLayout,
+  KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN,
+  MSR, regIndex, run as runLayout, sregs as sregsLayout,
 } from './kvm/abi.js';
 import type { Vcpu } from './kvm/vcpu.js';
 import type { GuestClock } from './guest-clock.js';
@@ -80,7 +82,12 @@ export class GuestRunner {
         this.clock?.syncIfStale();
         if (reason === KVM_EXIT_IO) {
           const port = view.getUint16(runLayout.io.port, true);
-          if (port === PORT_SYSCALL || port === PORT_HYPERCALL) {
+          // Only the stubs' exact instructions count: `out %eax` (4 bytes) on ports 0 and 1, `out %al`
+          // on an exception port, once. An `in`, another size or a `rep outs` there is a guest's
+          // own port I/O, which a process may not do: it faults as it would natively (#GP).
+          const size = view.getUint8(runLayout.io.size);
+          const single = view.getUint8(runLayout.io.direction) === KVM_EXIT_IO_OUT && view.getUint32(runLayout.io.count, true) === 1;
+          if (single && size === 4 && (port === PORT_SYSCALL || port === PORT_HYPERCALL)) {
             const syscall = port === PORT_SYSCALL;
             const argRegs = syscall ? SYSCALL_ARGS : HYPERCALL_ARGS;
             for (let i = 0; i < 6; i++) {
@@ -104,11 +111,22 @@ export class GuestRunner {
             }
             continue;
           }
-          if (port >= PORT_EXCEPTION_BASE && port < PORT_EXCEPTION_BASE + 32) {
+          if (single && size === 1 && port === PORT_SEGMENT_BASES) {
+            // The request entry stub cleared FS/GS selectors, which may have changed their bases.
+            vcpu.setMsrs([[MSR.FS_BASE, p.fsBase], [MSR.GS_BASE, p.gsBase]]);
+            continue;
+          }
+          if (single && size === 1 && port >= PORT_EXCEPTION_BASE && port < PORT_EXCEPTION_BASE + 32) {
             const cr2 = Number(vcpu.getSregs().readBigUInt64LE(sregsLayout.cr2));
             return faulted(describeException(port - PORT_EXCEPTION_BASE, p.mem, vcpu.registerDump(), cr2), exits);
           }
-          return faulted(describeOther('io', `access to I/O port 0x${port.toString(16)}`, vcpu.registerDump()), exits);
+          const count = view.getUint32(runLayout.io.count, true);
+          const what = `${view.getUint8(runLayout.io.direction) === KVM_EXIT_IO_OUT ? 'out' : 'in'} of ${size} byte${size > 1 ? 's' : ''}${count > 1 ? ` × ${count}` : ''}`;
+          const fault = describeOther('io', `port I/O (${what} on port 0x${port.toString(16)})`, vcpu.registerDump());
+          // KVM finishes an `in` only at the next KVM_RUN, writing rax and rip from its emulator's copy:
+          // that would be after the reset has set the registers for the next request. Finish it now.
+          vcpu.completeExit();
+          return faulted(fault, exits);
         }
         switch (reason) {
           case KVM_EXIT_INTR:
@@ -149,22 +167,26 @@ export class GuestRunner {
   /**
    * On PVM, `syscall` from ring 3 first traps into the hypervisor, which sends
    * it on to our LSTAR stub, whose `out` then exits to us: two world switches.
-   * The CPU put the return address in rcx, so the two bytes before it are a
-   * `syscall` (0f 05) the guest really executed; replacing them with
+   * The CPU put the return address in rcx, so the two bytes before it are
+   * normally the `syscall` (0f 05) the guest executed; replacing them with
    * `out %eax, $1` (e7 01, also two bytes) makes every later call from that
    * site one exit, straight to the same handler. Linux lets syscall clobber rcx
-   * and r11, so leaving them intact is within the ABI. Only bytes that read
-   * 0f 05 inside the program's memory are touched.
+   * and r11, so leaving them intact is within the ABI.
+   *
+   * A guest can also jump into the stub with any rcx, so the site is only
+   * patched inside the program's own executable image, and the patch is a
+   * recorded host write: a request VM's reset copies the frozen page back. A
+   * request could otherwise rewrite any 0f 05 of its code (the middle of some
+   * other instruction, say) and change what the next request runs.
    */
   private patchSyscallSite(site: number): void {
-    const mem = this.process.mem;
-    if (site >= USER_START && site + 2 <= mem.size && mem.bytes[site] === 0x0f && mem.bytes[site + 1] === 0x05) {
-      // Written past the host-write record on purpose: in a request VM the patched
-      // page then stays patched across resets (the code is equivalent), instead of
-      // being copied back and re-patched on every request.
-      mem.bytes[site] = 0xe7;
-      mem.bytes[site + 1] = PORT_SYSCALL;
-    }
+    const { mem, mm } = this.process;
+    if (site < USER_START || site + 2 > mem.size || mem.bytes[site] !== 0x0f || mem.bytes[site + 1] !== 0x05) return;
+    const mapping = mm.mappingAt(site, site + 2);
+    if (!mapping || mapping.label !== 'image' || (mapping.prot & PROT_EXEC) === 0) return;
+    mem.recordWrite(site, 2);
+    mem.bytes[site] = 0xe7;
+    mem.bytes[site + 1] = PORT_SYSCALL;
   }
 
   private startTimer(timeoutMs: number): RunTimer {

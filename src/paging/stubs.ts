@@ -18,6 +18,30 @@
  *       out %al, $(0x80+v)    e6 80+v       ; the port names the vector; no register changes
  *   1:  hlt; jmp 1b           f4 eb fd      ; never resumed
  *
+ * Request entry (REQUEST_ENTRY): where every request starts, r10 holding where
+ * it goes on (the handler, or the instruction after the pausing call). DS, ES,
+ * FS and GS selectors are part of what a request may change, and on PVM the
+ * host cannot set them back (the switcher keeps the guest's selectors in the
+ * CPU; KVM_SET_SREGS does not reach them), so the guest clears them itself.
+ * Loading a selector can change FS's and GS's bases, so when either was not
+ * null the stub asks the host to put the bases back (one exit, only then).
+ * Only r11 and the flags change, which a call may clobber anyway:
+ *       xor %r11d, %r11d      45 31 db
+ *       mov %r11d, %ds        41 8e db
+ *       mov %r11d, %es        41 8e c3
+ *       mov %fs, %r11d        41 8c e3
+ *       test %r11d, %r11d     45 85 db
+ *       jnz 1f                75 0b
+ *       mov %gs, %r11d        41 8c eb
+ *       test %r11d, %r11d     45 85 db
+ *       jnz 1f                75 03
+ *       jmp *%r10             41 ff e2
+ *   1:  xor %r11d, %r11d      45 31 db
+ *       mov %r11d, %fs        41 8e e3
+ *       mov %r11d, %gs        41 8e eb
+ *       out %al, $2           e6 02         ; PORT_SEGMENT_BASES
+ *       jmp *%r10             41 ff e2
+ *
  * Handler return (HANDLER_RETURN): the return address the host pushes when it
  * calls a request handler, so a handler that returns without responding traps
  * back to the host instead of running off into its caller's frame:
@@ -25,14 +49,20 @@
  *       out %eax, $0          e7 00
  *       ud2                   0f 0b          ; never resumed
  */
-import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, STUBS_ADDR } from './layout.js';
+import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, STUBS_ADDR } from './layout.js';
 
 export type SyscallEntryKind = 'ring3-jmp' | 'ring0-sysret';
 
 export const SYSCALL_ENTRY = STUBS_ADDR;
 export const HANDLER_RETURN = STUBS_ADDR + 0x80;
+export const REQUEST_ENTRY = STUBS_ADDR + 0xa0;
 const EXCEPTION_STUBS = STUBS_ADDR + 0x100;
 const HANDLER_RETURN_CODE = [0xb8, 0xff, 0xff, 0x07, 0x00, 0xe7, PORT_HYPERCALL, 0x0f, 0x0b];
+const REQUEST_ENTRY_CODE = [
+  0x45, 0x31, 0xdb, 0x41, 0x8e, 0xdb, 0x41, 0x8e, 0xc3, 0x41, 0x8c, 0xe3, 0x45, 0x85, 0xdb, 0x75, 0x0b,
+  0x41, 0x8c, 0xeb, 0x45, 0x85, 0xdb, 0x75, 0x03, 0x41, 0xff, 0xe2,
+  0x45, 0x31, 0xdb, 0x41, 0x8e, 0xe3, 0x41, 0x8e, 0xeb, 0xe6, PORT_SEGMENT_BASES, 0x41, 0xff, 0xe2,
+];
 
 const syscallStubs: Record<SyscallEntryKind, number[]> = {
   'ring3-jmp': [0xe7, PORT_SYSCALL, 0xff, 0xe1],
@@ -51,6 +81,7 @@ export function writeStubs(memory: Uint8Array, entry: SyscallEntryKind): void {
   memory.fill(0xcc, STUBS_ADDR, STUBS_ADDR + 0x1000); // int3 everywhere else
   memory.set(syscallStubs[entry], SYSCALL_ENTRY);
   memory.set(HANDLER_RETURN_CODE, HANDLER_RETURN);
+  memory.set(REQUEST_ENTRY_CODE, REQUEST_ENTRY);
   for (let vector = 0; vector < 32; vector++) {
     const code = HAS_ERROR_CODE.has(vector) ? [] : [0x6a, 0x00];
     code.push(0xe6, PORT_EXCEPTION_BASE + vector, 0xf4, 0xeb, 0xfd);

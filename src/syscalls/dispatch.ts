@@ -3,13 +3,17 @@
  * from the family files; the same definitions drive `--trace`.
  *
  * A handler that touches a bad guest pointer throws GuestFault; here that
- * becomes -EFAULT, as the kernel's copy_from_user would make it.
+ * becomes -EFAULT, as the kernel's copy_from_user would make it. Any other
+ * exception is a bug of ours that the guest found: it becomes
+ * TSKVM_ERR_INTERNAL naming the call, and whoever runs the guest treats the VM
+ * as dirty (a request VM answers 500 and is reset).
  */
+import { TskvmError } from '../errors.js';
 import { GuestFault } from '../paging/guest-memory.js';
 import { E } from './errno.js';
 import type { Process } from './process.js';
 import type { SyscallArgs, SyscallDef } from './syscall.js';
-import { formatCall } from './trace.js';
+import { formatCall, formatRawCall } from './trace.js';
 import { fsSyscalls } from './fs.js';
 import { mmSyscalls } from './mm.js';
 import { procSyscalls } from './proc.js';
@@ -17,6 +21,8 @@ import { signalSyscalls } from './signal.js';
 import { timeSyscalls } from './time.js';
 
 const MAX_SYSCALL = 512;
+/** Distinct unsupported calls reported per VM; the rest are answered alike, unreported. */
+export const MAX_UNKNOWN_REPORTED = 64;
 
 function buildTable(families: SyscallDef[][]): Array<SyscallDef | undefined> {
   const table = new Array<SyscallDef | undefined>(MAX_SYSCALL).fill(undefined);
@@ -42,17 +48,22 @@ export function dispatch(p: Process, def: SyscallDef | undefined, nr: number, ar
   let result: number;
   if (!def) {
     const key = kind === 'syscall' ? nr : -nr - 1;
-    if (!unknownReported.has(key)) {
+    if (!unknownReported.has(key) && unknownReported.size < MAX_UNKNOWN_REPORTED) {
       unknownReported.add(key);
-      p.warn(`unsupported ${kind} ${kind === 'syscall' ? nr : '0x' + nr.toString(16)}: returning ENOSYS`);
+      const more = unknownReported.size === MAX_UNKNOWN_REPORTED ? ` (${MAX_UNKNOWN_REPORTED} reported: later ones are not)` : '';
+      p.warn(`unsupported ${kind} ${kind === 'syscall' ? nr : '0x' + nr.toString(16)}: returning ENOSYS${more}`);
     }
     result = -E.ENOSYS;
   } else {
     try {
       result = def.handler(p, args);
     } catch (e) {
-      if (!(e instanceof GuestFault)) throw e;
-      result = -E.EFAULT;
+      if (e instanceof GuestFault) {
+        result = -E.EFAULT;
+      } else {
+        const call = formatRawCall(nr, def, args);
+        throw new TskvmError('TSKVM_ERR_INTERNAL', `the host failed in ${kind} ${call}: ${(e as Error)?.message ?? e}`, { call, cause: (e as Error)?.stack ?? String(e) });
+      }
     }
   }
   if (p.trace) p.trace(formatCall(nr, def, args, result, p.mem));

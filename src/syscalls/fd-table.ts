@@ -253,6 +253,7 @@ export class HostFile extends OpenFile {
 
   override truncate(length: number): number {
     if (this.positioning === 'stream') return -E.EINVAL;
+    if (length > Number.MAX_SAFE_INTEGER) return -E.EFBIG;
     try {
       fs.ftruncateSync(this.hostFd, length);
       return 0;
@@ -310,7 +311,13 @@ export class HostFile extends OpenFile {
   }
 
   /** A read at `offset`, or at the kernel's file offset when null. */
+  /*
+   * Offsets come from the guest as 64-bit integers, and Node's file calls refuse what a double cannot
+   * hold exactly (they throw). No host file reaches 2^53 bytes, so answer as Linux does at an offset
+   * past a file system's largest file: a read finds the end of the file, a write or truncate is EFBIG.
+   */
   private hostRead(into: Uint8Array, offset: number | null): number {
+    if (offset !== null && offset > Number.MAX_SAFE_INTEGER) return 0;
     try {
       return fs.readSync(this.hostFd, into, 0, into.length, offset);
     } catch (error) {
@@ -319,6 +326,7 @@ export class HostFile extends OpenFile {
   }
 
   private hostWrite(from: Uint8Array, offset: number | null): number {
+    if (offset !== null && offset > Number.MAX_SAFE_INTEGER - from.length) return -E.EFBIG;
     try {
       return fs.writeSync(this.hostFd, from, 0, from.length, offset);
     } catch (error) {

@@ -307,6 +307,8 @@ function sendfile(p: Process, outFd: number, inFd: number, offsetAddr: number, c
   const offset = offsetArg(p, offsetAddr);
   if (offset !== null && typeof offset === 'object') return offset.errno;
   if (offset !== null && !input.seekable) return -E.ESPIPE;
+  // Linux: EOVERFLOW from an offset at or past the largest file; here, past what the host can name.
+  if (offset !== null && offset > Number.MAX_SAFE_INTEGER) return -E.EOVERFLOW;
   count = count < 0 ? MAX_RW_COUNT : Math.min(count, MAX_RW_COUNT);
   let at = offset ?? 0;
   const read = offset === null ? (b: Uint8Array) => input.readInto(b) : (b: Uint8Array) => input.preadInto(b, at);
@@ -1015,6 +1017,7 @@ export const fsSyscalls: SyscallDef[] = [
     nr: 76, name: 'truncate', args: ['path', 'int'],
     handler: (p, a) => {
       if (a[1]! < 0) return -E.EINVAL;
+      if (a[1]! > Number.MAX_SAFE_INTEGER) return -E.EFBIG; // as HostFile.truncate
       const target = resolveAt(p, AT_FDCWD, a[0]!, 'write', true);
       return typeof target === 'number' ? target : onHost(() => fs.truncateSync(target.hostPath, a[1]!));
     },

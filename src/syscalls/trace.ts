@@ -118,6 +118,11 @@ export function formatResult(result: number, ret: SyscallDef['ret']): string {
 }
 
 /** One trace line for a call through `def` (or an unknown syscall `nr` when def is undefined). */
+/** A call with its raw arguments, for messages about it (no guest memory is read). */
+export function formatRawCall(nr: number, def: SyscallDef | undefined, a: SyscallArgs): string {
+  return `${def?.name ?? `syscall_${nr}`}(${Array.from(def ? a.subarray(0, def.args.length) : a, hex).join(', ')})`;
+}
+
 export function formatCall(nr: number, def: SyscallDef | undefined, a: SyscallArgs, result: number, mem: GuestMemory): string {
   if (!def) return `syscall_${nr}(${Array.from(a, hex).join(', ')}) = ${formatResult(result, 'int')}`;
   const shown = def.args.map((kind, i) => arg(kind, a, i, result, mem));

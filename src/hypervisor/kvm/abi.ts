@@ -74,6 +74,8 @@ export const exitReasons: Record<number, string> = {
   24: 'SYSTEM_EVENT',
 };
 export const KVM_EXIT_IO = 2;
+/** kvm_run.io.direction of an `out` (an `in` is 0). */
+export const KVM_EXIT_IO_OUT = 1;
 export const KVM_EXIT_HLT = 5;
 export const KVM_EXIT_MMIO = 6;
 export const KVM_EXIT_SHUTDOWN = 8;

@@ -159,18 +159,29 @@ export class Vcpu {
   }
 
   setMsrs(entries: Array<[number, bigint | number]>): void {
+    this.msrIoctl('KVM_SET_MSRS', entries);
+  }
+
+  /** The MSRs' current values, in the order asked (the reset and its tests compare them). */
+  getMsrs(indices: number[]): bigint[] {
+    const b = this.msrIoctl('KVM_GET_MSRS', indices.map((index) => [index, 0]));
+    return indices.map((_, i) => b.readBigUInt64LE(msrLayout.headerSize + i * msrLayout.entrySize + msrLayout.data));
+  }
+
+  private msrIoctl(name: 'KVM_SET_MSRS' | 'KVM_GET_MSRS', entries: Array<[number, bigint | number]>): Buffer {
     const b = Buffer.alloc(msrLayout.headerSize + entries.length * msrLayout.entrySize);
     b.writeUInt32LE(entries.length, 0);
     entries.forEach(([index, value], i) => {
       const at = msrLayout.headerSize + i * msrLayout.entrySize;
       b.writeUInt32LE(index, at + msrLayout.index);
-      b.writeBigUInt64LE(BigInt(value), at + msrLayout.data);
+      b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(value)), at + msrLayout.data);
     });
-    const n = ioctl(this.fd, 'KVM_SET_MSRS', b);
+    const n = ioctl(this.fd, name, b);
     if (n !== entries.length) {
       const bad = entries[n]![0];
-      throw new TskvmError('TSKVM_ERR_KVM_IOCTL', `KVM_SET_MSRS set ${n} of ${entries.length} MSRs; MSR 0x${bad.toString(16)} was refused`, { ioctl: 'KVM_SET_MSRS' });
+      throw new TskvmError('TSKVM_ERR_KVM_IOCTL', `${name} handled ${n} of ${entries.length} MSRs; MSR 0x${bad.toString(16)} was refused`, { ioctl: name });
     }
+    return b;
   }
 
   /** KVM_GET_XSAVE: the x87/SSE/AVX registers and control words (MXCSR…). */

@@ -21,7 +21,7 @@
  *              stub's sysretq is privileged in ring 3 and the request faults.
  *   /in, /in1  `inb $0, %al` / `inl $1, %eax`: port I/O from ring 3 on the hypercall and syscall ports.
  *   /outport   `outb %al, $0x70`: another port.
- *   /int3 /int80 /sysenter /wrmsr /lgdt /cli /hlt /ud2
+ *   /int3 /int80 /sysenter /wrmsr /lgdt /cli /hlt /wrfsbase /ud2
  *              instructions a process may not use (or that trap), each in a request of its own.
  *   anything else  404
  *
@@ -241,6 +241,8 @@ static void on_request(const struct kvm_request *r)
 		__asm__ volatile("cli");
 	else if (path_is(u, "/hlt"))
 		__asm__ volatile("hlt");
+	else if (path_is(u, "/wrfsbase"))
+		__asm__ volatile("wrfsbase %0\n\twrgsbase %0" : : "r"(0x1000UL));
 	else if (path_is(u, "/ud2"))
 		__asm__ volatile("ud2");
 	else {

@@ -34,9 +34,19 @@ mount -t devtmpfs dev /host/dev
 mkdir -p /host/dev/pts /host/dev/shm 2>/dev/null
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
-# The host's /tmp and /run belong to the host's running processes: the VM gets fresh ones.
+# The host's /tmp and /run belong to the host's running processes: the VM gets fresh ones. A job
+# directory inside them (a CI's clean clone under /tmp, say) stays the host's: it is kept aside
+# and bound back at the same path.
+cwd=$(cat /job/cwd 2>/dev/null)
+case $cwd in
+  /tmp/*|/run/*) mkdir -p /keep && mount -o bind "/host$cwd" /keep || { console "cannot keep $cwd"; cwd=; } ;;
+  *) cwd= ;;
+esac
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
+if [ -n "$cwd" ]; then
+  mkdir -p "/host$cwd" && mount -o bind /keep "/host$cwd" || console "cannot bind $cwd back"
+fi
 ifconfig lo 127.0.0.1 netmask 255.0.0.0 up
 hostname svm-lane
 {

@@ -56,6 +56,7 @@ trap 'exit 130' INT TERM
   printf 'exec'; printf ' %q' "$@"; printf '\n'
 } > "$job/cmd.sh"
 : > "$job/stdout"; : > "$job/stderr"
+printf '%s\n' "$cwd" > "$job/cwd" # init.sh keeps it visible when it lies under /tmp or /run
 
 # mitigations=off and tsc=reliable: fewer emulated instructions, and no clocksource watchdog that
 # would judge the emulated TSC unstable. panic=-1: a panicking kernel reboots, and -no-reboot turns

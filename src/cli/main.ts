@@ -336,6 +336,7 @@ function platformCommand(argv: string[]): number {
     : [
       p.description,
       `syscall entry: ${p.syscallEntry}`,
+      `wrfsbase in ring 3: ${p.fsgsbase ? 'yes' : 'no'}`,
       `task register: ${p.taskRegister === TR_AVAILABLE ? 'available 64-bit TSS (type 9)' : 'busy 64-bit TSS (type 11)'}`,
       `kvm_pvm loaded: ${p.pvm ? 'yes' : 'no'}`,
     ].join('\n');

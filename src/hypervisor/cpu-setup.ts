@@ -12,7 +12,7 @@ import { GDT_LIMIT, IDT_LIMIT, SELECTOR, STAR_VALUE, TSS_LIMIT } from '../paging
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
 
 const CR0_PE = 1n, CR0_MP = 2n, CR0_ET = 0x10n, CR0_NE = 0x20n, CR0_WP = 0x10000n, CR0_AM = 0x40000n, CR0_PG = 0x8000_0000n;
-const CR4_PAE = 0x20n, CR4_OSFXSR = 0x200n, CR4_OSXMMEXCPT = 0x400n, CR4_OSXSAVE = 0x40000n;
+const CR4_PAE = 0x20n, CR4_OSFXSR = 0x200n, CR4_OSXMMEXCPT = 0x400n, CR4_FSGSBASE = 0x10000n, CR4_OSXSAVE = 0x40000n;
 const EFER_SCE = 1n, EFER_LME = 0x100n, EFER_LMA = 0x400n;
 /** XCR0 components we let the guest use: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM). */
 const XCR0_WANTED = 0x1n | 0x2n | 0x4n | 0x20n | 0x40n | 0x80n;
@@ -43,17 +43,31 @@ function writeSegment(b: Buffer, at: number, selector: number, code: boolean, dp
   b[at + seg.unusable] = 0;
 }
 
-/** XCR0 bits the host supports among those we want (CPUID leaf 0xD, subleaf 0). */
-function supportedXcr0(cpuid2: Buffer): bigint {
+/** One leaf of KVM_GET_SUPPORTED_CPUID's answer (struct kvm_cpuid2: 8-byte header, 40-byte entries). */
+function cpuidLeaf(cpuid2: Buffer, leaf: number, subleaf: number): { eax: number; ebx: number; ecx: number; edx: number } | null {
   const n = cpuid2.readUInt32LE(0);
   for (let i = 0; i < n; i++) {
     const e = 8 + i * 40;
-    if (cpuid2.readUInt32LE(e) === 0xd && cpuid2.readUInt32LE(e + 4) === 0) {
-      const mask = BigInt(cpuid2.readUInt32LE(e + 12)) | (BigInt(cpuid2.readUInt32LE(e + 24)) << 32n);
-      return mask & XCR0_WANTED;
+    if (cpuid2.readUInt32LE(e) === leaf && cpuid2.readUInt32LE(e + 4) === subleaf) {
+      return { eax: cpuid2.readUInt32LE(e + 12), ebx: cpuid2.readUInt32LE(e + 16), ecx: cpuid2.readUInt32LE(e + 20), edx: cpuid2.readUInt32LE(e + 24) };
     }
   }
-  return 0n;
+  return null;
+}
+
+/** XCR0 bits the host supports among those we want (CPUID leaf 0xD, subleaf 0). */
+function supportedXcr0(cpuid2: Buffer): bigint {
+  const leaf = cpuidLeaf(cpuid2, 0xd, 0);
+  return leaf ? (BigInt(leaf.eax) | (BigInt(leaf.edx) << 32n)) & XCR0_WANTED : 0n;
+}
+
+/**
+ * RDFSBASE/WRFSBASE in ring 3 (CPUID.7.0:EBX bit 0), which Linux gives every process on CPUs that have
+ * them. tskvm turns CR4.FSGSBASE on where the CPU has them, as Linux does, and the request entry stub
+ * uses them to put the segment bases back (stubs.ts).
+ */
+function hasFsgsbase(cpuid2: Buffer): boolean {
+  return ((cpuidLeaf(cpuid2, 7, 0)?.ebx ?? 0) & 1) !== 0;
 }
 
 export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegister: TaskRegisterType): void {
@@ -77,7 +91,7 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegis
   s.writeUInt16LE(IDT_LIMIT, sl.idt + 8);
   s.writeBigUInt64LE(CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG, sl.cr0);
   s.writeBigUInt64LE(BigInt(PML4_ADDR), sl.cr3);
-  s.writeBigUInt64LE(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | (xcr0 ? CR4_OSXSAVE : 0n), sl.cr4);
+  s.writeBigUInt64LE(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | (xcr0 ? CR4_OSXSAVE : 0n) | (hasFsgsbase(cpuid2) ? CR4_FSGSBASE : 0n), sl.cr4);
   s.writeBigUInt64LE(EFER_SCE | EFER_LME | EFER_LMA, sl.efer);
   vcpu.setSregs(s);
   // With CR4.OSXSAVE set, the guest's libc sees AVX in CPUID and uses it; XCR0 must enable it.
@@ -89,8 +103,8 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegis
 
 /**
  * Every MSR tskvm gives a guest its value in, but kvmclock's (guest-clock.ts): the syscall entry
- * (STAR, LSTAR, SFMASK) and the segment bases. Ring 3 cannot write MSRs; a request VM's reset sets
- * them all anyway, so that nothing a request did, by any path, outlives it.
+ * (STAR, LSTAR, SFMASK) and the segment bases. A request VM starts with them; its reset restores the
+ * bases (request-vm.ts), the only ones ring 3 can change.
  */
 export function guestMsrs(fsBase: number, gsBase: number): Array<[number, number | bigint]> {
   return [

@@ -28,6 +28,8 @@ import { Machine, type MachineOptions } from './machine.js';
 export interface FrozenProgram {
   ram: RamSource;
   entryKind: SyscallEntryKind;
+  /** Its request entry stub sets FS/GS bases with WRFSBASE (stubs.ts): forks pass the bases in registers. */
+  fsgsbase: boolean;
   /** The TSS type TR was loaded with (platform.ts); forks load it the same way. */
   taskRegister: TaskRegisterType;
   /** struct kvm_sregs at the freeze (ring 3, long mode): restored after a fault left the vCPU in ring 0. */

@@ -11,7 +11,7 @@ import type { Vcpu } from './kvm/vcpu.js';
 import { configureVcpu, type EntryState, type TaskRegisterType } from './cpu-setup.js';
 import { buildPageTables } from '../paging/page-tables.js';
 import { writeDescriptorTables } from '../paging/descriptors.js';
-import { writeStubs, type SyscallEntryKind } from '../paging/stubs.js';
+import { writeStubs, type StubChoice } from '../paging/stubs.js';
 import { writeVdso } from '../paging/vdso.js';
 import { GuestClock } from './guest-clock.js';
 import type { GuestRam } from '../paging/guest-ram.js';
@@ -24,11 +24,11 @@ export interface GuestVm {
   close(): void;
 }
 
-export function writeSystemArea(ram: GuestRam, entryKind: SyscallEntryKind, holes: Array<[number, number]> = []): void {
+export function writeSystemArea(ram: GuestRam, stubs: StubChoice, holes: Array<[number, number]> = []): void {
   const bytes = ram.memory.bytes;
   buildPageTables(bytes, ram.size, holes);
   writeDescriptorTables(bytes);
-  writeStubs(bytes, entryKind);
+  writeStubs(bytes, stubs);
   writeVdso(bytes);
 }
 

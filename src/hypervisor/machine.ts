@@ -121,7 +121,7 @@ export class Machine {
 
     this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath);
     try {
-      writeSystemArea(this.ram, this.platform.syscallEntry, [[guardStart, stackBottom]]);
+      writeSystemArea(this.ram, this.platform, [[guardStart, stackBottom]]);
       loadSegments(this.image, file, this.ram.memory.bytes);
       const argv = [options.argv0 ?? exePath, ...(options.args ?? [])];
       const stack = buildInitialStack({
@@ -176,6 +176,7 @@ export class Machine {
     return {
       ram: this.ram.source,
       entryKind: this.platform.syscallEntry,
+      fsgsbase: this.platform.fsgsbase,
       taskRegister: this.platform.taskRegister,
       sregs: Uint8Array.from(setTaskRegisterType(vcpu.getSregs(), this.platform.taskRegister)),
       xsave: Uint8Array.from(vcpu.getXsave()),

@@ -19,13 +19,12 @@ import { existsSync } from 'node:fs';
 import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, USER_START } from '../paging/layout.js';
-import type { SyscallEntryKind } from '../paging/stubs.js';
+import type { StubChoice, SyscallEntryKind } from '../paging/stubs.js';
 import { KVM_EXIT_IO, run as runLayout } from './kvm/abi.js';
 import { createGuestVm, writeSystemArea } from './guest-vm.js';
 import { currentCs, TR_AVAILABLE, TR_BUSY, type TaskRegisterType } from './cpu-setup.js';
 
-export interface Platform {
-  syscallEntry: SyscallEntryKind;
+export interface Platform extends StubChoice {
   /** The type TR is loaded with: TR_BUSY, or TR_AVAILABLE where a busy TSS makes ring-3 `out` fault. */
   taskRegister: TaskRegisterType;
   /** The kvm_pvm module is loaded: software KVM with shadow paging. */
@@ -43,6 +42,8 @@ export function platform(): Platform {
 const VECTOR_GP = 13;
 const SYSCALL_PROBE = USER_START; // syscall; hlt
 const HYPERCALL_PROBE = USER_START + 0x10; // out %eax, $0; hlt
+const WRFSBASE_PROBE = USER_START + 0x20; // wrfsbase %rax; out %eax, $0; hlt
+const VECTOR_UD = 6;
 
 interface FirstExit {
   port: number;
@@ -67,9 +68,10 @@ function firstExit(ram: GuestRam, rip: number, taskRegister: TaskRegisterType): 
 function probe(): Platform {
   const ram = GuestRam.create(4 << 20, 0, 'tskvm-probe');
   try {
-    writeSystemArea(ram, 'ring3-jmp');
+    writeSystemArea(ram, { syscallEntry: 'ring3-jmp', fsgsbase: false });
     ram.memory.bytes.set([0x0f, 0x05, 0xf4], SYSCALL_PROBE);
     ram.memory.bytes.set([0xe7, PORT_HYPERCALL, 0xf4], HYPERCALL_PROBE);
+    ram.memory.bytes.set([0xf3, 0x48, 0x0f, 0xae, 0xd0, 0xe7, PORT_HYPERCALL, 0xf4], WRFSBASE_PROBE);
     const pvm = existsSync('/sys/module/kvm_pvm');
 
     const sys = firstExit(ram, SYSCALL_PROBE, TR_BUSY);
@@ -88,6 +90,14 @@ function probe(): Platform {
       throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe: a ring-3 hypercall (out %eax, $0) exits on port 0x${hc.port.toString(16)}, with either TSS type`);
     }
 
+    // WRFSBASE in ring 3: CR4.FSGSBASE where the CPU has it (cpu-setup.ts); PVM runs the guest on the
+    // host's CR4. Without it the instruction is #UD.
+    const wr = firstExit(ram, WRFSBASE_PROBE, taskRegister);
+    if (wr.port !== PORT_HYPERCALL && wr.port !== PORT_EXCEPTION_BASE + VECTOR_UD) {
+      throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe: wrfsbase exits on port 0x${wr.port.toString(16)}`);
+    }
+    const fsgsbase = wr.port === PORT_HYPERCALL;
+
     const kind = pvm ? 'PVM' : sys.cpl === 3 ? 'KVM' : 'hardware KVM';
     const entry = syscallEntry === 'ring3-jmp'
       ? 'syscall stays in ring 3; LSTAR stub returns with jmp *%rcx'
@@ -95,7 +105,8 @@ function probe(): Platform {
     const tr = taskRegister === TR_AVAILABLE
       ? '; TR loaded as an available TSS (a busy one made ring-3 out #GP: an emulated CPU)'
       : '';
-    return { syscallEntry, taskRegister, pvm, description: `${kind}: ${entry}${tr}` };
+    const bases = fsgsbase ? '' : '; no WRFSBASE in ring 3 (a request starts with an exit where it loaded FS or GS)';
+    return { syscallEntry, taskRegister, fsgsbase, pvm, description: `${kind}: ${entry}${tr}${bases}` };
   } finally {
     ram.close();
   }

@@ -25,7 +25,7 @@
 import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
-import { VVAR_ADDR } from '../paging/layout.js';
+import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, PD_ADDR, PML4_ADDR, USER_START, VVAR_ADDR, pageDirectoryCount } from '../paging/layout.js';
 import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
 import { AddressSpace, PROT_READ, PROT_WRITE, type AddressSpaceSnapshot } from '../syscalls/address-space.js';
 import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
@@ -36,6 +36,7 @@ import { SIG, SignalState } from '../syscalls/signal-state.js';
 import { cpuControl, guestMsrs } from './cpu-setup.js';
 import type { FrozenProgram } from './frozen-program.js';
 import { GuestClock } from './guest-clock.js';
+import { MSR } from './kvm/abi.js';
 import { createGuestVm, MAIN_SLOT, type GuestVm } from './guest-vm.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from './kvm/libc.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
@@ -70,6 +71,8 @@ export interface RequestResult {
   failure: RequestFailure | null;
   /** Wall time in the guest, ms (on_error included). */
   runMs: number;
+  /** Exits the request's run took (syscalls, hypercalls, the fault that ended it), on_error's not counted. */
+  exits?: number;
 }
 
 export interface ForkStats {
@@ -101,6 +104,8 @@ export function emptyForkStats(): ForkStats {
 }
 
 const VVAR_PAGE = VVAR_ADDR / PAGE_SIZE;
+/** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
+const PTE_ACCESSED_DIRTY = 0x60n;
 const DEFAULT_ON_ERROR_MS = 1000;
 const RED_ZONE = 128;
 const RIP = 16 * 2;
@@ -273,10 +278,13 @@ export class RequestVm {
 
   /**
    * The vCPU's state as KVM holds it now, for inspection: segment and control registers, the MSRs
-   * tskvm sets, and where each byte of main memory differs from the frozen program (the vvar page,
-   * this VM's own clock, left out). After settle(), all of it equals a fresh fork's.
+   * tskvm sets, and where main memory differs from the frozen program (the vvar page, this VM's own
+   * clock, left out). After settle(), all of it equals a fresh fork's. `systemWrites`: pages of the
+   * hypervisor's area that differ by more than what the CPU itself writes there while the guest runs
+   * (the frame of an exception on the exception stack; accessed and dirty bits in page-table entries):
+   * empty at any time, or something wrote the hypervisor's pages.
    */
-  inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[] } {
+  inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[]; systemWrites: number[] } {
     const vcpu = this.guest.vcpu;
     const msrs = vcpu.getMsrs([...guestMsrs(0, 0), GuestClock.MSR].map(([index]) => index));
     const fork = Buffer.from(this.ram.memory.bytes.buffer, this.ram.memory.bytes.byteOffset, this.ram.mainSize);
@@ -285,7 +293,18 @@ export class RequestVm {
     for (let at = 0; at < this.ram.mainSize; at += PAGE_SIZE) {
       if (at !== VVAR_ADDR && fork.compare(master, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) differingPages.push(at / PAGE_SIZE);
     }
-    return { sregs: vcpu.getSregs(), msrs, differingPages };
+    const tablesEnd = PD_ADDR + pageDirectoryCount(this.ram.size) * PAGE_SIZE;
+    const systemWrites = differingPages.filter((page) => {
+      const at = page * PAGE_SIZE;
+      if (at >= USER_START) return false;
+      if (at >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && at < EXCEPTION_STACK_TOP) return false;
+      if (at < PML4_ADDR || at >= tablesEnd) return true;
+      for (let e = at; e < at + PAGE_SIZE; e += 8) {
+        if ((fork.readBigUInt64LE(e) & ~PTE_ACCESSED_DIRTY) !== (master.readBigUInt64LE(e) & ~PTE_ACCESSED_DIRTY)) return true;
+      }
+      return false;
+    });
+    return { sregs: vcpu.getSregs(), msrs, differingPages, systemWrites };
   }
 
   close(): void {
@@ -364,11 +383,18 @@ export class RequestVm {
     return this.frozen.regs[RIP]! + this.frozen.regs[RIP + 1]! * 0x1_0000_0000;
   }
 
-  /** The request starts in the entry stub, which clears the data segment selectors and goes on to `rip`. */
+  /**
+   * The request starts in the entry stub (stubs.ts), which clears the data segment selectors, puts
+   * FS's and GS's bases back (from r11 and rax, where ring 3 has WRFSBASE) and goes on to `rip`.
+   */
   private enterAt(rip: number): void {
     const vcpu = this.guest.vcpu;
     vcpu.set('r10', rip);
     vcpu.set('rip', REQUEST_ENTRY);
+    if (this.frozen.fsgsbase) {
+      vcpu.set('r11', this.frozen.fsBase);
+      vcpu.set('rax', this.frozen.gsBase);
+    }
   }
 
   private finish(run: RunResult, placed: PlacedRequest | null, started: number): RequestResult {
@@ -377,7 +403,7 @@ export class RequestVm {
     if (run.outcome === 'pause' && run.pause?.kind === 'response' && p.api.response) {
       if (this.frozen.paused && !this.ephemeral) this.resumeToPause = true;
       this.pending = { failed: false, placed };
-      return this.count({ response: p.api.response, failure: null, runMs: performance.now() - started });
+      return this.count({ response: p.api.response, failure: null, runMs: performance.now() - started, exits: run.exits });
     }
     failure = describeFailure(run, p.mm.limitHit);
     if (failure.code === 'TSKVM_ERR_GUEST_TIMEOUT') this.stats.timeouts++;
@@ -387,9 +413,9 @@ export class RequestVm {
     const onError = p.api.handlers.get(HANDLER.ON_ERROR);
     if (onError !== undefined && placed) {
       const response = this.runOnError(onError, placed, failure);
-      if (response) return this.count({ response, failure, runMs: performance.now() - started });
+      if (response) return this.count({ response, failure, runMs: performance.now() - started, exits: run.exits });
     }
-    return this.count(this.failed(failure, started));
+    return this.count({ ...this.failed(failure, started), exits: run.exits });
   }
 
   /** on_error(url, arg, exception) with a short budget, on the failed request's memory; its response or null. */
@@ -455,15 +481,19 @@ export class RequestVm {
 
   /** Everything back to the frozen program (see the header). */
   /**
-   * The syscall-entry MSRs and the segment bases back to their values. Ring 3 cannot write MSRs, but on
-   * PVM it can write FS's and GS's bases (wrfsbase: the guest runs on the host's CR4, FSGSBASE on), and
-   * loading a selector changes them anywhere, unseen by the host: so every reset writes them. On PVM
-   * one KVM_SET_MSRS costs ~10 µs whatever it holds (reading them first costs as much), so all go in
-   * one. kvmclock's MSR is left out: it is armed when the fork is made and on a full reset, and
-   * re-arming it costs KVM more again; nothing below ring 0 can change it.
+   * FS's and GS's bases back, where the entry stub cannot do it: without WRFSBASE in ring 3, only
+   * arch_prctl (which the host sees) and selector loads (which the stub handles) change them. With it,
+   * the stub sets them at every request and no ioctl is needed (on PVM one KVM_SET_MSRS costs ~10 µs).
+   * The other MSRs tskvm sets (STAR, LSTAR, SFMASK, KERNEL_GS_BASE, kvmclock's) only ring 0 can write,
+   * and a guest has no way there: the stubs are read-only and the host refuses to write the system
+   * area for it. They are set when the fork is made; test/attacks.test.ts checks them after each attack.
    */
-  private restoreMsrs(): void {
-    this.guest.vcpu.setMsrs(guestMsrs(this.frozen.fsBase, this.frozen.gsBase));
+  private restoreSegmentBases(): void {
+    if (this.frozen.fsgsbase) return;
+    const p = this.process;
+    if (p.fsBase !== this.frozen.fsBase || p.gsBase !== this.frozen.gsBase) {
+      this.guest.vcpu.setMsrs([[MSR.FS_BASE, this.frozen.fsBase], [MSR.GS_BASE, this.frozen.gsBase]]);
+    }
   }
 
   private reset(): void {
@@ -507,12 +537,12 @@ export class RequestVm {
 
     const p = this.process;
     const vcpu = this.guest.vcpu;
-    // All of the vCPU's state, whatever the request did: segment selectors and their hidden parts
-    // (a `mov %ax, %fs` changes FS's base without a syscall), control registers, the MSRs.
+    // The vCPU's segment and control state, whatever the request did (a far jump changes CS); the data
+    // selectors and bases are also put back by the entry stub, where KVM_SET_SREGS does not reach (PVM).
     vcpu.setSregs(Buffer.from(this.frozen.sregs));
     // Vector registers hold whatever the request computed (memcpy goes through them): never hand them on.
     vcpu.setXsave(this.frozen.xsave);
-    this.restoreMsrs();
+    this.restoreSegmentBases();
     vcpu.regs.set(this.frozen.regs);
     vcpu.markRegsDirty();
     p.files.restore(this.fileSnapshot);

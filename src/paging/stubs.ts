@@ -20,12 +20,24 @@
  *
  * Request entry (REQUEST_ENTRY): where every request starts, r10 holding where
  * it goes on (the handler, or the instruction after the pausing call). DS, ES,
- * FS and GS selectors are part of what a request may change, and on PVM the
- * host cannot set them back (the switcher keeps the guest's selectors in the
- * CPU; KVM_SET_SREGS does not reach them), so the guest clears them itself.
- * Loading a selector can change FS's and GS's bases, so when either was not
- * null the stub asks the host to put the bases back (one exit, only then).
- * Only r11 and the flags change, which a call may clobber anyway:
+ * FS and GS selectors, and FS's and GS's bases, are part of what a request may
+ * change (`mov %ax, %fs`; on PVM also `wrfsbase`), and on PVM the host cannot
+ * set the selectors back (the switcher keeps the guest's selectors in the CPU;
+ * KVM_SET_SREGS does not reach them), so the guest clears them itself. Where
+ * ring 3 has WRFSBASE (CR4.FSGSBASE, probed at start-up) the stub also sets the
+ * bases, from r11 (FS) and rax (GS), at no exit:
+ *       mov ZERO(%rip), %ds   8e 1d 52 00 00 00   ; ZERO: 8 zero bytes at 0xf8 of the page
+ *       mov ZERO(%rip), %es   8e 05 4c 00 00 00
+ *       mov ZERO(%rip), %fs   8e 25 46 00 00 00
+ *       mov ZERO(%rip), %gs   8e 2d 40 00 00 00
+ *       wrfsbase %r11         f3 49 0f ae d3
+ *       wrgsbase %rax         f3 48 0f ae d8
+ *       xor %eax, %eax        31 c0               ; a paused call returns 0
+ *       xor %r11d, %r11d      45 31 db
+ *       jmp *%r10             41 ff e2
+ * Without it, loading a selector is the only way to change a base from ring 3;
+ * the stub clears the selectors and, only when FS or GS was not null, asks the
+ * host with one exit to put the bases back. Only r11 and the flags change:
  *       xor %r11d, %r11d      45 31 db
  *       mov %r11d, %ds        41 8e db
  *       mov %r11d, %es        41 8e c3
@@ -39,7 +51,7 @@
  *   1:  xor %r11d, %r11d      45 31 db
  *       mov %r11d, %fs        41 8e e3
  *       mov %r11d, %gs        41 8e eb
- *       out %al, $2           e6 02         ; PORT_SEGMENT_BASES
+ *       out %al, $2           e6 02               ; PORT_SEGMENT_BASES
  *       jmp *%r10             41 ff e2
  *
  * Handler return (HANDLER_RETURN): the return address the host pushes when it
@@ -53,16 +65,29 @@ import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, 
 
 export type SyscallEntryKind = 'ring3-jmp' | 'ring0-sysret';
 
+/** What the probe found that decides which stubs a guest gets (platform.ts). */
+export interface StubChoice {
+  syscallEntry: SyscallEntryKind;
+  /** Ring 3 may use WRFSBASE/WRGSBASE: the request entry sets the bases itself. */
+  fsgsbase: boolean;
+}
+
 export const SYSCALL_ENTRY = STUBS_ADDR;
 export const HANDLER_RETURN = STUBS_ADDR + 0x80;
 export const REQUEST_ENTRY = STUBS_ADDR + 0xa0;
 const EXCEPTION_STUBS = STUBS_ADDR + 0x100;
 const HANDLER_RETURN_CODE = [0xb8, 0xff, 0xff, 0x07, 0x00, 0xe7, PORT_HYPERCALL, 0x0f, 0x0b];
-const REQUEST_ENTRY_CODE = [
+const REQUEST_ENTRY_FSGSBASE = [
+  0x8e, 0x1d, 0x52, 0x00, 0x00, 0x00, 0x8e, 0x05, 0x4c, 0x00, 0x00, 0x00, 0x8e, 0x25, 0x46, 0x00, 0x00, 0x00,
+  0x8e, 0x2d, 0x40, 0x00, 0x00, 0x00, 0xf3, 0x49, 0x0f, 0xae, 0xd3, 0xf3, 0x48, 0x0f, 0xae, 0xd8,
+  0x31, 0xc0, 0x45, 0x31, 0xdb, 0x41, 0xff, 0xe2,
+];
+const REQUEST_ENTRY_SELECTORS_ONLY = [
   0x45, 0x31, 0xdb, 0x41, 0x8e, 0xdb, 0x41, 0x8e, 0xc3, 0x41, 0x8c, 0xe3, 0x45, 0x85, 0xdb, 0x75, 0x0b,
   0x41, 0x8c, 0xeb, 0x45, 0x85, 0xdb, 0x75, 0x03, 0x41, 0xff, 0xe2,
   0x45, 0x31, 0xdb, 0x41, 0x8e, 0xe3, 0x41, 0x8e, 0xeb, 0xe6, PORT_SEGMENT_BASES, 0x41, 0xff, 0xe2,
 ];
+const ZERO = STUBS_ADDR + 0xf8;
 
 const syscallStubs: Record<SyscallEntryKind, number[]> = {
   'ring3-jmp': [0xe7, PORT_SYSCALL, 0xff, 0xe1],
@@ -76,12 +101,13 @@ export function exceptionStubAddress(vector: number): number {
   return EXCEPTION_STUBS + vector * 16;
 }
 
-/** Writes the syscall entry and the 32 exception stubs into the stub page. */
-export function writeStubs(memory: Uint8Array, entry: SyscallEntryKind): void {
+/** Writes the syscall entry, the request entry, the handler return and the 32 exception stubs into the stub page. */
+export function writeStubs(memory: Uint8Array, choice: StubChoice): void {
   memory.fill(0xcc, STUBS_ADDR, STUBS_ADDR + 0x1000); // int3 everywhere else
-  memory.set(syscallStubs[entry], SYSCALL_ENTRY);
+  memory.set(syscallStubs[choice.syscallEntry], SYSCALL_ENTRY);
   memory.set(HANDLER_RETURN_CODE, HANDLER_RETURN);
-  memory.set(REQUEST_ENTRY_CODE, REQUEST_ENTRY);
+  memory.set(choice.fsgsbase ? REQUEST_ENTRY_FSGSBASE : REQUEST_ENTRY_SELECTORS_ONLY, REQUEST_ENTRY);
+  memory.fill(0, ZERO, ZERO + 8);
   for (let vector = 0; vector < 32; vector++) {
     const code = HAS_ERROR_CODE.has(vector) ? [] : [0x6a, 0x00];
     code.push(0xe6, PORT_EXCEPTION_BASE + vector, 0xf4, 0xeb, 0xfd);

@@ -14,11 +14,11 @@ import { guestPath, kvmAvailable, runNative } from './helpers/differential.js';
 
 const BIN = 'req-attack';
 
-function boot(): BootedProgram {
+function boot(executableHeap = false): BootedProgram {
   const path = guestPath(BIN);
   const sink = new SinkFile(() => {}, 'stdout');
   return bootProgram(readFileSync(path), path, {
-    env: ['KVM_NAME=attack'], maxMemoryMiB: 64, stdio: [new EmptyFile(), sink, sink], log: () => {}, warn: () => {},
+    env: ['KVM_NAME=attack'], maxMemoryMiB: 64, stdio: [new EmptyFile(), sink, sink], log: () => {}, warn: () => {}, executableHeap,
   });
 }
 
@@ -122,6 +122,14 @@ t.test('attacks fail as natively (or more strictly) and leave nothing for the ne
     else t.equal(wrote.status, 500, '/wrfsbase: #UD without FSGSBASE');
     assertLikeFresh(t, vm, fresh, freshState, '/wrfsbase');
 
+    // sgdt: natively Linux emulates it under UMIP with a base that tells nothing; tskvm turns UMIP on
+    // where the CPU has it, and the instruction faults (stricter). Without UMIP it shows the GDT's place.
+    const umip = / umip( |$)/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    const sgdt = vm.request({ method: 'GET', url: '/sgdt' });
+    if (umip) t.match(sgdt.failure?.message, /^guest fault: general protection fault \(#GP\)/, '/sgdt: #GP under UMIP');
+    else t.match(sgdt.response.body.toString(), /^gdt=/, '/sgdt: no UMIP on this CPU');
+    assertLikeFresh(t, vm, fresh, freshState, '/sgdt');
+
     // Each of these kills a native process; here the request fails and the fork serves on.
     // int $0x80 is the exception: Linux runs a 32-bit syscall for it, tskvm has no such entry (stricter).
     for (const url of ['/in', '/in1', '/outport', '/int3', '/int80', '/sysenter', '/wrmsr', '/lgdt', '/cli', '/hlt', '/ud2']) {
@@ -137,6 +145,34 @@ t.test('attacks fail as natively (or more strictly) and leave nothing for the ne
     vm.close();
     fresh.close();
     booted.machine.close();
+  }
+});
+
+t.test('no-execute: the stack, a mapping and the heap cannot be run, as natively; executable_heap allows it', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const platform = probePlatform();
+  for (const executableHeap of [false, true]) {
+    const booted = boot(executableHeap);
+    const vm = fork(booted);
+    const fresh = fork(booted);
+    try {
+      const freshState = get(fresh, '/state').body.toString();
+      for (const url of ['/execstack', '/execmmap', '/execheap']) {
+        const res = vm.request({ method: 'GET', url });
+        if (executableHeap || !platform.nx) {
+          t.equal(res.response.body.toString(), 'ran=42', `${url}: runs with executable_heap${platform.nx ? '' : ' (no NX on this CPU)'}`);
+        } else {
+          t.equal(native(url).status, 128 + 11, `${url}: natively SIGSEGV`);
+          t.equal(res.failure?.code, 'TSKVM_ERR_GUEST_FAULT', `${url}: a guest fault`);
+          t.match(res.failure?.message, /page fault \(#PF\) at rip 0x[0-9a-f]+: instruction fetch at 0x[0-9a-f]+ \(protection violation\)/, `${url}: an instruction fetch from a no-execute page`);
+        }
+        assertLikeFresh(t, vm, fresh, freshState, `${url}${executableHeap ? ' (executable_heap)' : ''}`);
+      }
+    } finally {
+      vm.close();
+      fresh.close();
+      booted.machine.close();
+    }
   }
 });
 

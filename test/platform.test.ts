@@ -10,7 +10,7 @@ t.test('tskvm platform: the probe agrees with the KVM module the host loaded', a
   if (!kvmAvailable(t)) return;
   const json = spawnSync(process.execPath, [cliPath, 'platform', '--json'], { encoding: 'utf8' });
   t.equal(json.status, 0, json.stderr);
-  const p = JSON.parse(json.stdout) as { syscallEntry: string; taskRegister: number; fsgsbase: boolean; pvm: boolean; description: string };
+  const p = JSON.parse(json.stdout) as { syscallEntry: string; taskRegister: number; fsgsbase: boolean; nx: boolean; pvm: boolean; description: string };
   const pvm = existsSync('/sys/module/kvm_pvm');
   t.equal(p.pvm, pvm, 'kvm_pvm loaded or not');
   if (pvm) {
@@ -22,12 +22,14 @@ t.test('tskvm platform: the probe agrees with the KVM module the host loaded', a
   // WRFSBASE works in the guest's ring 3 exactly where this machine's CPU offers it to processes.
   const cpuFlags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1]?.split(/\s+/) ?? [];
   t.equal(p.fsgsbase, cpuFlags.includes('fsgsbase'), `wrfsbase in ring 3: ${p.fsgsbase}, as /proc/cpuinfo says`);
+  t.equal(p.nx, cpuFlags.includes('nx'), `no-execute pages: ${p.nx}, as /proc/cpuinfo says`);
 
   const text = spawnSync(process.execPath, [cliPath, 'platform'], { encoding: 'utf8' });
   t.equal(text.status, 0);
   t.equal(text.stdout.split('\n')[0], p.description, 'the description first');
   t.match(text.stdout, new RegExp(`^syscall entry: ${p.syscallEntry}$`, 'm'));
   t.match(text.stdout, new RegExp(`^wrfsbase in ring 3: ${p.fsgsbase ? 'yes' : 'no'}$`, 'm'));
+  t.match(text.stdout, new RegExp(`^no-execute pages: ${p.nx ? 'yes' : 'no'}$`, 'm'));
 });
 
 t.test('tskvm platform: unknown options are usage errors', async (t) => {

@@ -2,7 +2,7 @@
 /**
  * The `tskvm` command.
  *
- *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] ELF [ARGS…]
+ *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] [--executable-heap] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
  *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token T] [--configure NAME=JSON]…
  *   tskvm platform [--json]
@@ -57,6 +57,8 @@ options:
   --max-memory MIB    guest memory, address space included (default 1024)
   --timeout SECONDS   stop the program after this long (exit status 124)
   --trace             print every syscall, strace-style, to stderr
+  --executable-heap   let the program run code anywhere in its memory (JITs); by default
+                      the stack, the heap and mappings are no-execute
   --request METHOD URL  boot a program that serves requests and send it one
   --body FILE         the request body (- for stdin)
   --header 'K: V'     a request header (repeatable)
@@ -102,6 +104,7 @@ interface RunCommand {
   maxMemoryMiB?: number;
   timeoutSec?: number;
   trace: boolean;
+  executableHeap?: boolean;
   request?: { method: string; url: string; body?: string; headers: string[]; arg: string };
 }
 
@@ -138,6 +141,7 @@ function parseRun(argv: string[]): RunCommand {
       case '--max-memory': cmd.maxMemoryMiB = number(a); break;
       case '--timeout': cmd.timeoutSec = number(a); break;
       case '--trace': cmd.trace = true; break;
+      case '--executable-heap': cmd.executableHeap = true; break;
       case '--request': cmd.request = { method: value(a), url: value(a), headers: [], arg: '', ...cmd.request }; break;
       case '--body': (cmd.request ??= { method: 'POST', url: '/', headers: [], arg: '' }).body = value(a); break;
       case '--header': {
@@ -180,6 +184,7 @@ function run(argv: string[]): number {
   const trace = cmd.trace ? (line: string) => writeSync(2, line + '\n') : null;
   const machine = Machine.fromFile(cmd.elf, {
     args: cmd.args, env: cmd.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed), maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
+    executableHeap: cmd.executableHeap,
   });
   try {
     const result = machine.run();
@@ -214,6 +219,7 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
   const booted = bootProgram(file, resolvePath(cmd.elf), {
     argv0: cmd.elf, args: cmd.args, env: options.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed),
     maxMemoryMiB: cmd.maxMemoryMiB ?? options.maxMemory, maxRequestMemoryMiB: options.maxRequestMemory,
+    executableHeap: cmd.executableHeap,
     stdio: [new EmptyFile(), new SinkFile(toStderr(), 'stdout'), new SinkFile(toStderr(), 'stderr')],
     log: (line) => say(`log: ${line}`), warn, trace,
   });
@@ -337,6 +343,7 @@ function platformCommand(argv: string[]): number {
       p.description,
       `syscall entry: ${p.syscallEntry}`,
       `wrfsbase in ring 3: ${p.fsgsbase ? 'yes' : 'no'}`,
+      `no-execute pages: ${p.nx ? 'yes' : 'no'}`,
       `task register: ${p.taskRegister === TR_AVAILABLE ? 'available 64-bit TSS (type 9)' : 'busy 64-bit TSS (type 11)'}`,
       `kvm_pvm loaded: ${p.pvm ? 'yes' : 'no'}`,
     ].join('\n');

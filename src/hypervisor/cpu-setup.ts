@@ -9,11 +9,11 @@ import type { Vcpu } from './kvm/vcpu.js';
 import type { CpuControl } from '../syscalls/process.js';
 import { GDT_ADDR, IDT_ADDR, PML4_ADDR, TSS_ADDR } from '../paging/layout.js';
 import { GDT_LIMIT, IDT_LIMIT, SELECTOR, STAR_VALUE, TSS_LIMIT } from '../paging/descriptors.js';
-import { SYSCALL_ENTRY } from '../paging/stubs.js';
+import { SYSCALL_ENTRY, type SyscallEntryKind } from '../paging/stubs.js';
 
 const CR0_PE = 1n, CR0_MP = 2n, CR0_ET = 0x10n, CR0_NE = 0x20n, CR0_WP = 0x10000n, CR0_AM = 0x40000n, CR0_PG = 0x8000_0000n;
-const CR4_PAE = 0x20n, CR4_OSFXSR = 0x200n, CR4_OSXMMEXCPT = 0x400n, CR4_FSGSBASE = 0x10000n, CR4_OSXSAVE = 0x40000n;
-const EFER_SCE = 1n, EFER_LME = 0x100n, EFER_LMA = 0x400n;
+const CR4_PAE = 0x20n, CR4_OSFXSR = 0x200n, CR4_OSXMMEXCPT = 0x400n, CR4_UMIP = 0x800n, CR4_SMEP = 0x10_0000n, CR4_FSGSBASE = 0x10000n, CR4_OSXSAVE = 0x40000n, CR4_SMAP = 0x20_0000n;
+const EFER_SCE = 1n, EFER_LME = 0x100n, EFER_LMA = 0x400n, EFER_NXE = 0x800n;
 /** XCR0 components we let the guest use: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM). */
 const XCR0_WANTED = 0x1n | 0x2n | 0x4n | 0x20n | 0x40n | 0x80n;
 const RFLAGS_RESERVED = 0x2;
@@ -27,6 +27,12 @@ export interface EntryState {
 export const TR_BUSY = 11;
 export const TR_AVAILABLE = 9;
 export type TaskRegisterType = typeof TR_BUSY | typeof TR_AVAILABLE;
+
+/** What the platform probe decided about a vCPU's set-up (platform.ts). */
+export interface VcpuChoice {
+  syscallEntry: SyscallEntryKind;
+  taskRegister: TaskRegisterType;
+}
 
 function writeSegment(b: Buffer, at: number, selector: number, code: boolean, dpl: number): void {
   b.writeBigUInt64LE(0n, at + seg.base);
@@ -43,22 +49,10 @@ function writeSegment(b: Buffer, at: number, selector: number, code: boolean, dp
   b[at + seg.unusable] = 0;
 }
 
-/** One leaf of KVM_GET_SUPPORTED_CPUID's answer (struct kvm_cpuid2: 8-byte header, 40-byte entries). */
-function cpuidLeaf(cpuid2: Buffer, leaf: number, subleaf: number): { eax: number; ebx: number; ecx: number; edx: number } | null {
-  const n = cpuid2.readUInt32LE(0);
-  for (let i = 0; i < n; i++) {
-    const e = 8 + i * 40;
-    if (cpuid2.readUInt32LE(e) === leaf && cpuid2.readUInt32LE(e + 4) === subleaf) {
-      return { eax: cpuid2.readUInt32LE(e + 12), ebx: cpuid2.readUInt32LE(e + 16), ecx: cpuid2.readUInt32LE(e + 20), edx: cpuid2.readUInt32LE(e + 24) };
-    }
-  }
-  return null;
-}
-
 /** XCR0 bits the host supports among those we want (CPUID leaf 0xD, subleaf 0). */
-function supportedXcr0(cpuid2: Buffer): bigint {
-  const leaf = cpuidLeaf(cpuid2, 0xd, 0);
-  return leaf ? (BigInt(leaf.eax) | (BigInt(leaf.edx) << 32n)) & XCR0_WANTED : 0n;
+function supportedXcr0(kvm: Kvm): bigint {
+  const [eax, , , edx] = kvm.cpuidLeaf(0xd, 0);
+  return (BigInt(eax) | (BigInt(edx) << 32n)) & XCR0_WANTED;
 }
 
 /**
@@ -66,14 +60,33 @@ function supportedXcr0(cpuid2: Buffer): bigint {
  * them. tskvm turns CR4.FSGSBASE on where the CPU has them, as Linux does, and the request entry stub
  * uses them to put the segment bases back (stubs.ts).
  */
-function hasFsgsbase(cpuid2: Buffer): boolean {
-  return ((cpuidLeaf(cpuid2, 7, 0)?.ebx ?? 0) & 1) !== 0;
+function hasFsgsbase(kvm: Kvm): boolean {
+  return (kvm.cpuidLeaf(7, 0)[1] & 1) !== 0;
 }
 
-export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegister: TaskRegisterType): void {
+/** No-execute pages (CPUID.80000001h:EDX bit 20): with it EFER.NXE is set and the page tables use NX. */
+/**
+ * CR4 bits that take from ring 0 what it never needs, where the CPU has them: UMIP (sgdt, sidt, sldt,
+ * smsw and str fault in ring 3, so a guest cannot learn where the descriptor tables are; Linux
+ * emulates them for processes instead), SMAP (ring-0 code cannot read or write user pages: the stubs
+ * never do) and, where the syscall entry is in ring 0, SMEP (ring 0 cannot run a user page: all
+ * ring-0 stubs are in a supervisor page). With PVM's entry the LSTAR stub runs in ring 3 and SMEP is
+ * left to PVM, whose shadow paging keeps guest kernel and user apart on its own.
+ */
+function hardening(kvm: Kvm, syscallEntry: SyscallEntryKind): bigint {
+  const [, ebx, ecx] = kvm.cpuidLeaf(7, 0);
+  return (ecx & (1 << 2) ? CR4_UMIP : 0n) | (ebx & (1 << 20) ? CR4_SMAP : 0n)
+    | (syscallEntry === 'ring0-sysret' && ebx & (1 << 7) ? CR4_SMEP : 0n);
+}
+
+export function hasNx(kvm: Kvm): boolean {
+  return (kvm.cpuidLeaf(0x8000_0001, 0)[3] & (1 << 20)) !== 0;
+}
+
+export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, choice: VcpuChoice): void {
   const cpuid2 = kvm.supportedCpuid();
   vcpu.setCpuid(cpuid2);
-  const xcr0 = supportedXcr0(cpuid2);
+  const xcr0 = supportedXcr0(kvm);
 
   const s = vcpu.getSregs();
   writeSegment(s, sl.cs, SELECTOR.USER_CS, true, 3);
@@ -84,20 +97,20 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegis
   s.writeUInt32LE(TSS_LIMIT, sl.tr + seg.limit);
   s.writeUInt16LE(SELECTOR.TSS, sl.tr + seg.selector);
   s[sl.tr + seg.present] = 1;
-  setTaskRegisterType(s, taskRegister);
+  setTaskRegisterType(s, choice.taskRegister);
   s.writeBigUInt64LE(BigInt(GDT_ADDR), sl.gdt);
   s.writeUInt16LE(GDT_LIMIT, sl.gdt + 8);
   s.writeBigUInt64LE(BigInt(IDT_ADDR), sl.idt);
   s.writeUInt16LE(IDT_LIMIT, sl.idt + 8);
   s.writeBigUInt64LE(CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG, sl.cr0);
   s.writeBigUInt64LE(BigInt(PML4_ADDR), sl.cr3);
-  s.writeBigUInt64LE(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | (xcr0 ? CR4_OSXSAVE : 0n) | (hasFsgsbase(cpuid2) ? CR4_FSGSBASE : 0n), sl.cr4);
-  s.writeBigUInt64LE(EFER_SCE | EFER_LME | EFER_LMA, sl.efer);
+  s.writeBigUInt64LE(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | (xcr0 ? CR4_OSXSAVE : 0n) | (hasFsgsbase(kvm) ? CR4_FSGSBASE : 0n) | hardening(kvm, choice.syscallEntry), sl.cr4);
+  s.writeBigUInt64LE(EFER_SCE | EFER_LME | EFER_LMA | (hasNx(kvm) ? EFER_NXE : 0n), sl.efer);
   vcpu.setSregs(s);
   // With CR4.OSXSAVE set, the guest's libc sees AVX in CPUID and uses it; XCR0 must enable it.
   if (xcr0) vcpu.setXcr0(xcr0);
 
-  vcpu.setMsrs(guestMsrs(0, 0));
+  vcpu.setMsrs(guestMsrs(choice.syscallEntry, 0, 0));
   vcpu.setRegs({ rip: entry.rip, rsp: entry.rsp, rflags: RFLAGS_RESERVED });
 }
 
@@ -106,10 +119,10 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, taskRegis
  * (STAR, LSTAR, SFMASK) and the segment bases. A request VM starts with them; its reset restores the
  * bases (request-vm.ts), the only ones ring 3 can change.
  */
-export function guestMsrs(fsBase: number, gsBase: number): Array<[number, number | bigint]> {
+export function guestMsrs(syscallEntry: SyscallEntryKind, fsBase: number, gsBase: number): Array<[number, number | bigint]> {
   return [
     [MSR.STAR, STAR_VALUE],
-    [MSR.LSTAR, SYSCALL_ENTRY],
+    [MSR.LSTAR, SYSCALL_ENTRY[syscallEntry]],
     [MSR.SFMASK, 0],
     [MSR.FS_BASE, fsBase],
     [MSR.GS_BASE, gsBase],

@@ -8,8 +8,8 @@ import { Kvm } from './kvm/system.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from './kvm/abi.js';
 import type { Vm } from './kvm/vm.js';
 import type { Vcpu } from './kvm/vcpu.js';
-import { configureVcpu, type EntryState, type TaskRegisterType } from './cpu-setup.js';
-import { buildPageTables } from '../paging/page-tables.js';
+import { configureVcpu, type EntryState, type VcpuChoice } from './cpu-setup.js';
+import { buildPageTables, type ExecutePolicy } from '../paging/page-tables.js';
 import { writeDescriptorTables } from '../paging/descriptors.js';
 import { writeStubs, type StubChoice } from '../paging/stubs.js';
 import { writeVdso } from '../paging/vdso.js';
@@ -24,9 +24,9 @@ export interface GuestVm {
   close(): void;
 }
 
-export function writeSystemArea(ram: GuestRam, stubs: StubChoice, holes: Array<[number, number]> = []): void {
+export function writeSystemArea(ram: GuestRam, stubs: StubChoice, exec: ExecutePolicy, holes: Array<[number, number]> = []): void {
   const bytes = ram.memory.bytes;
-  buildPageTables(bytes, ram.size, holes);
+  buildPageTables(bytes, ram.size, holes, exec);
   writeDescriptorTables(bytes);
   writeStubs(bytes, stubs);
   writeVdso(bytes);
@@ -37,11 +37,11 @@ export const MAIN_SLOT = 0;
 export const SHARED_SLOT = 1;
 
 /**
- * A VM over `ram` with one vCPU at `entry`, TR loaded with the platform's
- * `taskRegister` type. `dirtyLog`: track the pages the
+ * A VM over `ram` with one vCPU at `entry`, set up as the platform chose
+ * (syscall entry, TR type). `dirtyLog`: track the pages the
  * guest writes in the main slot (request VMs, for their reset).
  */
-export function createGuestVm(ram: GuestRam, entry: EntryState, opts: { taskRegister: TaskRegisterType; dirtyLog?: boolean }): GuestVm {
+export function createGuestVm(ram: GuestRam, entry: EntryState, opts: VcpuChoice & { dirtyLog?: boolean }): GuestVm {
   const kvm = Kvm.shared();
   const vm = kvm.createVm();
   let vcpu: Vcpu | undefined;
@@ -51,7 +51,7 @@ export function createGuestVm(ram: GuestRam, entry: EntryState, opts: { taskRegi
     vm.setMemoryRegion(MAIN_SLOT, 0, ram.mainSize, ram.hostAddress, opts.dirtyLog ? KVM_MEM_LOG_DIRTY_PAGES : 0);
     if (ram.size > ram.mainSize) vm.setMemoryRegion(SHARED_SLOT, ram.mainSize, ram.size - ram.mainSize, ram.hostAddress + BigInt(ram.mainSize));
     vcpu = vm.createVcpu(0);
-    configureVcpu(vcpu, kvm, entry, opts.taskRegister);
+    configureVcpu(vcpu, kvm, entry, opts);
     clock = new GuestClock(vm, vcpu, ram.memory.bytes);
     clock.arm();
   } catch (e) {

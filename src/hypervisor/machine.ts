@@ -65,6 +65,11 @@ export interface MachineOptions {
   /** What get_meminfo reports and request VMs enforce (MiB); see GUEST_ABI.md. */
   maxRequestMemoryMiB?: number;
   requestMemoryUpperMiB?: number;
+  /**
+   * Every page of user memory executable (the VMOD's `executable_heap`), for programs that generate
+   * code (JITs). Default: only the 2 MiB pages that hold the ELF's executable segments.
+   */
+  executableHeap?: boolean;
   /** Let the program choose ephemeral or not with sys_make_ephemeral during init. */
   controlEphemeral?: boolean;
 }
@@ -121,7 +126,8 @@ export class Machine {
 
     this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath);
     try {
-      writeSystemArea(this.ram, this.platform, [[guardStart, stackBottom]]);
+      const executable: Array<[number, number]> = this.image.segments.filter((seg) => seg.executable).map((seg) => [seg.vaddr, seg.vaddr + seg.memsz]);
+      writeSystemArea(this.ram, this.platform, { nx: this.platform.nx, executable: options.executableHeap ? 'all' : executable }, [[guardStart, stackBottom]]);
       loadSegments(this.image, file, this.ram.memory.bytes);
       const argv = [options.argv0 ?? exePath, ...(options.args ?? [])];
       const stack = buildInitialStack({
@@ -147,7 +153,7 @@ export class Machine {
           controlEphemeral: options.controlEphemeral ?? false,
         }),
       });
-      this.guest = createGuestVm(this.ram, { rip: this.image.entry, rsp: stack.sp }, { taskRegister: this.platform.taskRegister });
+      this.guest = createGuestVm(this.ram, { rip: this.image.entry, rsp: stack.sp }, this.platform);
     } catch (e) {
       this.ram.close();
       throw e;

@@ -22,11 +22,13 @@ import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, USER_START } from '.
 import type { StubChoice, SyscallEntryKind } from '../paging/stubs.js';
 import { KVM_EXIT_IO, run as runLayout } from './kvm/abi.js';
 import { createGuestVm, writeSystemArea } from './guest-vm.js';
-import { currentCs, TR_AVAILABLE, TR_BUSY, type TaskRegisterType } from './cpu-setup.js';
+import { currentCs, hasNx, TR_AVAILABLE, TR_BUSY, type TaskRegisterType, type VcpuChoice } from './cpu-setup.js';
+import { Kvm } from './kvm/system.js';
 
-export interface Platform extends StubChoice {
-  /** The type TR is loaded with: TR_BUSY, or TR_AVAILABLE where a busy TSS makes ring-3 `out` fault. */
-  taskRegister: TaskRegisterType;
+/** syscallEntry: where `syscall` lands. taskRegister: TR_BUSY, or TR_AVAILABLE where a busy TSS makes ring-3 `out` fault. */
+export interface Platform extends StubChoice, VcpuChoice {
+  /** No-execute pages: EFER.NXE is set and data pages are NX (page-tables.ts). */
+  nx: boolean;
   /** The kvm_pvm module is loaded: software KVM with shadow paging. */
   pvm: boolean;
   description: string;
@@ -52,7 +54,9 @@ interface FirstExit {
 
 /** Runs the probe guest from `rip` to its first exit, which must be port I/O. */
 function firstExit(ram: GuestRam, rip: number, taskRegister: TaskRegisterType): FirstExit {
-  const guest = createGuestVm(ram, { rip, rsp: USER_START + 0x1000 }, { taskRegister });
+  // The syscall probe's LSTAR is PVM's ring-3 stub, and without SMEP (which goes with the ring-0 entry)
+  // ring 0 may run it too: either way its `out` tells where the CPU was.
+  const guest = createGuestVm(ram, { rip, rsp: USER_START + 0x1000 }, { taskRegister, syscallEntry: 'ring3-jmp' });
   try {
     const reason = guest.vcpu.run();
     const port = guest.vcpu.runView.getUint16(runLayout.io.port, true);
@@ -68,7 +72,7 @@ function firstExit(ram: GuestRam, rip: number, taskRegister: TaskRegisterType): 
 function probe(): Platform {
   const ram = GuestRam.create(4 << 20, 0, 'tskvm-probe');
   try {
-    writeSystemArea(ram, { syscallEntry: 'ring3-jmp', fsgsbase: false });
+    writeSystemArea(ram, { fsgsbase: false }, { nx: false, executable: 'all' });
     ram.memory.bytes.set([0x0f, 0x05, 0xf4], SYSCALL_PROBE);
     ram.memory.bytes.set([0xe7, PORT_HYPERCALL, 0xf4], HYPERCALL_PROBE);
     ram.memory.bytes.set([0xf3, 0x48, 0x0f, 0xae, 0xd0, 0xe7, PORT_HYPERCALL, 0xf4], WRFSBASE_PROBE);
@@ -106,7 +110,8 @@ function probe(): Platform {
       ? '; TR loaded as an available TSS (a busy one made ring-3 out #GP: an emulated CPU)'
       : '';
     const bases = fsgsbase ? '' : '; no WRFSBASE in ring 3 (a request starts with an exit where it loaded FS or GS)';
-    return { syscallEntry, taskRegister, fsgsbase, pvm, description: `${kind}: ${entry}${tr}${bases}` };
+    const nx = hasNx(Kvm.shared());
+    return { syscallEntry, taskRegister, fsgsbase, nx, pvm, description: `${kind}: ${entry}${tr}${bases}${nx ? '' : '; no NX: every page is executable'}` };
   } finally {
     ram.close();
   }

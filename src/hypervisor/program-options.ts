@@ -27,6 +27,8 @@ export interface ProgramOptions {
   /** Reset after every request. Default true. */
   ephemeral?: boolean;
   controlEphemeral?: boolean;
+  /** Every page of user memory executable, for programs that generate code (JITs). Default false. */
+  executableHeap?: boolean;
   /** MiB shared by all forks, above the program's memory. Default 0. */
   sharedMemory?: number;
   mainArguments?: string[];
@@ -58,6 +60,7 @@ export interface ResolvedProgramOptions {
   reqMemLimitAfterReset: number;
   ephemeral: boolean;
   controlEphemeral: boolean;
+  executableHeap: boolean;
   sharedMemory: number;
   argv: string[];
   env: string[];
@@ -111,6 +114,7 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     reqMemLimitAfterReset: num('reqMemLimitAfterReset', o.reqMemLimitAfterReset, 0, 0, 64 * 1024),
     ephemeral: bool('ephemeral', o.ephemeral, true),
     controlEphemeral: bool('controlEphemeral', o.controlEphemeral, false),
+    executableHeap: bool('executableHeap', o.executableHeap, false),
     sharedMemory: num('sharedMemory', o.sharedMemory, 0, 0, 64 * 1024),
     argv: [name, ...strings('mainArguments', o.mainArguments)],
     // GUEST_ABI.md "Environment the program sees", in this order.

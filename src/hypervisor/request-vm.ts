@@ -155,10 +155,10 @@ export class RequestVm {
     this.bitmap = new Uint32Array(viewOf(bitmap.pointer, this.bitmapBytes));
     let guest: GuestVm | undefined;
     try {
-      guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, dirtyLog: true });
+      guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, syscallEntry: frozen.entryKind, dirtyLog: true });
       guest.vcpu.setSregs(Buffer.from(frozen.sregs));
       guest.vcpu.setXsave(frozen.xsave);
-      guest.vcpu.setMsrs(guestMsrs(frozen.fsBase, frozen.gsBase));
+      guest.vcpu.setMsrs(guestMsrs(frozen.entryKind, frozen.fsBase, frozen.gsBase));
       this.guest = guest;
       this.process = this.thawProcess();
     } catch (e) {
@@ -286,7 +286,7 @@ export class RequestVm {
    */
   inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[]; systemWrites: number[] } {
     const vcpu = this.guest.vcpu;
-    const msrs = vcpu.getMsrs([...guestMsrs(0, 0), GuestClock.MSR].map(([index]) => index));
+    const msrs = vcpu.getMsrs([...guestMsrs(this.frozen.entryKind, 0, 0), GuestClock.MSR].map(([index]) => index));
     const fork = Buffer.from(this.ram.memory.bytes.buffer, this.ram.memory.bytes.byteOffset, this.ram.mainSize);
     const master = Buffer.from(this.ram.master!.buffer, this.ram.master!.byteOffset, this.ram.mainSize);
     const differingPages: number[] = [];

@@ -47,8 +47,8 @@ export interface RunResult {
 const SYSCALL_ARGS = [5, 4, 3, 10, 8, 9];
 const HYPERCALL_ARGS = [5, 4, 3, 2, 8, 9];
 const RIP = regIndex.rip * 2;
-/** rip at the exit of the LSTAR stub's `out` (its first instruction, 2 bytes). */
-const SYSCALL_STUB_OUT_END = SYSCALL_ENTRY + 2;
+/** rip at the exit of PVM's LSTAR stub's `out` (its first instruction, 2 bytes): only there is a syscall two world switches. */
+const SYSCALL_STUB_OUT_END = SYSCALL_ENTRY['ring3-jmp'] + 2;
 
 let threadTimer: RunTimer | null = null;
 

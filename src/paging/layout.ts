@@ -7,8 +7,11 @@
  *   0x001000  GDT                            supervisor
  *   0x002000  TSS                            supervisor
  *   0x003000  IDT                            supervisor
- *   0x004000  entry stubs: syscall, faults   user read + execute (the syscall stub runs in ring 3 on PVM)
+ *   0x004000  ring-3 stubs: PVM's syscall     user read + execute (on PVM `syscall` stays in ring 3),
+ *             entry, request entry, handler return
  *   0x005000  exception stack (2 pages)      supervisor, top at 0x007000 (TSS.rsp0 and IST1)
+ *   0x007000  ring-0 stubs: hardware syscall supervisor read + execute (so that SMEP can be on)
+ *             entry (sysretq), exceptions
  *   0x008000  PML4, 0x9000 PDPT, 0xa000 PT   supervisor: page tables
  *   0x00b000  page directories (one per GiB) supervisor (4 at most: up to 0x00f000)
  *   0x00f000  vvar: the guest's clock        user read-only (vdso.ts)
@@ -27,6 +30,7 @@ export const IDT_ADDR = 0x3000;
 export const STUBS_ADDR = 0x4000;
 export const EXCEPTION_STACK_TOP = 0x7000;
 export const EXCEPTION_STACK_SIZE = 2 * 0x1000;
+export const RING0_STUBS_ADDR = 0x7000;
 export const PML4_ADDR = 0x8000;
 export const PDPT_ADDR = 0x9000;
 export const LOW_PT_ADDR = 0xa000;
@@ -71,8 +75,9 @@ export function describeLayout(addressSpace: number): LayoutRow[] {
     { start: GDT_ADDR, end: TSS_ADDR, contents: 'GDT', access: 'supervisor' },
     { start: TSS_ADDR, end: IDT_ADDR, contents: 'TSS', access: 'supervisor' },
     { start: IDT_ADDR, end: STUBS_ADDR, contents: 'IDT', access: 'supervisor' },
-    { start: STUBS_ADDR, end: STUBS_ADDR + PAGE, contents: 'syscall and exception stubs', access: 'user r-x' },
+    { start: STUBS_ADDR, end: STUBS_ADDR + PAGE, contents: 'ring-3 stubs: PVM syscall entry, request entry, handler return', access: 'user r-x' },
     { start: EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE, end: EXCEPTION_STACK_TOP, contents: 'exception stack', access: 'supervisor' },
+    { start: RING0_STUBS_ADDR, end: RING0_STUBS_ADDR + PAGE, contents: 'ring-0 stubs: hardware syscall entry, exceptions', access: 'supervisor r-x' },
     { start: PML4_ADDR, end: PD_ADDR + pageDirectoryCount(addressSpace) * PAGE, contents: 'page tables', access: 'supervisor' },
     { start: VVAR_ADDR, end: VVAR_ADDR + PAGE, contents: 'vvar: the clock for the vDSO', access: 'user r--' },
     { start: VDSO_ADDR, end: VDSO_ADDR + PAGE, contents: 'vDSO', access: 'user r-x' },

@@ -3,16 +3,19 @@
  * CPU jumps to. Each stub tells the host what happened with an `out` to a port
  * (one VM exit) and lets the host do the work.
  *
- * Syscall entry (LSTAR). Which return depends on the CPU (probed at start-up,
+ * Two pages: the ring-3 stubs (user read + execute) and the ring-0 stubs
+ * (supervisor only, so that with SMEP ring 0 runs nothing a user page holds).
+ *
+ * Syscall entry (LSTAR). Which one depends on the CPU (probed at start-up,
  * platform.ts):
- *   PVM — `syscall` jumps to LSTAR but stays in ring 3, where sysretq would #GP:
+ *   PVM, in the ring-3 page — `syscall` jumps to LSTAR but stays in ring 3, where sysretq would #GP:
  *       out %eax, $0x1        e7 01         ; host emulates syscall rax, sets rax
  *       jmp *%rcx             ff e1         ; rcx = return address (set by syscall)
- *   hardware — `syscall` switches to ring 0:
+ *   hardware, in the ring-0 page — `syscall` switches to ring 0:
  *       out %eax, $0x1        e7 01
  *       sysretq               48 0f 07      ; back to ring 3 at rcx, rflags from r11
  *
- * Exception stubs, one 16-byte slot per vector 0–31, run in ring 0 on IST1:
+ * Exception stubs, in the ring-0 page, one 16-byte slot per vector 0–31, run in ring 0 on IST1:
  *       [push $0]             6a 00         ; for vectors without an error code, so
  *                                           ;   the frame always is err, rip, cs, rflags, rsp, ss
  *       out %al, $(0x80+v)    e6 80+v       ; the port names the vector; no register changes
@@ -61,21 +64,21 @@
  *       out %eax, $0          e7 00
  *       ud2                   0f 0b          ; never resumed
  */
-import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, STUBS_ADDR } from './layout.js';
+import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, RING0_STUBS_ADDR, STUBS_ADDR } from './layout.js';
 
 export type SyscallEntryKind = 'ring3-jmp' | 'ring0-sysret';
 
 /** What the probe found that decides which stubs a guest gets (platform.ts). */
 export interface StubChoice {
-  syscallEntry: SyscallEntryKind;
   /** Ring 3 may use WRFSBASE/WRGSBASE: the request entry sets the bases itself. */
   fsgsbase: boolean;
 }
 
-export const SYSCALL_ENTRY = STUBS_ADDR;
+/** Where LSTAR points, for each kind of syscall entry. */
+export const SYSCALL_ENTRY: Record<SyscallEntryKind, number> = { 'ring3-jmp': STUBS_ADDR, 'ring0-sysret': RING0_STUBS_ADDR };
 export const HANDLER_RETURN = STUBS_ADDR + 0x80;
 export const REQUEST_ENTRY = STUBS_ADDR + 0xa0;
-const EXCEPTION_STUBS = STUBS_ADDR + 0x100;
+const EXCEPTION_STUBS = RING0_STUBS_ADDR + 0x100;
 const HANDLER_RETURN_CODE = [0xb8, 0xff, 0xff, 0x07, 0x00, 0xe7, PORT_HYPERCALL, 0x0f, 0x0b];
 const REQUEST_ENTRY_FSGSBASE = [
   0x8e, 0x1d, 0x52, 0x00, 0x00, 0x00, 0x8e, 0x05, 0x4c, 0x00, 0x00, 0x00, 0x8e, 0x25, 0x46, 0x00, 0x00, 0x00,
@@ -101,10 +104,11 @@ export function exceptionStubAddress(vector: number): number {
   return EXCEPTION_STUBS + vector * 16;
 }
 
-/** Writes the syscall entry, the request entry, the handler return and the 32 exception stubs into the stub page. */
+/** Writes both stub pages: both syscall entries (LSTAR picks one), the request entry, the handler return, the 32 exception stubs. */
 export function writeStubs(memory: Uint8Array, choice: StubChoice): void {
   memory.fill(0xcc, STUBS_ADDR, STUBS_ADDR + 0x1000); // int3 everywhere else
-  memory.set(syscallStubs[choice.syscallEntry], SYSCALL_ENTRY);
+  memory.fill(0xcc, RING0_STUBS_ADDR, RING0_STUBS_ADDR + 0x1000);
+  for (const kind of ['ring3-jmp', 'ring0-sysret'] as const) memory.set(syscallStubs[kind], SYSCALL_ENTRY[kind]);
   memory.set(HANDLER_RETURN_CODE, HANDLER_RETURN);
   memory.set(choice.fsgsbase ? REQUEST_ENTRY_FSGSBASE : REQUEST_ENTRY_SELECTORS_ONLY, REQUEST_ENTRY);
   memory.fill(0, ZERO, ZERO + 8);

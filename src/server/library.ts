@@ -82,6 +82,7 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   req_mem_limit_after_reset: { kind: 'number', option: 'reqMemLimitAfterReset' },
   ephemeral: { kind: 'bool', option: 'ephemeral' },
   control_ephemeral: { kind: 'bool', option: 'controlEphemeral' },
+  executable_heap: { kind: 'bool', option: 'executableHeap' },
   shared_memory: { kind: 'number', option: 'sharedMemory' },
   hugepages: { kind: 'bool' },
   request_hugepages: { kind: 'bool' },

@@ -21,6 +21,12 @@
  *              stub's sysretq is privileged in ring 3 and the request faults.
  *   /in, /in1  `inb $0, %al` / `inl $1, %eax`: port I/O from ring 3 on the hypercall and syscall ports.
  *   /outport   `outb %al, $0x70`: another port.
+ *   /execstack /execmmap /execheap
+ *              copy `mov $42, %eax; ret` onto the stack, into a new read-write anonymous mapping, or
+ *              into a 1 MiB malloc block, and call it: 200 "ran=42" where that memory is executable,
+ *              else a fault (natively SIGSEGV: all three are no-execute).
+ *   /sgdt      200 "gdt=<base>": where the GDT is, which a process should not learn (UMIP makes sgdt
+ *              fault; Linux emulates it for processes, with a base that tells nothing)
  *   /int3 /int80 /sysenter /wrmsr /lgdt /cli /hlt /wrfsbase /ud2
  *              instructions a process may not use (or that trap), each in a request of its own.
  *   anything else  404
@@ -166,6 +172,31 @@ static void do_offsets(void)
 	respond(200, "text/plain", body, (size_t)n, NULL);
 }
 
+static const unsigned char RET42[] = {0xb8, 0x2a, 0x00, 0x00, 0x00, 0xc3};
+
+static void run_code(void *at)
+{
+	memcpy(at, RET42, sizeof RET42);
+	int (*fn)(void) = (int (*)(void))at;
+	__asm__ volatile("" : : "r"(at) : "memory"); /* the copy happens before the call */
+	char body[32];
+	int n = snprintf(body, sizeof body, "ran=%d", fn());
+	respond(200, "text/plain", body, (size_t)n, NULL);
+}
+
+static void do_exec(const char *what)
+{
+	if (strcmp(what, "stack") == 0) {
+		unsigned char code[64] __attribute__((aligned(16)));
+		run_code(code);
+	} else if (strcmp(what, "mmap") == 0) {
+		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		run_code(m);
+	} else {
+		run_code(malloc(1 << 20));
+	}
+}
+
 static void do_segments(void)
 {
 	unsigned short data = (unsigned short)selector(5), null = 0;
@@ -205,6 +236,18 @@ static void on_request(const struct kvm_request *r)
 	}
 	if (path_is(u, "/sysarea")) {
 		do_sysarea();
+		return;
+	}
+	if (path_is(u, "/execstack") || path_is(u, "/execmmap") || path_is(u, "/execheap")) {
+		do_exec(u + 5);
+		return;
+	}
+	if (path_is(u, "/sgdt")) {
+		struct __attribute__((packed)) { unsigned short limit; unsigned long base; } gdtr = {0, 0};
+		__asm__ volatile("sgdt %0" : "=m"(gdtr));
+		char body[48];
+		int n = snprintf(body, sizeof body, "gdt=%lx", gdtr.base);
+		respond(200, "text/plain", body, (size_t)n, NULL);
 		return;
 	}
 	if (path_is(u, "/offsets")) {

@@ -43,6 +43,7 @@ function assertLikeFresh(t: Test, vm: RequestVm, fresh: RequestVm, freshState: s
   t.same(seen.differingPages, [], `${attack}: no page differs from the frozen program`);
   t.equal(seen.sregs.toString('hex'), want.sregs.toString('hex'), `${attack}: segment and control state as in a fresh fork`);
   t.same(seen.msrs, want.msrs, `${attack}: MSRs as in a fresh fork`);
+  t.equal(seen.process, want.process, `${attack}: fds, mappings, break, cwd, signals as in a fresh fork`);
   t.equal(get(vm, '/state').body.toString(), freshState, `${attack}: the next request sees a fresh fork's state`);
 }
 
@@ -72,6 +73,9 @@ t.test('the hypervisor\'s pages: every syscall aimed at them gets EFAULT, as nat
     t.equal(res.status, 200);
     t.equal(res.body.toString(), expected.body, 'read, pread64, readv, getcwd, uname, fstat, pipe2, getrandom, clock_gettime, write');
     assertLikeFresh(t, vm, fresh, freshState, '/sysarea');
+    const api = vm.request({ method: 'GET', url: '/sysarea-api', headers: ['X-Attack: yes'] });
+    t.equal(api.response.body.toString(), 'efault=1533 other=0', 'sys_http_find, sys_http_method and get_meminfo: EFAULT on each of the 511 pages');
+    assertLikeFresh(t, vm, fresh, freshState, '/sysarea-api');
   } finally {
     vm.close();
     fresh.close();
@@ -109,6 +113,10 @@ t.test('attacks fail as natively (or more strictly) and leave nothing for the ne
     const loaded = get(vm, '/segments');
     t.equal(loaded.body.toString(), 'loaded', '/segments: the loads are allowed in ring 3');
     assertLikeFresh(t, vm, fresh, freshState, '/segments');
+
+    const compat = vm.request({ method: 'GET', url: '/compat' });
+    t.match(compat.failure?.message, /^guest fault: invalid opcode \(#UD\)/, '/compat: a 32-bit code segment, then ud2');
+    assertLikeFresh(t, vm, fresh, freshState, '/compat (CS is the 64-bit one again)');
 
     const jumped = get(vm, '/stubjump');
     if (platform.syscallEntry === 'ring3-jmp') t.equal(jumped.body.toString(), 'jumped', '/stubjump: PVM\'s stub returns to the chosen rcx');

@@ -104,6 +104,7 @@ export function emptyForkStats(): ForkStats {
 }
 
 const VVAR_PAGE = VVAR_ADDR / PAGE_SIZE;
+const SEEK_CUR = 1;
 /** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
 const PTE_ACCESSED_DIRTY = 0x60n;
 const DEFAULT_ON_ERROR_MS = 1000;
@@ -284,7 +285,7 @@ export class RequestVm {
    * (the frame of an exception on the exception stack; accessed and dirty bits in page-table entries):
    * empty at any time, or something wrote the hypervisor's pages.
    */
-  inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[]; systemWrites: number[] } {
+  inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[]; systemWrites: number[]; process: string } {
     const vcpu = this.guest.vcpu;
     const msrs = vcpu.getMsrs([...guestMsrs(this.frozen.entryKind, 0, 0), GuestClock.MSR].map(([index]) => index));
     const fork = Buffer.from(this.ram.memory.bytes.buffer, this.ram.memory.bytes.byteOffset, this.ram.mainSize);
@@ -304,7 +305,15 @@ export class RequestVm {
       }
       return false;
     });
-    return { sregs: vcpu.getSregs(), msrs, differingPages, systemWrites };
+    const p = this.process;
+    // The emulated process as the guest could observe it: open fds (and where each stands), mappings,
+    // the break, cwd, umask, the signal dispositions.
+    const process = JSON.stringify({
+      fds: p.files.openFds().map((fd) => [fd, p.files.isCloexec(fd), p.files.get(fd)!.seek(0, SEEK_CUR)]),
+      mappings: p.mm.list().map((m) => [m.start, m.end, m.prot, m.label]),
+      brk: p.mm.brk, cwd: p.paths.cwd, umask: p.umask, signals: p.signals.snapshot(),
+    }, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+    return { sregs: vcpu.getSregs(), msrs, differingPages, systemWrites, process };
   }
 
   close(): void {

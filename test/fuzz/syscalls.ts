@@ -6,7 +6,8 @@
  *   - a write into the hypervisor's pages (stubs, descriptor tables, page tables, vvar) during the
  *     request, by anyone;
  *   - a fork that is not the frozen program again after its reset: memory (every page against the
- *     frozen image), segment and control state and MSRs (against a fresh fork), and what the guest
+ *     frozen image), segment and control state, MSRs, fds, mappings, break, cwd and signal state
+ *     (against a fresh fork), and what the guest
  *     itself sees (its globals, its heap, its open fds: /check, against a fresh fork's answer).
  * Every request's calls follow from its seed, and the seeds from the run's seed: a finding names both.
  *
@@ -99,6 +100,7 @@ export function fuzzSyscalls(o: FuzzOptions): FuzzReport {
         if (seen.differingPages.length) found(`after the reset ${seen.differingPages.length} pages differ from the frozen program, first at 0x${(seen.differingPages[0]! * PAGE_SIZE).toString(16)}`);
         if (!seen.sregs.equals(want.sregs)) found('after the reset the segment or control state differs from a fresh fork\'s');
         if (seen.msrs.some((v, i) => v !== want.msrs[i])) found(`after the reset the MSRs differ from a fresh fork's: ${seen.msrs.map(String)} vs ${want.msrs.map(String)}`);
+        if (seen.process !== want.process) found(`after the reset the process differs from a fresh fork's: ${seen.process} vs ${want.process}`);
         const after = check(vm);
         if (after !== reference) found(`the next request sees "${after}", a fresh fork "${reference}"`);
       } catch (e) {

@@ -13,6 +13,11 @@
  *              every call gets EFAULT there too.
  *   /offsets   200, "pread=.. preadv=.. sendfile=.. lseek=.. mmap=..": file offsets of 2^62, which the host
  *              cannot hold exactly (results as numbers or -errno; mmap "ok" or -errno), as natively.
+ *   /sysarea-api  200, "efault=N other=M": the guest-API calls that write guest memory (sys_http_find
+ *              of the request's X-Attack header, sys_http_method, get_meminfo) aimed at every page of
+ *              the hypervisor's area.
+ *   /compat    switches CS to the 32-bit user code selector (lretq to 0x23) and faults there (ud2):
+ *              the next request must start in 64-bit mode again.
  *   /segments  loads FS and GS with the user data selector (base 0 from the GDT) and DS and ES with the
  *              null selector, then answers 200 "loaded" (nothing after the loads touches TLS).
  *   /stubjump  jumps into the syscall entry stub (0x4000) with rax = getpid and rcx pointing just past
@@ -197,6 +202,36 @@ static void do_exec(const char *what)
 	}
 }
 
+/* get_meminfo is void in kvm_api.h; the host's answer is in rax all the same. */
+extern long get_meminfo_result(void *info) __asm__("get_meminfo");
+
+static void do_sysarea_api(void)
+{
+	efault = other = 0;
+	for (unsigned long page = 0x1000; page < SYSTEM_AREA_END; page += 0x1000) {
+		char *p = (char *)page;
+		long r1 = (int)sys_http_find(0 /* the request */, "x-attack", 8, p, 64); /* the test sends X-Attack */
+		long r2 = (long)sys_http_method(p, 64);
+		long r3 = get_meminfo_result(p);
+		efault += (r1 == -EFAULT) + (r2 == -EFAULT) + (r3 == -EFAULT);
+		other += (r1 != -EFAULT) + (r2 != -EFAULT) + (r3 != -EFAULT);
+	}
+	char body[64];
+	int n = snprintf(body, sizeof body, "efault=%d other=%d", efault, other);
+	respond(200, "text/plain", body, (size_t)n, NULL);
+}
+
+static void do_compat(void)
+{
+	__asm__ volatile("push $0x23\n\t"
+	                 "lea 1f(%%rip), %%rax\n\t"
+	                 "push %%rax\n\t"
+	                 "lretq\n"
+	                 "1:\n\t"
+	                 ".byte 0x0f, 0x0b" /* ud2, in 32-bit code */
+	                 : : : "rax", "memory");
+}
+
 static void do_segments(void)
 {
 	unsigned short data = (unsigned short)selector(5), null = 0;
@@ -248,6 +283,15 @@ static void on_request(const struct kvm_request *r)
 		char body[48];
 		int n = snprintf(body, sizeof body, "gdt=%lx", gdtr.base);
 		respond(200, "text/plain", body, (size_t)n, NULL);
+		return;
+	}
+	if (path_is(u, "/sysarea-api")) {
+		do_sysarea_api();
+		return;
+	}
+	if (path_is(u, "/compat")) {
+		do_compat();
+		respond_str(200, "survived");
 		return;
 	}
 	if (path_is(u, "/offsets")) {

@@ -156,7 +156,7 @@ t.test('attacks fail as natively (or more strictly) and leave nothing for the ne
   }
 });
 
-t.test('no-execute: the stack, a mapping and the heap cannot be run, as natively; executable_heap allows it', async (t) => {
+t.test('no-execute: the stack, a mapping, the heap and the data cannot be run, as natively; executable_heap allows it', async (t) => {
   if (!kvmAvailable(t)) return;
   const platform = probePlatform();
   for (const executableHeap of [false, true]) {
@@ -165,7 +165,7 @@ t.test('no-execute: the stack, a mapping and the heap cannot be run, as natively
     const fresh = fork(booted);
     try {
       const freshState = get(fresh, '/state').body.toString();
-      for (const url of ['/execstack', '/execmmap', '/execheap']) {
+      for (const url of ['/execstack', '/execmmap', '/execheap', '/execbrk', '/execdata']) {
         const res = vm.request({ method: 'GET', url });
         if (executableHeap || !platform.nx) {
           t.equal(res.response.body.toString(), 'ran=42', `${url}: runs with executable_heap${platform.nx ? '' : ' (no NX on this CPU)'}`);

@@ -250,6 +250,26 @@ t.test('a request queued when its program is invalidated runs on the reloaded pr
   });
 });
 
+t.test('a guest response HTTP cannot carry is refused whole: a keep-alive client reads the next response right', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ configure: { faults: { concurrency: 1 } } }, async (s) => {
+    // One connection for all: a response whose framing went wrong would be read as part of the next.
+    const agent = new Agent({ connections: 1, pipelining: 1 });
+    try {
+      for (const url of ['/204-body', '/304-body', '/ctype-crlf', '/ctype-ctl']) {
+        const bad = await get(`${s.url}${url}`, { headers: { host: 'faults.test' }, dispatcher: agent });
+        t.equal(bad.status, 503, `${url}: answered by on_error`);
+        t.match(bad.text, /^on_error:/, `${url}: with why`);
+        t.equal(bad.headers['x-injected'], undefined, `${url}: nothing injected`);
+        const ok = await get(`${s.url}/ok`, { headers: { host: 'faults.test' }, dispatcher: agent });
+        t.equal(`${ok.status} ${ok.text}`, '200 ok', `after ${url}: the next response on the connection is whole`);
+      }
+    } finally {
+      await agent.close();
+    }
+  });
+});
+
 t.test('graceful close: the request in flight gets its answer, new connections are refused', async (t) => {
   if (!kvmAvailable(t)) return;
   const log = { access: [] as string[] };

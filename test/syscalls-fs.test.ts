@@ -729,6 +729,25 @@ t.test('symlink, link and chown', async (t) => {
   t.equal(g.sys('chown', g.str(join(ro, 'hello.txt')), uid, gid), -E.EROFS);
   t.equal(g.sys('fchown', g.open(join(ro, 'hello.txt'), O_RDONLY), uid, gid), -E.EROFS);
   t.equal(g.sys('fchown', 1, uid, gid), 0, 'stdout: nothing to change');
+  t.equal(g.sys('chown', g.str('target.txt'), uid + 1, -1), -E.EPERM, 'another uid: EPERM, as for an unprivileged process');
+  t.equal(g.sys('chown', g.str('target.txt'), -1, gid + 1), -E.EPERM, 'another gid: EPERM');
+  t.equal(g.sys('fchown', g.open('target.txt', O_RDONLY), 0, 0), uid === 0 && gid === 0 ? 0 : -E.EPERM, 'root only when the host is root');
+  t.equal(g.sys('chown', g.str('missing'), uid + 1, -1), -E.ENOENT, 'the path is checked first');
+  t.equal(fs.statSync(join(rw, 'target.txt')).uid, uid, 'the owner never changed');
+});
+
+t.test('no setuid, setgid or sticky bit reaches the host', async (t) => {
+  const { g, rw } = guestFor(t);
+  g.sys('umask', 0);
+  const fd = g.open('suid', O_WRONLY | O_CREAT, 0o4755);
+  t.ok(fd >= 0);
+  t.equal(fs.statSync(join(rw, 'suid')).mode & 0o7777, 0o755, 'open(O_CREAT, 04755) creates 0755');
+  t.equal(g.sys('chmod', g.str('suid'), 0o6755), 0);
+  t.equal(fs.statSync(join(rw, 'suid')).mode & 0o7777, 0o755, 'chmod 06755 sets 0755');
+  t.equal(g.sys('fchmod', fd, 0o2777), 0);
+  t.equal(fs.statSync(join(rw, 'suid')).mode & 0o7777, 0o777, 'fchmod 02777 sets 0777');
+  t.equal(g.sys('mkdir', g.str('sticky'), 0o1777), 0);
+  t.equal(fs.statSync(join(rw, 'sticky')).mode & 0o7777, 0o777, 'mkdir 01777 makes 0777');
 });
 
 t.test('directories above a root', async (t) => {

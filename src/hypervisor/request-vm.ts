@@ -25,7 +25,8 @@
 import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
-import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, PD_ADDR, PML4_ADDR, USER_START, VVAR_ADDR, pageDirectoryCount } from '../paging/layout.js';
+import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
+import { pageTableRanges } from '../paging/page-tables.js';
 import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
 import { AddressSpace, PROT_READ, PROT_WRITE, type AddressSpaceSnapshot } from '../syscalls/address-space.js';
 import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
@@ -294,12 +295,12 @@ export class RequestVm {
     for (let at = 0; at < this.ram.mainSize; at += PAGE_SIZE) {
       if (at !== VVAR_ADDR && fork.compare(master, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) differingPages.push(at / PAGE_SIZE);
     }
-    const tablesEnd = PD_ADDR + pageDirectoryCount(this.ram.size) * PAGE_SIZE;
+    const tables = pageTableRanges(this.ram.size);
     const systemWrites = differingPages.filter((page) => {
       const at = page * PAGE_SIZE;
       if (at >= USER_START) return false;
       if (at >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && at < EXCEPTION_STACK_TOP) return false;
-      if (at < PML4_ADDR || at >= tablesEnd) return true;
+      if (!tables.some(([start, end]) => at >= start && at < end)) return true;
       for (let e = at; e < at + PAGE_SIZE; e += 8) {
         if ((fork.readBigUInt64LE(e) & ~PTE_ACCESSED_DIRTY) !== (master.readBigUInt64LE(e) & ~PTE_ACCESSED_DIRTY)) return true;
       }

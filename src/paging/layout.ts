@@ -16,6 +16,8 @@
  *   0x00b000  page directories (one per GiB) supervisor (4 at most: up to 0x00f000)
  *   0x00f000  vvar: the guest's clock        user read-only (vdso.ts)
  *   0x010000  vDSO: clock reads without exits user read + execute (vdso.ts)
+ *   0x011000  page tables for the 2 MiB      supervisor: 4 KiB pages where code is, so that only the
+ *             pages that hold code           executable segments' pages are executable (page-tables.ts)
  *   …         rest of the first 2 MiB        not present
  *   0x200000  user memory: ELF image, brk heap, mmap area   user RWX, 2 MiB pages
  *   …         2 MiB guard, not present; then the 8 MiB stack ending at the top
@@ -38,6 +40,8 @@ export const PD_ADDR = 0xb000;
 /** The vDSO's data page (kvmclock's pvclock and tskvm's clock offsets), the page right below the vDSO. */
 export const VVAR_ADDR = 0xf000;
 export const VDSO_ADDR = 0x10000;
+/** Page tables of the 2 MiB pages that hold executable segments, one page each, up to USER_START. */
+export const IMAGE_PT_ADDR = 0x11000;
 /** Everything below this belongs to the hypervisor; guest programs live above. */
 export const USER_START = HUGE_PAGE;
 
@@ -81,6 +85,7 @@ export function describeLayout(addressSpace: number): LayoutRow[] {
     { start: PML4_ADDR, end: PD_ADDR + pageDirectoryCount(addressSpace) * PAGE, contents: 'page tables', access: 'supervisor' },
     { start: VVAR_ADDR, end: VVAR_ADDR + PAGE, contents: 'vvar: the clock for the vDSO', access: 'user r--' },
     { start: VDSO_ADDR, end: VDSO_ADDR + PAGE, contents: 'vDSO', access: 'user r-x' },
+    { start: IMAGE_PT_ADDR, end: USER_START, contents: 'page tables of the 2 MiB pages that hold code (as many as needed)', access: 'supervisor' },
     { start: USER_START, end: addressSpace, contents: 'program: ELF, heap, mmap, stack', access: 'user rwx' },
   ];
 }

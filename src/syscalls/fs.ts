@@ -71,6 +71,12 @@ function ioLength(p: Process, addr: number, len: number): number {
   return Math.min(len, MAX_RW_COUNT, p.mem.size - addr);
 }
 
+/**
+ * The mode bits a guest may give a file or directory: permissions only. Setuid, setgid and sticky never
+ * reach the host, so a guest (tskvm often runs as root) cannot plant a setuid-root program.
+ */
+const PERMISSION_BITS = 0o777;
+
 /** A NUL-terminated guest path: the string, -EFAULT, or -ENAMETOOLONG. */
 function guestString(p: Process, addr: number): string | number {
   try {
@@ -146,7 +152,7 @@ function openAt(p: Process, dirfd: number, pathAddr: number, flags: number, mode
   const target = resolvePath(p, dirfd, path, modifies ? 'write' : 'read', followLast);
   if (typeof target === 'number') return target;
 
-  const createMode = mode & 0o7777 & ~p.umask;
+  const createMode = mode & PERMISSION_BITS & ~p.umask;
   const existed = !creating || exists(target.hostPath);
   // O_CREAT without write access is a write only when it creates the file.
   if (!existed && !target.writable) return -E.EROFS;
@@ -538,7 +544,7 @@ function mkdirAt(p: Process, dirfd: number, pathAddr: number, mode: number): num
   }
   if (isAboveRoot(p, dirfd, path, target)) return -E.EEXIST;
   if (typeof target === 'number') return target;
-  const dirMode = mode & 0o1777 & ~p.umask;
+  const dirMode = mode & PERMISSION_BITS & ~p.umask;
   return onHost(() => {
     fs.mkdirSync(target.hostPath, dirMode);
     if ((fs.statSync(target.hostPath).mode & 0o7777) !== dirMode) fs.chmodSync(target.hostPath, dirMode);
@@ -596,7 +602,12 @@ function linkAt(p: Process, oldDirfd: number, oldAddr: number, newDirfd: number,
   return onHost(() => fs.linkSync(from.hostPath, to.hostPath));
 }
 
-/** chown/lchown/fchownat: -1 leaves an id as it is. */
+/**
+ * chown/lchown/fchownat. Ownership never changes on the host (tskvm usually runs as root, and a guest
+ * must not hand a file to another user, or to root): as for an unprivileged process, only the ids the
+ * files already have are accepted — the host's own, or -1 for "unchanged" — and then nothing is done;
+ * any other id is EPERM. The path is checked first, as Linux does.
+ */
 function chownAt(p: Process, dirfd: number, pathAddr: number, uid: number, gid: number, flags: number): number {
   if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) return -E.EINVAL;
   const path = guestString(p, pathAddr);
@@ -605,7 +616,8 @@ function chownAt(p: Process, dirfd: number, pathAddr: number, uid: number, gid: 
   const follow = (flags & AT_SYMLINK_NOFOLLOW) === 0;
   const target = resolvePath(p, dirfd, path, 'write', follow);
   if (typeof target === 'number') return target;
-  return onHost(() => (follow ? fs.chownSync : fs.lchownSync)(target.hostPath, uid, gid));
+  const exists = onHost(() => (follow ? fs.statSync : fs.lstatSync)(target.hostPath));
+  return exists < 0 ? exists : ownIds(uid, gid);
 }
 
 function fchown(p: Process, fd: number, uid: number, gid: number): number {
@@ -613,8 +625,12 @@ function fchown(p: Process, fd: number, uid: number, gid: number): number {
   if (!file) return -E.EBADF;
   if (file.hostFd === null || file.guestPath === null) return 0; // a pipe or stdio: nothing to record
   if (!file.mutable) return -E.EROFS;
-  const hostFd = file.hostFd;
-  return onHost(() => fs.fchownSync(hostFd, uid, gid));
+  return ownIds(uid, gid);
+}
+
+/** 0 when chown would give the ids the host's files already have, else -EPERM (see chownAt). */
+function ownIds(uid: number, gid: number): number {
+  return (uid === -1 || uid === process.getuid!()) && (gid === -1 || gid === process.getgid!()) ? 0 : -E.EPERM;
 }
 
 /** A uid_t/gid_t argument: (uid_t)-1 stays -1, "unchanged". */
@@ -638,7 +654,7 @@ function readlinkAt(p: Process, dirfd: number, pathAddr: number, bufAddr: number
 function chmodAt(p: Process, dirfd: number, pathAddr: number, mode: number): number {
   const target = resolveAt(p, dirfd, pathAddr, 'write', true);
   if (typeof target === 'number') return target;
-  return onHost(() => fs.chmodSync(target.hostPath, mode & 0o7777));
+  return onHost(() => fs.chmodSync(target.hostPath, mode & PERMISSION_BITS));
 }
 
 /**
@@ -1066,7 +1082,7 @@ export const fsSyscalls: SyscallDef[] = [
       if (file.hostFd === null || file.guestPath === null) return 0; // a pipe or stdio: nothing to record
       if (!file.mutable) return -E.EROFS;
       const hostFd = file.hostFd;
-      return onHost(() => fs.fchmodSync(hostFd, uint(a[1]!) & 0o7777));
+      return onHost(() => fs.fchmodSync(hostFd, uint(a[1]!) & PERMISSION_BITS));
     },
   },
   { nr: 88, name: 'symlink', args: ['str', 'path'], handler: (p, a) => symlinkAt(p, a[0]!, AT_FDCWD, a[1]!) },

@@ -4,7 +4,6 @@
  * running as root inside its sandbox.
  */
 import { randomFillSync } from 'node:crypto';
-import { release, uptime, version } from 'node:os';
 import { E } from './errno.js';
 import { Process } from './process.js';
 import type { SyscallDef } from './syscall.js';
@@ -18,6 +17,13 @@ const PR_SET_NAME = 15, PR_GET_NAME = 16;
 const GRND_MAX = 33554431;
 
 const UTS_FIELD = 65;
+
+/**
+ * What uname and sysinfo tell the guest: fixed values, so that a guest learns nothing of the host (its
+ * kernel's version, how long it has been up). The release is one whose system calls tskvm emulates.
+ */
+export const GUEST_UNAME = ['Linux', 'tskvm', '6.1.0', '#1 SMP tskvm', 'x86_64', '(none)'] as const;
+export const GUEST_UPTIME_S = 1;
 
 function rlimit(p: Process, resource: number): [number, number] | null {
   if (resource < 0 || resource > 15) return null;
@@ -99,10 +105,9 @@ export const procSyscalls: SyscallDef[] = [
   {
     nr: 63, name: 'uname', args: ['ptr'],
     handler: (p, a) => {
-      const fields = ['Linux', 'tskvm', release(), version(), 'x86_64', '(none)'];
-      const out = p.mem.write(a[0]!, UTS_FIELD * fields.length);
+      const out = p.mem.write(a[0]!, UTS_FIELD * GUEST_UNAME.length);
       out.fill(0);
-      fields.forEach((f, i) => out.set(Buffer.from(f).subarray(0, UTS_FIELD - 1), i * UTS_FIELD));
+      GUEST_UNAME.forEach((f, i) => out.set(Buffer.from(f).subarray(0, UTS_FIELD - 1), i * UTS_FIELD));
       return 0;
     },
   },
@@ -111,7 +116,7 @@ export const procSyscalls: SyscallDef[] = [
     handler: (p, a) => {
       const at = a[0]!;
       p.mem.write(at, 112).fill(0);
-      p.mem.setU64(at, Math.floor(uptime()));
+      p.mem.setU64(at, GUEST_UPTIME_S);
       p.mem.setU64(at + 32, p.mm.end); // totalram
       p.mem.setU64(at + 40, Math.max(0, p.mm.stackBottom - p.mm.brk)); // freeram (roughly)
       p.mem.write(at + 80, 2).set([1, 0]); // procs

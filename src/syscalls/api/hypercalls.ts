@@ -44,6 +44,9 @@ const RESPONSE_HEADER_SIZE = 16;
 const guestBytes = (p: Process, addr: number, len: number): Uint8Array => (len === 0 ? new Uint8Array(0) : p.mem.read(addr, len));
 const latin1 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 
+/** What an HTTP field value may not hold (RFC 9110: visible characters, space, tab, obs-text). */
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+
 function fail(p: Process, reason: string): number {
   p.pause = { kind: 'failed', reason };
   return -E.EINVAL;
@@ -56,8 +59,8 @@ function readField(p: Process, addr: number, len: number): string | null {
     return null;
   }
   const field = latin1(guestBytes(p, addr, Math.max(0, len)));
-  if (/[\r\n\0]/.test(field)) {
-    fail(p, 'header field contains CR, LF or NUL');
+  if (CONTROL.test(field)) {
+    fail(p, 'header field contains a control character (CR, LF, NUL…)');
     return null;
   }
   return field;
@@ -88,6 +91,8 @@ function collectResponse(p: Process, a: Float64Array): number {
   if (ctLen < 0 || ctLen > CONTENT_TYPE_MAX) return fail(p, `content type of ${ctLen} bytes (the limit is ${CONTENT_TYPE_MAX})`);
   if (bodyLen < 0 || bodyLen > RESPONSE_BODY_MAX) return fail(p, `response body of ${bodyLen} bytes (the limit is ${RESPONSE_BODY_MAX})`);
   const contentType = latin1(guestBytes(p, a[1]!, ctLen)).replace(/\0+$/, '');
+  if (CONTROL.test(contentType)) return fail(p, 'content type contains a control character (CR, LF, NUL…)');
+  if ((status === 204 || status === 304) && bodyLen > 0) return fail(p, `status ${status} with a body of ${bodyLen} bytes (it has none in HTTP)`);
   const body = Buffer.from(guestBytes(p, a[3]!, bodyLen));
   const api = p.api;
   let cache: CachePolicy | null = api.cache;

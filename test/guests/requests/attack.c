@@ -26,10 +26,11 @@
  *              stub's sysretq is privileged in ring 3 and the request faults.
  *   /in, /in1  `inb $0, %al` / `inl $1, %eax`: port I/O from ring 3 on the hypercall and syscall ports.
  *   /outport   `outb %al, $0x70`: another port.
- *   /execstack /execmmap /execheap
- *              copy `mov $42, %eax; ret` onto the stack, into a new read-write anonymous mapping, or
- *              into a 1 MiB malloc block, and call it: 200 "ran=42" where that memory is executable,
- *              else a fault (natively SIGSEGV: all three are no-execute).
+ *   /execstack /execmmap /execheap /execbrk /execdata
+ *              copy `mov $42, %eax; ret` onto the stack, into a new read-write anonymous mapping, into
+ *              a 1 MiB malloc block (a mapping), a 64-byte one (the brk heap, next to the program) or a
+ *              global array (the program's data, next to its code), and call it: 200 "ran=42" where
+ *              that memory is executable, else a fault (natively SIGSEGV: all of them are no-execute).
  *   /sgdt      200 "gdt=<base>": where the GDT is, which a process should not learn (UMIP makes sgdt
  *              fault; Linux emulates it for processes, with a base that tells nothing)
  *   /int3 /int80 /sysenter /wrmsr /lgdt /cli /hlt /wrfsbase /ud2
@@ -197,6 +198,11 @@ static void do_exec(const char *what)
 	} else if (strcmp(what, "mmap") == 0) {
 		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		run_code(m);
+	} else if (strcmp(what, "brk") == 0) {
+		run_code(malloc(64));
+	} else if (strcmp(what, "data") == 0) {
+		static unsigned char data[64] __attribute__((aligned(16)));
+		run_code(data);
 	} else {
 		run_code(malloc(1 << 20));
 	}
@@ -273,7 +279,8 @@ static void on_request(const struct kvm_request *r)
 		do_sysarea();
 		return;
 	}
-	if (path_is(u, "/execstack") || path_is(u, "/execmmap") || path_is(u, "/execheap")) {
+	if (path_is(u, "/execstack") || path_is(u, "/execmmap") || path_is(u, "/execheap") || path_is(u, "/execbrk") ||
+	    path_is(u, "/execdata")) {
 		do_exec(u + 5);
 		return;
 	}

@@ -12,6 +12,10 @@
  *   /status99       backend_response with status 99 (invalid)
  *   /status600      backend_response with status 600 (invalid)
  *   /bigheader      sys_http_append(RESP, "X-Big: " + 1 MiB of 'a'), then 200 "bigheader rc=<its result>"
+ *   /ctype-crlf     200 with the content type "text/plain\r\nX-Injected: 1" (invalid)
+ *   /ctype-ctl      200 with the content type "text/pl\x01ain" (invalid)
+ *   /204-body       204 with a body "x" (a 204 has none)
+ *   /304-body       304 with a body "x" (a 304 has none)
  *   /noresponse     the handler returns without responding
  *   /abort          abort() (SIGABRT: the guest's tgkill/rt_sigprocmask path)
  *   anything else   404 "not found"
@@ -76,6 +80,14 @@ static void on_get(const char *url, const char *arg)
 		respond_str(600, "status 600");
 	else if (path_is(url, "/bigheader"))
 		big_header();
+	else if (path_is(url, "/ctype-crlf"))
+		respond(200, "text/plain\r\nX-Injected: 1", "x", 1, NULL);
+	else if (path_is(url, "/ctype-ctl"))
+		respond(200, "text/pl\x01ain", "x", 1, NULL);
+	else if (path_is(url, "/204-body"))
+		respond(204, "text/plain", "x", 1, NULL);
+	else if (path_is(url, "/304-body"))
+		respond(304, "text/plain", "x", 1, NULL);
 	else if (path_is(url, "/noresponse"))
 		return;
 	else if (path_is(url, "/abort"))

@@ -4,6 +4,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { Program, type ProgramOptions } from '../src/index.js';
+import { OUTPUT_LIMIT } from '../src/hypervisor/program-options.js';
 import { cliPath, guestPath, kvmAvailable, runNative } from './helpers/differential.js';
 
 const quiet: ProgramOptions = { maxMemory: 64, onLog: () => {} };
@@ -205,6 +206,22 @@ t.test('failures: each has its error, and the next request on the same fork succ
     t.equal(s.timeouts, 1, 'stats: timeouts');
     t.equal(s.exception_oom, 1, 'stats: exception_oom');
     t.ok(s.exceptions >= 8, 'stats: exceptions');
+  });
+});
+
+t.test('an output flood: 64 MiB of newlines in one write reach the main thread cut and batched', async (t) => {
+  if (!kvmAvailable(t)) return;
+  let lines = 0;
+  await withProgram('req-faults', { concurrency: 1, maxRequestMemory: 128, maxMemory: 512, onLog: () => { lines++; } }, async (p) => {
+    // The main thread's own heap: the process's RSS also holds the guest's 64 MiB and the worker's.
+    const before = process.memoryUsage().heapUsed;
+    const res = await p.request({ url: '/flood' });
+    t.equal(`${res.status} ${res.body}`, '200 flooded', 'the request completes');
+    await new Promise((r) => setTimeout(r, 100)); // the last batch's message
+    const grown = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    t.ok(grown < 32, `the main thread's heap grew ${grown.toFixed(1)} MiB (64 MiB of lines written)`);
+    t.ok(lines > 0 && lines <= OUTPUT_LIMIT + 1, `${lines} lines reached onLog: at most the per-request limit and a marker`);
+    t.equal((await p.request({ url: '/ok' })).body.toString(), 'ok');
   });
 });
 

@@ -8,6 +8,9 @@ import { TskvmError } from '../errors.js';
 import { MAX_ADDRESS_SPACE } from '../paging/layout.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
+/** Bytes of output lines (stdout, stderr, sys_log) one request, or the boot, may send before the rest is cut. */
+export const OUTPUT_LIMIT = 1 << 20;
+
 export interface ProgramOptions {
   /** Name the program sees as KVM_NAME and statistics use; default: the file's base name. */
   name?: string;

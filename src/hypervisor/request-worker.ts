@@ -13,7 +13,7 @@ import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_
 import { TskvmError } from '../errors.js';
 import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
 import { bootProgram, type BootedProgram, type FrozenProgram } from './frozen-program.js';
-import type { ResolvedProgramOptions } from './program-options.js';
+import { OUTPUT_LIMIT, type ResolvedProgramOptions } from './program-options.js';
 import { RequestVm, type RequestInput } from './request-vm.js';
 import { TRANSFER_MIN } from './worker-pool.js';
 
@@ -28,7 +28,7 @@ export type WorkerCommand =
 export type WorkerReply =
   | { op: 'done'; id: number; value?: unknown }
   | { op: 'error'; id: number; error: { code: string; message: string; details?: unknown } }
-  | { op: 'log'; programId: number; line: string };
+  | { op: 'log'; programId: number; lines: string[] };
 
 interface WorkerInit {
   port: MessagePort;
@@ -39,28 +39,69 @@ const { port, doorbell } = workerData as WorkerInit;
 const bell = new Int32Array(doorbell);
 const programs = new Map<number, BootedProgram>();
 const forks = new Map<number, RequestVm>();
+const loggers = new Map<number, Logger>();
 
 function reply(message: WorkerReply): void {
   port.postMessage(message);
 }
 
-/** The program's output and logs, line by line, to the main thread (and stderr when echoing). */
-function logger(programId: number, options: ResolvedProgramOptions): { line: (l: string) => void; output: (name: string) => (b: Uint8Array) => void; recent: string[] } {
+/** Lines go to the main thread in batches of about this many bytes, and at the end of each request. */
+const BATCH_BYTES = 64 << 10;
+
+interface Logger {
+  line: (l: string) => void;
+  output: (name: string) => (b: Uint8Array) => void;
+  recent: string[];
+  /** Sends what is batched; a new request (or the end of the boot) starts a new budget. */
+  flush: (endOfRequest: boolean) => void;
+}
+
+/**
+ * The program's output and logs, line by line, to the main thread (and stderr when echoing): batched,
+ * so a flood of short lines is not one message each, and cut at OUTPUT_LIMIT bytes per request (then
+ * one marker line says how much was dropped). A guest that writes 64 MiB of newlines in one call
+ * costs the main thread one marker, not 64 million messages.
+ */
+function logger(programId: number, options: ResolvedProgramOptions): Logger {
   const recent: string[] = [];
+  let batch: string[] = [];
+  let batchBytes = 0, used = 0, dropped = 0;
+  const flush = (endOfRequest: boolean): void => {
+    if (endOfRequest && dropped > 0) {
+      batch.push(`[tskvm: ${dropped} more bytes of output cut: more than ${OUTPUT_LIMIT} bytes in one request]`);
+      dropped = 0;
+    }
+    if (batch.length) reply({ op: 'log', programId, lines: batch });
+    batch = [];
+    batchBytes = 0;
+    if (endOfRequest) used = 0;
+  };
   const line = (l: string): void => {
+    if (used + l.length + 1 > OUTPUT_LIMIT) {
+      dropped += l.length + 1;
+      return;
+    }
+    used += l.length + 1;
     recent.push(l);
     if (recent.length > 40) recent.shift();
     if (options.echo) process.stderr.write(`[${options.name}] ${l}\n`);
-    reply({ op: 'log', programId, line: l });
+    batch.push(l);
+    batchBytes += l.length + 1;
+    if (batchBytes >= BATCH_BYTES) flush(false);
   };
   const partial = new Map<string, string>();
   const output = (name: string) => (bytes: Uint8Array): void => {
-    const text = (partial.get(name) ?? '') + Buffer.from(bytes).toString('utf8');
+    if (used >= OUTPUT_LIMIT) {
+      dropped += bytes.length; // past the budget: not even decoded
+      return;
+    }
+    const text = (partial.get(name) ?? '') + Buffer.from(bytes.subarray(0, OUTPUT_LIMIT - used + 4096)).toString('utf8');
+    if (bytes.length > OUTPUT_LIMIT - used + 4096) dropped += bytes.length - (OUTPUT_LIMIT - used + 4096);
     const lines = text.split('\n');
     partial.set(name, lines.pop()!.slice(-4096));
     for (const l of lines) line(l);
   };
-  return { line, output, recent };
+  return { line, output, recent, flush };
 }
 
 function trace(options: ResolvedProgramOptions): ((l: string) => void) | null {
@@ -76,13 +117,18 @@ function handle(c: WorkerCommand): unknown {
     case 'boot': {
       const o = c.options;
       const log = logger(c.programId, o);
-      const booted = bootProgram(c.file, c.exePath, {
-        argv0: o.argv[0], args: o.argv.slice(1), env: o.env, allowed: o.allowed, cwd: o.cwd,
-        maxMemoryMiB: o.maxMemory, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
-        requestMemoryUpperMiB: o.reqMemLimitAfterReset, controlEphemeral: o.controlEphemeral, executableHeap: o.executableHeap, maxBootTimeSec: o.maxBootTime,
-        stdio: [new EmptyFile(), new SinkFile(log.output('stdout'), 'stdout'), new SinkFile(log.output('stderr'), 'stderr')],
-        log: log.line, warn: warn(o.name), trace: trace(o), recentLog: () => log.recent,
-      });
+      let booted: BootedProgram;
+      try {
+        booted = bootProgram(c.file, c.exePath, {
+          argv0: o.argv[0], args: o.argv.slice(1), env: o.env, allowed: o.allowed, cwd: o.cwd,
+          maxMemoryMiB: o.maxMemory, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
+          requestMemoryUpperMiB: o.reqMemLimitAfterReset, controlEphemeral: o.controlEphemeral, executableHeap: o.executableHeap, maxBootTimeSec: o.maxBootTime,
+          stdio: [new EmptyFile(), new SinkFile(log.output('stdout'), 'stdout'), new SinkFile(log.output('stderr'), 'stderr')],
+          log: log.line, warn: warn(o.name), trace: trace(o), recentLog: () => log.recent,
+        });
+      } finally {
+        log.flush(true);
+      }
       programs.set(c.programId, booted);
       return {
         frozen: booted.frozen,
@@ -97,12 +143,18 @@ function handle(c: WorkerCommand): unknown {
       forks.set(c.forkId, new RequestVm(c.frozen, {
         maxRequestTimeMs: o.maxRequestTime * 1000, ephemeral: o.ephemeral, output: log.output, log: log.line, warn: warn(o.name), trace: trace(o),
       }));
+      loggers.set(c.forkId, log);
       return undefined;
     }
     case 'request': {
       const fork = forks.get(c.forkId);
       if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `request VM ${c.forkId} is closed`);
-      const result = fork.request(c.input);
+      let result;
+      try {
+        result = fork.request(c.input);
+      } finally {
+        loggers.get(c.forkId)?.flush(true);
+      }
       // A body with an ArrayBuffer of its own moves to the main thread: cloning would copy it twice.
       const body = result.response.body;
       const own = body.byteLength >= TRANSFER_MIN && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
@@ -113,6 +165,7 @@ function handle(c: WorkerCommand): unknown {
     case 'closeFork':
       forks.get(c.forkId)?.close();
       forks.delete(c.forkId);
+      loggers.delete(c.forkId);
       return undefined;
     case 'closeProgram':
       programs.get(c.programId)?.machine.close();

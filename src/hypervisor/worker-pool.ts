@@ -48,7 +48,7 @@ export class PoolWorker {
     });
     port1.on('message', (m: WorkerReply) => {
       if (m.op === 'log') {
-        onLog(m.programId, m.line);
+        for (const line of m.lines) onLog(m.programId, line);
         return;
       }
       const p = this.pending.get(m.id);

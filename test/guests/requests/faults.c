@@ -12,6 +12,7 @@
  *   /status99       backend_response with status 99 (invalid)
  *   /status600      backend_response with status 600 (invalid)
  *   /bigheader      sys_http_append(RESP, "X-Big: " + 1 MiB of 'a'), then 200 "bigheader rc=<its result>"
+ *   /flood          one write(1) of 64 MiB of newlines, then 200 "flooded"
  *   /ctype-crlf     200 with the content type "text/plain\r\nX-Injected: 1" (invalid)
  *   /ctype-ctl      200 with the content type "text/pl\x01ain" (invalid)
  *   /204-body       204 with a body "x" (a 204 has none)
@@ -80,7 +81,17 @@ static void on_get(const char *url, const char *arg)
 		respond_str(600, "status 600");
 	else if (path_is(url, "/bigheader"))
 		big_header();
-	else if (path_is(url, "/ctype-crlf"))
+	else if (path_is(url, "/flood")) {
+		size_t n = 64 * MiB;
+		char *lines = malloc(n);
+		if (lines) {
+			memset(lines, '\n', n);
+			ssize_t w = write(1, lines, n);
+			(void)w;
+			free(lines);
+		}
+		respond_str(200, "flooded");
+	} else if (path_is(url, "/ctype-crlf"))
 		respond(200, "text/plain\r\nX-Injected: 1", "x", 1, NULL);
 	else if (path_is(url, "/ctype-ctl"))
 		respond(200, "text/pl\x01ain", "x", 1, NULL);

@@ -20,10 +20,9 @@
  *              the next request must start in 64-bit mode again.
  *   /segments  loads FS and GS with the user data selector (base 0 from the GDT) and DS and ES with the
  *              null selector, then answers 200 "loaded" (nothing after the loads touches TLS).
- *   /stubjump  jumps into the syscall entry stub (0x4000) with rax = getpid and rcx pointing just past
+ *   /stubjump  jumps into the ring-3 syscall stub (0x4000) with rax = getpid and rcx pointing just past
  *              the 0f 05 inside gadget()'s `mov` immediate, as if a `syscall` had been executed there:
- *              on PVM the stub returns to rcx and the request answers 200 "jumped"; on hardware KVM the
- *              stub's sysretq is privileged in ring 3 and the request faults.
+ *              the stub returns to rcx and the request answers 200 "jumped".
  *   /in, /in1  `inb $0, %al` / `inl $1, %eax`: port I/O from ring 3 on the hypercall and syscall ports.
  *   /outport   `outb %al, $0x70`: another port.
  *   /execstack /execmmap /execheap /execbrk /execdata

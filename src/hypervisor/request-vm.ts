@@ -265,7 +265,7 @@ export class RequestVm {
     if (!pending) return;
     this.pending = null;
     if (this.ephemeral || pending.failed) {
-      this.reset();
+      this.reset(pending.failed);
       return;
     }
     const p = this.process;
@@ -275,7 +275,7 @@ export class RequestVm {
     p.api.phase = 'request';
     p.pause = null;
     const upper = this.frozen.limits.requestMemoryUpper;
-    if (upper > 0 && this.countDirty() * PAGE_SIZE > upper) this.reset();
+    if (upper > 0 && this.countDirty() * PAGE_SIZE > upper) this.reset(false);
   }
 
   /**
@@ -489,16 +489,20 @@ export class RequestVm {
     return n;
   }
 
-  /** Everything back to the frozen program (see the header). */
   /**
-   * FS's and GS's bases back, where the entry stub cannot do it: without WRFSBASE in ring 3, only
-   * arch_prctl (which the host sees) and selector loads (which the stub handles) change them. With it,
-   * the stub sets them at every request and no ioctl is needed (on PVM one KVM_SET_MSRS costs ~10 µs).
-   * The other MSRs tskvm sets (STAR, LSTAR, SFMASK, KERNEL_GS_BASE, kvmclock's) only ring 0 can write,
-   * and a guest has no way there: the stubs are read-only and the host refuses to write the system
-   * area for it. They are set when the fork is made; test/attacks.test.ts checks them after each attack.
+   * The MSRs back. FS's and GS's bases, where the entry stub cannot do it: without WRFSBASE in ring 3,
+   * only arch_prctl (which the host sees) and selector loads (which the stub handles) change them; with
+   * it, the stub sets them at every request and no ioctl is needed (on PVM one KVM_SET_MSRS costs
+   * ~10 µs). The other MSRs tskvm sets (STAR, LSTAR, SFMASK, KERNEL_GS_BASE, kvmclock's) only ring 0
+   * can write, and a guest has no way there: the stubs are read-only and the host refuses to write the
+   * system area for it. So they are set again only after a failed request, where that costs nothing
+   * anyone waits for; test/attacks.test.ts checks all of them after each attack.
    */
-  private restoreSegmentBases(): void {
+  private restoreMsrs(failed: boolean): void {
+    if (failed) {
+      this.guest.vcpu.setMsrs([...guestMsrs(this.frozen.entryKind, this.frozen.fsBase, this.frozen.gsBase), GuestClock.MSR]);
+      return;
+    }
     if (this.frozen.fsgsbase) return;
     const p = this.process;
     if (p.fsBase !== this.frozen.fsBase || p.gsBase !== this.frozen.gsBase) {
@@ -506,7 +510,8 @@ export class RequestVm {
     }
   }
 
-  private reset(): void {
+  /** Everything back to the frozen program (see the header). */
+  private reset(failed: boolean): void {
     const started = performance.now();
     const { ram, bitmap } = this;
     const bytes = ram.memory.bytes;
@@ -552,7 +557,7 @@ export class RequestVm {
     vcpu.setSregs(Buffer.from(this.frozen.sregs));
     // Vector registers hold whatever the request computed (memcpy goes through them): never hand them on.
     vcpu.setXsave(this.frozen.xsave);
-    this.restoreSegmentBases();
+    this.restoreMsrs(failed);
     vcpu.regs.set(this.frozen.regs);
     vcpu.markRegsDirty();
     p.files.restore(this.fileSnapshot);

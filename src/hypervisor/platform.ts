@@ -84,23 +84,22 @@ function probe(): Platform {
     }
     const syscallEntry: SyscallEntryKind = sys.cpl === 3 ? 'ring3-jmp' : 'ring0-sysret';
 
+    // One guest tries `wrfsbase; out %eax, $0`. WRFSBASE works in ring 3 where CR4.FSGSBASE is on, as
+    // cpu-setup.ts sets it when the CPU has it (PVM runs the guest on the host's CR4); without it the
+    // instruction is #UD, and the hypercall is tried alone. A #GP at the `out` is the TR type (above).
+    // Every probe guest costs a VM per process: under emulation, about a second.
     let taskRegister: TaskRegisterType = TR_BUSY;
-    let hc = firstExit(ram, HYPERCALL_PROBE, TR_BUSY);
-    if (hc.port === PORT_EXCEPTION_BASE + VECTOR_GP) {
-      taskRegister = TR_AVAILABLE;
-      hc = firstExit(ram, HYPERCALL_PROBE, TR_AVAILABLE);
+    let fsgsbase = true;
+    let hc = firstExit(ram, WRFSBASE_PROBE, taskRegister);
+    for (let tries = 0; hc.port !== PORT_HYPERCALL && tries < 3; tries++) {
+      if (hc.port === PORT_EXCEPTION_BASE + VECTOR_UD && fsgsbase) fsgsbase = false;
+      else if (hc.port === PORT_EXCEPTION_BASE + VECTOR_GP && taskRegister === TR_BUSY) taskRegister = TR_AVAILABLE;
+      else break;
+      hc = firstExit(ram, fsgsbase ? WRFSBASE_PROBE : HYPERCALL_PROBE, taskRegister);
     }
     if (hc.port !== PORT_HYPERCALL) {
       throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe: a ring-3 hypercall (out %eax, $0) exits on port 0x${hc.port.toString(16)}, with either TSS type`);
     }
-
-    // WRFSBASE in ring 3: CR4.FSGSBASE where the CPU has it (cpu-setup.ts); PVM runs the guest on the
-    // host's CR4. Without it the instruction is #UD.
-    const wr = firstExit(ram, WRFSBASE_PROBE, taskRegister);
-    if (wr.port !== PORT_HYPERCALL && wr.port !== PORT_EXCEPTION_BASE + VECTOR_UD) {
-      throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe: wrfsbase exits on port 0x${wr.port.toString(16)}`);
-    }
-    const fsgsbase = wr.port === PORT_HYPERCALL;
 
     const kind = pvm ? 'PVM' : sys.cpl === 3 ? 'KVM' : 'hardware KVM';
     const entry = syscallEntry === 'ring3-jmp'

@@ -402,8 +402,9 @@ export class RequestVm {
     vcpu.set('r10', rip);
     vcpu.set('rip', REQUEST_ENTRY);
     if (this.frozen.fsgsbase) {
-      vcpu.set('r11', this.frozen.fsBase);
-      vcpu.set('rax', this.frozen.gsBase);
+      // The process's own bases: the frozen ones after a reset, arch_prctl's in a fork that keeps state.
+      vcpu.set('r11', this.process.fsBase);
+      vcpu.set('rax', this.process.gsBase);
     }
   }
 

@@ -1,9 +1,9 @@
 // `tskvm serve` over HTTP: a server started in-process on the test library (test/fixtures/
 // server-library.json, programs from test/guests/requests/), with undici as the client.
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -288,26 +288,56 @@ t.test('graceful close: the request in flight gets its answer, new connections a
   t.match(logged[0], /^faults GET \/loop 503 /);
 });
 
-t.test('tskvm serve: prints its address, serves, exits 0 on SIGTERM; a bad library exits with the reason', async (t) => {
-  if (!kvmAvailable(t)) return;
-  const child = spawn(process.execPath, [cliPath, 'serve', '--library', LIBRARY, '--listen', '127.0.0.1:0', '--configure', 'hello={"concurrency":1}'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
+/** `tskvm serve` as a process, once it says where it listens. */
+async function spawnServe(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; url: string; out: { stdout: string; stderr: string } }> {
+  const child = spawn(process.execPath, [cliPath, 'serve', '--library', LIBRARY, '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const out = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (d) => { out.stdout += d; });
   const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      const m = /tskvm: listening on (http:\/\/\S+)/.exec(stderr);
+    child.stderr!.on('data', (d) => {
+      out.stderr += d;
+      const m = /tskvm: listening on (http:\/\/\S+)/.exec(out.stderr);
       if (m) resolve(m[1]!);
     });
-    child.once('exit', () => reject(new Error(`exited early: ${stderr}`)));
+    child.once('exit', () => reject(new Error(`exited early: ${out.stderr}`)));
   });
+  return { child, url, out };
+}
+
+t.test('tskvm serve: the admin token from a file or the environment, not the command line', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'tskvm-token-'));
+  const file = join(dir, 'token');
+  writeFileSync(file, 'from-file\n');
+  const cases: Array<[string, string[], NodeJS.ProcessEnv]> = [
+    ['--admin-token-file', ['--admin-token-file', file], process.env],
+    ['TSKVM_ADMIN_TOKEN', [], { ...process.env, TSKVM_ADMIN_TOKEN: 'from-file' }],
+  ];
+  for (const [how, args, env] of cases) {
+    const { child, url } = await spawnServe(args, env);
+    try {
+      t.equal((await get(`${url}/__tskvm/stats`)).status, 401, `${how}: no token, no stats`);
+      t.equal((await get(`${url}/__tskvm/stats`, { headers: { authorization: 'Bearer from-file' } })).status, 200, `${how}: the token works`);
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  }
+  writeFileSync(join(dir, 'empty'), '\n');
+  const empty = spawnSync(process.execPath, [cliPath, 'serve', '--library', LIBRARY, '--admin-token-file', join(dir, 'empty')], { encoding: 'utf8' });
+  t.equal(empty.status, 2, 'an empty token file is a usage error');
+  t.match(empty.stderr, /holds no token/);
+});
+
+t.test('tskvm serve: prints its address, serves, exits 0 on SIGTERM; a bad library exits with the reason', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const { child, url, out } = await spawnServe(['--configure', 'hello={"concurrency":1}']);
   t.equal((await get(`${url}/hello/x`)).text, 'Hello World!\n');
   child.kill('SIGTERM');
   const [code] = await once(child, 'exit');
   t.equal(code, 0);
-  t.match(stdout, /^hello GET \/hello\/x 200 13 /m, 'access log on stdout');
-  t.match(stderr, /SIGTERM: finishing running requests/);
+  t.match(out.stdout, /^hello GET \/hello\/x 200 13 /m, 'access log on stdout');
+  t.match(out.stderr, /SIGTERM: finishing running requests/);
 
   const bad = spawn(process.execPath, [cliPath, 'serve', '--library', LIBRARY, '--configure', 'hello={"max_memory":1}'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let badErr = '';

@@ -4,7 +4,7 @@
  *
  *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] [--executable-heap] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
- *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token T] [--configure NAME=JSON]…
+ *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token-file F | --admin-token T] [--configure NAME=JSON]…
  *   tskvm platform [--json]
  *   tskvm bench [--cases FILE] [--program NAME]… [--requests N] [--warmup N] [--mode MODE]… [--json] [--chart FILE.svg] [--report FILE]
  *
@@ -69,7 +69,9 @@ serve options:
   --library FILE      the program library (JSON)
   --listen HOST:PORT  TCP address (default 127.0.0.1:8080)
   --unix PATH         also listen on this Unix socket (admin endpoints need no token there)
-  --admin-token T     token for the admin endpoints on TCP (Authorization: Bearer T)
+  --admin-token-file F  token for the admin endpoints on TCP (Authorization: Bearer T), read from F
+                      (or the TSKVM_ADMIN_TOKEN environment variable): unlike --admin-token T, not
+                      visible in ps
   --configure NAME=JSON  settings merged over program NAME's (repeatable)
 
 platform: which KVM this is and how guests enter and leave the host here (the start-up probe)
@@ -261,6 +263,7 @@ function parseServe(argv: string[]): ServerOptions & { library: string } {
       case '--listen': options.listen = value(); break;
       case '--unix': options.unix = value(); break;
       case '--admin-token': options.adminToken = value(); break;
+      case '--admin-token-file': options.adminToken = readAdminToken(value()); break;
       case '--configure': {
         const [name, settings] = parseConfigure(value());
         options.configure![name] = { ...options.configure![name], ...settings };
@@ -270,7 +273,21 @@ function parseServe(argv: string[]): ServerOptions & { library: string } {
     }
   });
   if (!options.library) throw new UsageError('serve needs --library FILE');
+  options.adminToken ??= process.env.TSKVM_ADMIN_TOKEN || undefined;
   return options;
+}
+
+/** The admin token from a file: its first line, which must not be empty. */
+function readAdminToken(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read --admin-token-file ${path}: ${(e as Error).message}`);
+  }
+  const token = text.split('\n')[0]!.trim();
+  if (!token) throw new UsageError(`--admin-token-file ${path} holds no token`);
+  return token;
 }
 
 /** The bundled cases file, next to the package's example programs. */

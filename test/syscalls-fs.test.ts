@@ -410,6 +410,9 @@ t.test('pipe2: write then read, non-blocking, no seeking', async (t) => {
   t.equal(g.read(r, 100), ' the pipe');
   t.equal(g.sys('lseek', r, 0, 0), -E.ESPIPE);
   t.equal(g.sys('pread64', r, g.alloc(4), 4, 0), -E.ESPIPE);
+  t.equal(g.sys('fcntl', w, 1031 /* F_SETPIPE_SZ */, 2 << 20), -E.EPERM, 'past pipe-max-size (1 MiB): EPERM, as for an unprivileged process');
+  t.equal(g.sys('fcntl', w, 1031, 1 << 20), 1 << 20, 'up to 1 MiB');
+  t.equal(g.sys('fcntl', r, 1032 /* F_GETPIPE_SZ */, 0), 1 << 20);
   t.equal(g.read(w, 1), -E.EBADF, 'the write end does not read');
   t.equal(g.sys('fcntl', r, F_SETFL, 0), 0, 'back to blocking');
   t.equal(g.write(w, 'more'), 4);

@@ -58,6 +58,7 @@ const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
 const fcntlInt = lib.func('fcntl', 'int', ['int', 'int', 'int']);
 const F_GETFL = 3;
 const F_SETPIPE_SZ = 1031;
+const PIPE_MAX_SIZE = 1 << 20;
 const F_GETPIPE_SZ = 1032;
 const FIONREAD = 0x541b;
 const POLLIN = 0x1;
@@ -434,8 +435,13 @@ export class PipeEnd extends HostFile {
     return null;
   }
 
-  /** F_GETPIPE_SZ / F_SETPIPE_SZ, answered by the host pipe. */
+  /**
+   * F_GETPIPE_SZ / F_SETPIPE_SZ, answered by the host pipe. Past Linux's default pipe-max-size (1 MiB)
+   * the answer is EPERM, as for an unprivileged process: tskvm often runs as root, whose pipes could
+   * otherwise take 2 GiB of kernel memory each.
+   */
   capacity(newSize?: number): number {
+    if (newSize !== undefined && newSize > PIPE_MAX_SIZE) return -E.EPERM;
     const r = (newSize === undefined ? fcntlInt(this.hostFd, F_GETPIPE_SZ, 0) : fcntlInt(this.hostFd, F_SETPIPE_SZ, newSize)) as number;
     return r < 0 ? -lastErrno() : r;
   }

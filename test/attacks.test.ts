@@ -28,6 +28,23 @@ function fork(booted: BootedProgram, warnings: string[] = []): RequestVm {
 
 const get = (vm: RequestVm, url: string) => vm.request({ method: 'GET', url }).response;
 
+/**
+ * Boots req-attack and runs `body` with the fork under attack, a fresh fork beside it and that fresh
+ * fork's /state answer; everything is closed after.
+ */
+async function withForks(o: { executableHeap?: boolean; warnings?: string[] }, body: (vm: RequestVm, fresh: RequestVm, freshState: string) => void | Promise<void>): Promise<void> {
+  const booted = boot(o.executableHeap);
+  const vm = fork(booted, o.warnings);
+  const fresh = fork(booted);
+  try {
+    await body(vm, fresh, get(fresh, '/state').body.toString());
+  } finally {
+    vm.close();
+    fresh.close();
+    booted.machine.close();
+  }
+}
+
 /** The native program's answer to one URL (its body), and how it ended. */
 function native(url: string): { body: string; status: number } {
   const out = runNative(guestPath(BIN), [url]);
@@ -49,24 +66,15 @@ function assertLikeFresh(t: Test, vm: RequestVm, fresh: RequestVm, freshState: s
 
 t.test('a fresh fork: the state a native process has', async (t) => {
   if (!kvmAvailable(t)) return;
-  const booted = boot();
-  const vm = fork(booted);
-  try {
+  await withForks({}, async (vm) => {
     const state = get(vm, '/state').body.toString();
     t.equal(state, native('/state').body, 'selectors, TLS, global and code as natively');
-  } finally {
-    vm.close();
-    booted.machine.close();
-  }
+  });
 });
 
 t.test('the hypervisor\'s pages: every syscall aimed at them gets EFAULT, as natively', async (t) => {
   if (!kvmAvailable(t)) return;
-  const booted = boot();
-  const vm = fork(booted);
-  const fresh = fork(booted);
-  try {
-    const freshState = get(fresh, '/state').body.toString();
+  await withForks({}, async (vm, fresh, freshState) => {
     const expected = native('/sysarea');
     t.match(expected.body, /^efault=\d+ other=0$/, 'natively every call faults');
     const res = get(vm, '/sysarea');
@@ -76,18 +84,12 @@ t.test('the hypervisor\'s pages: every syscall aimed at them gets EFAULT, as nat
     const api = vm.request({ method: 'GET', url: '/sysarea-api', headers: ['X-Attack: yes'] });
     t.equal(api.response.body.toString(), 'efault=1533 other=0', 'sys_http_find, sys_http_method and get_meminfo: EFAULT on each of the 511 pages');
     assertLikeFresh(t, vm, fresh, freshState, '/sysarea-api');
-  } finally {
-    vm.close();
-    fresh.close();
-    booted.machine.close();
-  }
+  });
 });
 
 t.test('file offsets the host cannot hold (2^62): what Linux answers, not a host exception', async (t) => {
   if (!kvmAvailable(t)) return;
-  const booted = boot();
-  const vm = fork(booted);
-  try {
+  await withForks({}, async (vm) => {
     const res = vm.request({ method: 'GET', url: '/offsets' });
     t.equal(res.failure, null, 'no failure');
     // What Linux answers depends on the file system's largest file: ext4 (16 TiB) refuses the lseek
@@ -95,20 +97,13 @@ t.test('file offsets the host cannot hold (2^62): what Linux answers, not a host
     const body = res.response.body.toString();
     t.equal(body, 'pread=0 preadv=0 sendfile=-75 lseek=-22 mmap=ok', 'an end of file, EOVERFLOW, EINVAL, a mapping');
     t.match(native('/offsets').body, /^pread=0 preadv=0 sendfile=(0|-75) lseek=(-22|4611686018427387904) mmap=ok$/, 'natively, on this file system, the same or the larger file system\'s answers');
-  } finally {
-    vm.close();
-    booted.machine.close();
-  }
+  });
 });
 
 t.test('attacks fail as natively (or more strictly) and leave nothing for the next request', async (t) => {
   if (!kvmAvailable(t)) return;
   const platform = probePlatform();
-  const booted = boot();
-  const vm = fork(booted);
-  const fresh = fork(booted);
-  try {
-    const freshState = get(fresh, '/state').body.toString();
+  await withForks({}, async (vm, fresh, freshState) => {
     // Requests that succeed, natively too (or, for the stub, only where the stub runs in ring 3).
     const loaded = get(vm, '/segments');
     t.equal(loaded.body.toString(), 'loaded', '/segments: the loads are allowed in ring 3');
@@ -152,22 +147,14 @@ t.test('attacks fail as natively (or more strictly) and leave nothing for the ne
       t.equal(res.failure?.code, 'TSKVM_ERR_GUEST_FAULT', `${url}: as a guest fault (${res.failure?.message.split('\n')[0]})`);
       assertLikeFresh(t, vm, fresh, freshState, url);
     }
-  } finally {
-    vm.close();
-    fresh.close();
-    booted.machine.close();
-  }
+  });
 });
 
 t.test('no-execute: the stack, a mapping, the heap and the data cannot be run, as natively; executable_heap allows it', async (t) => {
   if (!kvmAvailable(t)) return;
   const platform = probePlatform();
   for (const executableHeap of [false, true]) {
-    const booted = boot(executableHeap);
-    const vm = fork(booted);
-    const fresh = fork(booted);
-    try {
-      const freshState = get(fresh, '/state').body.toString();
+    await withForks({ executableHeap }, async (vm, fresh, freshState) => {
       for (const url of ['/execstack', '/execmmap', '/execheap', '/execbrk', '/execdata']) {
         const res = vm.request({ method: 'GET', url });
         if (executableHeap || !platform.nx) {
@@ -179,24 +166,17 @@ t.test('no-execute: the stack, a mapping, the heap and the data cannot be run, a
         }
         assertLikeFresh(t, vm, fresh, freshState, `${url}${executableHeap ? ' (executable_heap)' : ''}`);
       }
-    } finally {
-      vm.close();
-      fresh.close();
-      booted.machine.close();
-    }
+    });
   }
 });
 
 t.test('an exception in the host while serving: 500 TSKVM_ERR_INTERNAL naming the call, no stack to the client, and a reset', async (t) => {
   if (!kvmAvailable(t)) return;
-  const booted = boot();
   const warnings: string[] = [];
-  const vm = fork(booted, warnings);
-  const fresh = fork(booted);
   const GETPID = 39;
   const real = syscallTable[GETPID]!;
-  try {
-    const freshState = get(fresh, '/state').body.toString();
+  t.teardown(() => { syscallTable[GETPID] = real; });
+  await withForks({ warnings }, async (vm, fresh, freshState) => {
     t.equal(get(vm, '/segments').status, 200, 'first the request changes FS and GS');
     // Next a request whose syscall makes the host throw: /stubjump calls getpid through the stub.
     syscallTable[GETPID] = { ...real, handler: () => { throw new RangeError('injected host failure'); } };
@@ -208,10 +188,5 @@ t.test('an exception in the host while serving: 500 TSKVM_ERR_INTERNAL naming th
     t.notMatch(res.response.body.toString(), /at .*\.(ts|js):\d+/, 'no stack trace');
     t.match(warnings.join('\n'), /injected host failure[^]*at .*attacks\.test/, 'the stack goes to the log');
     assertLikeFresh(t, vm, fresh, freshState, 'after the host failure');
-  } finally {
-    syscallTable[GETPID] = real;
-    vm.close();
-    fresh.close();
-    booted.machine.close();
-  }
+  });
 });

@@ -82,7 +82,7 @@ const MAX_BUFFER = 256 * 1024 * 1024;
 const ENV = existsSync('/usr/bin/env') ? '/usr/bin/env' : '/bin/env';
 
 /** Spawns `env -i NAME=VALUE... command args...`: exactly `env` as the environment. */
-function spawnClean(command: string, args: string[], env: Record<string, string>, options: {
+export function spawnClean(command: string, args: string[], env: Record<string, string>, options: {
   input?: Buffer | string; cwd?: string; timeoutMs: number;
 }): SpawnSyncReturns<Buffer> {
   const assignments = Object.entries(env).map(([key, value]) => {

@@ -6,6 +6,7 @@
  *   exit IO port 2 (request entry stub)            → FS/GS bases back after it cleared their selectors
  *   exit IO port 0x80+v (IDT stub)                 → CPU exception v: the run ends
  *   EINTR                                          → our timer: the run ends (timeout)
+ *   a syscall that waited until the deadline       → the run ends (timeout; deadline.ts)
  *   HLT / SHUTDOWN / MMIO                          → the guest did something only a kernel may
  *
  * It stops when the process exits or when a guest API call pauses it
@@ -17,6 +18,7 @@ import { TskvmError } from '../errors.js';
 import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, USER_START } from '../paging/layout.js';
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
 import { dispatch, syscallTable } from '../syscalls/dispatch.js';
+import { deadlineReached, endDeadline, startDeadline } from '../syscalls/deadline.js';
 import { hypercallTable } from '../syscalls/api/hypercalls.js';
 import { PROT_EXEC } from '../syscalls/address-space.js';
 import type { PauseState, Process } from '../syscalls/process.js';
@@ -75,6 +77,7 @@ export class GuestRunner {
     const view = vcpu.runView;
     let exits = 0;
     const timer = timeoutMs > 0 ? this.startTimer(timeoutMs) : null;
+    startDeadline(timeoutMs);
     try {
       for (;;) {
         const reason = vcpu.run();
@@ -96,7 +99,13 @@ export class GuestRunner {
             }
             const nr = syscall ? regs[0]! + (regs[1]! | 0) * 0x1_0000_0000 : regs[0]!;
             if (syscall && this.rewriteSyscalls && regs[RIP]! === SYSCALL_STUB_OUT_END && regs[RIP + 1]! === 0) this.patchSyscallSite(vcpu.get('rcx') - 2);
-            const result = dispatch(p, syscall ? syscallTable[nr] : hypercallTable.get(nr), nr, args, this.unknownReported, syscall ? 'syscall' : 'hypercall');
+            const def = syscall ? syscallTable[nr] : hypercallTable.get(nr);
+            const result = dispatch(p, def, nr, args, this.unknownReported, syscall ? 'syscall' : 'hypercall');
+            if (deadlineReached()) {
+              // Name the guest's call site: past the stub, rcx holds where its `syscall` returns to.
+              const site = regs[RIP]! === SYSCALL_STUB_OUT_END && regs[RIP + 1]! === 0 ? vcpu.get('rcx') : vcpu.get('rip');
+              return timedOut(timeoutMs, `while it waited in ${def?.name ?? `call ${nr}`}`, site, exits);
+            }
             if (p.exit) {
               const { status, signal, reason: why } = p.exit;
               return signal
@@ -130,13 +139,7 @@ export class GuestRunner {
         }
         switch (reason) {
           case KVM_EXIT_INTR:
-            if (timer?.consume()) {
-              const rip = vcpu.get('rip');
-              return {
-                status: 124, outcome: 'timeout', exits,
-                message: `timeout: the program ran longer than ${timeoutMs / 1000} s and was stopped at rip 0x${rip.toString(16)}`,
-              };
-            }
+            if (timer?.consume()) return timedOut(timeoutMs, '', vcpu.get('rip'), exits);
             continue; // another signal: go back in
           case KVM_EXIT_HLT:
             return faulted(describeOther('privileged', 'privileged instruction (hlt)', vcpu.registerDump()), exits);
@@ -161,6 +164,7 @@ export class GuestRunner {
       }
     } finally {
       timer?.disarm();
+      endDeadline();
     }
   }
 
@@ -199,6 +203,14 @@ export class GuestRunner {
     threadTimer.arm(timeoutMs);
     return threadTimer;
   }
+}
+
+/** The run's time is up; `waiting`: the call it waited in, if it was not running; `rip`: where. */
+function timedOut(timeoutMs: number, waiting: string, rip: number, exits: number): RunResult {
+  return {
+    status: 124, outcome: 'timeout', exits,
+    message: `timeout: the program ran longer than ${timeoutMs / 1000} s and was stopped${waiting && ` ${waiting}`} at rip 0x${rip.toString(16)}`,
+  };
 }
 
 function faulted(fault: GuestFaultReport, exits: number): RunResult {

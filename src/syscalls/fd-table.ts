@@ -26,6 +26,7 @@ import type { GuestMemory } from '../paging/guest-memory.js';
 import { E, hostErrno } from './errno.js';
 import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
 import { TskvmError } from '../errors.js';
+import { passedDeadline, waitLimit } from './deadline.js';
 
 /** Linux open(2)/fcntl(2) flags as the guest passes them (x86-64, <asm-generic/fcntl.h>). */
 export const O = {
@@ -337,8 +338,8 @@ export class HostFile extends OpenFile {
 
   /**
    * A read from a pipe or tty. Blocking (unless the guest asked for O_NONBLOCK)
-   * is done in poll(2), which a signal — the request timeout — can interrupt
-   * (-EINTR), rather than inside read(2), which libuv would restart.
+   * is done in poll(2), which the run's deadline bounds (-EINTR), rather than
+   * inside read(2), which nothing would end.
    */
   private readStream(into: Uint8Array): number {
     if (!this.hostNonblocking) {
@@ -377,13 +378,17 @@ export class HostFile extends OpenFile {
 
 const pollFd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
 
-/** poll(2) on one fd: 1 when ready (or hung up), 0 on timeout, or -errno (EINTR). */
+/**
+ * poll(2) on one fd: 1 when ready (or hung up), 0 on timeout, or -errno. The run's deadline cuts a
+ * wait short (-EINTR; the run then ends as a timeout).
+ */
 function waitReady(fd: number, events: number, timeoutMs: number): number {
   pollFd.writeInt32LE(fd, 0);
   pollFd.writeInt16LE(events, 4);
   pollFd.writeInt16LE(0, 6);
-  const n = libc.poll(pollFd, 1, timeoutMs) as number;
-  return n < 0 ? -lastErrno() : n;
+  const n = libc.poll(pollFd, 1, waitLimit(timeoutMs)) as number;
+  if (n < 0) return -lastErrno();
+  return n === 0 && timeoutMs !== 0 && passedDeadline() ? -E.EINTR : n;
 }
 
 /**

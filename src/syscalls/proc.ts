@@ -7,9 +7,13 @@ import { randomFillSync } from 'node:crypto';
 import { E } from './errno.js';
 import { Process } from './process.js';
 import type { SyscallDef } from './syscall.js';
+import { sleep } from './deadline.js';
+import { nowMs, readTimespec } from './time.js';
 
 const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004;
-const FUTEX_CMD_MASK = ~(128 | 256); // without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME
+const FUTEX_CLOCK_REALTIME = 256;
+const FUTEX_CMD_MASK = ~(128 | FUTEX_CLOCK_REALTIME); // without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME
+const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1;
 const FUTEX_WAIT = 0, FUTEX_WAKE = 1, FUTEX_WAIT_BITSET = 9, FUTEX_WAKE_BITSET = 10;
 const RLIM_INFINITY = -1;
 const RLIMIT_DATA = 2, RLIMIT_STACK = 3, RLIMIT_NOFILE = 7, RLIMIT_AS = 9;
@@ -179,7 +183,15 @@ export const procSyscalls: SyscallDef[] = [
           return 0; // nobody else to wake: one thread
         case FUTEX_WAIT: case FUTEX_WAIT_BITSET:
           if (p.mem.i32(addr) !== val) return -E.EAGAIN;
-          if (timeout) return -E.ETIMEDOUT;
+          if (timeout) {
+            // Nobody can wake the only thread: it sleeps out its timeout (relative for FUTEX_WAIT,
+            // absolute for FUTEX_WAIT_BITSET), or until the run's deadline.
+            const ms = readTimespec(p, timeout);
+            if (ms === null) return -E.EINVAL;
+            const clock = a[1]! & FUTEX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+            sleep(Math.max(0, op === FUTEX_WAIT ? ms : ms - nowMs(clock)));
+            return -E.ETIMEDOUT;
+          }
           // The only thread would wait forever: end it with a diagnosis instead of hanging.
           p.exit = { status: 128 + 6, signal: 6, reason: 'deadlock: the only thread waits on a futex nobody can wake' };
           return -E.EDEADLK;
@@ -203,6 +215,9 @@ export const procSyscalls: SyscallDef[] = [
       }
     },
   },
+  // fork, vfork and clone are not available, so there is never a child to wait for.
+  { nr: 61, name: 'wait4', args: ['int', 'ptr', 'hex', 'ptr'], handler: () => -E.ECHILD },
+  { nr: 247, name: 'waitid', args: ['int', 'int', 'ptr', 'hex', 'ptr'], handler: () => -E.ECHILD },
   {
     nr: 98, name: 'getrusage', args: ['int', 'ptr'],
     handler: (p, a) => { p.mem.write(a[1]!, 144).fill(0); return 0; },

@@ -1,7 +1,7 @@
 /**
  * Clocks and sleeping. Clock reads go straight to the host's clock_gettime,
  * writing into guest memory (no copy); sleeps block the vCPU's thread, as the
- * guest's only thread is blocked too. Most clock reads never get here: the
+ * guest's only thread is blocked too, and end at the run's deadline (deadline.ts). Most clock reads never get here: the
  * vDSO (src/paging/vdso.ts) serves realtime and monotonic clocks, gettimeofday
  * and time without an exit, from the same host clocks; what reaches these
  * handlers is the other clocks and programs that make the syscall themselves.
@@ -10,9 +10,9 @@ import { E } from './errno.js';
 import type { SyscallDef } from './syscall.js';
 import type { Process } from './process.js';
 import { libc } from '../hypervisor/kvm/libc.js';
+import { sleep } from './deadline.js';
 
 const TIMER_ABSTIME = 1;
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 function clockInto(p: Process, clock: number, addr: number, fn: typeof libc.clockGettime): number {
   if (clock < 0 || clock > 11) return -E.EINVAL;
@@ -23,8 +23,8 @@ function clockInto(p: Process, clock: number, addr: number, fn: typeof libc.cloc
   return 0;
 }
 
-/** Reads a struct timespec; null when it is invalid (-EINVAL). */
-function readTimespec(p: Process, addr: number): number | null {
+/** Reads a struct timespec, in ms; null when it is invalid (-EINVAL). */
+export function readTimespec(p: Process, addr: number): number | null {
   const sec = p.mem.i64(addr);
   const nsec = p.mem.i64(addr + 8);
   if (sec < 0 || nsec < 0 || nsec >= 1e9) return null;
@@ -33,13 +33,15 @@ function readTimespec(p: Process, addr: number): number | null {
 
 const scratch = Buffer.alloc(16);
 
-function nowMs(clock: number): number {
+/** A host clock's time, in ms. */
+export function nowMs(clock: number): number {
   libc.clockGettimeInto(clock, scratch);
   return Number(scratch.readBigInt64LE(0)) * 1e3 + Number(scratch.readBigInt64LE(8)) / 1e6;
 }
 
+/** Sleeps `ms` (nothing when ≤ 0): the run's deadline may end it, and then the run is over. */
 function sleepMs(ms: number): void {
-  if (ms > 0) Atomics.wait(sleeper, 0, 0, ms);
+  if (ms > 0) sleep(ms);
 }
 
 export const timeSyscalls: SyscallDef[] = [
@@ -64,6 +66,14 @@ export const timeSyscalls: SyscallDef[] = [
       const t = Math.floor(Date.now() / 1000);
       if (a[0]) p.mem.setU64(a[0], t);
       return t;
+    },
+  },
+  {
+    // No signal can reach the guest while it waits, so only the run's deadline ends it.
+    nr: 34, name: 'pause', args: [],
+    handler: () => {
+      sleep(-1);
+      return -E.EINTR;
     },
   },
   {

@@ -1,0 +1,57 @@
+/**
+ * Waiting inside a syscall, bounded by the deadline of the run.
+ *
+ * A blocking syscall (a sleep, poll, a read of an empty pipe) waits on the worker thread outside
+ * KVM_RUN, where the run timer cannot reach it: the timer's signal is unblocked only inside
+ * KVM_RUN (run-timer.ts). So the run loop sets the deadline of the run in progress on this thread,
+ * every wait below is cut at it, and a wait that reaches it marks the run as timed out; the run
+ * loop then ends the run as it ends a guest that computes too long (504 for a request, exit 124
+ * for `tskvm run`). Without a deadline (`tskvm run` with no --timeout) waits last as long as they
+ * would natively.
+ *
+ * One vCPU runs at a time on a thread, so one deadline per thread is all the state there is.
+ */
+
+/** When the run in progress must end, in performance.now() milliseconds. */
+let deadline = Infinity;
+let reached = false;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** A run starts: waits end `timeoutMs` from now (0: no limit). */
+export function startDeadline(timeoutMs: number): void {
+  deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+  reached = false;
+}
+
+export function endDeadline(): void {
+  deadline = Infinity;
+  reached = false;
+}
+
+/** Whether a wait of this run reached the deadline: the run is over, whatever the syscall returns. */
+export function deadlineReached(): boolean {
+  return reached;
+}
+
+/**
+ * How long a wait of `ms` (-1: forever) may last now: whole milliseconds, rounded up, for poll(2)
+ * (-1 when neither the call nor the run has a limit).
+ */
+export function waitLimit(ms: number): number {
+  if (deadline === Infinity) return ms;
+  const left = Math.max(0, Math.ceil(deadline - performance.now()));
+  return ms < 0 ? left : Math.min(ms, left);
+}
+
+/** After a wait that ended with nothing to report: true if the deadline ended it. */
+export function passedDeadline(): boolean {
+  if (performance.now() >= deadline) reached = true;
+  return reached;
+}
+
+/** Sleeps `ms` (-1: forever) or until the deadline; true when it slept the whole time asked. */
+export function sleep(ms: number): boolean {
+  const limit = waitLimit(ms);
+  if (limit !== 0) Atomics.wait(sleeper, 0, 0, limit < 0 ? Infinity : limit);
+  return !passedDeadline();
+}

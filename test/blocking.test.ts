@@ -1,0 +1,53 @@
+// Every syscall that can block forever ends at the deadline: `tskvm run --timeout` exits 124 as
+// `timeout(1)` makes the native program exit, and a request ends with a timeout (504) at
+// max_request_time, after which the same fork serves the next request. The guest blocks in each
+// call the way a single-threaded program can never be woken (test/guests/block.h).
+import t from 'tap';
+import { Program } from '../src/index.js';
+import { guestPath, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
+
+const CALLS = ['nanosleep', 'clock_nanosleep', 'clock_nanosleep_abs', 'pause', 'read', 'readv', 'write', 'writev',
+  'poll', 'ppoll', 'select', 'pselect6', 'futex'];
+
+t.test('tskvm run --timeout ends each blocking call with exit 124, as timeout(1) does natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  // glibc makes select a pselect6; musl makes the select syscall.
+  for (const flavour of ['glibc', 'musl']) {
+    const bin = guestPath(`block.${flavour}`);
+    for (const call of CALLS) {
+      const native = runNative('/usr/bin/timeout', ['0.5', bin, call]);
+      const started = Date.now();
+      const vm = runTskvm(bin, [call], { timeoutSec: 0.5, timeoutMs: 30_000 });
+      const elapsed = Date.now() - started;
+      t.equal(native.status, 124, `${flavour} ${call}: blocks natively until timeout(1) ends it`);
+      t.equal(vm.status, 124, `${flavour} ${call}: exit status 124`);
+      t.equal(vm.stdout.toString(), native.stdout.toString(), `${flavour} ${call}: the same output`);
+      t.match(vm.stderr.toString(), /timeout: the program ran longer than 0.5 s and was stopped while it waited in \w+ at rip 0x[0-9a-f]+/,
+        `${flavour} ${call}: says where it waited`);
+      t.ok(elapsed < 10_000, `${flavour} ${call}: stopped in ${elapsed} ms`);
+    }
+    const wait4 = runTskvm(bin, ['wait4']);
+    t.equal(`${wait4.status} ${wait4.stdout}`, `${runNative(bin, ['wait4']).status} blocking in wait4\nwait4 returned -10\n`,
+      `${flavour}: wait4 with no child is ECHILD at once, as natively`);
+  }
+});
+
+t.test('a request blocked in any of them ends with a timeout at max_request_time, and the fork serves again', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const program = await Program.load(guestPath('req-blocking'), { maxMemory: 64, concurrency: 1, maxRequestTime: 0.3, onLog: () => {} });
+  try {
+    for (const call of CALLS) {
+      const started = performance.now();
+      const res = await program.request({ url: `/${call}` });
+      const elapsed = performance.now() - started;
+      t.equal(res.status, 504, `${call}: 504`);
+      t.equal(res.error?.code, 'TSKVM_ERR_GUEST_TIMEOUT', `${call}: TSKVM_ERR_GUEST_TIMEOUT`);
+      t.match(res.error?.message, /waited in \w+/, `${call}: says where it waited`);
+      t.ok(elapsed >= 290 && elapsed < 5_000, `${call}: ended after ${elapsed.toFixed(0)} ms (max_request_time 300 ms)`);
+      t.equal(`${(await program.request({ url: '/ok' })).body}`, 'ok', `after ${call}: the fork serves the next request`);
+    }
+    t.equal(program.stats().totals.timeouts, CALLS.length, 'each counted as a timeout');
+  } finally {
+    await program.close();
+  }
+});

@@ -12,6 +12,12 @@
  * full, TSKVM_ERR_QUEUE_TIMEOUT after queueTimeout). A guest failure is not an
  * exception: the response carries status 500 (504 for a timeout), or what
  * on_error answered, with `error` saying what happened.
+ *
+ * A worker thread that dies, or does not come back from a request within
+ * max_request_time and a grace period (worker-pool.ts), is replaced: the
+ * request it held fails with TSKVM_ERR_WORKER or TSKVM_ERR_WORKER_STUCK, and
+ * the program forks new request VMs from its frozen state on the other
+ * workers, so it keeps serving.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
@@ -19,7 +25,7 @@ import { TskvmError } from '../errors.js';
 import type { CachePolicy } from '../syscalls/api/guest-api.js';
 import type { FrozenProgram } from './frozen-program.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
-import { emptyForkStats, type ForkStats, type RequestFailure, type RequestInput, type RequestResult } from './request-vm.js';
+import { DEFAULT_ON_ERROR_MS, emptyForkStats, type ForkStats, type RequestFailure, type RequestInput, type RequestResult } from './request-vm.js';
 import { acquirePool, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
 
 export type { ProgramOptions };
@@ -83,8 +89,13 @@ export class Program {
   readonly log: string[] = [];
   private readonly pool: WorkerPool;
   private readonly id: number;
-  private readonly home: PoolWorker;
+  /** Where the program was booted (its main VM lives there); null once that worker is gone. */
+  private home: PoolWorker | null;
+  private readonly frozen: FrozenProgram;
   private readonly info: ProgramStats['program'];
+  /** Counters of forks lost with a worker, so that the totals keep counting. */
+  private readonly retired = emptyForkStats();
+  private readonly stopWatchingPool: () => void;
   private readonly forks: Fork[] = [];
   private readonly idle: Fork[] = [];
   private readonly queue: Waiter[] = [];
@@ -120,7 +131,7 @@ export class Program {
     const home = pool.leastLoaded();
     let booted: { frozen: FrozenProgram; binaryType: string; binarySize: number; bootTimeMs: number };
     try {
-      booted = await home.send({ op: 'boot', programId: id, file, exePath, options });
+      booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], options.maxBootTime * 1000);
     } catch (e) {
       pool.setLogSink(id, null);
       await releasePool(pool);
@@ -128,7 +139,7 @@ export class Program {
     }
     const program = new Program(pool, id, home, options, booted, log, onLog);
     try {
-      await program.startForks(booted.frozen);
+      await program.startForks(program.options.concurrency);
     } catch (e) {
       await program.close();
       throw e;
@@ -144,6 +155,8 @@ export class Program {
     this.id = id;
     this.home = home;
     this.home.placed++;
+    this.frozen = booted.frozen;
+    this.stopWatchingPool = pool.onReplaced((dead) => this.workerReplaced(dead));
     this.options = options;
     this.name = options.name;
     this.log = log;
@@ -154,17 +167,31 @@ export class Program {
     };
   }
 
-  private async startForks(frozen: FrozenProgram): Promise<void> {
-    const created = await Promise.allSettled(Array.from({ length: this.options.concurrency }, async () => {
+  private async startForks(count: number): Promise<void> {
+    const created = await Promise.allSettled(Array.from({ length: count }, async () => {
       const worker = this.pool.leastLoaded();
       worker.placed++;
       const fork: Fork = { id: nextForkId++, worker, stats: emptyForkStats() };
       this.forks.push(fork);
-      await worker.send({ op: 'fork', programId: this.id, forkId: fork.id, frozen, options: this.options });
-      this.idle.push(fork);
+      await worker.send({ op: 'fork', programId: this.id, forkId: fork.id, frozen: this.frozen, options: this.options });
+      this.releaseFork(fork);
     }));
     const failed = created.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** A worker died or got stuck: its forks are gone (a request on one has failed); fork as many again. */
+  private workerReplaced(dead: PoolWorker): void {
+    if (this.home === dead) this.home = null;
+    const lost = this.forks.filter((f) => f.worker === dead);
+    if (lost.length === 0 || this.closing) return;
+    for (const fork of lost) {
+      this.forks.splice(this.forks.indexOf(fork), 1);
+      const idle = this.idle.indexOf(fork);
+      if (idle >= 0) this.idle.splice(idle, 1);
+      for (const [k, v] of Object.entries(fork.stats) as Array<[keyof ForkStats, number]>) this.retired[k] += v;
+    }
+    this.startForks(lost.length).catch((e: Error) => this.onLog?.(`tskvm: could not replace request VMs lost with worker thread ${dead.index}: ${e.message}`));
   }
 
   /**
@@ -185,7 +212,9 @@ export class Program {
     const queuedMs = performance.now() - queued;
     this.active++;
     try {
-      const { result, stats } = await fork.worker.send<{ result: RequestResult; stats: ForkStats }>({ op: 'request', forkId: fork.id, input }, transfer);
+      // The request's own time, then on_error's budget; the watchdog adds its grace.
+      const limitMs = this.options.maxRequestTime * 1000 + DEFAULT_ON_ERROR_MS;
+      const { result, stats } = await fork.worker.send<{ result: RequestResult; stats: ForkStats }>({ op: 'request', forkId: fork.id, input }, transfer, limitMs);
       fork.stats = stats;
       return toResponse(result, queuedMs);
     } finally {
@@ -195,7 +224,7 @@ export class Program {
   }
 
   stats(): ProgramStats {
-    const totals = { ...emptyForkStats(), reservation_time: this.reservationTime, reservation_timeouts: this.reservationTimeouts, queue_full: this.queueFull };
+    const totals = { ...this.retired, reservation_time: this.reservationTime, reservation_timeouts: this.reservationTimeouts, queue_full: this.queueFull };
     for (const f of this.forks) {
       for (const [k, v] of Object.entries(f.stats) as Array<[keyof ForkStats, number]>) totals[k] += v;
     }
@@ -214,8 +243,11 @@ export class Program {
         await f.worker.send({ op: 'closeFork', forkId: f.id });
         f.worker.placed--;
       }));
-      await this.home.send({ op: 'closeProgram', programId: this.id }).catch(() => undefined);
-      this.home.placed--;
+      this.stopWatchingPool();
+      if (this.home) {
+        await this.home.send({ op: 'closeProgram', programId: this.id }).catch(() => undefined);
+        this.home.placed--;
+      }
       this.pool.setLogSink(this.id, null);
       await releasePool(this.pool);
     })();
@@ -264,6 +296,7 @@ export class Program {
   }
 
   private releaseFork(fork: Fork): void {
+    if (!fork.worker.alive) return; // lost with its worker; workerReplaced forks another
     const next = this.queue.shift();
     if (next) {
       clearTimeout(next.timer);

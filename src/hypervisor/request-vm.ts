@@ -108,7 +108,7 @@ const VVAR_PAGE = VVAR_ADDR / PAGE_SIZE;
 const SEEK_CUR = 1;
 /** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
 const PTE_ACCESSED_DIRTY = 0x60n;
-const DEFAULT_ON_ERROR_MS = 1000;
+export const DEFAULT_ON_ERROR_MS = 1000;
 const RED_ZONE = 128;
 const RIP = 16 * 2;
 const RSP = 6 * 2;

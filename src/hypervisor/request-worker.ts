@@ -15,7 +15,7 @@ import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
 import { bootProgram, type BootedProgram, type FrozenProgram } from './frozen-program.js';
 import { OUTPUT_LIMIT, type ResolvedProgramOptions } from './program-options.js';
 import { RequestVm, type RequestInput } from './request-vm.js';
-import { TRANSFER_MIN } from './worker-pool.js';
+import { TRANSFER_MIN, WORKER_FAULT_URLS } from './worker-pool.js';
 
 export type WorkerCommand =
   | { op: 'boot'; id: number; programId: number; file: Uint8Array; exePath: string; options: ResolvedProgramOptions }
@@ -147,6 +147,7 @@ function handle(c: WorkerCommand): unknown {
       return undefined;
     }
     case 'request': {
+      if (faultsForTests) injectFault(c.input.url);
       const fork = forks.get(c.forkId);
       if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `request VM ${c.forkId} is closed`);
       let result;
@@ -180,6 +181,14 @@ function handle(c: WorkerCommand): unknown {
 }
 
 const NO_REPLY = Symbol('no reply');
+
+const faultsForTests = process.env.TSKVM_TEST_WORKER_FAULTS === '1';
+
+/** See WORKER_FAULT_URLS: a host-side hang (busy in JavaScript, as a bug would be) or a thread that ends. */
+function injectFault(url: string): void {
+  if (url === WORKER_FAULT_URLS.hang) for (;;) Date.now();
+  if (url === WORKER_FAULT_URLS.exit) process.exit(70);
+}
 
 for (;;) {
   // No spinning before the wait: measured under load on 2 cores, a worker that spins takes the CPU

@@ -24,7 +24,27 @@ type Command = WorkerCommand extends infer C ? (C extends { id: number } ? Omit<
 interface Pending {
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
+  /** What the command is, for the watchdog's message. */
+  op: string;
+  /** How long the worker may take over it, from when it could start. */
+  limitMs: number;
+  sent: number;
 }
+
+/**
+ * Time a worker gets beyond a command's own limit (a request's max_request_time, a boot's
+ * max_boot_time) before the watchdog calls it stuck: the reset after a request, a slow machine.
+ */
+export const WORKER_GRACE_MS = 5_000;
+/** The limit of commands with none of their own (forking, closing). */
+const COMMAND_LIMIT_MS = 60_000;
+const WATCHDOG_PERIOD_MS = 250;
+
+/**
+ * Testing only (TSKVM_TEST_WORKER_FAULTS=1): a request for one of these URLs makes the worker thread
+ * hang or exit, as a host-side bug would, so that tests can watch the pool replace it.
+ */
+export const WORKER_FAULT_URLS = { hang: '/tskvm-test/hang-worker', exit: '/tskvm-test/exit-worker' } as const;
 
 export class PoolWorker {
   readonly index: number;
@@ -36,9 +56,14 @@ export class PoolWorker {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | null = null;
+  /** When the worker last finished a command: the next one could start then. */
+  private lastReply = 0;
+  private watchdog: NodeJS.Timeout | null = null;
+  private readonly onDead: (worker: PoolWorker, error: Error) => void;
 
-  constructor(index: number, onLog: (programId: number, line: string) => void) {
+  constructor(index: number, onLog: (programId: number, line: string) => void, onDead: (worker: PoolWorker, error: Error) => void) {
     this.index = index;
+    this.onDead = onDead;
     const { port1, port2 } = new MessageChannel();
     const doorbell = new SharedArrayBuffer(4);
     this.bell = new Int32Array(doorbell);
@@ -51,21 +76,29 @@ export class PoolWorker {
         for (const line of m.lines) onLog(m.programId, line);
         return;
       }
+      this.lastReply = performance.now();
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
       if (m.op === 'done') p.resolve(m.value);
       else p.reject(Object.assign(new TskvmError(m.error.code, m.error.message, (m.error.details ?? {}) as Record<string, unknown>)));
     });
-    this.worker.on('error', (e) => this.fail(e));
+    this.worker.on('error', (e) => this.fail(new TskvmError('TSKVM_ERR_WORKER', `worker thread ${index} failed: ${e.message}`)));
     this.worker.on('exit', (code) => this.fail(new TskvmError('TSKVM_ERR_WORKER', `worker thread ${index} exited (code ${code})`)));
     this.idle();
   }
 
-  send<T>(command: Command, transfer: ArrayBuffer[] = []): Promise<T> {
+  get alive(): boolean {
+    return this.dead === null;
+  }
+
+  /** Sends a command; the worker may take `limitMs` over it (plus WORKER_GRACE_MS) before it counts as stuck. */
+  send<T>(command: Command, transfer: ArrayBuffer[] = [], limitMs = COMMAND_LIMIT_MS): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
-    const promise = new Promise<T>((resolve, reject) => this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject }));
+    const promise = new Promise<T>((resolve, reject) => this.pending.set(id, {
+      resolve: resolve as (v: unknown) => void, reject, op: command.op, limitMs, sent: performance.now(),
+    }));
     if (this.pending.size === 1) this.busy();
     this.port.postMessage({ ...command, id }, transfer);
     Atomics.add(this.bell, 0, 1);
@@ -85,11 +118,31 @@ export class PoolWorker {
   private idle(): void {
     this.port.unref();
     this.worker.unref();
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
   }
 
   private busy(): void {
     this.port.ref();
     this.worker.ref();
+    this.watchdog ??= setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS);
+  }
+
+  /**
+   * The worker runs its commands in order, so the oldest pending one is in progress, since its
+   * sending or the previous reply, whichever came later. Past its limit and the grace, the thread
+   * is stuck: its commands fail, and Node is asked to stop it (which works for a thread running
+   * JavaScript; one blocked inside a host call cannot be stopped, which is why every wait in a
+   * syscall handler is a poll bounded by the deadline).
+   */
+  private checkProgress(): void {
+    const head = this.pending.values().next().value as Pending | undefined;
+    if (!head) return;
+    const runningMs = performance.now() - Math.max(head.sent, this.lastReply);
+    if (runningMs <= head.limitMs + WORKER_GRACE_MS) return;
+    this.fail(new TskvmError('TSKVM_ERR_WORKER_STUCK',
+      `worker thread ${this.index} did not finish a ${head.op} within ${((head.limitMs + WORKER_GRACE_MS) / 1000).toFixed(1)} s; it was replaced`));
+    this.worker.terminate().catch(() => undefined);
   }
 
   private fail(error: Error): void {
@@ -97,15 +150,19 @@ export class PoolWorker {
     this.dead = error;
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
+    this.idle();
+    this.onDead(this, error);
   }
 }
 
 export class WorkerPool {
   readonly workers: PoolWorker[];
   private readonly logSinks = new Map<number, (line: string) => void>();
+  private readonly replacedListeners = new Set<(dead: PoolWorker) => void>();
+  private stopping = false;
 
   constructor(size = Math.max(1, availableParallelism())) {
-    this.workers = Array.from({ length: size }, (_, i) => new PoolWorker(i, (id, line) => this.logSinks.get(id)?.(line)));
+    this.workers = Array.from({ length: size }, (_, i) => this.startWorker(i));
   }
 
   /** The worker with the fewest VMs placed on it. */
@@ -119,8 +176,23 @@ export class WorkerPool {
     else this.logSinks.delete(programId);
   }
 
+  /** Calls `listener` when a worker died or got stuck and a new one took its place; returns the unsubscribe. */
+  onReplaced(listener: (dead: PoolWorker) => void): () => void {
+    this.replacedListeners.add(listener);
+    return () => this.replacedListeners.delete(listener);
+  }
+
   async terminate(): Promise<void> {
+    this.stopping = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+
+  private startWorker(index: number): PoolWorker {
+    return new PoolWorker(index, (id, line) => this.logSinks.get(id)?.(line), (dead) => {
+      if (this.stopping || this.workers[index] !== dead) return;
+      this.workers[index] = this.startWorker(index);
+      for (const listener of this.replacedListeners) listener(dead);
+    });
   }
 }
 

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
@@ -195,7 +196,7 @@ t.test('admin endpoints: 401 / 403 / 200, no token → Unix socket only; stats, 
     await get(`${s.url}/hello/x`);
     const st = JSON.parse((await get(`${s.url}/__tskvm/stats?program=^hel`, { headers: auth })).text);
     t.same(Object.keys(st.programs), ['hello'], 'program=REGEX');
-    t.same(Object.keys(st.global).sort(), ['cpu_time', 'fetch_time', 'program_exception', 'program_notfound', 'program_status_4xx', 'program_status_5xx', 'program_timeout', 'self_requests', 'self_requests_failed']);
+    t.same(Object.keys(st.global).sort(), ['busy_refusals', 'cpu_time', 'fetch_time', 'program_exception', 'program_notfound', 'program_status_4xx', 'program_status_5xx', 'program_timeout', 'self_requests', 'self_requests_failed']);
     const hello = st.programs.hello.stats;
     t.same(Object.keys(hello.program).sort(), ['binary_size', 'binary_type', 'boot_time', 'entry_points', 'name']);
     for (const field of ['invocations', 'resets', 'resets_full', 'exceptions', 'timeouts', 'exception_oom', 'request_cpu_time', 'exception_cpu_time', 'reset_time', 'reservation_time', 'reservation_timeouts', 'input_bytes', 'output_bytes', 'status_2xx', 'status_3xx', 'status_4xx', 'status_5xx']) {
@@ -267,6 +268,62 @@ t.test('a guest response HTTP cannot carry is refused whole: a keep-alive client
     } finally {
       await agent.close();
     }
+  });
+});
+
+t.test('caps: connections past max_connections are closed at once; the others keep working', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withServer({ maxConnections: 2 }, async (s) => {
+    const { hostname, port } = new URL(s.url!);
+    const open = async (): Promise<Socket> => {
+      const socket = connect(Number(port), hostname);
+      await once(socket, 'connect');
+      return socket;
+    };
+    const [a, b] = [await open(), await open()];
+    const extra = await open();
+    const [, hadData] = await Promise.race([
+      once(extra, 'close').then(() => ['closed', false] as const),
+      new Promise<readonly [string, boolean]>((r) => setTimeout(() => r(['open', true]), 5000)),
+    ]);
+    t.notOk(hadData, 'the third connection is closed by the server');
+    a.write('GET /hello/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const answer = (await a.toArray()).join('');
+    t.match(answer, /^HTTP\/1.1 200 OK[\s\S]*Hello World!/, 'a connection within the cap is served');
+    b.destroy();
+  });
+});
+
+t.test('caps: bodies past max_buffered_bytes get 503 Retry-After while the server holds them; a client that stops reading is cut off', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const MiB = 1 << 20;
+  await withServer({ maxBufferedBytes: 20 * MiB, clientTimeout: 1, adminToken: 'secret', configure: { echo: { max_request_memory: 64, max_memory: 256 } } }, async (s) => {
+    // A client that sends 8 MiB to req-echo, which answers with it, and never reads: 16 MiB held.
+    const { hostname, port } = new URL(s.url!);
+    const slow = connect(Number(port), hostname);
+    await once(slow, 'connect');
+    slow.pause();
+    slow.write(`POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: ${8 * MiB}\r\n\r\n`);
+    slow.write(Buffer.alloc(8 * MiB, 0x61));
+    await untilBusy(s, 'echo', { active: 0 }); // the program has answered; the response waits for the client
+    for (let i = 0; (await stats(s)).programs.echo?.stats?.totals.invocations !== 1; i++) {
+      if (i > 3000) throw new Error('the slow request never ran');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const refused = await get(`${s.url}/echo/y`, { method: 'POST', body: Buffer.alloc(6 * MiB, 0x62) });
+    t.equal(refused.status, 503, '6 MiB more does not fit while 16 MiB are held');
+    t.equal(refused.headers['retry-after'], '1');
+    t.equal((await stats(s)).global.busy_refusals, 1, 'counted: busy_refusals');
+    t.equal((await get(`${s.url}/echo/small`, { method: 'POST', body: 'small' })).status, 200, 'a small body still fits');
+    await new Promise((r) => setTimeout(r, 3000));
+    let received = 0;
+    slow.on('data', (d: Buffer) => { received += d.length; });
+    slow.resume();
+    await once(slow, 'close');
+    t.ok(received < 8 * MiB, `the client that stopped reading was cut off (client_timeout 1 s): it got ${received} bytes of 8 MiB`);
+    const accepted = await get(`${s.url}/echo/z`, { method: 'POST', body: Buffer.alloc(6 * MiB, 0x63) });
+    t.equal(accepted.status, 200, 'then its bytes are given back: the same body is accepted');
+    t.equal(accepted.text.length > 6 * MiB, true, 'and echoed whole');
   });
 });
 

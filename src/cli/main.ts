@@ -73,6 +73,11 @@ serve options:
                       (or the TSKVM_ADMIN_TOKEN environment variable): unlike --admin-token T, not
                       visible in ps
   --configure NAME=JSON  settings merged over program NAME's (repeatable)
+  --max-connections N open connections (default 1024)
+  --max-body MiB      largest request body (default 16)
+  --max-buffered MiB  request and response bodies held in memory across the server (default 256):
+                      past it, new requests get 503
+  --client-timeout S  seconds a response may wait for its client to read it (default 30)
 
 platform: which KVM this is and how guests enter and leave the host here (the start-up probe)
 
@@ -118,12 +123,7 @@ function parseRun(argv: string[]): RunCommand {
     if (v === undefined) throw new UsageError(`${flag} needs a value`);
     return v;
   };
-  const number = (flag: string): number => {
-    const v = value(flag);
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} needs a positive number, not "${v}"`);
-    return n;
-  };
+  const number = (flag: string): number => positive(flag, value(flag));
   for (; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') {
@@ -255,6 +255,12 @@ function forEachFlag(argv: string[], handle: (flag: string, value: () => string)
   }
 }
 
+function positive(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} needs a positive number, not "${v}"`);
+  return n;
+}
+
 function parseServe(argv: string[]): ServerOptions & { library: string } {
   const options: ServerOptions & { library: string } = { library: '', configure: {} };
   forEachFlag(argv, (flag, value) => {
@@ -264,6 +270,10 @@ function parseServe(argv: string[]): ServerOptions & { library: string } {
       case '--unix': options.unix = value(); break;
       case '--admin-token': options.adminToken = value(); break;
       case '--admin-token-file': options.adminToken = readAdminToken(value()); break;
+      case '--max-connections': options.maxConnections = positive(flag, value()); break;
+      case '--max-body': options.maxBodySize = positive(flag, value()) * 1024 * 1024; break;
+      case '--max-buffered': options.maxBufferedBytes = positive(flag, value()) * 1024 * 1024; break;
+      case '--client-timeout': options.clientTimeout = positive(flag, value()); break;
       case '--configure': {
         const [name, settings] = parseConfigure(value());
         options.configure![name] = { ...options.configure![name], ...settings };

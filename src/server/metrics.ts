@@ -1,5 +1,5 @@
 /**
- * The server's statistics: GUEST_ABI.md's global counters, kept here across program reloads, and
+ * The server's statistics: the VMOD's global counters and tskvm's own (busy_refusals), kept here across program reloads, and
  * each program's Program.stats(), as JSON (GET /__tskvm/stats) and as Prometheus text (GET /metrics).
  *
  * Prometheus names: `tskvm_program_<field>_total{program="…"}` for each counter of a program's
@@ -17,6 +17,8 @@ export class GlobalCounters {
   program_timeout = 0;
   program_status_4xx = 0;
   program_status_5xx = 0;
+  /** Requests refused with 503 because the server held max_buffered_bytes of bodies already. */
+  busy_refusals = 0;
   /** Seconds in request VMs, every program. */
   cpu_time = 0;
   // Reserved by GUEST_ABI.md for sys_fetch and self-requests, which are not implemented yet.

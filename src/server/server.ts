@@ -16,6 +16,16 @@
  *   guest timeout                   504, or what on_error answered
  *   start failed                    503, Retry-After: seconds until the next start attempt
  *   queue full / queue wait timeout 503, Retry-After: 1
+ *   server's body memory full       503, Retry-After: 1 (and the connection closes)
+ *   worker thread died / stuck      503, Retry-After: 1 / 504
+ *
+ * Limits on what clients can make the server hold (each an option, with its default):
+ *   maxConnections     open connections (1024); node:http closes the ones past it at once
+ *   maxBufferedBytes   bytes of bodies in memory across the server (256 MiB): request bodies from
+ *                      their first byte until their response is sent, responses until the kernel
+ *                      has taken them; a request that would go past it is refused with 503
+ *   clientTimeout      seconds a response may wait for its client to read (30): a client that
+ *                      stops reading is cut off, and what it held is given back
  *
  * Cache-Control comes from sys_set_cacheable: `max-age=TTL, stale-while-revalidate=GRACE` (seconds,
  * rounded down) when the program said cached=true, else `no-store`, so that a cache in front (Varnish)
@@ -51,6 +61,12 @@ export interface ServerOptions {
   maxHeaderCount?: number;
   /** Bytes of request line and headers together. Default 32 KiB. */
   maxHeaderSize?: number;
+  /** Open connections. Default 1024. */
+  maxConnections?: number;
+  /** Bytes of request and response bodies held across the server. Default 256 MiB. */
+  maxBufferedBytes?: number;
+  /** Seconds a response may make no progress towards its client. Default 30. */
+  clientTimeout?: number;
   /** Seconds close() lets running requests finish before it drops their connections. Default 10. */
   shutdownTimeout?: number;
   /** Where access-log lines go. Default: stdout; null: nowhere. */
@@ -92,6 +108,10 @@ interface Exchange {
   bytes: number;
   /** True once the server shuts down: the answer then closes its connection. */
   draining: () => boolean;
+  /** Bytes of bodies this exchange holds against the server's budget. */
+  held: number;
+  budget: ByteBudget;
+  clientTimeoutMs: number;
 }
 
 class ComputeServer {
@@ -101,6 +121,8 @@ class ComputeServer {
   private readonly listeners: Server[] = [];
   private readonly maxBodySize: number;
   private readonly maxHeaderCount: number;
+  private readonly buffered: ByteBudget;
+  private readonly clientTimeoutMs: number;
   private readonly accessLog: ((line: string) => void) | null;
   private readonly warned = new Set<string>();
   private inFlight = 0;
@@ -113,6 +135,8 @@ class ComputeServer {
     this.router = new Router(library);
     this.maxBodySize = options.maxBodySize ?? 16 * MiB;
     this.maxHeaderCount = options.maxHeaderCount ?? 100;
+    this.buffered = new ByteBudget(options.maxBufferedBytes ?? 256 * MiB);
+    this.clientTimeoutMs = (options.clientTimeout ?? 30) * 1000;
     this.accessLog = options.accessLog === undefined ? (line) => process.stdout.write(line + '\n') : options.accessLog;
   }
 
@@ -145,6 +169,7 @@ class ComputeServer {
     });
     // node:http drops fields past maxHeadersCount silently; one more than allowed lets handle() see the excess.
     server.maxHeadersCount = this.maxHeaderCount + 1;
+    server.maxConnections = this.options.maxConnections ?? 1024;
     this.listeners.push(server);
     return server;
   }
@@ -152,13 +177,16 @@ class ComputeServer {
   private async handle(req: IncomingMessage, res: ServerResponse, viaUnixSocket: boolean): Promise<void> {
     const started = performance.now();
     const url = req.url ?? '/';
-    const exchange: Exchange = { program: '-', vmMs: 0, queuedMs: 0, bytes: 0, draining: () => this.closing !== null };
+    const exchange: Exchange = {
+      program: '-', vmMs: 0, queuedMs: 0, bytes: 0, draining: () => this.closing !== null, held: 0, budget: this.buffered, clientTimeoutMs: this.clientTimeoutMs,
+    };
     this.inFlight++;
     // A client that goes away before its request got a request VM takes it out of the queue.
     const gone = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) gone.abort();
       this.inFlight--;
+      this.buffered.give(exchange.held);
       this.accessLog?.(`${exchange.program} ${req.method} ${url} ${res.statusCode} ${exchange.bytes} vm=${exchange.vmMs.toFixed(1)}ms queued=${exchange.queuedMs.toFixed(1)}ms total=${(performance.now() - started).toFixed(1)}ms`);
     });
     try {
@@ -168,7 +196,10 @@ class ComputeServer {
       const q = url.indexOf('?');
       const path = q < 0 ? url : url.slice(0, q);
       if (isAdminPath(path)) {
-        const answer = await handleAdmin({ slots: this.slots, counters: this.counters, adminToken: this.options.adminToken, readBody: () => readBody(req, this.maxBodySize) }, req, path, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), viaUnixSocket);
+        const answer = await handleAdmin({ slots: this.slots, counters: this.counters, adminToken: this.options.adminToken, readBody: async () => {
+          const body = await readBody(req, this.maxBodySize, exchange);
+          return typeof body === 'string' ? null : body;
+        } }, req, path, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), viaUnixSocket);
         return sendAdmin(res, exchange, answer);
       }
       const route = this.router.resolve(url, req.headers.host);
@@ -177,9 +208,14 @@ class ComputeServer {
         return sendText(res, exchange, 404, `no program serves ${path}`);
       }
       exchange.program = route.program;
-      const body = await readBody(req, this.maxBodySize);
-      if (!body) {
+      const body = await readBody(req, this.maxBodySize, exchange);
+      if (body === 'too large') {
         return sendText(res, exchange, 413, `the request body exceeds ${this.maxBodySize} bytes`, { connection: 'close' });
+      }
+      if (body === 'busy') {
+        this.counters.busy_refusals++;
+        return sendText(res, exchange, 503, `the server holds ${this.buffered.limit} bytes of bodies already (max_buffered_bytes); try again`,
+          { connection: 'close', 'retry-after': '1' });
       }
       const fields: string[] = [];
       for (let i = 0; i < req.rawHeaders.length; i += 2) fields.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
@@ -245,18 +281,47 @@ function listen(server: Server, start: (done: () => void) => void): Promise<void
  * connection does not reset it before the client reads the answer. Past that, the connection is cut. */
 const DRAIN_LIMIT = 64 * MiB;
 
-/** The body, or null when it is larger than `limit`. */
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+/**
+ * Bytes of bodies the server holds, against max_buffered_bytes. An exchange takes what it keeps
+ * (exchange.held) and gives it all back when its response is done or its connection is gone.
+ */
+class ByteBudget {
+  private used = 0;
+  constructor(readonly limit: number) {}
+
+  /** Takes `n` bytes for the exchange if they fit (or, `force`, in any case: they are in memory already). */
+  take(exchange: Exchange, n: number, force = false): boolean {
+    if (!force && this.used + n > this.limit) return false;
+    this.used += n;
+    exchange.held += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+/**
+ * The body; 'too large' past `limit`, 'busy' when the server cannot hold it now. A body is counted
+ * against the budget chunk by chunk as it arrives (so a slow upload cannot hold more than it sent).
+ */
+async function readBody(req: IncomingMessage, limit: number, exchange: Exchange): Promise<Buffer | 'too large' | 'busy'> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit + DRAIN_LIMIT) return null;
+  if (declared > limit + DRAIN_LIMIT) return 'too large';
   const chunks: Buffer[] = [];
   let size = 0;
+  let busy = false;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit + DRAIN_LIMIT) return null;
-    if (size <= limit) chunks.push(chunk);
+    if (size > limit + DRAIN_LIMIT) return 'too large';
+    if (size <= limit && !busy) {
+      if (exchange.budget.take(exchange, chunk.length)) chunks.push(chunk);
+      else busy = true; // read on and drop, so that the 503 reaches the client
+    }
   }
-  return size > limit || declared > limit ? null : Buffer.concat(chunks, size);
+  if (size > limit || declared > limit) return 'too large';
+  return busy ? 'busy' : Buffer.concat(chunks, size);
 }
 
 /** Fields that describe this connection or this message's framing: ours to set, never the guest's. */
@@ -326,6 +391,9 @@ function send(res: ServerResponse, exchange: Exchange, status: number, headers: 
   if (status === 204 || status === 304) body = Buffer.alloc(0);
   else headers.push('Content-Length', String(body.length));
   exchange.bytes = body.length;
+  exchange.budget.take(exchange, body.length, true);
+  // Until the kernel has taken the whole body, it is ours to hold: a client that stops reading is cut off.
+  res.setTimeout(exchange.clientTimeoutMs, () => res.destroy());
   if (exchange.draining() && !headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'connection')) headers.push('Connection', 'close');
   res.writeHead(status, headers);
   res.end(body);

@@ -2,6 +2,7 @@
 // logic of a program slot: pure logic, no KVM.
 import t, { type Test } from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TskvmError } from '../src/errors.js';
@@ -90,6 +91,36 @@ t.test('malformed libraries: each error names the program and the key', async (t
   libraryError(t, { ...prog({}), hosts: { 'h.test': { program: 'web', arg: 3 } } }, /host "h.test": arg: expected a string/, 'host arg');
   libraryError(t, prog({}), /--configure other: the library has no program/, 'configure names no program', { other: {} });
   libraryError(t, prog({}), /program "web": concurrency: 300 is invalid/, 'configure value checked', { web: { concurrency: 300 } });
+});
+
+t.test('a library from plain http:// may not grant writable paths unless pinned by sha256 or trusted by a flag', async (t) => {
+  const { createServer } = await import('node:http');
+  const { createHash } = await import('node:crypto');
+  const dir = mkdtempSync(join(tmpdir(), 'tskvm-lib-'));
+  const libraries: Record<string, string> = {
+    '/writes.json': JSON.stringify({ programs: { w: { filename: 'bin/w', allowed_paths: [{ real: dir, writable: true }] } } }),
+    '/reads.json': JSON.stringify({ programs: { r: { filename: 'bin/r', allowed_paths: [dir] } } }),
+  };
+  const origin = createServer((req, res) => {
+    const body = libraries[req.url ?? ''];
+    res.statusCode = body ? 200 : 404;
+    res.end(body);
+  });
+  origin.listen(0, '127.0.0.1');
+  await once(origin, 'listening');
+  const url = (path: string): string => `http://127.0.0.1:${(origin.address() as { port: number }).port}${path}`;
+  const digest = createHash('sha256').update(libraries['/writes.json']!).digest('hex');
+  try {
+    await t.rejects(loadLibrary(url('/writes.json'), undefined, dir), { code: 'TSKVM_ERR_LIBRARY_UNTRUSTED', message: /program w write access to .*--library-sha256/ });
+    t.equal((await loadLibrary(url('/writes.json'), undefined, dir, { sha256: digest })).programs.size, 1, 'pinned by its sha256');
+    await t.rejects(loadLibrary(url('/writes.json'), undefined, dir, { sha256: '0'.repeat(64) }), { code: 'TSKVM_ERR_LIBRARY_CHECKSUM', message: new RegExp(`has sha256 ${digest}`) });
+    t.equal((await loadLibrary(url('/writes.json'), undefined, dir, { httpMayGrantWrites: true })).programs.size, 1, '--trust-http-library');
+    t.equal((await loadLibrary(url('/reads.json'), undefined, dir)).programs.size, 1, 'read-only paths need no pin');
+    const configured = await loadLibrary(url('/reads.json'), { r: { allowed_paths: [{ real: dir, writable: true }] } }, dir);
+    t.equal(configured.programs.get('r')!.options.allowedPaths?.length, 1, 'the command line (--configure) may grant writes');
+  } finally {
+    origin.close();
+  }
 });
 
 t.test('library files and --configure flags', async (t) => {

@@ -73,6 +73,8 @@ serve options:
                       (or the TSKVM_ADMIN_TOKEN environment variable): unlike --admin-token T, not
                       visible in ps
   --configure NAME=JSON  settings merged over program NAME's (repeatable)
+  --library-sha256 HEX  the digest a library from a URL must have
+  --trust-http-library  let a library from plain http:// grant writable paths without a digest
   --max-connections N open connections (default 1024)
   --max-body MiB      largest request body (default 16)
   --max-buffered MiB  request and response bodies held in memory across the server (default 256):
@@ -270,6 +272,8 @@ function parseServe(argv: string[]): ServerOptions & { library: string } {
       case '--unix': options.unix = value(); break;
       case '--admin-token': options.adminToken = value(); break;
       case '--admin-token-file': options.adminToken = readAdminToken(value()); break;
+      case '--library-sha256': options.libraryTrust = { ...options.libraryTrust, sha256: value() }; break;
+      case '--trust-http-library': options.libraryTrust = { ...options.libraryTrust, httpMayGrantWrites: true }; break;
       case '--max-connections': options.maxConnections = positive(flag, value()); break;
       case '--max-body': options.maxBodySize = positive(flag, value()) * 1024 * 1024; break;
       case '--max-buffered': options.maxBufferedBytes = positive(flag, value()) * 1024 * 1024; break;

@@ -17,6 +17,7 @@
  * names. Everything a person can get wrong is a TSKVM_ERR_LIBRARY naming the program and the key;
  * keys tskvm does not know are warnings, so that a library written for the VMOD still loads.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,16 +105,48 @@ const PROGRAM_ONLY = new Set(['filename', 'uri', 'sha256', 'group']);
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-/** Reads and parses a library file. A URL is for later (fetching with undici). */
-export async function loadLibrary(location: string, configure?: LibraryParseOptions['configure'], cacheDir = defaultCacheDir()): Promise<Library> {
+/** How far a library from a URL is trusted (the command line's say). */
+export interface LibraryTrust {
+  /** The digest the library's bytes must have (lower-case hex). */
+  sha256?: string;
+  /** Let a library from plain http:// grant writable paths without a digest. */
+  httpMayGrantWrites?: boolean;
+}
+
+/**
+ * Reads and parses a library file, or fetches it from an http(s) URL. A library is configuration:
+ * it decides which host paths programs may write. One from plain http:// can be changed by anyone
+ * on the network path, so unless it is pinned by `trust.sha256` (or `httpMayGrantWrites`), a
+ * library from there that grants a writable path is refused (TSKVM_ERR_LIBRARY_UNTRUSTED).
+ */
+export async function loadLibrary(location: string, configure?: LibraryParseOptions['configure'], cacheDir = defaultCacheDir(), trust: LibraryTrust = {}): Promise<Library> {
   if (isHttpUrl(location)) {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = (await fetchToCache(location, cachePath(cacheDir, location))).toString('utf8');
+      bytes = await fetchToCache(location, cachePath(cacheDir, location));
     } catch (e) {
       throw new TskvmError('TSKVM_ERR_LIBRARY', `cannot fetch library ${location}: ${(e as Error).message}`);
     }
-    return parseLibrary(parseJson(text, location), { baseDir: process.cwd(), baseUrl: location, source: location, configure, cacheDir });
+    if (trust.sha256) {
+      const digest = createHash('sha256').update(bytes).digest('hex');
+      if (digest !== trust.sha256.toLowerCase()) {
+        throw new TskvmError('TSKVM_ERR_LIBRARY_CHECKSUM', `library ${location} has sha256 ${digest}, not the ${trust.sha256} it is pinned to`);
+      }
+    }
+    const json = parseJson(bytes.toString('utf8'), location);
+    const options = { baseDir: process.cwd(), baseUrl: location, source: location, cacheDir };
+    if (location.startsWith('http:') && !trust.sha256 && !trust.httpMayGrantWrites) {
+      // The library's own grants, before --configure (the command line is trusted).
+      for (const program of parseLibrary(json, options).programs.values()) {
+        const writable = program.options.allowedPaths?.find((p): p is AllowedPath => typeof p !== 'string' && p.writable === true);
+        if (writable) {
+          throw new TskvmError('TSKVM_ERR_LIBRARY_UNTRUSTED',
+            `library ${location} grants program ${program.name} write access to ${writable.real}, but it came over plain http, where anyone on the way can change it: ` +
+            'pin it with --library-sha256, serve it over https, or allow this with --trust-http-library');
+        }
+      }
+    }
+    return parseLibrary(json, { ...options, configure });
   }
   const path = location.startsWith('file://') ? fileURLToPath(location) : resolvePath(location);
   let text: string;

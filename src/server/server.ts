@@ -37,7 +37,7 @@ import { lstat, unlink } from 'node:fs/promises';
 import { TskvmError } from '../errors.js';
 import type { ProgramRequest, ProgramResponse } from '../hypervisor/program.js';
 import { handleAdmin, isAdminPath, type AdminAnswer } from './admin.js';
-import { loadLibrary, type Library, type LibraryParseOptions } from './library.js';
+import { loadLibrary, type Library, type LibraryParseOptions, type LibraryTrust } from './library.js';
 import { GlobalCounters } from './metrics.js';
 import { ProgramSlot } from './program-slot.js';
 import { Router } from './router.js';
@@ -49,6 +49,8 @@ export interface ServerOptions {
   library: Library | string;
   /** With a library path: `--configure` settings per program. */
   configure?: LibraryParseOptions['configure'];
+  /** With a library URL: how far it is trusted (library.ts). */
+  libraryTrust?: LibraryTrust;
   /** `HOST:PORT` (port 0: any free port). Default 127.0.0.1:8080; null: no TCP listener. */
   listen?: string | null;
   /** A Unix socket path to listen on as well. */
@@ -85,7 +87,7 @@ export interface RunningServer {
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const library = typeof options.library === 'string' ? await loadLibrary(options.library, options.configure) : options.library;
+  const library = typeof options.library === 'string' ? await loadLibrary(options.library, options.configure, undefined, options.libraryTrust) : options.library;
   const warn = options.warn ?? ((m: string) => process.stderr.write(`tskvm: ${m}\n`));
   for (const w of library.warnings) warn(w);
   const server = new ComputeServer(library, options, warn);

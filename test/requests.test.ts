@@ -222,7 +222,17 @@ t.test('an output flood: 64 MiB of newlines in one write reach the main thread c
     t.ok(grown < 32, `the main thread's heap grew ${grown.toFixed(1)} MiB (64 MiB of lines written)`);
     t.ok(lines > 0 && lines <= OUTPUT_LIMIT + 1, `${lines} lines reached onLog: at most the per-request limit and a marker`);
     t.equal((await p.request({ url: '/ok' })).body.toString(), 'ok');
+    t.equal(p.stats().totals.output_cut, 1, 'stats: output_cut counts the request that was cut');
   });
+});
+
+t.test('warnings a guest causes in a loop are rate-limited: 5 000 raises of a handled signal, 20 warnings and a note', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const run = spawnSync(process.execPath, [cliPath, 'run', '--request', 'GET', '/signal-flood', guestPath('req-faults')], { encoding: 'utf8' });
+  t.equal(run.stdout, 'raised', 'the request completes');
+  const warnings = run.stderr.split('\n').filter((l) => l.startsWith('tskvm: signal 23 has a handler'));
+  t.equal(warnings.length, 20, 'the first 20 warnings');
+  t.match(run.stderr, /more than 20 warnings: the rest of these 10 s are counted, not shown/, 'then one note');
 });
 
 t.test('hostile API calls: bad pointers and arguments get error codes, and the host stays up', async (t) => {

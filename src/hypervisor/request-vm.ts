@@ -94,13 +94,15 @@ export interface ForkStats {
   status_5xx: number;
   /** Pages the fork has written since its last full reset (what a reset copies back). */
   dirty_pages: number;
+  /** Requests whose stdout/stderr/log went past the per-request limit and were cut (the worker counts them). */
+  output_cut: number;
 }
 
 export function emptyForkStats(): ForkStats {
   return {
     invocations: 0, resets: 0, resets_full: 0, exceptions: 0, timeouts: 0, exception_oom: 0, request_cpu_time: 0,
     exception_cpu_time: 0, reset_time: 0, input_bytes: 0, output_bytes: 0, status_2xx: 0, status_3xx: 0, status_4xx: 0,
-    status_5xx: 0, dirty_pages: 0,
+    status_5xx: 0, dirty_pages: 0, output_cut: 0,
   };
 }
 

@@ -28,7 +28,8 @@ export type WorkerCommand =
 export type WorkerReply =
   | { op: 'done'; id: number; value?: unknown }
   | { op: 'error'; id: number; error: { code: string; message: string; details?: unknown } }
-  | { op: 'log'; programId: number; lines: string[] };
+  | { op: 'log'; programId: number; lines: string[] }
+  | { op: 'ready' };
 
 interface WorkerInit {
   port: MessagePort;
@@ -52,8 +53,8 @@ interface Logger {
   line: (l: string) => void;
   output: (name: string) => (b: Uint8Array) => void;
   recent: string[];
-  /** Sends what is batched; a new request (or the end of the boot) starts a new budget. */
-  flush: (endOfRequest: boolean) => void;
+  /** Sends what is batched; a new request (or the end of the boot) starts a new budget. True if output was cut. */
+  flush: (endOfRequest: boolean) => boolean;
 }
 
 /**
@@ -66,8 +67,9 @@ function logger(programId: number, options: ResolvedProgramOptions): Logger {
   const recent: string[] = [];
   let batch: string[] = [];
   let batchBytes = 0, used = 0, dropped = 0;
-  const flush = (endOfRequest: boolean): void => {
-    if (endOfRequest && dropped > 0) {
+  const flush = (endOfRequest: boolean): boolean => {
+    const cut = endOfRequest && dropped > 0;
+    if (cut) {
       batch.push(`[tskvm: ${dropped} more bytes of output cut: more than ${OUTPUT_LIMIT} bytes in one request]`);
       dropped = 0;
     }
@@ -75,6 +77,7 @@ function logger(programId: number, options: ResolvedProgramOptions): Logger {
     batch = [];
     batchBytes = 0;
     if (endOfRequest) used = 0;
+    return cut;
   };
   const line = (l: string): void => {
     if (used + l.length + 1 > OUTPUT_LIMIT) {
@@ -154,7 +157,7 @@ function handle(c: WorkerCommand): unknown {
       try {
         result = fork.request(c.input);
       } finally {
-        loggers.get(c.forkId)?.flush(true);
+        if (loggers.get(c.forkId)?.flush(true)) fork.stats.output_cut++;
       }
       // A body with an ArrayBuffer of its own moves to the main thread: cloning would copy it twice.
       const body = result.response.body;
@@ -190,6 +193,7 @@ function injectFault(url: string): void {
   if (url === WORKER_FAULT_URLS.exit) process.exit(70);
 }
 
+reply({ op: 'ready' });
 for (;;) {
   // No spinning before the wait: measured under load on 2 cores, a worker that spins takes the CPU
   // the main thread needs to hand it the next request (wrk: -15 % requests/s).

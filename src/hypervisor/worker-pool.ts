@@ -56,8 +56,10 @@ export class PoolWorker {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | null = null;
-  /** When the worker last finished a command: the next one could start then. */
+  /** When the worker last finished a command (or was ready for its first): the next one could start then. */
   private lastReply = 0;
+  /** Set once the thread has loaded its code, which can take seconds (under a TypeScript loader, say). */
+  private ready = false;
   private watchdog: NodeJS.Timeout | null = null;
   private readonly onDead: (worker: PoolWorker, error: Error) => void;
 
@@ -77,6 +79,10 @@ export class PoolWorker {
         return;
       }
       this.lastReply = performance.now();
+      if (m.op === 'ready') {
+        this.ready = true;
+        return;
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
@@ -137,7 +143,7 @@ export class PoolWorker {
    */
   private checkProgress(): void {
     const head = this.pending.values().next().value as Pending | undefined;
-    if (!head) return;
+    if (!head || !this.ready) return;
     const runningMs = performance.now() - Math.max(head.sent, this.lastReply);
     if (runningMs <= head.limitMs + WORKER_GRACE_MS) return;
     this.fail(new TskvmError('TSKVM_ERR_WORKER_STUCK',

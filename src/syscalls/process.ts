@@ -97,10 +97,34 @@ export class Process {
     this.argv = parts.argv;
     this.env = parts.env;
     this.trace = parts.trace;
-    this.warn = parts.warn;
+    this.warn = rateLimited(parts.warn);
     this.log = parts.log ?? ((line) => parts.warn(`log: ${line}`));
     this.api = parts.api ?? new GuestApi({
       maxMemory: parts.mem.size, maxRequestMemory: 0, requestMemoryUpper: 0, sharedStart: 0, sharedEnd: 0, controlEphemeral: false,
     });
   }
+}
+
+/** Warnings a process may cause per WARN_WINDOW_MS; past it they are counted, and the count is said once. */
+const WARN_BURST = 20;
+const WARN_WINDOW_MS = 10_000;
+
+/**
+ * Warnings a guest causes (unsupported calls, signals it expects handled) come as often as the
+ * guest likes, from inside one syscall loop: rate-limited, they cannot flood the host's stderr (and,
+ * from a worker thread, the main thread that carries it).
+ */
+function rateLimited(warn: (message: string) => void): (message: string) => void {
+  let windowStart = -Infinity;
+  let said = 0, suppressed = 0;
+  return (message) => {
+    const now = performance.now();
+    if (now - windowStart >= WARN_WINDOW_MS) {
+      if (suppressed > 0) warn(`${suppressed} warnings were not shown`);
+      windowStart = now;
+      said = suppressed = 0;
+    }
+    if (said++ < WARN_BURST) return warn(message);
+    if (suppressed++ === 0) warn(`more than ${WARN_BURST} warnings: the rest of these ${WARN_WINDOW_MS / 1000} s are counted, not shown`);
+  };
 }

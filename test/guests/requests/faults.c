@@ -19,6 +19,8 @@
  *   /304-body       304 with a body "x" (a 304 has none)
  *   /noresponse     the handler returns without responding
  *   /abort          abort() (SIGABRT: the guest's tgkill/rt_sigprocmask path)
+ *   /signal-flood   installs a SIGURG handler and raises SIGURG 5 000 times (tskvm warns that it
+ *                   does not run handlers: the warnings must be rate-limited), then 200 "raised"
  *   anything else   404 "not found"
  *
  * on_error(url, arg, exception) answers 503 "on_error:<exception>" (except for /crash-onerror).
@@ -26,6 +28,7 @@
  * Natively: `req-faults URL` does the same in this process (so /crash dies of SIGSEGV); /bomb stops
  * after 64 MiB there, treating the next block as a NULL malloc.
  */
+#include <signal.h>
 #include "common.h"
 
 #define MiB (1024 * 1024)
@@ -36,6 +39,11 @@ static int path_is(const char *url, const char *path)
 {
 	size_t n = strlen(path);
 	return strncmp(url, path, n) == 0 && (url[n] == 0 || url[n] == '?');
+}
+
+static void on_sigurg(int sig)
+{
+	(void)sig;
 }
 
 static void bomb(void)
@@ -103,6 +111,12 @@ static void on_get(const char *url, const char *arg)
 		return;
 	else if (path_is(url, "/abort"))
 		abort();
+	else if (path_is(url, "/signal-flood")) {
+		signal(SIGURG, on_sigurg);
+		for (int i = 0; i < 5000; i++)
+			raise(SIGURG);
+		respond_str(200, "raised");
+	}
 	else
 		respond_str(404, "not found");
 }

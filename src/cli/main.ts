@@ -230,7 +230,7 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
   let fork: RequestVm | null = null;
   try {
     fork = new RequestVm(booted.frozen, {
-      maxRequestTimeMs: options.maxRequestTime * 1000, ephemeral: true, output: toStderr, log: (line) => say(`log: ${line}`), warn, trace,
+      maxRequestTimeMs: options.maxRequestTime * 1000, maxWriteBytes: options.maxRequestWrite * 2 ** 20, ephemeral: true, output: toStderr, log: (line) => say(`log: ${line}`), warn, trace,
     });
     const body = req.body === undefined ? undefined : req.body === '-' ? readFileSync(0) : readFileSync(req.body);
     const contentType = req.headers.find((h) => /^content-type\s*:/i.test(h))?.replace(/^[^:]*:\s*/, '') ?? '';

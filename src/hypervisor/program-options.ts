@@ -25,6 +25,8 @@ export interface ProgramOptions {
   maxMemory?: number;
   /** MiB a request may allocate beyond the frozen program. Default 64. */
   maxRequestMemory?: number;
+  /** MiB a request may write into writable allowed paths (then ENOSPC). Default 64. */
+  maxRequestWrite?: number;
   /** MiB a fork may keep written after a request before it is fully reset. Default 0: unlimited. */
   reqMemLimitAfterReset?: number;
   /** Reset after every request. Default true. */
@@ -60,6 +62,7 @@ export interface ResolvedProgramOptions {
   maxRequestTime: number;
   maxMemory: number;
   maxRequestMemory: number;
+  maxRequestWrite: number;
   reqMemLimitAfterReset: number;
   ephemeral: boolean;
   controlEphemeral: boolean;
@@ -114,6 +117,7 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     maxRequestTime: num('maxRequestTime', o.maxRequestTime, 8, 0.001, 3600),
     maxMemory: num('maxMemory', o.maxMemory, 256, 16, MAX_ADDRESS_SPACE / 2 ** 20),
     maxRequestMemory: num('maxRequestMemory', o.maxRequestMemory, 64, 1, 64 * 1024),
+    maxRequestWrite: num('maxRequestWrite', o.maxRequestWrite, 64, 0, 1024 * 1024),
     reqMemLimitAfterReset: num('reqMemLimitAfterReset', o.reqMemLimitAfterReset, 0, 0, 64 * 1024),
     ephemeral: bool('ephemeral', o.ephemeral, true),
     controlEphemeral: bool('controlEphemeral', o.controlEphemeral, false),

@@ -42,6 +42,7 @@ import { createGuestVm, MAIN_SLOT, type GuestVm } from './guest-vm.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from './kvm/libc.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from './run-loop.js';
+import { endWriteQuota, startWriteQuota } from '../syscalls/write-quota.js';
 
 export type { RequestInput };
 
@@ -57,6 +58,8 @@ export interface RequestVmOptions {
   trace?: ((line: string) => void) | null;
   /** Budget of on_error after a failure, in ms. */
   onErrorTimeMs?: number;
+  /** Bytes a request may write into writable roots (write-quota.ts); default: no quota. */
+  maxWriteBytes?: number;
 }
 
 /** How a request went wrong; `status` is what a server answers when on_error did not. */
@@ -199,10 +202,13 @@ export class RequestVm {
     // Until the request ends in a way finish() understands, the fork owes a full reset: an exception
     // thrown on the way must never hand the next request this one's memory, files or registers.
     this.pending = { failed: true, placed: null };
+    startWriteQuota(this.options.maxWriteBytes ?? Infinity);
     try {
       return this.serve(input, started);
     } catch (e) {
       return this.hostFailure(e, started);
+    } finally {
+      endWriteQuota();
     }
   }
 

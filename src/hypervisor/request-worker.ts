@@ -144,7 +144,7 @@ function handle(c: WorkerCommand): unknown {
       const o = c.options;
       const log = logger(c.programId, o);
       forks.set(c.forkId, new RequestVm(c.frozen, {
-        maxRequestTimeMs: o.maxRequestTime * 1000, ephemeral: o.ephemeral, output: log.output, log: log.line, warn: warn(o.name), trace: trace(o),
+        maxRequestTimeMs: o.maxRequestTime * 1000, maxWriteBytes: o.maxRequestWrite * 2 ** 20, ephemeral: o.ephemeral, output: log.output, log: log.line, warn: warn(o.name), trace: trace(o),
       }));
       loggers.set(c.forkId, log);
       return undefined;

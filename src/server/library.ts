@@ -79,6 +79,7 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   max_request_time: { kind: 'number', option: 'maxRequestTime' },
   max_memory: { kind: 'number', option: 'maxMemory' },
   max_request_memory: { kind: 'number', option: 'maxRequestMemory' },
+  max_request_write: { kind: 'number', option: 'maxRequestWrite' },
   address_space: { kind: 'number' },
   req_mem_limit_after_reset: { kind: 'number', option: 'reqMemLimitAfterReset' },
   ephemeral: { kind: 'bool', option: 'ephemeral' },

@@ -27,6 +27,7 @@ import { E, hostErrno } from './errno.js';
 import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
 import { TskvmError } from '../errors.js';
 import { passedDeadline, waitLimit } from './deadline.js';
+import { refundWriteQuota, takeWriteQuota } from './write-quota.js';
 
 /** Linux open(2)/fcntl(2) flags as the guest passes them (x86-64, <asm-generic/fcntl.h>). */
 export const O = {
@@ -256,12 +257,27 @@ export class HostFile extends OpenFile {
   override truncate(length: number): number {
     if (this.positioning === 'stream') return -E.EINVAL;
     if (length > Number.MAX_SAFE_INTEGER) return -E.EFBIG;
+    let growth = 0;
     try {
+      if (this.quotaApplies) {
+        growth = Math.max(0, length - this.size());
+        const granted = takeWriteQuota(growth);
+        if (granted < growth) {
+          refundWriteQuota(granted);
+          return -E.EFBIG;
+        }
+      }
       fs.ftruncateSync(this.hostFd, length);
       return 0;
     } catch (error) {
+      refundWriteQuota(growth);
       return hostErrno(error);
     }
+  }
+
+  /** Writes here draw on the request's write quota (write-quota.ts): a file in a writable root. */
+  private get quotaApplies(): boolean {
+    return this.mutable && this.positioning !== 'stream';
   }
 
   override sync(dataOnly: boolean): number {
@@ -329,9 +345,14 @@ export class HostFile extends OpenFile {
 
   private hostWrite(from: Uint8Array, offset: number | null): number {
     if (offset !== null && offset > Number.MAX_SAFE_INTEGER - from.length) return -E.EFBIG;
+    const granted = this.quotaApplies ? takeWriteQuota(from.length) : from.length;
+    if (granted === 0 && from.length > 0) return -E.ENOSPC;
     try {
-      return fs.writeSync(this.hostFd, from, 0, from.length, offset);
+      const written = fs.writeSync(this.hostFd, from, 0, granted, offset);
+      if (this.quotaApplies) refundWriteQuota(granted - written);
+      return written;
     } catch (error) {
+      if (this.quotaApplies) refundWriteQuota(granted);
       return hostErrno(error);
     }
   }

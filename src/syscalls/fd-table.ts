@@ -564,8 +564,8 @@ export class DirectoryFile extends OpenFile {
   override readonly mutable: boolean;
   /** The listing's own fd (O_RDONLY), opened on demand; -1 until then. */
   private listFd = -1;
-  /** Records read from the host and not handed out yet. */
-  private readonly host = Buffer.alloc(32 * 1024);
+  /** Records read from the host and not handed out yet (allocated by the first listing). */
+  private host: Buffer | null = null;
   private hostUsed = 0;
   private hostAt = 0;
   private index = 0;
@@ -686,19 +686,19 @@ export class DirectoryFile extends OpenFile {
     if (this.index === 0) return { name: Buffer.from('.'), ino: fs.fstatSync(this.hostFd, { bigint: true }).ino, type: DT_DIR };
     if (this.index === 1) return { name: Buffer.from('..'), ino: this.parentIno(), type: DT_DIR };
     if (this.listFd < 0) this.listFd = hostCall(libc.openat(this.hostFd, '.', O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0) as number, 'opendir');
+    const host = (this.host ??= Buffer.alloc(8192));
     for (;;) {
       if (this.hostAt >= this.hostUsed) {
-        this.hostUsed = hostCall(Number(getdents64(this.listFd, this.host, this.host.length)), 'getdents64');
+        this.hostUsed = hostCall(Number(getdents64(this.listFd, host, host.length)), 'getdents64');
         this.hostAt = 0;
         if (this.hostUsed === 0) return null;
       }
       const at = this.hostAt;
-      const reclen = this.host.readUInt16LE(at + 16);
-      this.hostAt += reclen;
-      const name = this.host.subarray(at + 19, this.host.indexOf(0, at + 19));
+      this.hostAt += host.readUInt16LE(at + 16);
+      const name = host.subarray(at + 19, host.indexOf(0, at + 19));
       if (name.length === 1 && name[0] === 0x2e) continue; // "." and ".." were handed out first
       if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) continue;
-      return { name: Buffer.from(name), ino: this.host.readBigUInt64LE(at), type: this.host[at + 18]! };
+      return { name: Buffer.from(name), ino: host.readBigUInt64LE(at), type: host[at + 18]! };
     }
   }
 

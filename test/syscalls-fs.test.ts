@@ -231,21 +231,80 @@ t.test('paths outside the allowed roots are refused, escapes included', async (t
 
 t.test('roots shown under another name', async (t) => {
   const { dir, ro, rw } = tempTree(t);
-  fs.symlinkSync(join(ro, 'hello.txt'), join(rw, 'abs-link'));
+  fs.symlinkSync('/data/hello.txt', join(rw, 'abs-link'));
+  fs.symlinkSync(join(ro, 'hello.txt'), join(rw, 'host-link'));
   const g = new Guest({ allowed: [{ real: ro, virtual: '/data' }, { real: rw, virtual: '/out', writable: true }], cwd: '/data' });
   const fd = g.open('hello.txt', O_RDONLY);
   t.equal(g.read(fd, 5), 'hello');
   t.equal(g.open(ro + '/hello.txt', O_RDONLY), -E.ENOENT, 'the host path is not the guest path');
   t.equal(g.open('/data/../out/new', O_WRONLY | O_CREAT), 4, '".." at the top of a root leaves it, as at a mount point');
-  t.equal(g.open('/data/../secret.txt', O_RDONLY), -E.ENOENT, 'into the part of the namespace no root covers');
+  t.equal(g.open('/data/../secret.txt', O_RDONLY), -E.EACCES, 'into the part of the namespace no root covers: out of the view');
+  t.equal(g.open('/nowhere/../secret.txt', O_RDONLY), -E.ENOENT, 'a path that never enters the view');
   t.equal(g.open('/out/../data/hello.txt', O_RDONLY), 5);
   t.ok(fs.existsSync(join(rw, 'new')));
   const buf = g.alloc(256);
   const n = g.sys('readlink', g.str('/out/abs-link'), buf, 256);
-  t.equal(g.text(buf, n), '/data/hello.txt', 'an absolute link target is shown under its guest path');
+  t.equal(g.text(buf, n), '/data/hello.txt', 'a link\'s text as stored');
+  t.equal(g.read(g.open('/out/abs-link', O_RDONLY), 5), 'hello', 'an absolute target is a guest path, as in a chroot');
+  t.equal(g.open('/out/host-link', O_RDONLY), -E.EACCES, 'not a host path');
+  t.equal(g.sys('symlink', g.str('/data/hello.txt'), g.str('/out/made-link')), 0);
+  t.equal(fs.readlinkSync(join(rw, 'made-link')), '/data/hello.txt', 'the guest\'s text is stored as it is');
+  t.equal(g.read(g.open('/out/made-link', O_RDONLY), 5), 'hello');
   t.equal(g.sys('chdir', g.str('/out')), 0);
   t.equal(g.text(buf, g.sys('getcwd', buf, 256) - 1), '/out');
   t.equal(g.open(join(dir, 'secret.txt'), O_RDONLY), -E.ENOENT);
+});
+
+t.test('roots themselves, hard links between roots, roots nested in another on the host', async (t) => {
+  const { dir, rw } = tempTree(t);
+  const rw2 = join(dir, 'rw2');
+  fs.mkdirSync(rw2);
+  fs.writeFileSync(join(rw2, 'other.txt'), 'other');
+  fs.mkdirSync(join(rw, 'sub', 'inner'), { recursive: true });
+  fs.writeFileSync(join(rw, 'sub', 'inner', 'kept.txt'), 'kept');
+  fs.writeFileSync(join(rw, 'file-root'), 'file root');
+  const g = new Guest({
+    allowed: [
+      { real: rw, writable: true }, { real: rw2, writable: true },
+      { real: join(rw, 'sub', 'inner'), virtual: '/inner' }, { real: join(rw, 'file-root'), virtual: '/file' },
+    ],
+    cwd: rw,
+  });
+  t.equal(g.sys('rmdir', g.str(rw2)), -E.EBUSY, 'a root is not removed, as a mount point');
+  t.equal(g.sys('rename', g.str(rw2), g.str(join(rw, 'moved'))), -E.EBUSY, 'nor renamed');
+  t.equal(g.sys('unlink', g.str('/file')), -E.EROFS, 'nor a file root (read-only, which is said first)');
+  t.equal(g.sys('link', g.str(join(rw2, 'other.txt')), g.str('linked')), -E.EXDEV, 'no hard link from another writable root');
+  t.equal(g.sys('link', g.str('sub/inner/kept.txt'), g.str('linked')), -E.EXDEV, 'nor from a read-only root inside this one on the host');
+  t.equal(g.open('sub/inner/kept.txt', O_WRONLY), -E.EROFS, 'a read-only root reached through a writable one stays read-only');
+  t.equal(g.open('file-root', O_WRONLY), -E.EROFS, 'a read-only file root too');
+  t.equal(g.read(g.open('file-root', O_RDONLY), 4), 'file');
+  t.equal(g.sys('rename', g.str('sub/inner'), g.str('elsewhere')), -E.EROFS, 'it is the read-only root there too');
+  t.equal(g.sys('rename', g.str('sub'), g.str('sub2')), 0, 'a directory holding it can be renamed…');
+  t.equal(g.open('sub2/inner/kept.txt', O_WRONLY), -E.EROFS, '…and the root is still recognised, by identity');
+  t.equal(g.sys('chdir', g.str('sub2/inner')), 0);
+  const buf = g.alloc(256);
+  t.equal(g.text(buf, g.sys('getcwd', buf, 256) - 1), '/inner', 'under its own guest path');
+  t.equal(fs.readFileSync(join(rw, 'sub2', 'inner', 'kept.txt'), 'utf8'), 'kept');
+});
+
+t.test('symlinks and ".." resolve as on Linux, one component at a time', async (t) => {
+  const { g, rw } = guestFor(t);
+  fs.mkdirSync(join(rw, 'b', 'c'), { recursive: true });
+  fs.writeFileSync(join(rw, 'b', 'x'), 'in b');
+  fs.symlinkSync('b/c', join(rw, 'a'));
+  fs.symlinkSync('loop', join(rw, 'loop'));
+  t.equal(g.read(g.open('a/../x', O_RDONLY), 10), 'in b', '".." after a symlink is the parent of where it led');
+  t.equal(g.open(`${rw}/a/../../../secret.txt`, O_RDONLY), -E.EACCES, 'and out of the root from there is refused');
+  t.equal(g.open('loop', O_RDONLY), -E.ELOOP);
+  t.equal(g.open('b/x/y', O_RDONLY), -E.ENOTDIR, 'a file in the middle');
+  const deep = Array(100).fill('n').join('/');
+  fs.mkdirSync(join(rw, deep), { recursive: true });
+  t.equal(g.read(g.open(`${deep}/${Array(100).fill('..').join('/')}/b/x`, O_RDONLY), 10), 'in b', 'a hundred directories down and back up');
+  t.equal(g.sys('mkdir', g.str('a/made'), 0o755), 0, 'through a symlinked directory');
+  t.ok(fs.statSync(join(rw, 'b', 'c', 'made')).isDirectory());
+  const buf = g.alloc(256);
+  t.equal(g.sys('chdir', g.str('a')), 0);
+  t.equal(g.text(buf, g.sys('getcwd', buf, 256) - 1), join(rw, 'b', 'c'));
 });
 
 t.test('getdents64 lists a directory like the host, in the host order', async (t) => {

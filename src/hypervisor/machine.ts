@@ -208,6 +208,7 @@ export class Machine {
     this.closed = true;
     this.guest.close();
     this.process.files.closeAll();
+    this.process.paths.close();
     this.ram.close();
   }
 

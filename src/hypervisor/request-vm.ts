@@ -331,6 +331,7 @@ export class RequestVm {
     this.guest.close();
     this.process.files.discard(this.fileSnapshot);
     this.process.files.closeAll();
+    this.process.paths.close();
     this.ram.close();
     libc.munmap(this.bitmapPointer, this.bitmapBytes);
   }

@@ -57,6 +57,7 @@ const EMPTY = new Uint8Array(0);
 // because only the file layer uses them.
 const lib = koffi.load('libc.so.6');
 const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
+const getdents64 = lib.func('int64_t getdents64(int fd, void *buf, size_t size)');
 const fcntlInt = lib.func('fcntl', 'int', ['int', 'int', 'int']);
 const F_GETFL = 3;
 const F_SETPIPE_SZ = 1031;
@@ -562,14 +563,7 @@ export class EmptyFile extends BufferFile {
   }
 }
 
-const DT_UNKNOWN = 0;
-const DT_FIFO = 1;
-const DT_CHR = 2;
 const DT_DIR = 4;
-const DT_BLK = 6;
-const DT_REG = 8;
-const DT_LNK = 10;
-const DT_SOCK = 12;
 
 interface DirEntry {
   name: Uint8Array;
@@ -577,23 +571,14 @@ interface DirEntry {
   type: number;
 }
 
-function direntType(d: fs.Dirent): number {
-  if (d.isFile()) return DT_REG;
-  if (d.isDirectory()) return DT_DIR;
-  if (d.isSymbolicLink()) return DT_LNK;
-  if (d.isFIFO()) return DT_FIFO;
-  if (d.isCharacterDevice()) return DT_CHR;
-  if (d.isBlockDevice()) return DT_BLK;
-  if (d.isSocket()) return DT_SOCK;
-  return DT_UNKNOWN;
-}
-
 /**
- * An open directory. Entries come from opendir(3) on the host, in the host's
+ * An open directory. Entries come from getdents64 on the host, in the host's
  * order (so `find` lists what a native `find` lists, in the same order), after
- * "." and "..", as Linux returns them. The position is the number of entries
- * handed out: it is each record's d_off, and lseek(fd, n, SEEK_SET) reopens the
- * listing and skips n entries (rewinddir is lseek to 0).
+ * "." and "..", as Linux returns them. The listing reads an fd of its own, opened
+ * from the directory's fd (never by path, so a directory renamed or swapped since
+ * is not another one). The position is the number of entries handed out: it is
+ * each record's d_off, and lseek(fd, n, SEEK_SET) rewinds the listing and skips n
+ * entries (rewinddir is lseek to 0).
  *
  *   struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
  *                            @0         @8         @16           @18         @19, NUL, pad to 8
@@ -603,23 +588,23 @@ export class DirectoryFile extends OpenFile {
   override readonly hostFd: number;
   override readonly guestPath: string;
   override readonly mutable: boolean;
-  readonly hostPath: string;
-  private readonly hostPathBytes: Buffer;
-  private listing: fs.Dir | null = null;
+  /** The listing's own fd (O_RDONLY), opened on demand; -1 until then. */
+  private listFd = -1;
+  /** Records read from the host and not handed out yet (allocated by the first listing). */
+  private host: Buffer | null = null;
+  private hostUsed = 0;
+  private hostAt = 0;
   private index = 0;
   /** An entry read from the host that did not fit in the last getdents buffer. */
   private pending: DirEntry | null = null;
 
-  /** `hostFd` is an fd on the directory itself (fstat, *at bases); the listing is opened on demand. */
-  constructor(hostFd: number, hostPath: string, guestPath: string, flags: number, mutable: boolean) {
+  /** `hostFd` is an fd on the directory itself (fstat, *at bases). */
+  constructor(hostFd: number, guestPath: string, flags: number, mutable: boolean) {
     super(flags);
     this.hostFd = hostFd;
-    this.hostPath = hostPath;
-    this.hostPathBytes = Buffer.from(hostPath === '/' ? '/' : hostPath + '/');
     this.guestPath = guestPath;
     this.mutable = mutable;
   }
-
   override get seekable(): boolean {
     return true;
   }
@@ -691,7 +676,7 @@ export class DirectoryFile extends OpenFile {
   }
 
   override freeze(): FrozenFile {
-    return { type: 'dir', fd: this.hostFd, hostPath: this.hostPath, guestPath: this.guestPath, flags: this.flags, mutable: this.mutable, state: this.index };
+    return { type: 'dir', fd: this.hostFd, guestPath: this.guestPath, flags: this.flags, mutable: this.mutable, state: this.index };
   }
   override saveState(): unknown {
     return this.index;
@@ -701,8 +686,8 @@ export class DirectoryFile extends OpenFile {
   }
 
   override close(): void {
-    this.listing?.closeSync();
-    this.listing = null;
+    if (this.listFd >= 0) libc.close(this.listFd);
+    this.listFd = -1;
     try {
       fs.closeSync(this.hostFd);
     } catch {
@@ -711,13 +696,13 @@ export class DirectoryFile extends OpenFile {
   }
 
   private rewind(): void {
-    this.listing?.closeSync();
-    this.listing = null;
+    if (this.listFd >= 0) lseek(this.listFd, 0, SEEK_SET);
+    this.hostUsed = this.hostAt = 0;
     this.pending = null;
     this.index = 0;
   }
 
-  /** The entry at `index` (not yet counted as handed out), or null at the end. */
+  /** The entry at `index` (not yet counted as handed out), or null at the end. Throws a host error. */
   private nextEntry(): DirEntry | null {
     if (this.pending) {
       const entry = this.pending;
@@ -725,22 +710,40 @@ export class DirectoryFile extends OpenFile {
       return entry;
     }
     if (this.index === 0) return { name: Buffer.from('.'), ino: fs.fstatSync(this.hostFd, { bigint: true }).ino, type: DT_DIR };
-    if (this.index === 1) {
-      return { name: Buffer.from('..'), ino: fs.statSync(this.hostPathBytes.toString() + '..', { bigint: true }).ino, type: DT_DIR };
+    if (this.index === 1) return { name: Buffer.from('..'), ino: this.parentIno(), type: DT_DIR };
+    if (this.listFd < 0) this.listFd = hostCall(libc.openat(this.hostFd, '.', O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0) as number, 'opendir');
+    const host = (this.host ??= Buffer.alloc(8192));
+    for (;;) {
+      if (this.hostAt >= this.hostUsed) {
+        this.hostUsed = hostCall(Number(getdents64(this.listFd, host, host.length)), 'getdents64');
+        this.hostAt = 0;
+        if (this.hostUsed === 0) return null;
+      }
+      const at = this.hostAt;
+      this.hostAt += host.readUInt16LE(at + 16);
+      const name = host.subarray(at + 19, host.indexOf(0, at + 19));
+      if (name.length === 1 && name[0] === 0x2e) continue; // "." and ".." were handed out first
+      if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) continue;
+      return { name: Buffer.from(name), ino: host.readBigUInt64LE(at), type: host[at + 18]! };
     }
-    // Names as bytes: a file name need not be UTF-8. (@types/node does not know encoding 'buffer' here.)
-    this.listing ??= fs.opendirSync(this.hostPath, { encoding: 'buffer' as BufferEncoding });
-    const dirent = this.listing.readSync();
-    if (!dirent) return null;
-    const name = dirent.name as unknown as Buffer;
-    let ino = 0n;
-    try {
-      ino = fs.lstatSync(Buffer.concat([this.hostPathBytes, name]), { bigint: true }).ino;
-    } catch {
-      // Removed since the host listed it: still listed, as Linux may do.
-    }
-    return { name, ino, type: direntType(dirent) };
   }
+
+  /** The inode of the directory's parent on the host (for a root's top, the host's: only its number shows). */
+  private parentIno(): bigint {
+    const fd = hostCall(libc.openat(this.hostFd, '..', O.PATH | O.CLOEXEC, 0) as number, 'open ..');
+    try {
+      return fs.fstatSync(fd, { bigint: true }).ino;
+    } finally {
+      libc.close(fd);
+    }
+  }
+}
+
+/** A libc call's result, or a thrown error carrying its errno for hostErrno (as node:fs throws). */
+function hostCall(result: number, what: string): number {
+  if (result >= 0) return result;
+  const errno = lastErrno();
+  throw Object.assign(new Error(`${what}: errno ${errno}`), { errno: -errno });
 }
 
 interface Slot {
@@ -762,7 +765,7 @@ interface SavedFile {
 export type FrozenFile =
   | { type: 'host'; fd: number; flags: number; state: unknown; positioning: Positioning; guestPath: string | null; mutable: boolean; ownsFd: boolean; hostNonblocking: boolean }
   | { type: 'stdio'; fd: number }
-  | { type: 'dir'; fd: number; hostPath: string; guestPath: string; flags: number; mutable: boolean; state: unknown }
+  | { type: 'dir'; fd: number; guestPath: string; flags: number; mutable: boolean; state: unknown }
   | { type: 'buffer'; data: Uint8Array; state: unknown }
   | { type: 'sink'; name: string };
 
@@ -788,7 +791,7 @@ export function thawFile(f: FrozenFile, sink: (name: string) => (bytes: Uint8Arr
     case 'stdio': return new StdioFile(f.fd);
     case 'sink': return new SinkFile(sink(f.name), f.name);
     case 'buffer': file = new BufferFile(f.data); break;
-    case 'dir': file = new DirectoryFile(dupFd(f.fd), f.hostPath, f.guestPath, f.flags, f.mutable); break;
+    case 'dir': file = new DirectoryFile(dupFd(f.fd), f.guestPath, f.flags, f.mutable); break;
     case 'host':
       file = new HostFile(f.ownsFd ? dupFd(f.fd) : f.fd, f.flags, {
         positioning: f.positioning, guestPath: f.guestPath, mutable: f.mutable, ownsFd: f.ownsFd, hostNonblocking: f.hostNonblocking,

@@ -2,12 +2,14 @@
  * File-system syscalls: descriptors, reads and writes, paths, metadata,
  * directories, pipes.
  *
- * Every guest path goes through the PathPolicy (path-policy.ts) before the host
- * sees it; every guest pointer and length is checked here, before an open file
- * (fd-table.ts) gets a view of guest memory. Answers follow Linux, including the
- * order of its checks where a program can tell (EBADF before EFAULT, ERANGE
- * before EFAULT in getcwd, …). stdio is never a terminal: TCGETS is -ENOTTY, so a
- * guest's output buffering is the same in every run.
+ * Every guest path goes through the PathPolicy (path-policy.ts), which resolves
+ * it once to a directory fd and a name; handlers act on that with *at calls and
+ * fds, never on a host path string, so a concurrent rename or symlink cannot lead
+ * them out of the sandbox. Every guest pointer and length is checked here, before
+ * an open file (fd-table.ts) gets a view of guest memory. Answers follow Linux,
+ * including the order of its checks where a program can tell (EBADF before
+ * EFAULT, ERANGE before EFAULT in getcwd, …). stdio is never a terminal: TCGETS
+ * is -ENOTTY, so a guest's output buffering is the same in every run.
  */
 import fs from 'node:fs';
 import koffi from 'koffi';
@@ -21,6 +23,7 @@ import type { Process } from './process.js';
 import type { SyscallDef } from './syscall.js';
 
 const AT_FDCWD = -100;
+const F_OK = 0;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_REMOVEDIR = 0x200;
 const AT_EACCESS = 0x200;
@@ -47,12 +50,20 @@ const RENAME_WHITEOUT = 4;
 const UTIME_NOW = 0x3fffffff;
 const UTIME_OMIT = 0x3ffffffe;
 
-// libc calls that node:fs cannot express exactly (rename flags, nanosecond and
-// "omit" timestamps). Host paths go in as strings (koffi encodes UTF-8).
+// The *at calls a syscall acts on an entry with: a directory fd and a name the
+// PathPolicy resolved (path-policy.ts), never a host path. Names go in as strings
+// (koffi encodes UTF-8).
 const lib = koffi.load('libc.so.6');
 const renameat2 = lib.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)');
 const utimensat = lib.func('int utimensat(int dirfd, const char *path, const void *times, int flags)');
 const futimens = lib.func('int futimens(int fd, const void *times)');
+const mkdirat = lib.func('int mkdirat(int dirfd, const char *path, unsigned int mode)');
+const unlinkat = lib.func('int unlinkat(int dirfd, const char *path, int flags)');
+const linkat = lib.func('int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)');
+const symlinkat = lib.func('int symlinkat(const char *target, int newdirfd, const char *linkpath)');
+// glibc's fchmodat with AT_SYMLINK_NOFOLLOW changes the file it opened with O_PATH|O_NOFOLLOW
+// (fchmodat2, or its /proc/self/fd link before Linux 6.6), never a symlink's target.
+const fchmodat = lib.func('int fchmodat(int dirfd, const char *path, unsigned int mode, int flags)');
 
 // ── guest arguments ────────────────────────────────────────────────────────────
 
@@ -96,13 +107,6 @@ function baseDir(p: Process, dirfd: number, path: string): string | undefined | 
   return dir instanceof DirectoryFile ? dir.guestPath : -E.ENOTDIR;
 }
 
-/** Reads, checks and resolves the path argument of an *at call. */
-function resolveAt(p: Process, dirfd: number, pathAddr: number, want: PathWant, followLast: boolean): ResolvedPath | number {
-  const path = guestString(p, pathAddr);
-  if (typeof path === 'number') return path;
-  return resolvePath(p, dirfd, path, want, followLast);
-}
-
 function resolvePath(p: Process, dirfd: number, path: string, want: PathWant, followLast: boolean): ResolvedPath | number {
   if (path === '') return -E.ENOENT;
   const base = baseDir(p, dirfd, path);
@@ -110,19 +114,43 @@ function resolvePath(p: Process, dirfd: number, path: string, want: PathWant, fo
   return p.paths.resolve(path, want, { followLast, baseGuestDir: base });
 }
 
-/** Runs a node:fs call on a resolved path: 0, or the host's errno. */
-function onHost(action: () => void): number {
+/**
+ * Resolves a guest path (a string, or its address for an *at call) and runs `use`
+ * on the entry it names; the lookup's fds are let go after.
+ */
+function onEntry(p: Process, dirfd: number, path: string | number, want: PathWant, followLast: boolean, use: (entry: ResolvedPath) => number): number {
+  const guest = typeof path === 'string' ? path : guestString(p, path);
+  if (typeof guest === 'number') return guest;
+  const entry = resolvePath(p, dirfd, guest, want, followLast);
+  if (typeof entry === 'number') return entry;
   try {
-    action();
-    return 0;
-  } catch (error) {
-    return hostErrno(error);
+    return use(entry);
+  } finally {
+    entry.release();
   }
 }
 
-/** Whether a host path names anything (a dangling symlink too). */
-function exists(hostPath: string): boolean {
-  return fs.lstatSync(hostPath, { throwIfNoEntry: false }) !== undefined;
+/** A libc call's result: itself, or -errno when it failed. */
+function hostResult(result: number): number {
+  return result < 0 ? -lastErrno() : result;
+}
+
+/** Whether the entry exists (a dangling symlink too). */
+function exists(entry: ResolvedPath): boolean {
+  return libc.faccessat(entry.dir, entry.name, F_OK, AT_SYMLINK_NOFOLLOW) === 0;
+}
+
+/** stat of the entry itself (resolve() followed any symlink it was asked to). */
+function entryStat(entry: ResolvedPath): FileStat | number {
+  const fd = hostResult(libc.openat(entry.dir, entry.name, O.PATH | O.NOFOLLOW | O.CLOEXEC, 0) as number);
+  if (fd < 0) return fd;
+  try {
+    return fs.fstatSync(fd, { bigint: true });
+  } catch (error) {
+    return hostErrno(error);
+  } finally {
+    libc.close(fd);
+  }
 }
 
 /** The last component of a guest path, trailing slashes ignored ("a/b/" → "b"). */
@@ -150,22 +178,19 @@ function openAt(p: Process, dirfd: number, pathAddr: number, flags: number, mode
   const modifies = !pathOnly && (access !== O.RDONLY || (flags & O.TRUNC) !== 0);
   // O_CREAT|O_EXCL never follows a last-component symlink: it fails with EEXIST.
   const followLast = (flags & O.NOFOLLOW) === 0 && !(creating && flags & O.EXCL);
-  const target = resolvePath(p, dirfd, path, modifies ? 'write' : 'read', followLast);
-  if (typeof target === 'number') return target;
+  return onEntry(p, dirfd, path, modifies ? 'write' : 'read', followLast, (target) => openEntry(p, target, flags, mode, creating));
+}
 
+function openEntry(p: Process, target: ResolvedPath, flags: number, mode: number, creating: boolean): number {
   const createMode = mode & PERMISSION_BITS & ~p.umask;
-  const existed = !creating || exists(target.hostPath);
+  const existed = !creating || exists(target);
   // O_CREAT without write access is a write only when it creates the file.
   if (!existed && !target.writable) return -E.EROFS;
-  // The host path is fully resolved, so O_NOFOLLOW only stops a symlink swapped in since.
-  const hostFlags = (pathOnly ? O.PATH : access) | (flags & HOST_OPEN) | O.NOFOLLOW | O.CLOEXEC;
-  let hostFd: number;
+  // resolve() followed the symlinks it was asked to, so O_NOFOLLOW only stops one swapped in since.
+  const hostFlags = (flags & O.PATH ? O.PATH : flags & O.ACCMODE) | (flags & HOST_OPEN) | O.NOFOLLOW | O.CLOEXEC;
+  const hostFd = hostResult(libc.openat(target.dir, target.name, hostFlags, createMode) as number);
+  if (hostFd < 0) return hostFd;
   let st: fs.Stats;
-  try {
-    hostFd = fs.openSync(target.hostPath, hostFlags, createMode);
-  } catch (error) {
-    return hostErrno(error);
-  }
   try {
     st = fs.fstatSync(hostFd);
     // The host's own umask applies too; give the file exactly the guest's mode.
@@ -177,7 +202,7 @@ function openAt(p: Process, dirfd: number, pathAddr: number, flags: number, mode
 
   const fileFlags = (flags & ~OPEN_ONLY) | O.LARGEFILE;
   const file: OpenFile = st.isDirectory()
-    ? new DirectoryFile(hostFd, target.hostPath, target.guestPath, fileFlags, target.writable)
+    ? new DirectoryFile(hostFd, target.guestPath, fileFlags, target.writable)
     : new HostFile(hostFd, fileFlags, {
       positioning: st.isFile() || st.isBlockDevice() ? 'tracked' : 'stream',
       guestPath: target.guestPath,
@@ -454,24 +479,18 @@ function putStatx(p: Process, addr: number, s: FileStat): void {
   v.setUint32(140, devMinor, true);
 }
 
-function hostStat(target: ResolvedPath | number, follow: boolean): FileStat | number {
-  if (typeof target === 'number') return target;
-  try {
-    return follow ? fs.statSync(target.hostPath, { bigint: true }) : fs.lstatSync(target.hostPath, { bigint: true });
-  } catch (error) {
-    return hostErrno(error);
-  }
-}
-
 /** What stat/lstat/newfstatat/statx look at: a path, or with AT_EMPTY_PATH and "" the dirfd itself. */
 function statAt(p: Process, dirfd: number, path: string, flags: number): FileStat | number {
-  const follow = (flags & AT_SYMLINK_NOFOLLOW) === 0;
   if (path === '' && flags & AT_EMPTY_PATH) {
-    if (dirfd === AT_FDCWD) return hostStat(p.paths.resolve('.', 'stat'), true);
-    const file = p.files.get(dirfd);
-    return file ? file.stat() : -E.EBADF;
+    if (dirfd !== AT_FDCWD) return p.files.get(dirfd)?.stat() ?? -E.EBADF;
+    path = '.';
   }
-  const st = hostStat(resolvePath(p, dirfd, path, 'stat', follow), follow);
+  let st: FileStat | number = -E.ENOENT;
+  const found = onEntry(p, dirfd, path, 'stat', (flags & AT_SYMLINK_NOFOLLOW) === 0, (entry) => {
+    st = entryStat(entry);
+    return 0;
+  });
+  if (found < 0) st = found;
   return isAboveRoot(p, dirfd, path, st) ? ABOVE_ROOT_STAT : st;
 }
 
@@ -529,27 +548,27 @@ function accessAt(p: Process, dirfd: number, pathAddr: number, mode: number, fla
     if (!file) return -E.EBADF;
     return mode & W_OK && file.guestPath !== null && !file.mutable ? -E.EROFS : 0;
   }
-  const target = resolvePath(p, dirfd, path, mode & W_OK ? 'write' : 'stat', (flags & AT_SYMLINK_NOFOLLOW) === 0);
-  if (typeof target === 'number') return target;
-  return onHost(() => fs.accessSync(target.hostPath, mode));
+  return onEntry(p, dirfd, path, mode & W_OK ? 'write' : 'stat', (flags & AT_SYMLINK_NOFOLLOW) === 0,
+    (entry) => hostResult(libc.faccessat(entry.dir, entry.name, mode, AT_SYMLINK_NOFOLLOW) as number));
 }
 
 function mkdirAt(p: Process, dirfd: number, pathAddr: number, mode: number): number {
   const path = guestString(p, pathAddr);
   if (typeof path === 'number') return path;
-  const target = resolvePath(p, dirfd, path, 'write', false);
-  if (target === -E.EROFS) {
-    // Linux reports an existing entry before a read-only file system (mkdir -p relies on it).
-    const existing = resolvePath(p, dirfd, path, 'stat', false);
-    return typeof existing !== 'number' && exists(existing.hostPath) ? -E.EEXIST : target;
-  }
-  if (isAboveRoot(p, dirfd, path, target)) return -E.EEXIST;
-  if (typeof target === 'number') return target;
   const dirMode = mode & PERMISSION_BITS & ~p.umask;
-  return onHost(() => {
-    fs.mkdirSync(target.hostPath, dirMode);
-    if ((fs.statSync(target.hostPath).mode & 0o7777) !== dirMode) fs.chmodSync(target.hostPath, dirMode);
+  const made = onEntry(p, dirfd, path, 'write', false, (entry) => {
+    const result = hostResult(mkdirat(entry.dir, entry.name, dirMode) as number);
+    if (result < 0) return result;
+    // The host's umask applies too; give the directory exactly the guest's mode.
+    const st = entryStat(entry);
+    if (typeof st === 'number' || (Number(st.mode) & 0o7777) === dirMode) return 0;
+    return hostResult(fchmodat(entry.dir, entry.name, dirMode, AT_SYMLINK_NOFOLLOW) as number);
   });
+  if (made === -E.EROFS) {
+    // Linux reports an existing entry before a read-only file system (mkdir -p relies on it).
+    return onEntry(p, dirfd, path, 'stat', false, (entry) => (exists(entry) ? -E.EEXIST : made));
+  }
+  return isAboveRoot(p, dirfd, path, made) ? -E.EEXIST : made;
 }
 
 function unlinkAt(p: Process, dirfd: number, pathAddr: number, flags: number): number {
@@ -561,46 +580,42 @@ function unlinkAt(p: Process, dirfd: number, pathAddr: number, flags: number): n
     if (last === '.') return -E.EINVAL;
     if (last === '..') return -E.ENOTEMPTY;
   }
-  const target = resolvePath(p, dirfd, path, 'write', false);
-  if (typeof target === 'number') return target;
-  return onHost(() => (flags & AT_REMOVEDIR ? fs.rmdirSync(target.hostPath) : fs.unlinkSync(target.hostPath)));
+  return onEntry(p, dirfd, path, 'write', false,
+    (entry) => (entry.isRoot ? -E.EBUSY : hostResult(unlinkat(entry.dir, entry.name, flags & AT_REMOVEDIR) as number)));
 }
 
 function renameAt(p: Process, oldDirfd: number, oldAddr: number, newDirfd: number, newAddr: number, flags: number): number {
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) return -E.EINVAL;
   if (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE) return -E.EINVAL;
-  const from = resolveAt(p, oldDirfd, oldAddr, 'write', false);
-  if (typeof from === 'number') return from;
-  const to = resolveAt(p, newDirfd, newAddr, 'write', false);
-  if (typeof to === 'number') return to;
-  if (flags === 0) return onHost(() => fs.renameSync(from.hostPath, to.hostPath));
-  return (renameat2(AT_FDCWD, from.hostPath, AT_FDCWD, to.hostPath, flags) as number) < 0 ? -lastErrno() : 0;
+  return onEntry(p, oldDirfd, oldAddr, 'write', false, (from) => onEntry(p, newDirfd, newAddr, 'write', false, (to) => {
+    if (from.isRoot || to.isRoot) return -E.EBUSY;
+    return hostResult(renameat2(from.dir, from.name, to.dir, to.name, flags) as number);
+  }));
 }
 
 function symlinkAt(p: Process, targetAddr: number, dirfd: number, linkAddr: number): number {
   const target = guestString(p, targetAddr);
   if (typeof target === 'number') return target;
   if (target === '') return -E.ENOENT;
-  const link = resolveAt(p, dirfd, linkAddr, 'write', false);
-  if (typeof link === 'number') return link;
-  // Whatever the link says, every lookup through it is checked after the host follows it.
-  return onHost(() => fs.symlinkSync(p.paths.hostLinkTarget(target), link.hostPath));
+  // Stored as the guest wrote it: every lookup through it walks the target in the guest's view.
+  return onEntry(p, dirfd, linkAddr, 'write', false, (link) => hostResult(symlinkat(target, link.dir, link.name) as number));
 }
 
 /**
- * link/linkat. A second name in a writable root would make a file of a read-only
- * root writable, so that is -EXDEV, as a hard link across mounts is on Linux
- * (callers such as `cp -l` fall back to copying).
+ * link/linkat. A file gets a second name only within the writable root that holds
+ * it: a name in a writable root for a file of a read-only root (or of another root)
+ * would let the guest change what it may only read, so that is -EXDEV, as a hard
+ * link across mounts is on Linux (callers such as `cp -l` fall back to copying).
+ * The source was resolved with the guest's AT_SYMLINK_FOLLOW, so linkat itself
+ * follows nothing: a symlink swapped in since is linked as itself, in the root.
  */
 function linkAt(p: Process, oldDirfd: number, oldAddr: number, newDirfd: number, newAddr: number, flags: number): number {
   const AT_SYMLINK_FOLLOW = 0x400;
   if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH)) return -E.EINVAL;
-  const from = resolveAt(p, oldDirfd, oldAddr, 'read', (flags & AT_SYMLINK_FOLLOW) !== 0);
-  if (typeof from === 'number') return from;
-  const to = resolveAt(p, newDirfd, newAddr, 'write', false);
-  if (typeof to === 'number') return to;
-  if (!from.writable) return -E.EXDEV;
-  return onHost(() => fs.linkSync(from.hostPath, to.hostPath));
+  return onEntry(p, oldDirfd, oldAddr, 'read', (flags & AT_SYMLINK_FOLLOW) !== 0, (from) => onEntry(p, newDirfd, newAddr, 'write', false, (to) => {
+    if (!from.writable || from.root !== to.root) return -E.EXDEV;
+    return hostResult(linkat(from.dir, from.name, to.dir, to.name, 0) as number);
+  }));
 }
 
 /**
@@ -614,11 +629,10 @@ function chownAt(p: Process, dirfd: number, pathAddr: number, uid: number, gid: 
   const path = guestString(p, pathAddr);
   if (typeof path === 'number') return path;
   if (path === '' && flags & AT_EMPTY_PATH && dirfd !== AT_FDCWD) return fchown(p, dirfd, uid, gid);
-  const follow = (flags & AT_SYMLINK_NOFOLLOW) === 0;
-  const target = resolvePath(p, dirfd, path, 'write', follow);
-  if (typeof target === 'number') return target;
-  const exists = onHost(() => (follow ? fs.statSync : fs.lstatSync)(target.hostPath));
-  return exists < 0 ? exists : ownIds(uid, gid);
+  return onEntry(p, dirfd, path, 'write', (flags & AT_SYMLINK_NOFOLLOW) === 0, (entry) => {
+    const found = hostResult(libc.faccessat(entry.dir, entry.name, F_OK, AT_SYMLINK_NOFOLLOW) as number);
+    return found < 0 ? found : ownIds(uid, gid);
+  });
 }
 
 function fchown(p: Process, fd: number, uid: number, gid: number): number {
@@ -653,9 +667,7 @@ function readlinkAt(p: Process, dirfd: number, pathAddr: number, bufAddr: number
 }
 
 function chmodAt(p: Process, dirfd: number, pathAddr: number, mode: number): number {
-  const target = resolveAt(p, dirfd, pathAddr, 'write', true);
-  if (typeof target === 'number') return target;
-  return onHost(() => fs.chmodSync(target.hostPath, mode & PERMISSION_BITS));
+  return onEntry(p, dirfd, pathAddr, 'write', true, (entry) => hostResult(fchmodat(entry.dir, entry.name, mode & PERMISSION_BITS, AT_SYMLINK_NOFOLLOW) as number));
 }
 
 /**
@@ -678,18 +690,16 @@ function utimensAt(p: Process, dirfd: number, pathAddr: number, timesAddr: numbe
     if (dirfd === AT_FDCWD && pathAddr === 0) return -E.EFAULT;
     const file = dirfd === AT_FDCWD ? undefined : p.files.get(dirfd);
     if (dirfd !== AT_FDCWD && !file) return -E.EBADF;
-    if (!file) return utimensPath(p.paths.resolve('.', 'write'), times, 0);
+    if (!file) return utimensPath(p, AT_FDCWD, '.', times, true);
     if (file.hostFd === null || file.guestPath === null) return 0; // a pipe or stdio: nothing to record
     if (!file.mutable) return -E.EROFS;
     return (futimens(file.hostFd, times) as number) < 0 ? -lastErrno() : 0;
   }
-  const follow = (flags & AT_SYMLINK_NOFOLLOW) === 0;
-  return utimensPath(resolvePath(p, dirfd, path, 'write', follow), times, follow ? 0 : AT_SYMLINK_NOFOLLOW);
+  return utimensPath(p, dirfd, path, times, (flags & AT_SYMLINK_NOFOLLOW) === 0);
 }
 
-function utimensPath(target: ResolvedPath | number, times: Buffer | null, flags: number): number {
-  if (typeof target === 'number') return target;
-  return (utimensat(AT_FDCWD, target.hostPath, times, flags) as number) < 0 ? -lastErrno() : 0;
+function utimensPath(p: Process, dirfd: number, path: string, times: Buffer | null, follow: boolean): number {
+  return onEntry(p, dirfd, path, 'write', follow, (entry) => hostResult(utimensat(entry.dir, entry.name, times, AT_SYMLINK_NOFOLLOW) as number));
 }
 
 // ── descriptors ────────────────────────────────────────────────────────────────
@@ -1111,8 +1121,13 @@ export const fsSyscalls: SyscallDef[] = [
     handler: (p, a) => {
       if (a[1]! < 0) return -E.EINVAL;
       if (a[1]! > Number.MAX_SAFE_INTEGER) return -E.EFBIG; // as HostFile.truncate
-      const target = resolveAt(p, AT_FDCWD, a[0]!, 'write', true);
-      return typeof target === 'number' ? target : onHost(() => fs.truncateSync(target.hostPath, a[1]!));
+      return onEntry(p, AT_FDCWD, a[0]!, 'write', true, (entry) => {
+        const fd = hostResult(libc.openat(entry.dir, entry.name, O.WRONLY | O.NONBLOCK | O.NOCTTY | O.NOFOLLOW | O.CLOEXEC, 0) as number);
+        if (fd < 0) return fd;
+        const result = hostResult(libc.ftruncate(fd, a[1]!) as number);
+        libc.close(fd);
+        return result;
+      });
     },
   },
   {
@@ -1158,8 +1173,12 @@ export const fsSyscalls: SyscallDef[] = [
       if (!file) return -E.EBADF;
       if (file.hostFd === null || file.guestPath === null) return 0; // a pipe or stdio: nothing to record
       if (!file.mutable) return -E.EROFS;
-      const hostFd = file.hostFd;
-      return onHost(() => fs.fchmodSync(hostFd, uint(a[1]!) & PERMISSION_BITS));
+      try {
+        fs.fchmodSync(file.hostFd, uint(a[1]!) & PERMISSION_BITS);
+        return 0;
+      } catch (error) {
+        return hostErrno(error);
+      }
     },
   },
   { nr: 88, name: 'symlink', args: ['str', 'path'], handler: (p, a) => symlinkAt(p, a[0]!, AT_FDCWD, a[1]!) },

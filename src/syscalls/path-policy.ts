@@ -9,36 +9,66 @@
  * prefix, so `/data` never covers `/database`). The program's own ELF is readable
  * at its guest path and at `/proc/self/exe`.
  *
- * Resolving a guest path, e.g. `open("../out/x", …)` with cwd `/work/in`:
+ * A guest path is resolved once, by tskvm, one component at a time beneath file
+ * descriptors, and what a syscall acts on is the result — a directory fd and a
+ * name in it — never a host path string. A program with two forks running at once
+ * on a writable root can swap any directory for a symlink at any moment
+ * (test/fs-race.test.ts); a string checked and then used again could lead out of
+ * the root between the two, an fd cannot.
  *
- *   guest path ──absolute──► /work/out/x ──virtual→real──► /srv/w/out/x ──host realpath──► /srv/w/out/x
- *   (cwd or dirfd base)       (".." outside roots is         (the deepest root    (symlinks and ".." inside
- *                              collapsed in the guest's        the path enters)     the root followed by the
- *                              namespace: enterView)                                host kernel)
- *                                                                                      │
- *                                       inside an allowed real root (realpath'd once)? ┘
+ *   open("../out/x") with cwd /work/in:
  *
- * The check is made on the host's answer, after every symlink and ".." has been
- * followed, so `/allowed/../etc/passwd` and `/allowed/link-to-etc` are refused.
+ *   "/" ─► work ─► in ─► .. ─► out ─────────► x
+ *    │      │       │     │     │             │
+ *    no root covers │    pops   a root: its   the entry: (fd of out, "x"); the syscall
+ *    it: lexical    │    back   fd, opened    is openat(fd, "x", … | O_NOFOLLOW)
+ *                   │    to     once (O_PATH)
+ *                   openat(fd of work, "in", O_PATH | O_DIRECTORY | O_NOFOLLOW)
+ *
+ *  - Each step opens one name (never "." or "..", never with a "/") relative to
+ *    the directory fd before it, without following a symlink. A symlink is read
+ *    (readlinkat) and its target walked the same way; ".." goes back to the fd the
+ *    walk came from, so no host ".." is ever taken, and nothing a concurrent
+ *    rename or symlink does can move the walk outside the directories it opened.
+ *  - The walk keeps the guest path of where it is (with symlinks resolved, as
+ *    getcwd reports it). A name that makes it a root's `virtual` enters that
+ *    root, as at a mount point; ".." at a root's top leaves it the same way.
+ *    Outside every root the path is only a name: ".." and names there are
+ *    lexical, no host directory stands behind them.
+ *  - A directory opened inside a root whose host directory is also another root
+ *    (roots nested on the host) belongs to that root: its writability, its guest
+ *    path. It is recognised by identity (device and inode), so a rename cannot
+ *    hide it.
+ *  - The syscall then acts on the entry with an *at call relative to its
+ *    directory, not following a symlink there (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`):
+ *    a symlink swapped in since the walk is refused (ELOOP) or acted on itself,
+ *    inside the root, never followed.
+ *
+ * Symlinks have the guest's meaning: an absolute target is a guest path, resolved
+ * through the guest's view like any other (the guest stores and reads back the
+ * text it gave). For a root shown at its own path this is the host's meaning too;
+ * for a root shown under another name, `/x` in a link means the guest's `/x` — as
+ * in a chroot — not the host's.
  *
  * Refusals, consistently:
  *   -ENOENT  the path never enters the guest's view (no root covers it): to the
  *            guest such files simply do not exist;
- *   -EACCES  the path starts inside the view but resolves outside it (".." or a
- *            symlink escaping a root);
+ *   -EACCES  the path enters the view and then leads out of it (".." past a
+ *            root's top into no root, or a symlink to a path no root covers);
  *   -EROFS   a write (open for writing, create, remove, rename, chmod, utimes) in
- *            a root that is not `writable`, like a read-only bind mount.
+ *            a root that is not `writable`, like a read-only bind mount;
+ *   -EBUSY   removing or renaming a root itself, as for a mount point.
  *
- * Known limits: a symlink is followed with the host's meaning of its target (an
- * absolute target names a host path, not a guest path); guest paths that are not
- * valid UTF-8 cannot be named; between our check and the host call a concurrent
- * writer of the same writable directory could swap a directory for a symlink
- * (opens pass O_NOFOLLOW, so the last component at least cannot be swapped).
+ * Roots are opened (O_PATH) the first time the guest uses them, once per policy
+ * (each fork has its own); close() lets them go. Known limits: guest paths that
+ * are not valid UTF-8 cannot be named.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { E, hostErrno } from './errno.js';
+import { E } from './errno.js';
+import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
 import { TskvmError } from '../errors.js';
+import { O } from './fd-table.js';
 
 export interface AllowedPath {
   /** Host path. */
@@ -59,31 +89,64 @@ export interface ResolveOptions {
   baseGuestDir?: string;
 }
 
+/**
+ * What a guest path names: the entry `name` in the host directory `dir` (an fd).
+ * `name` is "." for a directory itself (a root's top, or a path ending in ".."),
+ * the file's name in its directory for a file root and the program. The caller
+ * acts on it with *at calls that do not follow a symlink in `name`, then calls
+ * release().
+ */
 export interface ResolvedPath {
-  /** The host path to operate on: no symlink or ".." left in it (except a last component not followed). */
-  hostPath: string;
-  /** The same file as the guest names it (reverse-mapped), for getcwd and *at bases. */
+  dir: number;
+  name: string;
+  /** The same entry as the guest names it, symlinks resolved (getcwd, *at bases). */
   guestPath: string;
   /** Whether the root holding it is writable. */
   writable: boolean;
+  /** The root holding it: a hard link stays within one. */
+  root: object;
+  /** The entry is a root itself (or the program), which cannot be removed or renamed. */
+  isRoot: boolean;
+  /** Closes `dir` when the lookup opened it. */
+  release(): void;
 }
 
 interface Root {
   real: string;
   virtual: string;
   writable: boolean;
+  /** O_PATH fd on the directory, or on a file root's directory; undefined until first used, -errno if it failed. */
+  fd?: number;
+  /** "." for a directory root, else the file's name in `fd`. */
+  name: string;
+  directory: boolean;
+  /** Device and inode of the root, `dev:ino`, for roots nested in another on the host. */
+  id: string;
+  /** Roots whose host path lies strictly inside this one's: directories met below must be checked against them. */
+  inner: Root[];
+}
+
+/** A directory the walk stands in: an fd inside `root`, or a name outside every root (fd -1, root null). */
+interface Frame {
+  fd: number;
+  owned: boolean;
+  root: Root | null;
 }
 
 const PROC_SELF_EXE = '/proc/self/exe';
 /** Linux gives up after 40 symlinks in one lookup. */
 const MAX_SYMLINKS = 40;
+const AT_FDCWD = -100;
+const AT_EMPTY_PATH = 0x1000;
+const X_OK = 1;
+const LOOK = O.PATH | O.NOFOLLOW | O.CLOEXEC;
+const OUTSIDE: Frame = { fd: -1, owned: false, root: null };
 
 export class PathPolicy {
   private readonly roots: Root[];
   private readonly byVirtual = new Map<string, Root>();
-  private readonly exe: { hostPath: string; guestPath: string };
-  /** Some root is shown under another name, so host paths in answers need mapping back. */
-  private readonly remapped: boolean;
+  /** The program's ELF, a read-only file root reached only by its guest path and /proc/self/exe. */
+  private readonly exe: Root;
   private cwdPath: string;
 
   constructor(opts: { allowed: AllowedPath[]; cwd?: string; exe: { hostPath: string; guestPath: string } }) {
@@ -95,11 +158,13 @@ export class PathPolicy {
       if (!virtual.startsWith('/')) {
         throw new TskvmError('TSKVM_ERR_CONFIG_ALLOWED_PATH', `allowed_paths: virtual path "${virtual}" must be absolute`, { entry });
       }
-      return { real: hostRealpath(path.resolve(entry.real)), virtual: path.posix.normalize(virtual), writable: entry.writable === true };
+      return makeRoot(hostRealpath(path.resolve(entry.real)), path.posix.normalize(virtual), entry.writable === true);
     });
-    for (const root of this.roots) if (!this.byVirtual.has(root.virtual)) this.byVirtual.set(root.virtual, root);
-    this.remapped = this.roots.some((r) => r.real !== r.virtual);
-    this.exe = { hostPath: hostRealpath(path.resolve(opts.exe.hostPath)), guestPath: path.posix.normalize(opts.exe.guestPath) };
+    for (const root of this.roots) {
+      if (!this.byVirtual.has(root.virtual)) this.byVirtual.set(root.virtual, root);
+      root.inner = this.roots.filter((other) => other.id !== root.id && other.id !== '' && root.directory && isWithin(other.real, root.real));
+    }
+    this.exe = makeRoot(hostRealpath(path.resolve(opts.exe.hostPath)), path.posix.normalize(opts.exe.guestPath), false);
     const cwd = opts.cwd ?? '/';
     if (!cwd.startsWith('/')) {
       throw new TskvmError('TSKVM_ERR_CONFIG_CWD', `current_working_directory "${cwd}" must be an absolute path`, { cwd });
@@ -113,39 +178,36 @@ export class PathPolicy {
   }
 
   /**
-   * Maps a guest path to the host file it names, or a negative errno (see the
-   * header for which). `want` is what the caller will do with it.
+   * The entry a guest path names, or a negative errno (see the header for which).
+   * `want` is what the caller will do with it. The caller must release() it.
    */
   resolve(guestPath: string, want: PathWant, opts: ResolveOptions = {}): ResolvedPath | number {
     if (guestPath === '') return -E.ENOENT;
     const absolute = this.absolute(guestPath, opts.baseGuestDir);
     if (want !== 'write') {
       const lexical = path.posix.normalize(absolute);
-      if (lexical === PROC_SELF_EXE || lexical === this.exe.guestPath) return { ...this.exe, writable: false };
+      if (lexical === PROC_SELF_EXE || lexical === this.exe.virtual) return this.rootEntry(this.exe, this.exe.virtual);
     }
     // "dir/" and "dir/." name the directory itself: symlinks are followed to it
     // (except by calls that change the entry itself) and it must be a directory.
     const mustBeDir = /\/\.?$/.test(guestPath) || guestPath === '.';
     const followLast = (opts.followLast ?? true) || (mustBeDir && want !== 'write');
-
-    const entry = this.enterView(absolute.split('/').filter((c) => c !== '' && c !== '.'));
-    if (!entry) return -E.ENOENT;
-    const candidate = joinHost(entry.root.real, entry.rest);
-    const hostPath = resolveOnHost(candidate, followLast, 0);
-    if (typeof hostPath === 'number') return hostPath;
-
-    const root = this.rootHolding(hostPath);
-    if (!root) return hostPath === this.exe.hostPath && want !== 'write' ? { ...this.exe, writable: false } : -E.EACCES;
-    if (want === 'write' && !root.writable) return -E.EROFS;
+    const found = this.walk(absolute, followLast, want);
+    if (typeof found === 'number') return found;
+    if (want === 'write' && !found.writable) {
+      found.release();
+      return -E.EROFS;
+    }
     if (mustBeDir) {
-      try {
-        if (!(followLast ? fs.statSync : fs.lstatSync)(hostPath).isDirectory()) return -E.ENOTDIR;
-      } catch (error) {
-        const errno = hostErrno(error);
-        if (errno !== -E.ENOENT) return errno;
+      const fd = libc.openat(found.dir, found.name, LOOK | O.DIRECTORY, 0) as number;
+      const errno = fd < 0 ? lastErrno() : 0;
+      if (fd >= 0) libc.close(fd);
+      if (errno !== 0 && errno !== E.ENOENT) {
+        found.release();
+        return errno === E.ELOOP ? -E.ENOTDIR : -errno;
       }
     }
-    return { hostPath, guestPath: this.toGuest(root, hostPath), writable: root.writable };
+    return found;
   }
 
   /** chdir(2): the directory must be visible, a directory, and searchable. */
@@ -153,36 +215,29 @@ export class PathPolicy {
     const dir = this.resolve(guestDir, 'stat', { followLast: true, baseGuestDir });
     if (typeof dir === 'number') return dir;
     try {
-      if (!fs.statSync(dir.hostPath).isDirectory()) return -E.ENOTDIR;
-      fs.accessSync(dir.hostPath, fs.constants.X_OK);
-    } catch (error) {
-      return hostErrno(error);
+      const fd = libc.openat(dir.dir, dir.name, LOOK | O.DIRECTORY, 0) as number;
+      if (fd < 0) return -lastErrno();
+      const searchable = libc.faccessat(fd, '', X_OK, AT_EMPTY_PATH) as number;
+      const errno = lastErrno();
+      libc.close(fd);
+      if (searchable < 0) return -errno;
+    } finally {
+      dir.release();
     }
     this.cwdPath = dir.guestPath;
     return 0;
   }
 
-  /**
-   * readlink(2)'s answer: the link's bytes, or the program's guest path for
-   * /proc/self/exe. An absolute target inside a remapped root is shown under its
-   * guest path.
-   */
+  /** readlink(2)'s answer: the link's bytes as the guest stored them, or the program's guest path for /proc/self/exe. */
   readlink(guestPath: string, opts: { baseGuestDir?: string } = {}): Uint8Array | number {
-    if (path.posix.normalize(this.absolute(guestPath, opts.baseGuestDir)) === PROC_SELF_EXE) return Buffer.from(this.exe.guestPath);
+    if (path.posix.normalize(this.absolute(guestPath, opts.baseGuestDir)) === PROC_SELF_EXE) return Buffer.from(this.exe.virtual);
     const link = this.resolve(guestPath, 'stat', { followLast: false, baseGuestDir: opts.baseGuestDir });
     if (typeof link === 'number') return link;
-    let target: Buffer;
     try {
-      target = fs.readlinkSync(link.hostPath, { encoding: 'buffer' });
-    } catch (error) {
-      return hostErrno(error);
+      return readLink(link.dir, link.name);
+    } finally {
+      link.release();
     }
-    if (this.remapped && target[0] === 0x2f /* '/' */) {
-      const text = target.toString('utf8');
-      const root = this.rootHolding(text);
-      if (root) return Buffer.from(this.toGuest(root, text));
-    }
-    return target;
   }
 
   /**
@@ -196,17 +251,6 @@ export class PathPolicy {
     return this.roots.some((root) => root.virtual !== lexical && root.virtual.startsWith(prefix));
   }
 
-  /**
-   * The text to store in a symlink the guest creates: an absolute target inside a
-   * root shown under another name is stored as its host path, so the host
-   * resolves it as the guest meant (readlink maps it back).
-   */
-  hostLinkTarget(target: string): string {
-    if (!this.remapped || !target.startsWith('/')) return target;
-    const entry = this.enterView(target.split('/').filter((c) => c !== '' && c !== '.'));
-    return entry ? joinHost(entry.root.real, entry.rest) : target;
-  }
-
   /** For a request fork: the cwd is the only state that changes. */
   snapshot(): string {
     return this.cwdPath;
@@ -216,83 +260,237 @@ export class PathPolicy {
     this.cwdPath = cwd;
   }
 
+  /** Closes the roots' fds (they open again if the policy is used after). */
+  close(): void {
+    for (const root of [...this.roots, this.exe]) {
+      if (root.fd !== undefined && root.fd >= 0) libc.close(root.fd);
+      root.fd = undefined;
+    }
+  }
+
   /** The guest path made absolute against `baseGuestDir` (an *at call's dirfd) or the cwd; not normalized. */
   private absolute(guestPath: string, baseGuestDir: string | undefined): string {
     return guestPath.startsWith('/') ? guestPath : `${baseGuestDir ?? this.cwdPath}/${guestPath}`;
   }
 
   /**
-   * Walks the guest path's components to the root it ends up in, and what lies
-   * below that root for the host to resolve.
-   *  - Outside every root, ".." is lexical: no host directory stands behind the
-   *    parts of the guest's namespace that no root covers.
-   *  - Inside a root, components (".." included) are left to the host, which
-   *    knows the symlinks; a deeper root entered by name takes over.
-   *  - ".." at the top of a root shown under another name leaves it in the guest's
-   *    namespace, as at a mount point (`/data/../out` is `/out`). For a root shown
-   *    at its own path the host's ".." means the same, and the check catches an escape.
+   * Walks an absolute guest path (see the header) to the entry it names. The
+   * frames are the directories of each prefix of the guest path walked so far
+   * (`here`), so ".." is a pop; a symlink's target is pushed in front of what is
+   * left of the path.
    */
-  private enterView(components: string[]): { root: Root; rest: string[] } | null {
-    let stack: string[] = [];
-    let root: Root | undefined;
-    let rest: string[] = [];
-    let depth = 0; // how far `rest` goes below the root's top, counted lexically
-    let byName = true; // `stack` still names where root + rest leads (no ".." handed to the host yet)
-    const enterByName = (): void => {
-      const deeper = byName ? this.byVirtual.get('/' + stack.join('/')) : undefined;
-      if (deeper) {
-        root = deeper;
-        rest = [];
-        depth = 0;
+  private walk(absolute: string, followLast: boolean, want: PathWant): ResolvedPath | number {
+    const frames: Frame[] = [this.frameAt('/')];
+    const here: string[] = [];
+    const pending = components(absolute).reverse();
+    let links = 0;
+    let entered = frames[0]!.root !== null;
+    let keep: Frame | null = null; // the frame the result holds on to
+    const restart = (target: string): number => {
+      if (++links > MAX_SYMLINKS) return -E.ELOOP;
+      if (target.startsWith('/')) {
+        while (frames.length > 1) closeFrame(frames.pop()!);
+        here.length = 0;
       }
+      pending.push(...components(target).reverse());
+      return 0;
     };
-    enterByName();
-    for (const component of components) {
-      if (!root) {
-        if (component === '..') stack.pop();
-        else stack.push(component);
-      } else if (component !== '..') {
-        rest.push(component);
-        depth++;
-        if (byName) stack.push(component);
-      } else if (depth > 0 || root.real === root.virtual) {
-        rest.push(component);
-        depth = Math.max(0, depth - 1);
-        byName = false;
-      } else {
-        stack = root.virtual.split('/').filter((c) => c !== '');
-        stack.pop();
-        root = undefined;
-        byName = true;
+    try {
+      while (pending.length > 0) {
+        const name = pending.pop()!;
+        const last = pending.length === 0;
+        if (name === '..') {
+          if (frames.length > 1) {
+            closeFrame(frames.pop()!);
+            here.pop();
+          }
+          const reopened = reopen(frames, here);
+          if (reopened < 0) return reopened;
+          continue;
+        }
+        const dir = frames[frames.length - 1]!;
+        here.push(name);
+        const guestPath = '/' + here.join('/');
+        const named = this.byVirtual.get(guestPath);
+        if (named) {
+          entered = true;
+          if (last) return this.rootEntry(named, guestPath);
+          if (!named.directory) return -E.ENOTDIR;
+          const fd = rootFd(named);
+          if (fd < 0) return fd;
+          frames.push({ fd, owned: false, root: named });
+          continue;
+        }
+        if (!dir.root) {
+          frames.push(OUTSIDE);
+          continue;
+        }
+        if (last && !followLast) {
+          const nested = this.nestedRoot(dir.root, dir.fd, name);
+          if (nested) return this.rootEntry(nested, nested.virtual);
+          keep = dir;
+          return this.entry(dir, name, guestPath);
+        }
+        if (!last) {
+          const fd = libc.openat(dir.fd, name, LOOK | O.DIRECTORY, 0) as number;
+          if (fd >= 0) {
+            const nested = dir.root.inner.length > 0 ? this.nestedRoot(dir.root, fd, '') : undefined;
+            if (!nested) {
+              frames.push({ fd, owned: true, root: dir.root });
+              evict(frames);
+              continue;
+            }
+            libc.close(fd);
+            here.pop();
+            const failed = restart(nested.virtual + '/');
+            if (failed < 0) return failed;
+            continue;
+          }
+          const errno = lastErrno();
+          if (errno !== E.ENOTDIR && errno !== E.ELOOP) return -errno;
+        }
+        // The last component to follow, or one that is not a directory: a symlink, or the end.
+        const target = readLink(dir.fd, name);
+        if (typeof target === 'number') {
+          if (!last) return target === -E.EINVAL ? -E.ENOTDIR : target;
+          if (target !== -E.EINVAL && target !== -E.ENOENT) return target;
+          const nested = this.nestedRoot(dir.root, dir.fd, name);
+          if (nested) return this.rootEntry(nested, nested.virtual);
+          keep = dir;
+          return this.entry(dir, name, guestPath);
+        }
+        if (target.length === 0) return -E.ENOENT;
+        here.pop();
+        const failed = restart(Buffer.from(target).toString('utf8'));
+        if (failed < 0) return failed;
       }
-      enterByName();
+      // The path ended on a directory itself (".", "..", a symlink to one), or outside every root.
+      const dir = frames[frames.length - 1]!;
+      const guestPath = '/' + here.join('/');
+      if (!dir.root) {
+        if (want !== 'write' && guestPath === this.exe.virtual) return this.rootEntry(this.exe, guestPath);
+        return entered ? -E.EACCES : -E.ENOENT;
+      }
+      keep = dir;
+      return this.entry(dir, '.', guestPath, !dir.owned);
+    } finally {
+      for (const frame of frames) if (frame !== keep) closeFrame(frame);
     }
-    return root ? { root, rest } : null;
   }
 
-  /** The deepest root whose real path holds `hostPath`. */
-  private rootHolding(hostPath: string): Root | undefined {
-    let best: Root | undefined;
-    for (const root of this.roots) {
-      if (isWithin(hostPath, root.real) && (!best || root.real.length > best.real.length)) best = root;
-    }
-    return best;
+  /** The walk's first frame, for "/": a root shown at "/", else outside every root. */
+  private frameAt(guestPath: string): Frame {
+    const root = this.byVirtual.get(guestPath);
+    if (!root?.directory) return OUTSIDE;
+    const fd = rootFd(root);
+    return fd < 0 ? OUTSIDE : { fd, owned: false, root };
   }
 
-  private toGuest(root: Root, hostPath: string): string {
-    const below = root.real === '/' ? hostPath : hostPath.slice(root.real.length);
-    if (root.virtual === '/') return below || '/';
-    return below === '/' ? root.virtual : root.virtual + below;
+  private entry(dir: Frame, name: string, guestPath: string, isRoot = false): ResolvedPath {
+    const root = dir.root!;
+    return {
+      dir: dir.fd, name, guestPath, writable: root.writable, root, isRoot,
+      release: dir.owned ? () => { libc.close(dir.fd); } : () => {},
+    };
   }
+
+  /** A root itself as the entry a path names; -errno when its host file cannot be opened. */
+  private rootEntry(root: Root, guestPath: string): ResolvedPath | number {
+    const fd = rootFd(root);
+    if (fd < 0) return fd;
+    return this.entry({ fd, owned: false, root }, root.name, guestPath, true);
+  }
+
+  /**
+   * The root nested in `root` on the host that the entry `name` of `dir` ("" for
+   * `dir` itself) is, if any.
+   */
+  private nestedRoot(root: Root, dir: number, name: string): Root | undefined {
+    if (root.inner.length === 0) return undefined;
+    const fd = name === '' ? dir : (libc.openat(dir, name, LOOK, 0) as number);
+    if (fd < 0) return undefined;
+    try {
+      const st = fs.fstatSync(fd);
+      return root.inner.find((inner) => inner.id === `${st.dev}:${st.ino}`);
+    } catch {
+      return undefined;
+    } finally {
+      if (fd !== dir) libc.close(fd);
+    }
+  }
+}
+
+function makeRoot(real: string, virtual: string, writable: boolean): Root {
+  const st = fs.statSync(real, { throwIfNoEntry: false });
+  const directory = st?.isDirectory() ?? true;
+  return {
+    real, virtual, writable, directory, name: directory ? '.' : path.basename(real),
+    id: st ? `${st.dev}:${st.ino}` : '', inner: [],
+  };
+}
+
+/** The root's fd, opened the first time it is needed (a root that cannot be opened: -errno, every time). */
+function rootFd(root: Root): number {
+  if (root.fd === undefined || root.fd < 0) {
+    const fd = libc.openat(AT_FDCWD, root.directory ? root.real : path.dirname(root.real), LOOK | O.DIRECTORY, 0) as number;
+    root.fd = fd < 0 ? -lastErrno() : fd;
+  }
+  return root.fd;
+}
+
+function closeFrame(frame: Frame): void {
+  if (frame.owned && frame.fd >= 0) libc.close(frame.fd);
+}
+
+/**
+ * A walk holds the fds of the last HELD_FDS directories it went through (a guest
+ * path with thousands of components, or symlinks adding more, must not take as many
+ * fds); one further up is evicted, and opened again by name if ".." comes back to it.
+ */
+const HELD_FDS = 64;
+const EVICTED = -2;
+
+function evict(frames: Frame[]): void {
+  const old = frames[frames.length - 1 - HELD_FDS];
+  if (old?.owned && old.fd >= 0) {
+    libc.close(old.fd);
+    old.fd = EVICTED;
+  }
+}
+
+/** Opens the top frame again if it was evicted: by name, down from the nearest frame still held. 0 or -errno. */
+function reopen(frames: Frame[], here: string[]): number {
+  const top = frames.length - 1;
+  if (frames[top]!.fd !== EVICTED) return 0;
+  let held = top - 1;
+  while (frames[held]!.fd === EVICTED) held--;
+  let fd = frames[held]!.fd;
+  for (let i = held + 1; i <= top; i++) {
+    const next = libc.openat(fd, here[i - 1]!, LOOK | O.DIRECTORY, 0) as number;
+    const errno = lastErrno();
+    if (i > held + 1) libc.close(fd);
+    if (next < 0) return -errno;
+    fd = next;
+  }
+  frames[top]!.fd = fd;
+  return 0;
+}
+
+/** A path's components, empty ones and "." left out. */
+function components(p: string): string[] {
+  return p.split('/').filter((c) => c !== '' && c !== '.');
+}
+
+const linkBuffer = Buffer.alloc(4096);
+
+/** The text of the symlink `name` in `dir`: its bytes, or -errno (EINVAL: not a symlink). */
+function readLink(dir: number, name: string): Uint8Array | number {
+  const n = Number(libc.readlinkat(dir, name, linkBuffer, linkBuffer.length));
+  return n < 0 ? -lastErrno() : Buffer.from(linkBuffer.subarray(0, n));
 }
 
 function isWithin(p: string, dir: string): boolean {
   return dir === '/' ? p.startsWith('/') : p === dir || p.startsWith(dir + '/');
-}
-
-function joinHost(dir: string, components: string[]): string {
-  if (components.length === 0) return dir;
-  return (dir === '/' ? '' : dir) + '/' + components.join('/');
 }
 
 /** realpath, or for a path that does not exist yet, its parent's realpath plus the name. */
@@ -301,39 +499,9 @@ function hostRealpath(p: string): string {
     return fs.realpathSync.native(p);
   } catch {
     try {
-      return joinHost(fs.realpathSync.native(path.dirname(p)), [path.basename(p)]);
+      return path.join(fs.realpathSync.native(path.dirname(p)), path.basename(p));
     } catch {
-      return path.resolve(p); // never matches a realpath result unless it really is one
+      return path.resolve(p);
     }
-  }
-}
-
-/**
- * The host kernel's answer for `p`: the parent is realpath'd (symlinks and ".."
- * followed), then the last component is followed by hand when asked, so that a
- * last component that does not exist yet (O_CREAT, mkdir) still resolves, and a
- * dangling symlink is followed to where it would create the file.
- */
-function resolveOnHost(p: string, followLast: boolean, depth: number): string | number {
-  const slash = p.lastIndexOf('/');
-  const name = p.slice(slash + 1);
-  try {
-    if (name === '' || name === '.' || name === '..') return fs.realpathSync.native(p);
-    const parent = fs.realpathSync.native(slash === 0 ? '/' : p.slice(0, slash));
-    const full = joinHost(parent, [name]);
-    if (!followLast) return full;
-    let isLink: boolean;
-    try {
-      isLink = fs.lstatSync(full).isSymbolicLink();
-    } catch (error) {
-      const errno = hostErrno(error);
-      return errno === -E.ENOENT ? full : errno;
-    }
-    if (!isLink) return full;
-    if (depth >= MAX_SYMLINKS) return -E.ELOOP;
-    const target = fs.readlinkSync(full);
-    return resolveOnHost(target.startsWith('/') ? target : `${parent === '/' ? '' : parent}/${target}`, true, depth + 1);
-  } catch (error) {
-    return hostErrno(error);
   }
 }

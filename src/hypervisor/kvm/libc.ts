@@ -17,6 +17,10 @@ const lib = koffi.load('libc.so.6');
 export const libc = {
   open: lib.func('int open(const char *path, int flags, int mode)'),
   close: lib.func('int close(int fd)'),
+  // The file sandbox walks guest paths one component at a time relative to directory fds (path-policy.ts).
+  openat: lib.func('int openat(int dirfd, const char *path, int flags, int mode)'),
+  readlinkat: lib.func('int64_t readlinkat(int dirfd, const char *path, void *buf, size_t size)'),
+  faccessat: lib.func('int faccessat(int dirfd, const char *path, int mode, int flags)'),
   ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']),
   ioctlPtr: lib.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
   ioctlAddr: lib.func('ioctl', 'int', ['int', 'unsigned long', 'uintptr_t']),

@@ -3,7 +3,12 @@
 // max_request_time, after which the same fork serves the next request. The guest blocks in each
 // call the way a single-threaded program can never be woken (test/guests/block.h).
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Program } from '../src/index.js';
+import { BUSYBOX } from './helpers/busybox.js';
 import { guestPath, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
 
 const CALLS = ['nanosleep', 'clock_nanosleep', 'clock_nanosleep_abs', 'pause', 'read', 'readv', 'write', 'writev',
@@ -29,6 +34,24 @@ t.test('tskvm run --timeout ends each blocking call with exit 124, as timeout(1)
     const wait4 = runTskvm(bin, ['wait4']);
     t.equal(`${wait4.status} ${wait4.stdout}`, `${runNative(bin, ['wait4']).status} blocking in wait4\nwait4 returned -10\n`,
       `${flavour}: wait4 with no child is ECHILD at once, as natively`);
+  }
+});
+
+t.test('opening a FIFO with nobody at the other end waits as natively, and --timeout ends it', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'tskvm-fifo-'));
+  const fifo = join(dir, 'f');
+  execFileSync('mkfifo', [fifo]);
+  const cases: Array<[what: string, allow: 'allow' | 'allowWrite', args: string[]]> = [
+    ['reading', 'allow', ['cat', fifo]],
+    ['writing', 'allowWrite', ['sh', '-c', `echo x > ${fifo}`]],
+  ];
+  for (const [what, allow, args] of cases) {
+    const native = runNative('/usr/bin/timeout', ['0.5', BUSYBOX, ...args]);
+    const vm = runTskvm(BUSYBOX, args, { [allow]: [dir], timeoutSec: 0.5, timeoutMs: 30_000 });
+    t.equal(native.status, 124, `${what}: natively open(2) waits until timeout(1) ends it`);
+    t.equal(vm.status, 124, `${what}: exit status 124`);
+    t.match(vm.stderr.toString(), /stopped while it waited in openat/, `${what}: in openat`);
   }
 });
 

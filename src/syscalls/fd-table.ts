@@ -404,7 +404,7 @@ const pollFd = Buffer.alloc(8); // struct pollfd { int fd; short events; short r
  * poll(2) on one fd: 1 when ready (or hung up), 0 on timeout, or -errno. The run's deadline cuts a
  * wait short (-EINTR; the run then ends as a timeout).
  */
-function waitReady(fd: number, events: number, timeoutMs: number): number {
+export function waitReady(fd: number, events: number, timeoutMs: number): number {
   pollFd.writeInt32LE(fd, 0);
   pollFd.writeInt16LE(events, 4);
   pollFd.writeInt16LE(0, 6);

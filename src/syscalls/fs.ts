@@ -16,9 +16,9 @@ import koffi from 'koffi';
 import { GuestFault } from '../paging/guest-memory.js';
 import { E, hostErrno } from './errno.js';
 import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
-import { DirectoryFile, HostFile, O, PipeEnd, SEEK_CUR, SEEK_HOLE, recordFilled, type FileStat, type OpenFile } from './fd-table.js';
+import { DirectoryFile, HostFile, O, PipeEnd, waitReady, SEEK_CUR, SEEK_HOLE, recordFilled, type FileStat, type OpenFile } from './fd-table.js';
 import type { PathWant, ResolvedPath } from './path-policy.js';
-import { passedDeadline, waitLimit } from './deadline.js';
+import { passedDeadline, sleep, waitLimit } from './deadline.js';
 import type { Process } from './process.js';
 import type { SyscallDef } from './syscall.js';
 
@@ -181,14 +181,23 @@ function openAt(p: Process, dirfd: number, pathAddr: number, flags: number, mode
   return onEntry(p, dirfd, path, modifies ? 'write' : 'read', followLast, (target) => openEntry(p, target, flags, mode, creating));
 }
 
+const FIFO_RETRY_MS = 10;
+
 function openEntry(p: Process, target: ResolvedPath, flags: number, mode: number, creating: boolean): number {
   const createMode = mode & PERMISSION_BITS & ~p.umask;
   const existed = !creating || exists(target);
   // O_CREAT without write access is a write only when it creates the file.
   if (!existed && !target.writable) return -E.EROFS;
   // resolve() followed the symlinks it was asked to, so O_NOFOLLOW only stops one swapped in since.
-  const hostFlags = (flags & O.PATH ? O.PATH : flags & O.ACCMODE) | (flags & HOST_OPEN) | O.NOFOLLOW | O.CLOEXEC;
-  const hostFd = hostResult(libc.openat(target.dir, target.name, hostFlags, createMode) as number);
+  // O_NONBLOCK always: opening a FIFO (or a device) must not block the host thread where the
+  // deadline cannot end it; the file's blocking reads and writes wait in poll instead.
+  const hostFlags = (flags & O.PATH ? O.PATH : flags & O.ACCMODE) | (flags & HOST_OPEN) | O.NONBLOCK | O.NOFOLLOW | O.CLOEXEC;
+  let hostFd = hostResult(libc.openat(target.dir, target.name, hostFlags, createMode) as number);
+  // A FIFO opened for writing with no reader: natively open(2) waits for one; here in short sleeps,
+  // as long as the deadline allows (it ends the run), unless the guest asked for O_NONBLOCK.
+  while (hostFd === -E.ENXIO && !(flags & O.NONBLOCK) && sleep(FIFO_RETRY_MS)) {
+    hostFd = hostResult(libc.openat(target.dir, target.name, hostFlags, createMode) as number);
+  }
   if (hostFd < 0) return hostFd;
   let st: fs.Stats;
   try {
@@ -199,6 +208,14 @@ function openEntry(p: Process, target: ResolvedPath, flags: number, mode: number
     fs.closeSync(hostFd);
     return hostErrno(error);
   }
+  if (st.isFIFO() && (flags & O.ACCMODE) === O.RDONLY && !(flags & (O.NONBLOCK | O.PATH))) {
+    // Natively open(2) waits for a writer; here poll waits for its first bytes (or its going away).
+    const ready = waitReady(hostFd, POLLIN, -1);
+    if (ready < 0) {
+      fs.closeSync(hostFd);
+      return ready;
+    }
+  }
 
   const fileFlags = (flags & ~OPEN_ONLY) | O.LARGEFILE;
   const file: OpenFile = st.isDirectory()
@@ -207,7 +224,7 @@ function openEntry(p: Process, target: ResolvedPath, flags: number, mode: number
       positioning: st.isFile() || st.isBlockDevice() ? 'tracked' : 'stream',
       guestPath: target.guestPath,
       mutable: target.writable,
-      hostNonblocking: (flags & O.NONBLOCK) !== 0,
+      hostNonblocking: true,
     });
   return installNew(p, file, (flags & O.CLOEXEC) !== 0);
 }
@@ -1124,8 +1141,10 @@ export const fsSyscalls: SyscallDef[] = [
       return onEntry(p, AT_FDCWD, a[0]!, 'write', true, (entry) => {
         const fd = hostResult(libc.openat(entry.dir, entry.name, O.WRONLY | O.NONBLOCK | O.NOCTTY | O.NOFOLLOW | O.CLOEXEC, 0) as number);
         if (fd < 0) return fd;
-        const result = hostResult(libc.ftruncate(fd, a[1]!) as number);
-        libc.close(fd);
+        // As ftruncate on that file (and its write quota): a FIFO or a device is EINVAL there too.
+        const file = new HostFile(fd, O.WRONLY, { positioning: fs.fstatSync(fd).isFile() ? 'tracked' : 'stream', mutable: entry.writable });
+        const result = file.truncate(a[1]!);
+        file.close();
         return result;
       });
     },

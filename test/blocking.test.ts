@@ -74,3 +74,24 @@ t.test('a request blocked in any of them ends with a timeout at max_request_time
     await program.close();
   }
 });
+
+t.test('a request queued behind another program\'s slow request on the same worker ends at its own deadline', async (t) => {
+  if (!kvmAvailable(t)) return;
+  // On the two-worker pool, each program boots on the first worker and puts its one fork on the
+  // second (the least loaded): both forks share a worker thread.
+  const options = { maxMemory: 64, concurrency: 1, onLog: () => {} };
+  const slow = await Program.load(guestPath('req-blocking'), { ...options, maxRequestTime: 3 });
+  const quick = await Program.load(guestPath('req-hello'), { ...options, maxRequestTime: 0.5 });
+  try {
+    const sleeping = slow.request({ url: '/nanosleep' });
+    await new Promise((r) => setTimeout(r, 200));
+    const started = performance.now();
+    await t.rejects(quick.request({ url: '/' }), { code: 'TSKVM_ERR_WORKER_BUSY', message: /busy with other requests for all of 0.5 s/ });
+    const waited = performance.now() - started;
+    t.ok(waited >= 500 && waited < 1500, `the queued request gave up after ${waited.toFixed(0)} ms (its max_request_time: 500 ms; the other's: 3 s)`);
+    t.equal((await sleeping).error?.code, 'TSKVM_ERR_GUEST_TIMEOUT', 'the slow request ends at its own deadline');
+    t.equal((await quick.request({ url: '/' })).status, 200, 'then the quick program is served again');
+  } finally {
+    await Promise.all([slow.close(), quick.close()]);
+  }
+});

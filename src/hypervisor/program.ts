@@ -214,7 +214,8 @@ export class Program {
     try {
       // The request's own time, then on_error's budget; the watchdog adds its grace.
       const limitMs = this.options.maxRequestTime * 1000 + DEFAULT_ON_ERROR_MS;
-      const { result, stats } = await fork.worker.send<{ result: RequestResult; stats: ForkStats }>({ op: 'request', forkId: fork.id, input }, transfer, limitMs);
+      const { result, stats } = await fork.worker.send<{ result: RequestResult; stats: ForkStats }>(
+        { op: 'request', forkId: fork.id, input }, transfer, limitMs, this.options.maxRequestTime * 1000);
       fork.stats = stats;
       return toResponse(result, queuedMs);
     } finally {

@@ -23,7 +23,9 @@ export type WorkerCommand =
   | { op: 'request'; id: number; forkId: number; input: RequestInput }
   | { op: 'closeFork'; id: number; forkId: number }
   | { op: 'closeProgram'; id: number; programId: number }
-  | { op: 'exit'; id: number };
+  | { op: 'exit'; id: number }
+  /** The main thread gave up on command `target` before it started (its deadline passed in the queue). */
+  | { op: 'cancel'; id: number; target: number };
 
 export type WorkerReply =
   | { op: 'done'; id: number; value?: unknown }
@@ -175,6 +177,8 @@ function handle(c: WorkerCommand): unknown {
       programs.get(c.programId)?.machine.close();
       programs.delete(c.programId);
       return undefined;
+    case 'cancel':
+      return NO_REPLY; // taken care of by the loop below
     case 'exit':
       for (const f of forks.values()) f.close();
       for (const p of programs.values()) p.machine.close();
@@ -193,25 +197,46 @@ function injectFault(url: string): void {
   if (url === WORKER_FAULT_URLS.exit) process.exit(70);
 }
 
+/** Commands received and not yet run, and the ones among them the main thread cancelled. */
+const queue: WorkerCommand[] = [];
+const cancelled = new Set<number>();
+
+/** Takes every message waiting on the port; a cancel always arrives after the command it names. */
+function drain(): void {
+  let received;
+  while ((received = receiveMessageOnPort(port))) {
+    const command = received.message as WorkerCommand;
+    if (command.op === 'cancel') cancelled.add(command.target);
+    else queue.push(command);
+  }
+}
+
+function run(command: WorkerCommand): void {
+  try {
+    const value = handle(command);
+    if (value !== NO_REPLY) reply({ op: 'done', id: command.id, value });
+  } catch (e) {
+    const error = e instanceof TskvmError
+      ? { code: e.code, message: e.message, details: safeDetails(e.details) }
+      : { code: 'TSKVM_ERR_INTERNAL', message: (e as Error)?.stack ?? String(e) };
+    reply({ op: 'error', id: command.id, error });
+  }
+}
+
 reply({ op: 'ready' });
 for (;;) {
   // No spinning before the wait: measured under load on 2 cores, a worker that spins takes the CPU
   // the main thread needs to hand it the next request (wrk: -15 % requests/s).
   Atomics.wait(bell, 0, 0);
   Atomics.store(bell, 0, 0);
-  let received;
-  while ((received = receiveMessageOnPort(port))) {
-    const command = received.message as WorkerCommand;
-    try {
-      const value = handle(command);
-      if (value !== NO_REPLY) reply({ op: 'done', id: command.id, value });
-    } catch (e) {
-      const error = e instanceof TskvmError
-        ? { code: e.code, message: e.message, details: safeDetails(e.details) }
-        : { code: 'TSKVM_ERR_INTERNAL', message: (e as Error)?.stack ?? String(e) };
-      reply({ op: 'error', id: command.id, error });
-    }
+  drain();
+  while (queue.length > 0) {
+    const command = queue.shift()!;
+    if (!cancelled.delete(command.id)) run(command);
+    drain();
   }
+  // Every command a cancel can name has been taken off the queue by now.
+  cancelled.clear();
 }
 
 /** Error details that survive structured cloning (no functions, no host objects). */

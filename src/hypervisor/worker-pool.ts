@@ -29,6 +29,8 @@ interface Pending {
   /** How long the worker may take over it, from when it could start. */
   limitMs: number;
   sent: number;
+  /** Time from sending by which it must have started, else it is cancelled (TSKVM_ERR_WORKER_BUSY). */
+  startWithinMs: number;
 }
 
 /**
@@ -98,12 +100,16 @@ export class PoolWorker {
     return this.dead === null;
   }
 
-  /** Sends a command; the worker may take `limitMs` over it (plus WORKER_GRACE_MS) before it counts as stuck. */
-  send<T>(command: Command, transfer: ArrayBuffer[] = [], limitMs = COMMAND_LIMIT_MS): Promise<T> {
+  /**
+   * Sends a command; the worker may take `limitMs` over it (plus WORKER_GRACE_MS) before it counts as
+   * stuck. One that has not started `startWithinMs` after it was sent (the worker is busy with others
+   * all that time) is cancelled and fails with TSKVM_ERR_WORKER_BUSY.
+   */
+  send<T>(command: Command, transfer: ArrayBuffer[] = [], limitMs = COMMAND_LIMIT_MS, startWithinMs = Infinity): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     const promise = new Promise<T>((resolve, reject) => this.pending.set(id, {
-      resolve: resolve as (v: unknown) => void, reject, op: command.op, limitMs, sent: performance.now(),
+      resolve: resolve as (v: unknown) => void, reject, op: command.op, limitMs, sent: performance.now(), startWithinMs,
     }));
     if (this.pending.size === 1) this.busy();
     this.port.postMessage({ ...command, id }, transfer);
@@ -144,11 +150,28 @@ export class PoolWorker {
   private checkProgress(): void {
     const head = this.pending.values().next().value as Pending | undefined;
     if (!head || !this.ready) return;
+    this.cancelLate(head);
     const runningMs = performance.now() - Math.max(head.sent, this.lastReply);
     if (runningMs <= head.limitMs + WORKER_GRACE_MS) return;
     this.fail(new TskvmError('TSKVM_ERR_WORKER_STUCK',
       `worker thread ${this.index} did not finish a ${head.op} within ${((head.limitMs + WORKER_GRACE_MS) / 1000).toFixed(1)} s; it was replaced`));
     this.worker.terminate().catch(() => undefined);
+  }
+
+  /**
+   * Commands queued behind `head` (the one in progress) past their start deadline: a request of one
+   * program must not wait for another program's slow request beyond its own max_request_time.
+   */
+  private cancelLate(head: Pending): void {
+    const now = performance.now();
+    for (const [id, p] of this.pending) {
+      if (p === head || now - p.sent <= p.startWithinMs) continue;
+      this.pending.delete(id);
+      this.port.postMessage({ op: 'cancel', id: 0, target: id } satisfies WorkerCommand);
+      p.reject(new TskvmError('TSKVM_ERR_WORKER_BUSY',
+        `the worker thread was busy with other requests for all of ${(p.startWithinMs / 1000).toFixed(1)} s (max_request_time); the ${p.op} did not run`));
+    }
+    if (this.pending.size === 0) this.idle();
   }
 
   private fail(error: Error): void {

@@ -363,7 +363,7 @@ function statusFor(e: unknown): { status: number; headers?: Record<string, strin
       return { status: 503, headers: { 'retry-after': '1' } };
     case 'TSKVM_ERR_PROGRAM_START':
       return { status: 503, headers: { 'retry-after': String((e as TskvmError).details.retryAfter ?? 1) } };
-    case 'TSKVM_ERR_WORKER_STUCK':
+    case 'TSKVM_ERR_WORKER_STUCK': case 'TSKVM_ERR_WORKER_BUSY':
       return { status: 504 };
     case 'TSKVM_ERR_WORKER':
       return { status: 503, headers: { 'retry-after': '1' } };

@@ -130,14 +130,14 @@ export class PoolWorker {
   private idle(): void {
     this.port.unref();
     this.worker.unref();
-    if (this.watchdog) clearInterval(this.watchdog);
-    this.watchdog = null;
   }
 
+  // The watchdog stops itself at a tick that finds nothing pending, not at every reply: under load
+  // that would be a timer created and cleared per request.
   private busy(): void {
     this.port.ref();
     this.worker.ref();
-    this.watchdog ??= setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS);
+    this.watchdog ??= setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS).unref();
   }
 
   /**
@@ -149,7 +149,12 @@ export class PoolWorker {
    */
   private checkProgress(): void {
     const head = this.pending.values().next().value as Pending | undefined;
-    if (!head || !this.ready) return;
+    if (!head) {
+      clearInterval(this.watchdog!);
+      this.watchdog = null;
+      return;
+    }
+    if (!this.ready) return;
     this.cancelLate(head);
     const runningMs = performance.now() - Math.max(head.sent, this.lastReply);
     if (runningMs <= head.limitMs + WORKER_GRACE_MS) return;
@@ -179,6 +184,8 @@ export class PoolWorker {
     this.dead = error;
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
     this.idle();
     this.onDead(this, error);
   }

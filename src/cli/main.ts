@@ -31,7 +31,7 @@ import { MODES, type Mode } from '../bench/cases.js';
 import { chartSvg } from '../bench/chart.js';
 import { runBench, type BenchOptions } from '../bench/harness.js';
 import { failures, textReport } from '../bench/report.js';
-import { TskvmError } from '../errors.js';
+import { readProgramFileSync, TskvmError } from '../errors.js';
 import { TR_AVAILABLE } from '../hypervisor/cpu-setup.js';
 import { Machine } from '../hypervisor/machine.js';
 import { platform } from '../hypervisor/platform.js';
@@ -214,13 +214,7 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
   // The program's own stdout goes to our stderr: stdout carries the response body alone.
   const toStderr = () => (bytes: Uint8Array): void => { writeSync(2, bytes); };
   const warn = (m: string): void => say(m);
-  let file: Buffer;
-  try {
-    file = readFileSync(cmd.elf);
-  } catch (e) {
-    throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${cmd.elf}: ${(e as Error).message}`);
-  }
-  const booted = bootProgram(file, resolvePath(cmd.elf), {
+  const booted = bootProgram(readProgramFileSync(cmd.elf), resolvePath(cmd.elf), {
     argv0: cmd.elf, args: cmd.args, env: options.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed),
     maxMemoryMiB: cmd.maxMemoryMiB ?? options.maxMemory, maxRequestMemoryMiB: options.maxRequestMemory,
     executableHeap: cmd.executableHeap,

@@ -24,7 +24,7 @@
  */
 import elfy from 'elfy';
 import type { ElfyProgram } from 'elfy';
-import { TskvmError } from '../errors.js';
+import { TskvmError, type ErrorCode } from '../errors.js';
 
 export interface ElfLimits {
   /** Lowest guest address an image may occupy (everything below belongs to the hypervisor). */
@@ -94,7 +94,11 @@ const MACHINE_NAMES: Record<number, string> = {
 
 const hex = (n: number): string => '0x' + n.toString(16);
 
-function fail(code: string, message: string, details: Record<string, unknown> = {}): never {
+/** The ELF codes, without their TSKVM_ERR_ELF_ prefix. */
+type ElfSuffix<C> = C extends `TSKVM_ERR_ELF_${infer S}` ? S : never;
+type ElfCode = ElfSuffix<ErrorCode>;
+
+function fail(code: ElfCode, message: string, details: Record<string, unknown> = {}): never {
   throw new TskvmError(`TSKVM_ERR_ELF_${code}`, message, details);
 }
 

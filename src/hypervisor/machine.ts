@@ -11,9 +11,8 @@
  * repeat — until the program exits, faults or runs out of time.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { TskvmError } from '../errors.js';
+import { readProgramFileSync, TskvmError } from '../errors.js';
 import { parseElf, type ElfImage } from '../elf/parse-elf.js';
 import { loadSegments } from '../elf/load-elf.js';
 import { buildInitialStack, standardAuxv } from '../elf/initial-stack.js';
@@ -95,13 +94,7 @@ export class Machine {
 
   /** Loads the ELF at `path` (the guest sees this path as its own). */
   static fromFile(path: string, options: MachineOptions = {}): Machine {
-    let file: Buffer;
-    try {
-      file = readFileSync(path);
-    } catch (e) {
-      throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${path}: ${(e as Error).message}`);
-    }
-    return new Machine(file, resolvePath(path), { argv0: path, ...options });
+    return new Machine(readProgramFileSync(path), resolvePath(path), { argv0: path, ...options });
   }
 
   constructor(file: Uint8Array, exePath: string, options: MachineOptions = {}) {

@@ -19,9 +19,8 @@
  * the program forks new request VMs from its frozen state on the other
  * workers, so it keeps serving.
  */
-import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
-import { TskvmError } from '../errors.js';
+import { readProgramFile, TskvmError } from '../errors.js';
 import type { CachePolicy } from '../syscalls/api/guest-api.js';
 import type { FrozenProgram } from './frozen-program.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
@@ -109,13 +108,7 @@ export class Program {
   /** Loads, boots and freezes the program at `path`, and forks its request VMs. */
   static async load(path: string, options: ProgramOptions = {}): Promise<Program> {
     const resolved = resolveProgramOptions(path, options);
-    let file: Buffer;
-    try {
-      file = await readFile(path);
-    } catch (e) {
-      throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${path}: ${(e as Error).message}`);
-    }
-    return Program.fromBytes(file, resolvePath(path), resolved, options.onLog);
+    return Program.fromBytes(await readProgramFile(path), resolvePath(path), resolved, options.onLog);
   }
 
   /** Like load(), from the ELF's bytes; `exePath` is what the guest sees as its own path. */

@@ -22,7 +22,7 @@
  * page faults and a reset costs ~0.15 µs per page the fork has ever written
  * (DESIGN.md #6, PLATFORM.md).
  */
-import { TskvmError } from '../errors.js';
+import { TskvmError, type ErrorCode } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
 import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
@@ -64,7 +64,7 @@ export interface RequestVmOptions {
 
 /** How a request went wrong; `status` is what a server answers when on_error did not. */
 export interface RequestFailure {
-  code: string;
+  code: ErrorCode;
   message: string;
   status: number;
 }

@@ -10,7 +10,7 @@
  * (reset), so the reset is off the request's latency.
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
-import { TskvmError } from '../errors.js';
+import { TskvmError, type ErrorCode } from '../errors.js';
 import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
 import { bootProgram, type BootedProgram, type FrozenProgram } from './frozen-program.js';
 import { OUTPUT_LIMIT, type ResolvedProgramOptions } from './program-options.js';
@@ -29,7 +29,7 @@ export type WorkerCommand =
 
 export type WorkerReply =
   | { op: 'done'; id: number; value?: unknown }
-  | { op: 'error'; id: number; error: { code: string; message: string; details?: unknown } }
+  | { op: 'error'; id: number; error: { code: ErrorCode; message: string; details?: unknown } }
   | { op: 'log'; programId: number; lines: string[] }
   | { op: 'ready' };
 
@@ -218,7 +218,7 @@ function run(command: WorkerCommand): void {
   } catch (e) {
     const error = e instanceof TskvmError
       ? { code: e.code, message: e.message, details: safeDetails(e.details) }
-      : { code: 'TSKVM_ERR_INTERNAL', message: (e as Error)?.stack ?? String(e) };
+      : { code: 'TSKVM_ERR_INTERNAL' as const, message: (e as Error)?.stack ?? String(e) };
     reply({ op: 'error', id: command.id, error });
   }
 }

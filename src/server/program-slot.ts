@@ -12,8 +12,7 @@
  * boot attempt per backoff, not one per request.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { TskvmError } from '../errors.js';
+import { readProgramFile, TskvmError } from '../errors.js';
 import { Program } from '../hypervisor/program.js';
 import { resolveProgramOptions } from '../hypervisor/program-options.js';
 import { fetchToCache } from './fetch-cache.js';
@@ -147,13 +146,9 @@ export class ProgramSlot {
 
 /** Reads the ELF (fetching it into the cache first when it comes from a URL), checks its digest, boots it. */
 export async function loadProgram(entry: LibraryProgram): Promise<Program> {
-  let file: Buffer;
-  try {
-    file = entry.url ? await fetchToCache(entry.url, entry.path, (m) => process.stderr.write(`tskvm: program ${entry.name}: ${m}\n`)) : await readFile(entry.path);
-  } catch (e) {
-    if (e instanceof TskvmError) throw e;
-    throw new TskvmError('TSKVM_ERR_PROGRAM_NOT_FOUND', `cannot read program ${entry.path}: ${(e as Error).message}`);
-  }
+  const file = entry.url
+    ? await fetchToCache(entry.url, entry.path, (m) => process.stderr.write(`tskvm: program ${entry.name}: ${m}\n`))
+    : await readProgramFile(entry.path);
   if (entry.sha256) {
     const actual = createHash('sha256').update(file).digest('hex');
     if (actual !== entry.sha256) {

@@ -10,7 +10,7 @@
  */
 import koffi from 'koffi';
 import { errnoName } from '../../syscalls/errno.js';
-import { TskvmError } from '../../errors.js';
+import { TskvmError, type ErrorCode } from '../../errors.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -62,7 +62,7 @@ export const FALLOC_FL_KEEP_SIZE = 1;
 export const FALLOC_FL_PUNCH_HOLE = 2;
 
 /** A failed libc/KVM call, naming the call, its context and the errno. */
-export function sysError(code: string, what: string, err = errno(), details: Record<string, unknown> = {}): TskvmError {
+export function sysError(code: ErrorCode, what: string, err = errno(), details: Record<string, unknown> = {}): TskvmError {
   return new TskvmError(code, `${what} failed: ${errnoName(err)} (${err})`, { ...details, errno: err, call: what });
 }
 

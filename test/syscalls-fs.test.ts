@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GuestMemory } from '../src/paging/guest-memory.js';
 import { GDT_ADDR, PDPT_ADDR, STUBS_ADDR, USER_START, VVAR_ADDR } from '../src/paging/layout.js';
-import { E } from '../src/syscalls/errno.js';
+import { E } from '../src/host/errno.js';
 import { BufferFile, EmptyFile, FileTable, SinkFile, type OpenFile } from '../src/syscalls/fd-table.js';
 import { fsSyscalls } from '../src/syscalls/fs.js';
 import { PathPolicy, type AllowedPath } from '../src/syscalls/path-policy.js';

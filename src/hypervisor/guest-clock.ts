@@ -10,7 +10,7 @@
  * that straddled a change: `seq`).
  */
 import { clockData, MSR } from './kvm/abi.js';
-import { libc } from './kvm/libc.js';
+import { libc } from '../host/libc.js';
 import type { Vcpu } from './kvm/vcpu.js';
 import type { Vm } from './kvm/vm.js';
 import { VVAR_ADDR } from '../paging/layout.js';

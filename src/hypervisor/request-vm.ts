@@ -39,7 +39,7 @@ import type { FrozenProgram } from './frozen-program.js';
 import { GuestClock } from './guest-clock.js';
 import { MSR } from './kvm/abi.js';
 import { createGuestVm, MAIN_SLOT, type GuestVm } from './guest-vm.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from './kvm/libc.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from '../host/libc.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from './run-loop.js';
 import { endWriteQuota, startWriteQuota } from '../syscalls/write-quota.js';

@@ -8,7 +8,7 @@
  * pending signal is consumed with sigtimedwait, or the next KVM_RUN would
  * return at once (PLATFORM.md, "Timeouts").
  */
-import { libc, sysError } from './kvm/libc.js';
+import { libc, sysError } from '../host/libc.js';
 
 /** SIGRTMIN+6 in glibc's numbering; unused by Node, libuv and V8. */
 export const TIMEOUT_SIGNAL = 40;

@@ -17,7 +17,7 @@
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE,
   addressOf, libc, mapOrThrow, sysError, viewOf,
-} from '../hypervisor/kvm/libc.js';
+} from '../host/libc.js';
 import { GuestMemory, PAGE_SIZE } from './guest-memory.js';
 
 const PROT_NONE = 0;

@@ -8,7 +8,7 @@
  *   userStart   image        brk→                 ←mmap (top-down)   stack   end
  *   |-----------[ELF]--[heap.....]     ........   [m3][m2][m1] guard [stack]|
  */
-import { E } from './errno.js';
+import { E } from '../host/errno.js';
 import { PAGE, pageAlignUp } from '../paging/layout.js';
 
 export interface Mapping {

@@ -10,7 +10,7 @@
  */
 import { TskvmError } from '../errors.js';
 import { GuestFault } from '../paging/guest-memory.js';
-import { E } from './errno.js';
+import { E } from '../host/errno.js';
 import type { Process } from './process.js';
 import type { SyscallArgs, SyscallDef } from './syscall.js';
 import { formatCall, formatRawCall } from './trace.js';

@@ -21,10 +21,9 @@
  * friends are the checked entry points for other families (mmap of a file).
  */
 import fs from 'node:fs';
-import koffi from 'koffi';
 import type { GuestMemory } from '../paging/guest-memory.js';
-import { E, hostErrno } from './errno.js';
-import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
+import { E, hostErrno } from '../host/errno.js';
+import { errno as lastErrno, libc } from '../host/libc.js';
 import { TskvmError } from '../errors.js';
 import { passedDeadline, waitLimit } from './deadline.js';
 import { refundWriteQuota, takeWriteQuota } from './write-quota.js';
@@ -53,12 +52,6 @@ export type FileKind = 'file' | 'dir' | 'pipe' | 'stdio' | 'sink' | 'buffer';
 
 const EMPTY = new Uint8Array(0);
 
-// libc calls node:fs does not offer. Bound here rather than in hypervisor/kvm/libc.ts
-// because only the file layer uses them.
-const lib = koffi.load('libc.so.6');
-const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
-const getdents64 = lib.func('int64_t getdents64(int fd, void *buf, size_t size)');
-const fcntlInt = lib.func('fcntl', 'int', ['int', 'int', 'int']);
 const F_GETFL = 3;
 const F_SETPIPE_SZ = 1031;
 const PIPE_MAX_SIZE = 1 << 20;
@@ -229,7 +222,7 @@ export class HostFile extends OpenFile {
   override seek(offset: number, whence: number): number {
     if (this.positioning === 'stream') return -E.ESPIPE;
     if (this.positioning === 'kernel') {
-      const at = Number(lseek(this.hostFd, offset, whence));
+      const at = Number(libc.lseek(this.hostFd, offset, whence));
       return at < 0 ? -lastErrno() : at;
     }
     let at: number;
@@ -423,7 +416,7 @@ export class StdioFile extends HostFile {
   override readonly kind: FileKind = 'stdio';
 
   constructor(hostFd: number) {
-    const hostFlags = fcntlInt(hostFd, F_GETFL, 0) as number;
+    const hostFlags = libc.fcntlInt(hostFd, F_GETFL, 0) as number;
     const known = hostFlags >= 0;
     let positioning: Positioning = 'stream';
     try {
@@ -469,7 +462,7 @@ export class PipeEnd extends HostFile {
    */
   capacity(newSize?: number): number {
     if (newSize !== undefined && newSize > PIPE_MAX_SIZE) return -E.EPERM;
-    const r = (newSize === undefined ? fcntlInt(this.hostFd, F_GETPIPE_SZ, 0) : fcntlInt(this.hostFd, F_SETPIPE_SZ, newSize)) as number;
+    const r = (newSize === undefined ? libc.fcntlInt(this.hostFd, F_GETPIPE_SZ, 0) : libc.fcntlInt(this.hostFd, F_SETPIPE_SZ, newSize)) as number;
     return r < 0 ? -lastErrno() : r;
   }
 }
@@ -696,7 +689,7 @@ export class DirectoryFile extends OpenFile {
   }
 
   private rewind(): void {
-    if (this.listFd >= 0) lseek(this.listFd, 0, SEEK_SET);
+    if (this.listFd >= 0) libc.lseek(this.listFd, 0, SEEK_SET);
     this.hostUsed = this.hostAt = 0;
     this.pending = null;
     this.index = 0;
@@ -715,7 +708,7 @@ export class DirectoryFile extends OpenFile {
     const host = (this.host ??= Buffer.alloc(8192));
     for (;;) {
       if (this.hostAt >= this.hostUsed) {
-        this.hostUsed = hostCall(Number(getdents64(this.listFd, host, host.length)), 'getdents64');
+        this.hostUsed = hostCall(Number(libc.getdents64(this.listFd, host, host.length)), 'getdents64');
         this.hostAt = 0;
         if (this.hostUsed === 0) return null;
       }
@@ -779,7 +772,7 @@ export interface FrozenFileTable {
 const F_DUPFD_CLOEXEC = 1030;
 
 function dupFd(fd: number): number {
-  const copy = fcntlInt(fd, F_DUPFD_CLOEXEC, 0) as number;
+  const copy = libc.fcntlInt(fd, F_DUPFD_CLOEXEC, 0) as number;
   if (copy < 0) throw new TskvmError('TSKVM_ERR_HOST_FD', `cannot duplicate host fd ${fd} for a request VM: errno ${lastErrno()}`);
   return copy;
 }

@@ -12,10 +12,9 @@
  * is -ENOTTY, so a guest's output buffering is the same in every run.
  */
 import fs from 'node:fs';
-import koffi from 'koffi';
 import { GuestFault } from '../paging/guest-memory.js';
-import { E, hostErrno } from './errno.js';
-import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
+import { E, hostErrno } from '../host/errno.js';
+import { errno as lastErrno, libc } from '../host/libc.js';
 import { DirectoryFile, HostFile, O, PipeEnd, waitReady, SEEK_CUR, SEEK_HOLE, recordFilled, type FileStat, type OpenFile } from './fd-table.js';
 import type { PathWant, ResolvedPath } from './path-policy.js';
 import { passedDeadline, sleep, waitLimit } from './deadline.js';
@@ -50,20 +49,6 @@ const RENAME_WHITEOUT = 4;
 const UTIME_NOW = 0x3fffffff;
 const UTIME_OMIT = 0x3ffffffe;
 
-// The *at calls a syscall acts on an entry with: a directory fd and a name the
-// PathPolicy resolved (path-policy.ts), never a host path. Names go in as strings
-// (koffi encodes UTF-8).
-const lib = koffi.load('libc.so.6');
-const renameat2 = lib.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)');
-const utimensat = lib.func('int utimensat(int dirfd, const char *path, const void *times, int flags)');
-const futimens = lib.func('int futimens(int fd, const void *times)');
-const mkdirat = lib.func('int mkdirat(int dirfd, const char *path, unsigned int mode)');
-const unlinkat = lib.func('int unlinkat(int dirfd, const char *path, int flags)');
-const linkat = lib.func('int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)');
-const symlinkat = lib.func('int symlinkat(const char *target, int newdirfd, const char *linkpath)');
-// glibc's fchmodat with AT_SYMLINK_NOFOLLOW changes the file it opened with O_PATH|O_NOFOLLOW
-// (fchmodat2, or its /proc/self/fd link before Linux 6.6), never a symlink's target.
-const fchmodat = lib.func('int fchmodat(int dirfd, const char *path, unsigned int mode, int flags)');
 
 // ── guest arguments ────────────────────────────────────────────────────────────
 
@@ -574,12 +559,12 @@ function mkdirAt(p: Process, dirfd: number, pathAddr: number, mode: number): num
   if (typeof path === 'number') return path;
   const dirMode = mode & PERMISSION_BITS & ~p.umask;
   const made = onEntry(p, dirfd, path, 'write', false, (entry) => {
-    const result = hostResult(mkdirat(entry.dir, entry.name, dirMode) as number);
+    const result = hostResult(libc.mkdirat(entry.dir, entry.name, dirMode) as number);
     if (result < 0) return result;
     // The host's umask applies too; give the directory exactly the guest's mode.
     const st = entryStat(entry);
     if (typeof st === 'number' || (Number(st.mode) & 0o7777) === dirMode) return 0;
-    return hostResult(fchmodat(entry.dir, entry.name, dirMode, AT_SYMLINK_NOFOLLOW) as number);
+    return hostResult(libc.fchmodat(entry.dir, entry.name, dirMode, AT_SYMLINK_NOFOLLOW) as number);
   });
   if (made === -E.EROFS) {
     // Linux reports an existing entry before a read-only file system (mkdir -p relies on it).
@@ -598,7 +583,7 @@ function unlinkAt(p: Process, dirfd: number, pathAddr: number, flags: number): n
     if (last === '..') return -E.ENOTEMPTY;
   }
   return onEntry(p, dirfd, path, 'write', false,
-    (entry) => (entry.isRoot ? -E.EBUSY : hostResult(unlinkat(entry.dir, entry.name, flags & AT_REMOVEDIR) as number)));
+    (entry) => (entry.isRoot ? -E.EBUSY : hostResult(libc.unlinkat(entry.dir, entry.name, flags & AT_REMOVEDIR) as number)));
 }
 
 function renameAt(p: Process, oldDirfd: number, oldAddr: number, newDirfd: number, newAddr: number, flags: number): number {
@@ -606,7 +591,7 @@ function renameAt(p: Process, oldDirfd: number, oldAddr: number, newDirfd: numbe
   if (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE) return -E.EINVAL;
   return onEntry(p, oldDirfd, oldAddr, 'write', false, (from) => onEntry(p, newDirfd, newAddr, 'write', false, (to) => {
     if (from.isRoot || to.isRoot) return -E.EBUSY;
-    return hostResult(renameat2(from.dir, from.name, to.dir, to.name, flags) as number);
+    return hostResult(libc.renameat2(from.dir, from.name, to.dir, to.name, flags) as number);
   }));
 }
 
@@ -615,7 +600,7 @@ function symlinkAt(p: Process, targetAddr: number, dirfd: number, linkAddr: numb
   if (typeof target === 'number') return target;
   if (target === '') return -E.ENOENT;
   // Stored as the guest wrote it: every lookup through it walks the target in the guest's view.
-  return onEntry(p, dirfd, linkAddr, 'write', false, (link) => hostResult(symlinkat(target, link.dir, link.name) as number));
+  return onEntry(p, dirfd, linkAddr, 'write', false, (link) => hostResult(libc.symlinkat(target, link.dir, link.name) as number));
 }
 
 /**
@@ -631,7 +616,7 @@ function linkAt(p: Process, oldDirfd: number, oldAddr: number, newDirfd: number,
   if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH)) return -E.EINVAL;
   return onEntry(p, oldDirfd, oldAddr, 'read', (flags & AT_SYMLINK_FOLLOW) !== 0, (from) => onEntry(p, newDirfd, newAddr, 'write', false, (to) => {
     if (!from.writable || from.root !== to.root) return -E.EXDEV;
-    return hostResult(linkat(from.dir, from.name, to.dir, to.name, 0) as number);
+    return hostResult(libc.linkat(from.dir, from.name, to.dir, to.name, 0) as number);
   }));
 }
 
@@ -684,7 +669,7 @@ function readlinkAt(p: Process, dirfd: number, pathAddr: number, bufAddr: number
 }
 
 function chmodAt(p: Process, dirfd: number, pathAddr: number, mode: number): number {
-  return onEntry(p, dirfd, pathAddr, 'write', true, (entry) => hostResult(fchmodat(entry.dir, entry.name, mode & PERMISSION_BITS, AT_SYMLINK_NOFOLLOW) as number));
+  return onEntry(p, dirfd, pathAddr, 'write', true, (entry) => hostResult(libc.fchmodat(entry.dir, entry.name, mode & PERMISSION_BITS, AT_SYMLINK_NOFOLLOW) as number));
 }
 
 /**
@@ -710,13 +695,13 @@ function utimensAt(p: Process, dirfd: number, pathAddr: number, timesAddr: numbe
     if (!file) return utimensPath(p, AT_FDCWD, '.', times, true);
     if (file.hostFd === null || file.guestPath === null) return 0; // a pipe or stdio: nothing to record
     if (!file.mutable) return -E.EROFS;
-    return (futimens(file.hostFd, times) as number) < 0 ? -lastErrno() : 0;
+    return (libc.futimens(file.hostFd, times) as number) < 0 ? -lastErrno() : 0;
   }
   return utimensPath(p, dirfd, path, times, (flags & AT_SYMLINK_NOFOLLOW) === 0);
 }
 
 function utimensPath(p: Process, dirfd: number, path: string, times: Buffer | null, follow: boolean): number {
-  return onEntry(p, dirfd, path, 'write', follow, (entry) => hostResult(utimensat(entry.dir, entry.name, times, AT_SYMLINK_NOFOLLOW) as number));
+  return onEntry(p, dirfd, path, 'write', follow, (entry) => hostResult(libc.utimensat(entry.dir, entry.name, times, AT_SYMLINK_NOFOLLOW) as number));
 }
 
 // ── descriptors ────────────────────────────────────────────────────────────────

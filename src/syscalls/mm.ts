@@ -3,7 +3,7 @@
  * mapped in full from the start (DESIGN.md #4), so these only keep the books in
  * AddressSpace and, for file mappings, copy the file's bytes into place.
  */
-import { E } from './errno.js';
+import { E } from '../host/errno.js';
 import type { SyscallDef } from './syscall.js';
 import { PAGE, pageAlignUp } from '../paging/layout.js';
 import { PROT_WRITE } from './address-space.js';

@@ -65,8 +65,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { E } from './errno.js';
-import { errno as lastErrno, libc } from '../hypervisor/kvm/libc.js';
+import { E } from '../host/errno.js';
+import { errno as lastErrno, libc } from '../host/libc.js';
 import { TskvmError } from '../errors.js';
 import { O } from './fd-table.js';
 

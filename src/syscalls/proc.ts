@@ -4,7 +4,7 @@
  * running as root inside its sandbox.
  */
 import { randomFillSync } from 'node:crypto';
-import { E } from './errno.js';
+import { E } from '../host/errno.js';
 import { Process } from './process.js';
 import type { SyscallDef } from './syscall.js';
 import { sleep } from './deadline.js';

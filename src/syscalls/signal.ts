@@ -4,7 +4,7 @@
  * it with status 128+signal unless ignored — as a native process without a
  * handler would. Running guest signal handlers is not implemented.
  */
-import { E } from './errno.js';
+import { E } from '../host/errno.js';
 import type { SyscallDef } from './syscall.js';
 import { Process } from './process.js';
 import { SIG, SIG_IGN, SIGACTION_SIZE } from './signal-state.js';

@@ -6,10 +6,10 @@
  * and time without an exit, from the same host clocks; what reaches these
  * handlers is the other clocks and programs that make the syscall themselves.
  */
-import { E } from './errno.js';
+import { E } from '../host/errno.js';
 import type { SyscallDef } from './syscall.js';
 import type { Process } from './process.js';
-import { libc } from '../hypervisor/kvm/libc.js';
+import { libc } from '../host/libc.js';
 import { sleep } from './deadline.js';
 
 const TIMER_ABSTIME = 1;

@@ -6,7 +6,7 @@
  * Reading guest memory here is best-effort: a bad pointer prints as an address.
  */
 import type { GuestMemory } from '../paging/guest-memory.js';
-import { errnoMessage, errnoName } from './errno.js';
+import { errnoMessage, errnoName } from '../host/errno.js';
 import type { ArgKind, SyscallArgs, SyscallDef } from './syscall.js';
 import { SIG } from './signal-state.js';
 

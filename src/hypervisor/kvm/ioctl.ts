@@ -3,7 +3,7 @@
  * file-descriptor kind, the errno and what was being attempted.
  */
 import { ioctls, type IoctlName } from './abi.js';
-import { errno, libc, sysError } from './libc.js';
+import { errno, libc, sysError } from '../../host/libc.js';
 
 const EINTR = 4;
 

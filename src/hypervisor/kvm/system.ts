@@ -6,8 +6,8 @@
 import { TskvmError } from '../../errors.js';
 import { caps, KVM_API_VERSION, KVM_SYNC_X86_REGS } from './abi.js';
 import { ioctl } from './ioctl.js';
-import { errno, libc } from './libc.js';
-import { errnoName } from '../../syscalls/errno.js';
+import { errno, libc } from '../../host/libc.js';
+import { errnoName } from '../../host/errno.js';
 import { Vm } from './vm.js';
 import { constants } from 'node:os';
 

@@ -16,7 +16,7 @@ import {
   xcrs as xcrsLayout, XSAVE_SIZE, type RegName,
 } from './abi.js';
 import { ioctl } from './ioctl.js';
-import { errno, libc, mapOrThrow, MAP_SHARED, PROT_READ, PROT_WRITE, viewOf, sysError } from './libc.js';
+import { errno, libc, mapOrThrow, MAP_SHARED, PROT_READ, PROT_WRITE, viewOf, sysError } from '../../host/libc.js';
 import type { Vm } from './vm.js';
 import { constants } from 'node:os';
 

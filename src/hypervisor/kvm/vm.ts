@@ -3,7 +3,7 @@
  */
 import { caps, clearDirtyLog, clockData, dirtyLog, enableCap, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, memoryRegion } from './abi.js';
 import { ioctl } from './ioctl.js';
-import { libc } from './libc.js';
+import { libc } from '../../host/libc.js';
 import type { Kvm } from './system.js';
 import { Vcpu } from './vcpu.js';
 

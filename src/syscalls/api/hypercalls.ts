@@ -8,7 +8,7 @@
  * spec reserves for later are absent from the table: the dispatcher answers
  * -ENOSYS and reports each once.
  */
-import { E } from '../errno.js';
+import { E } from '../../host/errno.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { findHeader, headerKey, HEADER_LIMITS, type CachePolicy } from './guest-api.js';

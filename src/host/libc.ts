@@ -1,5 +1,5 @@
 /**
- * The few libc functions a hypervisor needs, bound once through koffi.
+ * The libc functions tskvm calls, bound once through koffi: the only place that loads libc.
  *
  * Pointers cross the boundary either as Node Buffers/typed arrays (koffi passes
  * their data pointer) or as raw addresses (`uintptr_t`, a bigint or Number),
@@ -9,8 +9,8 @@
  * cheapest call koffi can make (KVM_RUN is on the hot path).
  */
 import koffi from 'koffi';
-import { errnoName } from '../../syscalls/errno.js';
-import { TskvmError, type ErrorCode } from '../../errors.js';
+import { errnoName } from './errno.js';
+import { TskvmError, type ErrorCode } from '../errors.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -42,6 +42,22 @@ export const libc = {
   clockGetres: lib.func('clock_getres', 'int', ['int', 'uintptr_t']),
   pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
   poll: lib.func('int poll(void *fds, unsigned long n, int timeout)'),
+  // Files: what node:fs does not offer. The *at calls act on an entry the file sandbox resolved, a
+  // directory fd and a name (path-policy.ts), never on a host path; names go in as strings (koffi
+  // encodes UTF-8).
+  lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)'),
+  getdents64: lib.func('int64_t getdents64(int fd, void *buf, size_t size)'),
+  fcntlInt: lib.func('fcntl', 'int', ['int', 'int', 'int']),
+  renameat2: lib.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
+  utimensat: lib.func('int utimensat(int dirfd, const char *path, const void *times, int flags)'),
+  futimens: lib.func('int futimens(int fd, const void *times)'),
+  mkdirat: lib.func('int mkdirat(int dirfd, const char *path, unsigned int mode)'),
+  unlinkat: lib.func('int unlinkat(int dirfd, const char *path, int flags)'),
+  linkat: lib.func('int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)'),
+  symlinkat: lib.func('int symlinkat(const char *target, int newdirfd, const char *linkpath)'),
+  // glibc's fchmodat with AT_SYMLINK_NOFOLLOW changes the file it opened with O_PATH|O_NOFOLLOW
+  // (fchmodat2, or its /proc/self/fd link before Linux 6.6), never a symlink's target.
+  fchmodat: lib.func('int fchmodat(int dirfd, const char *path, unsigned int mode, int flags)'),
 };
 
 export const errno = (): number => koffi.errno();

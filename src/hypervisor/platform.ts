@@ -20,7 +20,7 @@ import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, USER_START } from '../paging/layout.js';
 import type { StubChoice, SyscallEntryKind } from '../paging/stubs.js';
-import { KVM_EXIT_IO, run as runLayout } from './kvm/abi.js';
+import { describeExit } from './kvm/exit.js';
 import { createGuestVm, writeSystemArea } from './guest-vm.js';
 import { currentCs, hasNx, TR_AVAILABLE, TR_BUSY, type TaskRegisterType, type VcpuChoice } from './cpu-setup.js';
 import { Kvm } from './kvm/system.js';
@@ -58,12 +58,11 @@ function firstExit(ram: GuestRam, rip: number, taskRegister: TaskRegisterType): 
   // ring 0 may run it too: either way its `out` tells where the CPU was.
   const guest = createGuestVm(ram, { rip, rsp: USER_START + 0x1000 }, { taskRegister, syscallEntry: 'ring3-jmp' });
   try {
-    const reason = guest.vcpu.run();
-    const port = guest.vcpu.runView.getUint16(runLayout.io.port, true);
-    if (reason !== KVM_EXIT_IO) {
-      throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe at 0x${rip.toString(16)}: expected port I/O, got ${guest.vcpu.exitReasonName(reason)}`);
+    const exit = guest.vcpu.run();
+    if (exit.kind !== 'io') {
+      throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe at 0x${rip.toString(16)}: expected port I/O, got ${describeExit(exit)}`);
     }
-    return { port, cpl: currentCs(guest.vcpu) & 3 };
+    return { port: exit.port, cpl: currentCs(guest.vcpu) & 3 };
   } finally {
     guest.close();
   }

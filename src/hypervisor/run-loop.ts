@@ -22,10 +22,8 @@ import { deadlineReached, endDeadline, startDeadline } from '../syscalls/deadlin
 import { hypercallTable } from '../syscalls/api/hypercalls.js';
 import { PROT_EXEC } from '../syscalls/address-space.js';
 import type { PauseState, Process } from '../syscalls/process.js';
-import {
-  KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN,
-  MSR, regIndex, run as runLayout, sregs as sregsLayout,
-} from './kvm/abi.js';
+import { MSR, regIndex, sregs as sregsLayout } from './kvm/abi.js';
+import { describeExit, type VcpuExit } from './kvm/exit.js';
 import type { Vcpu } from './kvm/vcpu.js';
 import type { GuestClock } from './guest-clock.js';
 import { RunTimer } from './run-timer.js';
@@ -72,95 +70,20 @@ export class GuestRunner {
 
   /** Runs until the process exits, faults, pauses, or `timeoutMs` (0: no limit) passes. */
   run(timeoutMs: number): RunResult {
-    const { vcpu, process: p, args } = this;
-    const regs = vcpu.regs;
-    const view = vcpu.runView;
-    let exits = 0;
     const timer = timeoutMs > 0 ? this.startTimer(timeoutMs) : null;
     startDeadline(timeoutMs);
+    const context: ExitContext = {
+      timeoutMs, args: this.args, unknownReported: this.unknownReported, timerFired: () => timer?.consume() ?? false,
+      patchSyscallSite: this.rewriteSyscalls ? (site) => this.patchSyscallSite(site) : null,
+    };
+    let exits = 0;
     try {
       for (;;) {
-        const reason = vcpu.run();
+        const exit = this.vcpu.run();
         exits++;
         this.clock?.syncIfStale();
-        if (reason === KVM_EXIT_IO) {
-          const port = view.getUint16(runLayout.io.port, true);
-          // Only the stubs' exact instructions count: `out %eax` (4 bytes) on ports 0 and 1, `out %al`
-          // on an exception port, once. An `in`, another size or a `rep outs` there is a guest's
-          // own port I/O, which a process may not do: it faults as it would natively (#GP).
-          const size = view.getUint8(runLayout.io.size);
-          const single = view.getUint8(runLayout.io.direction) === KVM_EXIT_IO_OUT && view.getUint32(runLayout.io.count, true) === 1;
-          if (single && size === 4 && (port === PORT_SYSCALL || port === PORT_HYPERCALL)) {
-            const syscall = port === PORT_SYSCALL;
-            const argRegs = syscall ? SYSCALL_ARGS : HYPERCALL_ARGS;
-            for (let i = 0; i < 6; i++) {
-              const r = argRegs[i]! * 2;
-              args[i] = (regs[r + 1]! | 0) * 0x1_0000_0000 + regs[r]!;
-            }
-            const nr = syscall ? regs[0]! + (regs[1]! | 0) * 0x1_0000_0000 : regs[0]!;
-            if (syscall && this.rewriteSyscalls && regs[RIP]! === SYSCALL_STUB_OUT_END && regs[RIP + 1]! === 0) this.patchSyscallSite(vcpu.get('rcx') - 2);
-            const def = syscall ? syscallTable[nr] : hypercallTable.get(nr);
-            const result = dispatch(p, def, nr, args, this.unknownReported, syscall ? 'syscall' : 'hypercall');
-            if (deadlineReached()) {
-              // Name the guest's call site: past the stub, rcx holds where its `syscall` returns to.
-              const site = regs[RIP]! === SYSCALL_STUB_OUT_END && regs[RIP + 1]! === 0 ? vcpu.get('rcx') : vcpu.get('rip');
-              return timedOut(timeoutMs, `while it waited in ${def?.name ?? `call ${nr}`}`, site, exits);
-            }
-            if (p.exit) {
-              const { status, signal, reason: why } = p.exit;
-              return signal
-                ? { status, signal, outcome: 'signal', exits, message: why }
-                : { status, outcome: 'exit', exits };
-            }
-            vcpu.set('rax', result);
-            if (p.pause) {
-              const pause = p.pause;
-              p.pause = null;
-              return { status: 0, outcome: 'pause', pause, exits };
-            }
-            continue;
-          }
-          if (single && size === 1 && port === PORT_SEGMENT_BASES) {
-            // The request entry stub cleared FS/GS selectors, which may have changed their bases.
-            vcpu.setMsrs([[MSR.FS_BASE, p.fsBase], [MSR.GS_BASE, p.gsBase]]);
-            continue;
-          }
-          if (single && size === 1 && port >= PORT_EXCEPTION_BASE && port < PORT_EXCEPTION_BASE + 32) {
-            const cr2 = Number(vcpu.getSregs().readBigUInt64LE(sregsLayout.cr2));
-            return faulted(describeException(port - PORT_EXCEPTION_BASE, p.mem, vcpu.registerDump(), cr2), exits);
-          }
-          const count = view.getUint32(runLayout.io.count, true);
-          const what = `${view.getUint8(runLayout.io.direction) === KVM_EXIT_IO_OUT ? 'out' : 'in'} of ${size} byte${size > 1 ? 's' : ''}${count > 1 ? ` × ${count}` : ''}`;
-          const fault = describeOther('io', `port I/O (${what} on port 0x${port.toString(16)})`, vcpu.registerDump());
-          // KVM finishes an `in` only at the next KVM_RUN, writing rax and rip from its emulator's copy:
-          // that would be after the reset has set the registers for the next request. Finish it now.
-          vcpu.completeExit();
-          return faulted(fault, exits);
-        }
-        switch (reason) {
-          case KVM_EXIT_INTR:
-            if (timer?.consume()) return timedOut(timeoutMs, '', vcpu.get('rip'), exits);
-            continue; // another signal: go back in
-          case KVM_EXIT_HLT:
-            return faulted(describeOther('privileged', 'privileged instruction (hlt)', vcpu.registerDump()), exits);
-          case KVM_EXIT_SHUTDOWN:
-            return faulted(describeOther('shutdown', 'triple fault (the CPU could not deliver an exception)', vcpu.registerDump()), exits);
-          case KVM_EXIT_MMIO: {
-            const addr = Number(view.getBigUint64(runLayout.mmio.physAddr, true));
-            return faulted(describeOther('io', `access to unbacked guest-physical address 0x${addr.toString(16)}`, vcpu.registerDump()), exits);
-          }
-          case KVM_EXIT_INTERNAL_ERROR:
-          case KVM_EXIT_FAIL_ENTRY:
-          default: {
-            const detail = reason === KVM_EXIT_INTERNAL_ERROR
-              ? `suberror ${view.getUint32(runLayout.internal.suberror, true)}`
-              : reason === KVM_EXIT_FAIL_ENTRY ? `hardware reason 0x${view.getBigUint64(runLayout.failEntry.hardwareEntryFailureReason, true).toString(16)}` : '';
-            const registers = vcpu.registerDump();
-            throw new TskvmError('TSKVM_ERR_KVM_EXIT',
-              `KVM_RUN exited with ${vcpu.exitReasonName(reason)} ${detail} at rip 0x${registers.rip.toString(16)}\n${formatRegisters(registers)}`,
-              { exitReason: reason, registers });
-          }
-        }
+        const end = handleExit(exit, this.vcpu, this.process, context);
+        if (end) return { ...end, exits };
       }
     } finally {
       timer?.disarm();
@@ -205,17 +128,111 @@ export class GuestRunner {
   }
 }
 
+/** What handleExit needs of the vCPU: registers, and the few calls an exit may make. */
+export type ExitCpu = Pick<Vcpu, 'regs' | 'get' | 'set' | 'registerDump' | 'getSregs' | 'setMsrs' | 'completeExit'>;
+
+/** What handleExit needs of the run it is part of. */
+export interface ExitContext {
+  timeoutMs: number;
+  /** Scratch for the six call arguments. */
+  args: Float64Array;
+  /** Unknown call numbers already reported (dispatch.ts). */
+  unknownReported: Set<number>;
+  /** Whether the run timer fired (and takes its signal off the thread). */
+  timerFired: () => boolean;
+  /** Rewrites a `syscall` at `site` to a direct exit (PVM); null where that is not done. */
+  patchSyscallSite: ((site: number) => void) | null;
+}
+
+/**
+ * Decides what one exit means, and does it: a Linux syscall or a guest-API call is dispatched and
+ * its result put in rax; a CPU exception, a forbidden instruction or the timer ends the run. Returns
+ * null to go back into the guest, or how the run ended. It touches the vCPU only through `cpu`, so
+ * tests drive it with exits they build, on a machine without KVM.
+ */
+export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitContext): Omit<RunResult, 'exits'> | null {
+  const regs = cpu.regs;
+  switch (exit.kind) {
+    case 'io': {
+      const { port, size } = exit;
+      // Only the stubs' exact instructions count: `out %eax` (4 bytes) on ports 0 and 1, `out %al`
+      // on an exception port, once. An `in`, another size or a `rep outs` there is a guest's own
+      // port I/O, which a process may not do: it faults as it would natively (#GP).
+      const single = exit.out && exit.count === 1;
+      if (single && size === 4 && (port === PORT_SYSCALL || port === PORT_HYPERCALL)) return call(port === PORT_SYSCALL, cpu, p, ctx);
+      if (single && size === 1 && port === PORT_SEGMENT_BASES) {
+        // The request entry stub cleared FS/GS selectors, which may have changed their bases.
+        cpu.setMsrs([[MSR.FS_BASE, p.fsBase], [MSR.GS_BASE, p.gsBase]]);
+        return null;
+      }
+      if (single && size === 1 && port >= PORT_EXCEPTION_BASE && port < PORT_EXCEPTION_BASE + 32) {
+        const cr2 = Number(cpu.getSregs().readBigUInt64LE(sregsLayout.cr2));
+        return faulted(describeException(port - PORT_EXCEPTION_BASE, p.mem, cpu.registerDump(), cr2));
+      }
+      const what = `${exit.out ? 'out' : 'in'} of ${size} byte${size > 1 ? 's' : ''}${exit.count > 1 ? ` × ${exit.count}` : ''}`;
+      const fault = describeOther('io', `port I/O (${what} on port 0x${port.toString(16)})`, cpu.registerDump());
+      // KVM finishes an `in` only at the next KVM_RUN, writing rax and rip from its emulator's copy:
+      // that would be after the reset has set the registers for the next request. Finish it now.
+      cpu.completeExit();
+      return faulted(fault);
+    }
+    case 'interrupted':
+      return ctx.timerFired() ? timedOut(ctx.timeoutMs, '', cpu.get('rip')) : null; // another signal: go back in
+    case 'hlt':
+      return faulted(describeOther('privileged', 'privileged instruction (hlt)', cpu.registerDump()));
+    case 'shutdown':
+      return faulted(describeOther('shutdown', 'triple fault (the CPU could not deliver an exception)', cpu.registerDump()));
+    case 'mmio':
+      return faulted(describeOther('io', `access to unbacked guest-physical address 0x${exit.address.toString(16)}`, cpu.registerDump()));
+    default: {
+      const registers = cpu.registerDump();
+      throw new TskvmError('TSKVM_ERR_KVM_EXIT', `KVM_RUN exited with ${describeExit(exit)} at rip 0x${registers.rip.toString(16)}\n${formatRegisters(registers)}`,
+        { exit, registers });
+    }
+  }
+
+  /** A syscall (port 1: Linux's registers) or a hypercall (port 0: the C calling convention). */
+  function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omit<RunResult, 'exits'> | null {
+    const { args } = ctx;
+    const argRegs = syscall ? SYSCALL_ARGS : HYPERCALL_ARGS;
+    for (let i = 0; i < 6; i++) {
+      const r = argRegs[i]! * 2;
+      args[i] = (regs[r + 1]! | 0) * 0x1_0000_0000 + regs[r]!;
+    }
+    const nr = syscall ? regs[0]! + (regs[1]! | 0) * 0x1_0000_0000 : regs[0]!;
+    const viaStub = regs[RIP]! === SYSCALL_STUB_OUT_END && regs[RIP + 1]! === 0;
+    if (syscall && viaStub && ctx.patchSyscallSite) ctx.patchSyscallSite(cpu.get('rcx') - 2);
+    const def = syscall ? syscallTable[nr] : hypercallTable.get(nr);
+    const result = dispatch(p, def, nr, args, ctx.unknownReported, syscall ? 'syscall' : 'hypercall');
+    if (deadlineReached()) {
+      // Name the guest's call site: past the stub, rcx holds where its `syscall` returns to.
+      return timedOut(ctx.timeoutMs, `while it waited in ${def?.name ?? `call ${nr}`}`, viaStub ? cpu.get('rcx') : cpu.get('rip'));
+    }
+    if (p.exit) {
+      const { status, signal, reason: why } = p.exit;
+      return signal ? { status, signal, outcome: 'signal', message: why } : { status, outcome: 'exit' };
+    }
+    cpu.set('rax', result);
+    if (p.pause) {
+      const pause = p.pause;
+      p.pause = null;
+      return { status: 0, outcome: 'pause', pause };
+    }
+    return null;
+  }
+}
+
 /** The run's time is up; `waiting`: the call it waited in, if it was not running; `rip`: where. */
-function timedOut(timeoutMs: number, waiting: string, rip: number, exits: number): RunResult {
+function timedOut(timeoutMs: number, waiting: string, rip: number): Omit<RunResult, 'exits'> {
   return {
-    status: 124, outcome: 'timeout', exits,
+    status: 124, outcome: 'timeout',
     message: `timeout: the program ran longer than ${timeoutMs / 1000} s and was stopped${waiting && ` ${waiting}`} at rip 0x${rip.toString(16)}`,
   };
 }
 
-function faulted(fault: GuestFaultReport, exits: number): RunResult {
+function faulted(fault: GuestFaultReport): Omit<RunResult, 'exits'> {
   return {
-    status: 128 + fault.signal, signal: fault.signal, outcome: 'fault', fault, exits,
+    status: 128 + fault.signal, signal: fault.signal, outcome: 'fault', fault,
     message: `guest fault: ${fault.summary}\n${formatRegisters(fault.registers)}`,
   };
 }

@@ -12,13 +12,16 @@
  */
 import { TskvmError } from '../../errors.js';
 import {
-  exitReasons, ioctls, KVM_EXIT_INTR, KVM_SYNC_X86_REGS, msrs as msrLayout, regIndex, REGS_SIZE, run as runLayout, sregs as sregsLayout,
+  ioctls, KVM_SYNC_X86_REGS, msrs as msrLayout, regIndex, REGS_SIZE, run as runLayout, sregs as sregsLayout,
   xcrs as xcrsLayout, XSAVE_SIZE, type RegName,
 } from './abi.js';
 import { ioctl } from './ioctl.js';
+import { decodeExit, describeExit, type VcpuExit } from './exit.js';
 import { errno, libc, mapOrThrow, MAP_SHARED, PROT_READ, PROT_WRITE, viewOf, sysError } from '../../host/libc.js';
 import type { Vm } from './vm.js';
 import { constants } from 'node:os';
+
+const INTERRUPTED: VcpuExit = { kind: 'interrupted' };
 
 export class Vcpu {
   readonly vm: Vm;
@@ -46,17 +49,17 @@ export class Vcpu {
   }
 
   /**
-   * KVM_RUN: enter the guest until it exits. Returns the exit reason;
-   * KVM_EXIT_INTR when a signal (our timeout timer) interrupted the run.
+   * KVM_RUN: enter the guest until it exits, and say why it did (exit.ts); `interrupted` when a
+   * signal (our timeout timer) ended the run.
    */
-  run(): number {
+  run(): VcpuExit {
     const rc = libc.ioctlInt(this.fd, ioctls.KVM_RUN, 0);
     if (rc < 0) {
       const err = errno();
-      if (err === constants.errno.EINTR || err === constants.errno.EAGAIN) return KVM_EXIT_INTR;
+      if (err === constants.errno.EINTR || err === constants.errno.EAGAIN) return INTERRUPTED;
       throw sysError('TSKVM_ERR_KVM_IOCTL', 'KVM_RUN', err, { ioctl: 'KVM_RUN' });
     }
-    return this.runView.getUint32(runLayout.exitReason, true);
+    return decodeExit(this.runView.getUint32(runLayout.exitReason, true), this.runView);
   }
 
   /**
@@ -70,21 +73,13 @@ export class Vcpu {
   completeExit(): void {
     this.immediateExit = true;
     try {
-      const reason = this.run();
-      if (reason !== KVM_EXIT_INTR) {
-        throw new TskvmError('TSKVM_ERR_KVM_EXIT', `KVM_RUN with immediate_exit entered the guest and exited with ${this.exitReasonName(reason)}`, { ioctl: 'KVM_RUN' });
+      const exit = this.run();
+      if (exit.kind !== 'interrupted') {
+        throw new TskvmError('TSKVM_ERR_KVM_EXIT', `KVM_RUN with immediate_exit entered the guest and exited with ${describeExit(exit)}`, { ioctl: 'KVM_RUN' });
       }
     } finally {
       this.immediateExit = false;
     }
-  }
-
-  get exitReason(): number {
-    return this.runView.getUint32(runLayout.exitReason, true);
-  }
-
-  exitReasonName(reason = this.exitReason): string {
-    return exitReasons[reason] ?? `#${reason}`;
   }
 
   set immediateExit(on: boolean) {

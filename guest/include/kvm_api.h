@@ -1,5 +1,5 @@
 /*
- * kvm_api.h — the tskvm guest request API (header-only), written from GUEST_ABI.md.
+ * kvm_api.h — the tskvm guest request API (header-only), documented in docs/GUEST_ABI.md.
  *
  * Binary compatible with the guest API of the Varnish TinyKVM compute VMOD (kvm_api.h v1.0): same
  * hypercall numbers, calling convention and structure layouts, and the same function names, so a
@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 /* ---------------------------------------------------------------------------------------------------
- * Structures (x86-64 SysV layout; the asserts below pin every offset of GUEST_ABI.md)
+ * Structures (x86-64 SysV layout; the asserts below pin every offset of docs/GUEST_ABI.md)
  */
 
 /* One request header field, the whole "Key: value" text. */

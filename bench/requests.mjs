@@ -13,8 +13,9 @@
 // 6. requests/s at concurrency 1 and 2, beside a JS function doing the same work
 // 7. host memory per idle fork, 1000 of them (process RSS and the kernel's share)
 //
-// The TinyKVM column is PLATFORM.md's measurement on this kind of machine on another day (its
-// exit floor then may differ from today's); only the ratios in this run compare like with like.
+// The TinyKVM column is the measurement of docs/PLATFORMS.md, "TinyKVM on PVM, for reference", on
+// this kind of machine on another day (its exit floor then may differ from today's); only the
+// ratios in this run compare like with like.
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -57,7 +58,7 @@ function check(result, what) {
   return result;
 }
 
-// Rows: value in `unit`; `reference` (same unit) gives the ratio; `tinykvm` is PLATFORM.md's figure.
+// Rows: value in `unit`; `reference` (same unit) gives the ratio; `tinykvm` is the figure of docs/PLATFORMS.md.
 const rows = [];
 const row = (what, value, unit, { reference = null, target = 'report', tinykvm = '—' } = {}) => {
   rows.push({ what, value, unit, reference, ratio: reference ? value / reference : null, target, tinykvm });
@@ -408,7 +409,7 @@ row('exit floor through tskvm (Machine, hypercall loop) vs bare', tskvmFloorUs, 
   booted.machine.close();
   const per = (key) => (during[key] - before[key]) / count;
   const kernel = per('vmalloc') + per('slab') + per('pageTables') + per('kernelStack');
-  row(`host memory per idle warm fork: VmRSS growth / ${count}`, per('rss'), 'KiB', { target: '≤ 1024 KiB', tinykvm: '~860 KiB per VM (PLATFORM.md)' });
+  row(`host memory per idle warm fork: VmRSS growth / ${count}`, per('rss'), 'KiB', { target: '≤ 1024 KiB', tinykvm: '~860 KiB per bare KVM VM (docs/PLATFORMS.md)' });
   row('  of which RssAnon (private: copied pages, JS objects, bitmaps)', per('anon'), 'KiB');
   row('  of which RssShmem (the frozen memfd, mapped in each fork)', per('shmem'), 'KiB');
   row(`  MemAvailable drop / ${count} (adds kernel memory; whole machine, so noisy)`, (before.available - during.available) / count, 'KiB');
@@ -426,7 +427,7 @@ row('exit floor through tskvm (Machine, hypercall loop) vs bare', tskvmFloorUs, 
 const totalSec = (now() - started) / 1000;
 const unitFmt = (v, unit) => (unit === 'req/s' ? Math.round(v).toLocaleString('en-US') : fmt(v)) + (unit === '×' ? '×' : ` ${unit}`);
 console.log(`\ntskvm request benchmarks — ${info.description}; ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}; node ${process.version}; ${totalSec.toFixed(0)} s\n`);
-printTable(['measurement', 'tskvm', 'reference (floor, JS, or as named)', 'ratio', 'target', 'TinyKVM here (PLATFORM.md)'], rows.map((r) => [
+printTable(['measurement', 'tskvm', 'reference (floor, JS, or as named)', 'ratio', 'target', 'TinyKVM here (docs/PLATFORMS.md)'], rows.map((r) => [
   r.what,
   unitFmt(r.value, r.unit),
   r.reference === null ? '—' : unitFmt(r.reference, r.unit),

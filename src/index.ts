@@ -1,7 +1,7 @@
 /**
  * tskvm: run unmodified static x86-64 Linux programs in KVM micro-VMs from Node.js.
  *
- * Programs that serve requests (GUEST_ABI.md): boot once, freeze, and serve
+ * Programs that serve requests (docs/GUEST_ABI.md): boot once, freeze, and serve
  * each request from a copy-on-write fork that is reset afterwards.
  *
  *   import { Program } from 'tskvm';

@@ -1,5 +1,5 @@
 /*
- * kvm_api.h — the tskvm guest request API (header-only), written from GUEST_ABI.md.
+ * kvm_api.h — the tskvm guest request API (header-only), documented in docs/GUEST_ABI.md.
  *
  * Binary compatible with the guest API of the Varnish TinyKVM compute VMOD (kvm_api.h v1.0): same
  * hypercall numbers, calling convention and structure layouts, and the same function names, so a
@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 /* ---------------------------------------------------------------------------------------------------
- * Structures (x86-64 SysV layout; the asserts below pin every offset of GUEST_ABI.md)
+ * Structures (x86-64 SysV layout; the asserts below pin every offset of docs/GUEST_ABI.md)
  */
 
 /* One request header field, the whole "Key: value" text. */
@@ -191,8 +191,8 @@ extern long sys_http_set(int where, const char *field, size_t len);
  * when out is too small; with out == NULL, return the length needed. */
 extern unsigned sys_http_find(int where, const char *key, size_t key_len, char *out, size_t out_len);
 
-/* 0x10023: copy the request method into out; returns its length (0 if out is too small, the length
- * needed when out is NULL). Not NUL-terminated. */
+/* 0x10023: copy the request method and a NUL into out; returns its length without the NUL (0 if out
+ * is too small for both, the length needed when out is NULL). */
 extern unsigned long sys_http_method(char *out, size_t out_len);
 
 /* 0x10700: the shared memory region (all zero when the program has none). */
@@ -236,7 +236,8 @@ static inline void set_on_error(void (*f)(const char *url, const char *arg, cons
 	register_func(5, f);
 }
 
-/* Reserved for later in tskvm (the host refuses to register them): streaming POST, live update save / restore. */
+/* Not implemented yet in tskvm (the host accepts the registration but never calls them): streaming POST,
+ * live update save / restore. */
 static inline void set_backend_stream_post(long (*f)(const char *url, const char *arg, const char *content_type,
                                                      const uint8_t *data, size_t len, size_t off))
 {

@@ -8,7 +8,7 @@
  *   tskvm platform [--json]
  *   tskvm bench [--cases FILE] [--program NAME]… [--requests N] [--warmup N] [--mode MODE]… [--json] [--chart FILE.svg] [--report FILE]
  *
- * With --request, the program is one that serves requests (GUEST_ABI.md): it
+ * With --request, the program is one that serves requests (docs/GUEST_ABI.md): it
  * boots until wait_for_requests, is frozen, and one request runs in a fork of
  * it. The response body goes to stdout, the status line and headers to stderr;
  * the exit status is 0 for a 1xx–3xx response and 1 otherwise.

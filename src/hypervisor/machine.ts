@@ -61,7 +61,7 @@ export interface MachineOptions {
   log?: (line: string) => void;
   /** Size of the region shared by all request VMs, above the program's memory (MiB, 0: none). */
   sharedMemoryMiB?: number;
-  /** What get_meminfo reports and request VMs enforce (MiB); see GUEST_ABI.md. */
+  /** What get_meminfo reports and request VMs enforce (MiB); see docs/GUEST_ABI.md, "Structures". */
   maxRequestMemoryMiB?: number;
   requestMemoryUpperMiB?: number;
   /**

@@ -1,6 +1,6 @@
 /**
  * Options of a program that serves requests, with the defaults and units of
- * GUEST_ABI.md's configuration table (camelCase here, snake_case in library
+ * docs/GUEST_ABI.md, "Configuration" (camelCase here, snake_case in library
  * files), checked once and turned into what the boot and the forks need.
  */
 import { basename } from 'node:path';
@@ -124,7 +124,7 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     executableHeap: bool('executableHeap', o.executableHeap, false),
     sharedMemory: num('sharedMemory', o.sharedMemory, 0, 0, 64 * 1024),
     argv: [name, ...strings('mainArguments', o.mainArguments)],
-    // GUEST_ABI.md "Environment the program sees", in this order.
+    // docs/GUEST_ABI.md, "Environment the program sees", in this order.
     env: ['LC_TYPE=C', 'LC_ALL=C', 'USER=root', ...environment, `KVM_NAME=${name}`, `KVM_GROUP=${group}`, 'KVM_TYPE=request', 'KVM_STATE=state', 'KVM_DEBUG=0'],
     allowed,
     cwd: o.currentWorkingDirectory ?? '/',

@@ -1,5 +1,5 @@
 /**
- * How a request is laid out in a fork's memory (GUEST_ABI.md "Structures"):
+ * How a request is laid out in a fork's memory (docs/GUEST_ABI.md, "Structures"):
  * one block the host maps for the request, holding
  *
  *   [struct kvm_request, 104 B][kvm_request_header × n, 16 B each]

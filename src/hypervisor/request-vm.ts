@@ -20,7 +20,7 @@
  *
  * Pages stay private and writable across requests, so the steady state has no
  * page faults and a reset costs ~0.15 µs per page the fork has ever written
- * (DESIGN.md #6, PLATFORM.md).
+ * (docs/ARCHITECTURE.md, "Reset"; docs/PLATFORMS.md, "What things cost").
  */
 import { TskvmError, type ErrorCode } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
@@ -366,7 +366,7 @@ export class RequestVm {
     p.pause = null;
   }
 
-  /** Dispatch rules (GUEST_ABI.md): any-method handler, else POST when there is a body, else GET. */
+  /** Dispatch rules (docs/GUEST_ABI.md, "Program model"): any-method handler, else POST when there is a body, else GET. */
   private handlerFor(input: RequestInput): { fn: number; args: (r: PlacedRequest) => number[] } | undefined {
     const h = this.process.api.handlers;
     const any = h.get(HANDLER.REQUEST);

@@ -1,5 +1,5 @@
 /**
- * A worker thread of the pool (DESIGN.md #7): it owns the main VMs it booted
+ * A worker thread of the pool (docs/ARCHITECTURE.md, "Threads"): it owns the main VMs it booted
  * and the request VMs it was given, and runs one of them at a time. KVM_RUN
  * blocks, so it happens here and never on the application's event loop.
  *

@@ -6,7 +6,7 @@
  * KVM_RUN through KVM_SET_SIGNAL_MASK — so it interrupts the guest (KVM_RUN
  * returns EINTR) but never runs a handler or kills the process. Afterwards the
  * pending signal is consumed with sigtimedwait, or the next KVM_RUN would
- * return at once (PLATFORM.md, "Timeouts").
+ * return at once (docs/PLATFORMS.md, "Timeouts").
  */
 import { libc, sysError } from '../host/libc.js';
 

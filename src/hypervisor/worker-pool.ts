@@ -1,5 +1,5 @@
 /**
- * The fixed pool of worker threads that run VMs (DESIGN.md #7), one per core
+ * The fixed pool of worker threads that run VMs (docs/ARCHITECTURE.md, "Threads"), one per core
  * by default, shared by every program of the process. Each worker owns the
  * VMs placed on it; a command names the VM and travels over the worker's
  * MessagePort, with a ring of a shared doorbell to wake it (request-worker.ts).

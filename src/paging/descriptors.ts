@@ -1,6 +1,7 @@
 /**
  * GDT, TSS and IDT, in the Linux selector layout. PVM requires user CS/SS to be
- * exactly Linux's __USER_CS (0x33) and __USER_DS (0x2b) (PLATFORM.md).
+ * exactly Linux's __USER_CS (0x33) and __USER_DS (0x2b)
+ * (docs/PLATFORMS.md, "What differs, and where tskvm's code cares").
  *
  *   GDT   0x08 kernel code32 (unused)  0x10 kernel code64  0x18 kernel data
  *         0x23 user code32   0x2b user data   0x33 user code64   0x40 TSS (16 bytes)

@@ -7,7 +7,7 @@
  *         │ (image, heap, mmap, stack)      │ shared_memory     │
  *
  * A memfd rather than anonymous memory so that request VMs can map the same
- * pages MAP_PRIVATE and let the host kernel do copy-on-write (DESIGN.md #5):
+ * pages MAP_PRIVATE and let the host kernel do copy-on-write (docs/ARCHITECTURE.md, "Guest RAM"):
  * the program's RAM owns the memfds and maps them shared; a fork maps the
  * main memfd private and the shared region shared, so every fork of a program
  * sees one shared region and its own copy of the rest.

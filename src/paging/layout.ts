@@ -1,7 +1,7 @@
 /**
  * The guest address space, as one table. Guest virtual = guest physical
  * (identity mapping), built once before the first KVM_RUN and never edited:
- * on PVM the guest would not see host edits of page tables (PLATFORM.md).
+ * on PVM the guest would not see host edits of page tables (docs/PLATFORMS.md, "PVM and page tables").
  *
  *   0x000000  null page                      not present: NULL dereferences fault
  *   0x001000  GDT                            supervisor
@@ -60,7 +60,7 @@ export const STACK_SIZE = 8 << 20;
 export const STACK_GUARD = HUGE_PAGE;
 
 /** I/O ports the guest-side stubs use to reach the host. */
-export const PORT_HYPERCALL = 0x0; // `out %eax, $0` from guest code: the TinyKVM guest API (GUEST_ABI.md)
+export const PORT_HYPERCALL = 0x0; // `out %eax, $0` from guest code: the TinyKVM guest API (docs/GUEST_ABI.md)
 export const PORT_SYSCALL = 0x1; // the LSTAR stub: a Linux syscall, number in rax
 export const PORT_SEGMENT_BASES = 0x2; // `out %al, $2` from the request entry stub: FS/GS bases back after it cleared their selectors
 export const PORT_EXCEPTION_BASE = 0x80; // 0x80 + vector: a CPU exception reported by its IDT stub

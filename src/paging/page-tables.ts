@@ -13,7 +13,8 @@
  * the data next to the code is no-execute too.
  *
  * Built once into guest memory before the first run. The guest never needs to
- * change them: mmap/munmap/mprotect are bookkeeping in the host (DESIGN.md #4).
+ * change them: mmap/munmap/mprotect are bookkeeping in the host
+ * (docs/ARCHITECTURE.md, "Memory and mappings").
  */
 import {
   EXCEPTION_STACK_TOP, GDT_ADDR, HUGE_PAGE, IDT_ADDR, IMAGE_PT_ADDR, LOW_PT_ADDR, PAGE, PD_ADDR, PDPT_ADDR, PML4_ADDR, RING0_STUBS_ADDR, STUBS_ADDR, TSS_ADDR,

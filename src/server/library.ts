@@ -1,6 +1,6 @@
 /**
  * The program library of `tskvm serve`: which programs the server offers, where their ELFs come
- * from, their settings (GUEST_ABI.md's configuration table, snake_case), and how requests reach
+ * from, their settings (docs/GUEST_ABI.md, "Configuration": snake_case keys), and how requests reach
  * them.
  *
  *   {
@@ -94,7 +94,8 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   current_working_directory: { kind: 'string', option: 'currentWorkingDirectory' },
   stdout: { kind: 'bool', option: 'stdout' },
   verbose_syscalls: { kind: 'bool', option: 'verboseSyscalls' },
-  // Not in GUEST_ABI.md's table: the request queue of the embedding API, and the server's own.
+  // Not in the VMOD's table (docs/GUEST_ABI.md, "Configuration"): the request queue of the embedding
+  // API, and the server's own.
   max_queue: { kind: 'number', option: 'maxQueue' },
   queue_timeout: { kind: 'number', option: 'queueTimeout' },
   start: { kind: 'bool' },

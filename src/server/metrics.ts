@@ -21,7 +21,7 @@ export class GlobalCounters {
   busy_refusals = 0;
   /** Seconds in request VMs, every program. */
   cpu_time = 0;
-  // Reserved by GUEST_ABI.md for sys_fetch and self-requests, which are not implemented yet.
+  // Reserved (docs/GUEST_ABI.md, "Statistics") for sys_fetch and self-requests, which are not implemented yet.
   fetch_time = 0;
   self_requests = 0;
   self_requests_failed = 0;

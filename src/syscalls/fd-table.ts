@@ -123,7 +123,7 @@ export abstract class OpenFile {
   // memory; a bad one throws GuestFault (-EFAULT). A zero length touches nothing.
   // Reads go into a window from mem.read() and then record as written only the
   // bytes that arrived: a fork's reset cost follows what was really written
-  // (DESIGN.md #6), not the size of the buffer offered.
+  // (docs/ARCHITECTURE.md, "Reset"), not the size of the buffer offered.
   read(mem: GuestMemory, addr: number, len: number): number {
     return recordFilled(mem, addr, this.readInto(len === 0 ? EMPTY : mem.read(addr, len)));
   }

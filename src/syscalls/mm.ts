@@ -1,7 +1,8 @@
 /**
  * Memory-management syscalls: brk, mmap and friends. The address space is
- * mapped in full from the start (DESIGN.md #4), so these only keep the books in
- * AddressSpace and, for file mappings, copy the file's bytes into place.
+ * mapped in full from the start (docs/ARCHITECTURE.md, "Memory and mappings"),
+ * so these only keep the books in AddressSpace and, for file mappings, copy the
+ * file's bytes into place.
  */
 import { E } from '../host/errno.js';
 import type { SyscallDef } from './syscall.js';

@@ -1,7 +1,7 @@
 /**
  * Which host files a guest may name, and under which path it sees them.
  *
- * The guest sees a tree made only of the configured `allowed_paths` (GUEST_ABI.md),
+ * The guest sees a tree made only of the configured `allowed_paths` (docs/GUEST_ABI.md, "Configuration"),
  * each a *root*: a host directory or file (`real`), shown to the guest at
  * `virtual` (default: the same path), read-only unless `writable`. A root covers
  * itself and everything below it; `prefix` is accepted for compatibility and

@@ -1,7 +1,7 @@
 /**
  * The state of one emulated Linux process: what a syscall handler may see.
  *
- * Handlers get this narrow view and never the vCPU or the server (DESIGN.md):
+ * Handlers get this narrow view and never the vCPU or the server (docs/ARCHITECTURE.md, "Layers"):
  * guest memory through checked accessors, the file table, the path policy, the
  * address-space bookkeeping, signal dispositions, identity and limits.
  * Each piece is its own object so a request fork can save and restore it.

@@ -1,6 +1,6 @@
 /*
  * hypercall [N] — makes the sys_is_debug API hypercall (`out %eax, $0` with eax = 0x7FDEB, see
- * GUEST_ABI.md) N times (default 100000) and prints the sum of its results: the cost of one guest →
+ * docs/GUEST_ABI.md) N times (default 100000) and prints the sum of its results: the cost of one guest →
  * host exit, for benchmarks. Only runs under tskvm; natively `out` from user mode is SIGSEGV.
  */
 #include <stdio.h>

@@ -4,7 +4,7 @@
  * Registers travel through SYNC_REGS: the kernel copies the general registers
  * into the shared page at every exit (kvm_valid_regs) and loads them back at the
  * next KVM_RUN when we mark them dirty (kvm_dirty_regs). So reading or writing a
- * register is a typed-array access, never an ioctl (PLATFORM.md: ~2 µs each).
+ * register is a typed-array access, never an ioctl (~2 µs each: docs/PLATFORMS.md, "What things cost").
  *
  *   kvm_run page:  [0] immediate_exit … [8] exit_reason … [32] exit data
  *                  [288] valid_regs [296] dirty_regs [304] kvm_regs (18 × u64)

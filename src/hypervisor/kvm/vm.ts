@@ -34,7 +34,7 @@ export class Vm {
    * KVM_GET_DIRTY_LOG then only reports, it does not write-protect again, so a
    * page the guest has written stays writable and in the set until
    * KVM_CLEAR_DIRTY_LOG. A fork's reset reads the set without making the next
-   * request fault on the same pages (DESIGN.md #6).
+   * request fault on the same pages (docs/ARCHITECTURE.md, "Reset").
    */
   enableManualDirtyLog(): void {
     const b = Buffer.alloc(enableCap.size);

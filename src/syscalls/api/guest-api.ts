@@ -1,5 +1,5 @@
 /**
- * The request-side state of a program that serves requests (GUEST_ABI.md):
+ * The request-side state of a program that serves requests (docs/GUEST_ABI.md):
  * the handlers it registered while booting, the request being served (method,
  * request and response headers) and the response it gave.
  *
@@ -9,7 +9,7 @@
  * accessors, and nothing survives a request except what `init` set up.
  */
 
-/** register_func indices (GUEST_ABI.md "Program model"). */
+/** register_func indices (docs/GUEST_ABI.md, "Program model"). */
 export const HANDLER = { GET: 1, POST: 2, REQUEST: 3, STREAM_POST: 4, ON_ERROR: 5, LIVE_SAVE: 6, LIVE_RESTORE: 7, SOCKET: 12 } as const;
 const KNOWN_HANDLERS = new Set<number>(Object.values(HANDLER));
 

@@ -1,5 +1,5 @@
 /**
- * The guest API's hypercalls (GUEST_ABI.md): `mov $NR, %eax; out %eax, $0`
+ * The guest API's hypercalls (docs/GUEST_ABI.md, "Hypercalls"): `mov $NR, %eax; out %eax, $0`
  * with C-convention arguments (rdi, rsi, rdx, rcx, r8, r9), result in rax.
  *
  * Calls that end or pause a run (wait_for_requests*, sys_backend_response, a
@@ -36,7 +36,7 @@ export const HYPERCALL = {
 const CONTENT_TYPE_MAX = 1024;
 const RESPONSE_BODY_MAX = 256 << 20;
 const LOG_LINE_MAX = 64 * 1024;
-/** struct BackendResponseExtra / struct ResponseHeader offsets (GUEST_ABI.md). */
+/** struct BackendResponseExtra / struct ResponseHeader offsets (docs/GUEST_ABI.md, "Structures"). */
 const EXTRA = { headers: 0, numHeaders: 8, cached: 10, ttl: 12, grace: 16, keep: 20, size: 56 } as const;
 const RESPONSE_HEADER_SIZE = 16;
 

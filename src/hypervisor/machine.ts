@@ -24,6 +24,7 @@ import type { PauseState } from '../syscalls/process.js';
 import type { FrozenProgram } from './frozen-program.js';
 import { FileTable, StdioFile, type OpenFile } from '../syscalls/fd-table.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
+import { saveScalars } from '../syscalls/process-state.js';
 import { Process } from '../syscalls/process.js';
 import { SignalState } from '../syscalls/signal-state.js';
 import { cpuControl, setTaskRegisterType } from './cpu-setup.js';
@@ -172,6 +173,7 @@ export class Machine {
     const vcpu = this.guest.vcpu;
     // The pausing hypercall's `out` must be behind rip in the snapshot, or every fork runs it again.
     vcpu.completeExit();
+    const scalars = saveScalars(p);
     return {
       ram: this.ram.source,
       entryKind: this.platform.syscallEntry,
@@ -180,15 +182,15 @@ export class Machine {
       sregs: Uint8Array.from(setTaskRegisterType(vcpu.getSregs(), this.platform.taskRegister)),
       xsave: Uint8Array.from(vcpu.getXsave()),
       regs: Uint32Array.from(vcpu.regs),
-      fsBase: p.fsBase,
-      gsBase: p.gsBase,
+      fsBase: scalars.fsBase,
+      gsBase: scalars.gsBase,
       paused: pause.paused,
       requestAddress: pause.requestAddress,
       handlers: [...p.api.handlers],
       ephemeral: p.api.ephemeral,
       limits: { ...p.api.limits },
       process: {
-        argv: p.argv, env: p.env, umask: p.umask, threadName: Uint8Array.from(p.threadName), clearChildTid: p.clearChildTid,
+        argv: p.argv, env: p.env, umask: scalars.umask, threadName: scalars.threadName, clearChildTid: scalars.clearChildTid,
         exePath: this.exePath, allowed: this.allowed, cwd: p.paths.snapshot(),
         files: p.files.freeze(), layout: this.layout, mm: p.mm.snapshot(), signals: p.signals.snapshot(),
       },

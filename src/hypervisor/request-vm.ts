@@ -28,11 +28,12 @@ import { PAGE_SIZE } from '../paging/guest-memory.js';
 import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
 import { pageTableRanges } from '../paging/page-tables.js';
 import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
-import { AddressSpace, PROT_READ, PROT_WRITE, type AddressSpaceSnapshot } from '../syscalls/address-space.js';
+import { AddressSpace, PROT_READ, PROT_WRITE } from '../syscalls/address-space.js';
 import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
-import { FileTable, type FileTableSnapshot } from '../syscalls/fd-table.js';
+import { FileTable } from '../syscalls/fd-table.js';
 import { PathPolicy } from '../syscalls/path-policy.js';
 import { Process } from '../syscalls/process.js';
+import { processState, restoreScalars, type StatePiece } from '../syscalls/process-state.js';
 import { SIG, SignalState } from '../syscalls/signal-state.js';
 import { cpuControl, guestMsrs } from './cpu-setup.js';
 import type { FrozenProgram } from './frozen-program.js';
@@ -128,8 +129,9 @@ export class RequestVm {
   private readonly guest: GuestVm;
   private readonly process: Process;
   private readonly runner: GuestRunner;
-  private readonly fileSnapshot: FileTableSnapshot;
-  private readonly mmSnapshot: AddressSpaceSnapshot;
+  /** Every piece of the process's state (process-state.ts), and each as it was when forked. */
+  private readonly state: StatePiece[];
+  private readonly saved: unknown[];
   /** Bytes the frozen program had mapped: the base of the request memory budget. */
   private readonly baseCommitted: number;
   private readonly maxRequestMemory: number;
@@ -176,8 +178,8 @@ export class RequestVm {
     }
     const p = this.process;
     p.cpu = cpuControl(guest.vcpu);
-    this.fileSnapshot = p.files.snapshot();
-    this.mmSnapshot = frozen.process.mm;
+    this.state = processState(p);
+    this.saved = this.state.map((piece) => piece.save());
     this.baseCommitted = p.mm.committed;
     this.maxRequestMemory = frozen.limits.maxRequestMemory || Infinity;
     p.api.requestMemoryInUse = () => Math.max(0, p.mm.committed - this.baseCommitted);
@@ -329,7 +331,7 @@ export class RequestVm {
     if (this.closed) return;
     this.closed = true;
     this.guest.close();
-    this.process.files.discard(this.fileSnapshot);
+    this.state.forEach((piece, i) => piece.discard?.(this.saved[i]));
     this.process.files.closeAll();
     this.process.paths.close();
     this.ram.close();
@@ -351,19 +353,8 @@ export class RequestVm {
       mem: this.ram.memory, files: FileTable.thaw(fp.files, this.options.output), paths, mm, signals,
       argv: fp.argv, env: fp.env, trace: this.options.trace ?? null, warn: this.options.warn, log: this.options.log, api,
     });
-    this.restoreProcessScalars(p);
+    restoreScalars(p, { umask: fp.umask, threadName: fp.threadName, clearChildTid: fp.clearChildTid, fsBase: f.fsBase, gsBase: f.gsBase });
     return p;
-  }
-
-  private restoreProcessScalars(p: Process): void {
-    const fp = this.frozen.process;
-    p.umask = fp.umask;
-    p.threadName.set(fp.threadName);
-    p.clearChildTid = fp.clearChildTid;
-    p.fsBase = this.frozen.fsBase;
-    p.gsBase = this.frozen.gsBase;
-    p.exit = null;
-    p.pause = null;
   }
 
   /** Dispatch rules (docs/GUEST_ABI.md, "Program model"): any-method handler, else POST when there is a body, else GET. */
@@ -560,7 +551,6 @@ export class RequestVm {
       this.stats.dirty_pages = 0;
     }
 
-    const p = this.process;
     const vcpu = this.guest.vcpu;
     // The vCPU's segment and control state, whatever the request did (a far jump changes CS); the data
     // selectors and bases are also put back by the entry stub, where KVM_SET_SREGS does not reach (PVM).
@@ -570,12 +560,7 @@ export class RequestVm {
     this.restoreMsrs(failed);
     vcpu.regs.set(this.frozen.regs);
     vcpu.markRegsDirty();
-    p.files.restore(this.fileSnapshot);
-    p.mm.restore(this.mmSnapshot);
-    p.signals.restore(this.frozen.process.signals);
-    p.paths.restore(this.frozen.process.cwd);
-    this.restoreProcessScalars(p);
-    p.api.phase = 'request';
+    this.state.forEach((piece, i) => piece.restore(this.saved[i]));
     this.resumeToPause = false;
     this.stats.resets++;
     this.stats.reset_time += (performance.now() - started) / 1000;

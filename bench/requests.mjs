@@ -25,8 +25,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { Program, platform } from '../dist/index.js';
-import { bootProgram } from '../dist/hypervisor/frozen-program.js';
-import { RequestVm } from '../dist/hypervisor/request-vm.js';
+import { bootProgram } from '../dist/runtime/frozen-program.js';
+import { RequestVm } from '../dist/runtime/request-vm.js';
 import { EmptyFile, SinkFile } from '../dist/syscalls/fd-table.js';
 import { bareFloorUs, floorBinary, fmt, median, now, perIteration, printTable, quick, root, writeJsonOption } from './lib.mjs';
 

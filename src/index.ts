@@ -16,7 +16,7 @@
  *   const result = m.run();   // { status, outcome, … }
  *   m.close();
  */
-export { Program, type ProgramOptions, type ProgramRequest, type ProgramResponse, type ProgramStats } from './hypervisor/program.js';
+export { Program, type ProgramOptions, type ProgramRequest, type ProgramResponse, type ProgramStats } from './runtime/program.js';
 export { startServer, type ServerOptions } from './server/server.js';
 export { Machine, type MachineOptions, type RunResult } from './hypervisor/machine.js';
 export { TskvmError } from './errors.js';

@@ -5,8 +5,8 @@
 // program).
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
-import { bootProgram, type BootedProgram } from '../src/hypervisor/frozen-program.js';
-import { RequestVm } from '../src/hypervisor/request-vm.js';
+import { bootProgram, type BootedProgram } from '../src/runtime/frozen-program.js';
+import { RequestVm } from '../src/runtime/request-vm.js';
 import { platform as probePlatform } from '../src/hypervisor/platform.js';
 import { syscallTable } from '../src/syscalls/dispatch.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/fd-table.js';

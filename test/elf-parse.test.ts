@@ -11,7 +11,7 @@ import { parseElf, type ElfImage, type ElfLimits } from '../src/elf/parse-elf.js
 import { compileC, hasCommand } from './helpers/elf-test-programs.js';
 
 const limits: ElfLimits = { minAddress: 0x200000, maxAddress: 256 << 20, pieBase: 0x400000 };
-const fixtureDir = fileURLToPath(new URL('./fixtures/elf/', import.meta.url));
+const fixtureDir = fileURLToPath(new URL('./fixtures/elf', import.meta.url));
 const generator = fileURLToPath(new URL('./fixtures/make-bad-elfs.mjs', import.meta.url));
 // Plain Uint8Array copies: Buffer#slice would share memory, and the helpers below copy with slice().
 const fixture = (name: string): Uint8Array => new Uint8Array(readFileSync(join(fixtureDir, name)));

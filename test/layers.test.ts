@@ -1,6 +1,6 @@
 // The source is layered, and no folder imports from a layer above its own (types included), so the
 // tree reads bottom-up: host bindings, then KVM, ELF and guest memory, then the guest's Linux
-// process and its guest API, then the VM and the request runtime, then the server and the bench
+// process and its guest API, then the VM core, then the request runtime, then the server and the bench
 // harness, then the command line and the package's entry point.
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ const LAYERS: string[][] = [
   ['hypervisor/kvm', 'elf', 'paging'],
   ['syscalls', 'syscalls/api'],
   ['hypervisor'],
+  ['runtime'],
   ['server', 'bench'],
   ['cli', 'index.ts'],
 ];

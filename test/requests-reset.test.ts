@@ -5,8 +5,8 @@
 // fork's whole memory with the frozen image byte for byte.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { bootProgram, type BootedProgram } from '../src/hypervisor/frozen-program.js';
-import { RequestVm } from '../src/hypervisor/request-vm.js';
+import { bootProgram, type BootedProgram } from '../src/runtime/frozen-program.js';
+import { RequestVm } from '../src/runtime/request-vm.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/fd-table.js';
 import { PAGE_SIZE } from '../src/paging/guest-memory.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { Program, type ProgramOptions } from '../src/index.js';
-import { OUTPUT_LIMIT } from '../src/hypervisor/program-options.js';
+import { OUTPUT_LIMIT } from '../src/runtime/program-options.js';
 import { cliPath, guestPath, kvmAvailable, runNative } from './helpers/differential.js';
 
 const quiet: ProgramOptions = { maxMemory: 64, onLog: () => {} };

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TskvmError } from '../src/errors.js';
-import type { Program } from '../src/hypervisor/program.js';
+import type { Program } from '../src/runtime/program.js';
 import { loadLibrary, parseConfigure, parseLibrary, type LibraryProgram } from '../src/server/library.js';
 import { ProgramSlot } from '../src/server/program-slot.js';
 import { Router } from '../src/server/router.js';

@@ -4,7 +4,7 @@
 // deadline, no guest can cause them, but a host-side bug could.
 import t, { type Test } from 'tap';
 import { Program } from '../src/index.js';
-import { WORKER_FAULT_URLS, WORKER_GRACE_MS } from '../src/hypervisor/worker-pool.js';
+import { WORKER_FAULT_URLS, WORKER_GRACE_MS } from '../src/runtime/worker-pool.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';
 
 process.env.TSKVM_TEST_WORKER_FAULTS = '1'; // read by worker threads, which the first load starts

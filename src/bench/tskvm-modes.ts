@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
 import { TskvmError } from '../errors.js';
-import { Program } from '../hypervisor/program.js';
+import { Program } from '../runtime/program.js';
 import type { BenchCase } from './cases.js';
 
 export interface TskvmRun {

@@ -21,7 +21,7 @@ import { HUGE_PAGE, MAX_ADDRESS_SPACE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZ
 import { AddressSpace, type AddressSpaceOptions } from '../syscalls/address-space.js';
 import { GuestApi } from '../syscalls/api/guest-api.js';
 import type { PauseState } from '../syscalls/process.js';
-import type { FrozenProgram } from './frozen-program.js';
+import type { FrozenProgram } from './frozen.js';
 import { FileTable, StdioFile, type OpenFile } from '../syscalls/fd-table.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
 import { saveScalars } from '../syscalls/process-state.js';

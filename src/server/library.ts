@@ -23,7 +23,7 @@ import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TskvmError } from '../errors.js';
 import { cachePath, defaultCacheDir, fetchToCache, isHttpUrl } from './fetch-cache.js';
-import { resolveProgramOptions, type ProgramOptions } from '../hypervisor/program-options.js';
+import { resolveProgramOptions, type ProgramOptions } from '../runtime/program-options.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 export interface LibraryProgram {

@@ -8,7 +8,7 @@
  * for the global counters. A program's counters restart from 0 when it is reloaded, which Prometheus
  * reads as a counter reset.
  */
-import type { ProgramResponse, ProgramStats } from '../hypervisor/program.js';
+import type { ProgramResponse, ProgramStats } from '../runtime/program.js';
 import type { ProgramSlot, SlotState } from './program-slot.js';
 
 export class GlobalCounters {

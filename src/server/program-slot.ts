@@ -13,8 +13,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readProgramFile, TskvmError } from '../errors.js';
-import { Program } from '../hypervisor/program.js';
-import { resolveProgramOptions } from '../hypervisor/program-options.js';
+import { Program } from '../runtime/program.js';
+import { resolveProgramOptions } from '../runtime/program-options.js';
 import { fetchToCache } from './fetch-cache.js';
 import type { LibraryProgram } from './library.js';
 

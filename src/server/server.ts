@@ -35,7 +35,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { lstat, unlink } from 'node:fs/promises';
 import { TskvmError } from '../errors.js';
-import type { ProgramRequest, ProgramResponse } from '../hypervisor/program.js';
+import type { ProgramRequest, ProgramResponse } from '../runtime/program.js';
 import { handleAdmin, isAdminPath, type AdminAnswer } from './admin.js';
 import { loadLibrary, type Library, type LibraryParseOptions, type LibraryTrust } from './library.js';
 import { GlobalCounters } from './metrics.js';

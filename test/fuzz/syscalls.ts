@@ -16,8 +16,8 @@
  * test/syscall-fuzz.test.ts runs it within `npm test` (TSKVM_FUZZ_SECONDS, default 15).
  */
 import { readFileSync } from 'node:fs';
-import { bootProgram } from '../../src/hypervisor/frozen-program.js';
-import { RequestVm } from '../../src/hypervisor/request-vm.js';
+import { bootProgram } from '../../src/runtime/frozen-program.js';
+import { RequestVm } from '../../src/runtime/request-vm.js';
 import { PAGE_SIZE } from '../../src/paging/guest-memory.js';
 import { EmptyFile, SinkFile } from '../../src/syscalls/fd-table.js';
 import { guestPath } from '../helpers/differential.js';

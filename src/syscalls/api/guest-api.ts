@@ -4,7 +4,7 @@
  * request and response headers) and the response it gave.
  *
  * The hypercalls (hypercalls.ts) read and write this; the request VM
- * (hypervisor/request-vm.ts) fills it before a request and collects it after.
+ * (runtime/request-vm.ts) fills it before a request and collects it after.
  * Nothing here touches guest memory except through the hypercalls' checked
  * accessors, and nothing survives a request except what `init` set up.
  */

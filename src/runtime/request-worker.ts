@@ -12,7 +12,8 @@
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { TskvmError, type ErrorCode } from '../errors.js';
 import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
-import { bootProgram, type BootedProgram, type FrozenProgram } from './frozen-program.js';
+import { bootProgram, type BootedProgram } from './frozen-program.js';
+import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { OUTPUT_LIMIT, type ResolvedProgramOptions } from './program-options.js';
 import { RequestVm, type RequestInput } from './request-vm.js';
 import { TRANSFER_MIN, WORKER_FAULT_URLS } from './worker-pool.js';

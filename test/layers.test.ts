@@ -46,3 +46,17 @@ t.test('no file imports from a layer above its own', async (t) => {
   }
   t.same(upward, [], 'imports only go down or sideways');
 });
+
+t.test('every folder of src/ opens with a README saying what it holds and what it may use', async (t) => {
+  const folders = (dir: string): string[] => readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory()).flatMap((e) => [join(dir, e.name), ...folders(join(dir, e.name))]);
+  for (const folder of folders(src)) {
+    let text = '';
+    try {
+      text = readFileSync(join(folder, 'README.md'), 'utf8');
+    } catch {
+      // reported below
+    }
+    t.match(text, /May use:/, `${relative(src, folder)}/README.md says what it may use`);
+  }
+});

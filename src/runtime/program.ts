@@ -24,7 +24,8 @@ import { readProgramFile, TskvmError } from '../errors.js';
 import type { CachePolicy } from '../syscalls/api/guest-api.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
-import { DEFAULT_ON_ERROR_MS, emptyForkStats, type ForkStats, type RequestFailure, type RequestInput, type RequestResult } from './request-vm.js';
+import { DEFAULT_ON_ERROR_MS, emptyForkStats, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
+import type { RequestFailure } from './request-failure.js';
 import { acquirePool, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
 
 export type { ProgramOptions };

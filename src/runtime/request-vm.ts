@@ -22,7 +22,7 @@
  * page faults and a reset costs ~0.15 µs per page the fork has ever written
  * (docs/ARCHITECTURE.md, "Reset"; docs/PLATFORMS.md, "What things cost").
  */
-import { TskvmError, type ErrorCode } from '../errors.js';
+import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
 import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
@@ -34,13 +34,14 @@ import { FileTable } from '../syscalls/fd-table.js';
 import { PathPolicy } from '../syscalls/path-policy.js';
 import { Process } from '../syscalls/process.js';
 import { processState, restoreScalars, type StatePiece } from '../syscalls/process-state.js';
-import { SIG, SignalState } from '../syscalls/signal-state.js';
+import { SignalState } from '../syscalls/signal-state.js';
+import { describeFailure, type RequestFailure } from './request-failure.js';
 import { cpuControl, guestMsrs } from '../hypervisor/cpu-setup.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { GuestClock } from '../hypervisor/guest-clock.js';
 import { MSR } from '../hypervisor/kvm/abi.js';
-import { createGuestVm, MAIN_SLOT, type GuestVm } from '../hypervisor/guest-vm.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ as HOST_READ, PROT_WRITE as HOST_WRITE, libc, mapOrThrow, viewOf } from '../host/libc.js';
+import { createGuestVm, type GuestVm } from '../hypervisor/guest-vm.js';
+import { DirtyPages } from './dirty-pages.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from '../hypervisor/run-loop.js';
 import { endWriteQuota, startWriteQuota } from '../syscalls/write-quota.js';
@@ -61,13 +62,6 @@ export interface RequestVmOptions {
   onErrorTimeMs?: number;
   /** Bytes a request may write into writable roots (write-quota.ts); default: no quota. */
   maxWriteBytes?: number;
-}
-
-/** How a request went wrong; `status` is what a server answers when on_error did not. */
-export interface RequestFailure {
-  code: ErrorCode;
-  message: string;
-  status: number;
 }
 
 export interface RequestResult {
@@ -110,7 +104,6 @@ export function emptyForkStats(): ForkStats {
   };
 }
 
-const VVAR_PAGE = VVAR_ADDR / PAGE_SIZE;
 const SEEK_CUR = 1;
 /** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
 const PTE_ACCESSED_DIRTY = 0x60n;
@@ -135,15 +128,8 @@ export class RequestVm {
   /** Bytes the frozen program had mapped: the base of the request memory budget. */
   private readonly baseCommitted: number;
   private readonly maxRequestMemory: number;
-  /** KVM's dirty bitmap for the main slot, in host memory KVM writes into. */
-  private readonly bitmap: Uint32Array;
-  private readonly bitmapAddress: bigint;
-  private readonly bitmapPointer: unknown;
-  private readonly bitmapBytes: number;
-  /** Pages the host wrote since the last reset, and a flag per page so each is listed once. */
-  private hostWritten: number[] = [];
-  private readonly hostWrittenFlag: Uint8Array;
-  private readonly pages: number;
+  /** Which pages differ from the frozen program (KVM's dirty log and the host's writes). */
+  private readonly dirtyPages: DirtyPages;
   /** The state to settle once the current request's response has been handed on. */
   private pending: { failed: boolean; placed: PlacedRequest | null } | null = null;
   /** The vCPU stands right after sys_backend_response of a non-ephemeral paused program. */
@@ -155,13 +141,7 @@ export class RequestVm {
     this.options = options;
     this.ephemeral = frozen.limits.controlEphemeral && frozen.ephemeral !== null ? frozen.ephemeral : options.ephemeral;
     this.ram = GuestRam.fork(frozen.ram);
-    this.pages = Math.ceil(frozen.ram.mainSize / PAGE_SIZE);
-    this.hostWrittenFlag = new Uint8Array(this.pages);
-    this.bitmapBytes = Math.ceil(this.pages / 64) * 8;
-    const bitmap = mapOrThrow(this.bitmapBytes, HOST_READ | HOST_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 'the dirty bitmap');
-    this.bitmapPointer = bitmap.pointer;
-    this.bitmapAddress = bitmap.address;
-    this.bitmap = new Uint32Array(viewOf(bitmap.pointer, this.bitmapBytes));
+    this.dirtyPages = new DirtyPages(frozen.ram.mainSize);
     let guest: GuestVm | undefined;
     try {
       guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, syscallEntry: frozen.entryKind, dirtyLog: true });
@@ -173,7 +153,7 @@ export class RequestVm {
     } catch (e) {
       guest?.close();
       this.ram.close();
-      libc.munmap(this.bitmapPointer, this.bitmapBytes);
+      this.dirtyPages.close();
       throw e;
     }
     const p = this.process;
@@ -183,14 +163,7 @@ export class RequestVm {
     this.baseCommitted = p.mm.committed;
     this.maxRequestMemory = frozen.limits.maxRequestMemory || Infinity;
     p.api.requestMemoryInUse = () => Math.max(0, p.mm.committed - this.baseCommitted);
-    this.ram.memory.onHostWrite = (first, count) => {
-      for (let page = first; page < first + count && page < this.pages; page++) {
-        if (!this.hostWrittenFlag[page]) {
-          this.hostWrittenFlag[page] = 1;
-          this.hostWritten.push(page);
-        }
-      }
-    };
+    this.ram.memory.onHostWrite = (first, count) => this.dirtyPages.recordHostWrite(first, count);
     this.runner = new GuestRunner(guest.vcpu, p, true, guest.clock);
   }
 
@@ -280,12 +253,11 @@ export class RequestVm {
     }
     const p = this.process;
     if (pending.placed) p.mm.unmap(pending.placed.start, pending.placed.size);
-    this.hostWritten.forEach((page) => (this.hostWrittenFlag[page] = 0));
-    this.hostWritten = [];
+    this.dirtyPages.forgetHostWrites();
     p.api.phase = 'request';
     p.pause = null;
     const upper = this.frozen.limits.requestMemoryUpper;
-    if (upper > 0 && this.countDirty() * PAGE_SIZE > upper) this.reset(false);
+    if (upper > 0 && this.dirtyPages.count(this.guest.vm) * PAGE_SIZE > upper) this.reset(false);
   }
 
   /**
@@ -335,7 +307,7 @@ export class RequestVm {
     this.process.files.closeAll();
     this.process.paths.close();
     this.ram.close();
-    libc.munmap(this.bitmapPointer, this.bitmapBytes);
+    this.dirtyPages.close();
   }
 
   private thawProcess(): Process {
@@ -482,14 +454,6 @@ export class RequestVm {
     return result;
   }
 
-  /** Pages in KVM's (cumulative) dirty log now. */
-  private countDirty(): number {
-    this.guest.vm.getDirtyLog(MAIN_SLOT, this.bitmapAddress);
-    let n = 0;
-    for (const word of this.bitmap) if (word) n += popcount(word);
-    return n;
-  }
-
   /**
    * The MSRs back. FS's and GS's bases, where the entry stub cannot do it: without WRFSBASE in ring 3,
    * only arch_prctl (which the host sees) and selector loads (which the stub handles) change them; with
@@ -514,38 +478,14 @@ export class RequestVm {
   /** Everything back to the frozen program (see the header). */
   private reset(failed: boolean): void {
     const started = performance.now();
-    const { ram, bitmap } = this;
-    const bytes = ram.memory.bytes;
-    const master = ram.master!;
-    this.guest.vm.getDirtyLog(MAIN_SLOT, this.bitmapAddress);
-    // The vvar page is this VM's own (kvmclock and this VM's clock offsets): never the frozen one's.
-    bitmap[VVAR_PAGE >>> 5] &= ~(1 << (VVAR_PAGE & 31));
-    let dirty = 0;
-    for (let w = 0; w < bitmap.length; w++) {
-      let bits = bitmap[w]!;
-      while (bits !== 0) {
-        const low = bits & -bits;
-        const page = w * 32 + 31 - Math.clz32(low);
-        bits ^= low;
-        const at = page * PAGE_SIZE;
-        bytes.set(master.subarray(at, at + PAGE_SIZE), at);
-        dirty++;
-      }
-    }
-    for (const page of this.hostWritten) {
-      this.hostWrittenFlag[page] = 0;
-      if ((bitmap[page >>> 5]! & (1 << (page & 31))) === 0) {
-        const at = page * PAGE_SIZE;
-        bytes.set(master.subarray(at, at + PAGE_SIZE), at);
-      }
-    }
-    this.hostWritten = [];
+    const ram = this.ram;
+    const dirty = this.dirtyPages.restore(this.guest.vm, ram.memory.bytes, ram.master!);
     this.stats.dirty_pages = dirty;
     const upper = this.frozen.limits.requestMemoryUpper;
     if (upper > 0 && dirty * PAGE_SIZE > upper) {
       // Too much kept private: give it all back and track from scratch.
       ram.dropPrivatePages();
-      this.guest.vm.clearDirtyLog(MAIN_SLOT, 0, this.pages, this.bitmapAddress);
+      this.dirtyPages.clear(this.guest.vm);
       this.guest.clock.arm();
       this.stats.resets_full++;
       this.stats.dirty_pages = 0;
@@ -565,32 +505,4 @@ export class RequestVm {
     this.stats.resets++;
     this.stats.reset_time += (performance.now() - started) / 1000;
   }
-}
-
-function signalName(sig: number): string {
-  return Object.entries(SIG).find(([, n]) => n === sig)?.[0] ?? `signal ${sig}`;
-}
-
-function popcount(x: number): number {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
-}
-
-/** What a run that did not end in a response means for the request. */
-export function describeFailure(run: RunResult, outOfMemory: boolean): RequestFailure {
-  if (run.outcome === 'pause') {
-    const pause = run.pause!;
-    if (pause.kind === 'failed') return { code: 'TSKVM_ERR_BAD_RESPONSE', status: 500, message: pause.reason };
-    return { code: 'TSKVM_ERR_NO_RESPONSE', status: 500, message: 'the program finished the request without a response (sys_backend_response was not called)' };
-  }
-  if (run.outcome === 'timeout') return { code: 'TSKVM_ERR_GUEST_TIMEOUT', status: 504, message: run.message ?? 'timeout' };
-  if (outOfMemory) {
-    return { code: 'TSKVM_ERR_REQUEST_MEMORY', status: 500, message: `out of request memory (max_request_memory): ${run.message ?? `the program ended with status ${run.status}`}` };
-  }
-  if (run.outcome === 'fault') return { code: 'TSKVM_ERR_GUEST_FAULT', status: 500, message: run.message ?? 'guest fault' };
-  if (run.outcome === 'signal') {
-    return { code: 'TSKVM_ERR_GUEST_FAULT', status: 500, message: run.message ?? `the program was killed by signal ${run.signal} (${signalName(run.signal!)})` };
-  }
-  return { code: 'TSKVM_ERR_GUEST_EXIT', status: 500, message: run.message ?? `the program exited with status ${run.status} during a request` };
 }

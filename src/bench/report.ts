@@ -35,7 +35,7 @@ export function machineLine(r: BenchResult): string {
 }
 
 /** p50 per mode with its ratio to the native loop; a reference process in its own column when any case has one. */
-export function summaryTable(r: BenchResult): string {
+function summaryTable(r: BenchResult): string {
   const hasReference = r.cases.some((c) => mode(c, 'reference'));
   const header = ['example', ...SUMMARY_MODES.map((m) => MODE_LABELS[m]), ...(hasReference ? ['reference process'] : [])];
   const rows = r.cases.map((c) => {
@@ -45,7 +45,7 @@ export function summaryTable(r: BenchResult): string {
   return table(header, rows);
 }
 
-export function fullTable(r: BenchResult): string {
+function fullTable(r: BenchResult): string {
   const rows: string[][] = [];
   for (const c of r.cases) {
     for (const m of c.modes) {

@@ -72,11 +72,11 @@ export interface ElfImage {
 
 export const PAGE_SIZE = 4096;
 /** x86-64 user addresses are below 2^47; no field of a loadable program can be larger. */
-export const ADDRESS_LIMIT = 2 ** 47;
+const ADDRESS_LIMIT = 2 ** 47;
 const EHDR_SIZE = 64;
 const PHDR_SIZE = 56;
 /** Generous (real programs have ~10) while keeping the work per file small. */
-export const MAX_PROGRAM_HEADERS = 256;
+const MAX_PROGRAM_HEADERS = 256;
 
 const ELFCLASS64 = 2;
 const ELFDATA2LSB = 1;

@@ -72,7 +72,6 @@ export const MAP_PRIVATE = 2;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MADV_DONTNEED = 4;
-export const MADV_REMOVE = 9;
 export const MFD_CLOEXEC = 1;
 export const FALLOC_FL_KEEP_SIZE = 1;
 export const FALLOC_FL_PUNCH_HOLE = 2;

@@ -34,7 +34,7 @@ export function writeSystemArea(ram: GuestRam, stubs: StubChoice, exec: ExecuteP
 
 /** Memory slots: 0 is the program's memory, 1 the shared region (GuestRam's layout). */
 export const MAIN_SLOT = 0;
-export const SHARED_SLOT = 1;
+const SHARED_SLOT = 1;
 
 /**
  * A VM over `ram` with one vCPU at `entry`, set up as the platform chose

@@ -210,7 +210,7 @@ export class Machine {
 }
 
 /** The guest address space for a memory limit: whole 2 MiB pages, within what the page tables can map. */
-export function addressSpaceSize(maxMemoryMiB: number): number {
+function addressSpaceSize(maxMemoryMiB: number): number {
   const bytes = Math.ceil((maxMemoryMiB * 1024 * 1024) / HUGE_PAGE) * HUGE_PAGE;
   if (!Number.isFinite(bytes) || bytes < MIN_ADDRESS_SPACE || bytes > MAX_ADDRESS_SPACE) {
     throw new TskvmError('TSKVM_ERR_CONFIG', `max memory must be between ${MIN_ADDRESS_SPACE >> 20} and ${MAX_ADDRESS_SPACE / 2 ** 20} MiB (got ${maxMemoryMiB})`);

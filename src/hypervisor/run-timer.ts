@@ -11,7 +11,7 @@
 import { libc, sysError } from '../host/libc.js';
 
 /** SIGRTMIN+6 in glibc's numbering; unused by Node, libuv and V8. */
-export const TIMEOUT_SIGNAL = 40;
+const TIMEOUT_SIGNAL = 40;
 const SIG_BLOCK = 0;
 const SIGEV_THREAD_ID = 4;
 const CLOCK_MONOTONIC = 1;

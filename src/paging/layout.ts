@@ -65,34 +65,8 @@ export const PORT_SYSCALL = 0x1; // the LSTAR stub: a Linux syscall, number in r
 export const PORT_SEGMENT_BASES = 0x2; // `out %al, $2` from the request entry stub: FS/GS bases back after it cleared their selectors
 export const PORT_EXCEPTION_BASE = 0x80; // 0x80 + vector: a CPU exception reported by its IDT stub
 
-export interface LayoutRow {
-  start: number;
-  end: number;
-  contents: string;
-  access: string;
-}
-
-/** The table above for a given address space, as data (for `--trace` and docs). */
-export function describeLayout(addressSpace: number): LayoutRow[] {
-  return [
-    { start: 0, end: GDT_ADDR, contents: 'null page', access: 'not present' },
-    { start: GDT_ADDR, end: TSS_ADDR, contents: 'GDT', access: 'supervisor' },
-    { start: TSS_ADDR, end: IDT_ADDR, contents: 'TSS', access: 'supervisor' },
-    { start: IDT_ADDR, end: STUBS_ADDR, contents: 'IDT', access: 'supervisor' },
-    { start: STUBS_ADDR, end: STUBS_ADDR + PAGE, contents: 'ring-3 stubs: PVM syscall entry, request entry, handler return', access: 'user r-x' },
-    { start: EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE, end: EXCEPTION_STACK_TOP, contents: 'exception stack', access: 'supervisor' },
-    { start: RING0_STUBS_ADDR, end: RING0_STUBS_ADDR + PAGE, contents: 'ring-0 stubs: hardware syscall entry, exceptions', access: 'supervisor r-x' },
-    { start: PML4_ADDR, end: PD_ADDR + pageDirectoryCount(addressSpace) * PAGE, contents: 'page tables', access: 'supervisor' },
-    { start: VVAR_ADDR, end: VVAR_ADDR + PAGE, contents: 'vvar: the clock for the vDSO', access: 'user r--' },
-    { start: VDSO_ADDR, end: VDSO_ADDR + PAGE, contents: 'vDSO', access: 'user r-x' },
-    { start: IMAGE_PT_ADDR, end: USER_START, contents: 'page tables of the 2 MiB pages that hold code (as many as needed)', access: 'supervisor' },
-    { start: USER_START, end: addressSpace, contents: 'program: ELF, heap, mmap, stack', access: 'user rwx' },
-  ];
-}
-
 export function pageDirectoryCount(addressSpace: number): number {
   return Math.ceil(addressSpace / 0x4000_0000);
 }
 
-export const pageAlignDown = (x: number): number => x - (x % PAGE);
 export const pageAlignUp = (x: number): number => Math.ceil(x / PAGE) * PAGE;

@@ -27,14 +27,14 @@ export interface RequestInput {
 }
 
 /** struct kvm_request (104 bytes). */
-export const KVM_REQUEST = {
+const KVM_REQUEST = {
   size: 104, method: 0, url: 8, arg: 16, contentType: 24,
   methodLen: 32, urlLen: 34, argLen: 36, contentTypeLen: 38,
   content: 40, contentLen: 48, headers: 56, numHeaders: 64, infoFlags: 66, prng: 72, reserved: 88,
 } as const;
 const HEADER_ENTRY = 16;
 /** Room after the request for the text the host passes to on_error. */
-export const EXCEPTION_TEXT_MAX = 1024;
+const EXCEPTION_TEXT_MAX = 1024;
 
 export interface PlacedRequest {
   /** The block: [start, start+size). */

@@ -145,7 +145,7 @@ export class ProgramSlot {
 }
 
 /** Reads the ELF (fetching it into the cache first when it comes from a URL), checks its digest, boots it. */
-export async function loadProgram(entry: LibraryProgram): Promise<Program> {
+async function loadProgram(entry: LibraryProgram): Promise<Program> {
   const file = entry.url
     ? await fetchToCache(entry.url, entry.path, (m) => process.stderr.write(`tskvm: program ${entry.name}: ${m}\n`))
     : await readProgramFile(entry.path);

@@ -22,7 +22,7 @@ import { timeSyscalls } from './time.js';
 
 const MAX_SYSCALL = 512;
 /** Distinct unsupported calls reported per VM; the rest are answered alike, unreported. */
-export const MAX_UNKNOWN_REPORTED = 64;
+const MAX_UNKNOWN_REPORTED = 64;
 
 function buildTable(families: SyscallDef[][]): Array<SyscallDef | undefined> {
   const table = new Array<SyscallDef | undefined>(MAX_SYSCALL).fill(undefined);
@@ -34,10 +34,6 @@ function buildTable(families: SyscallDef[][]): Array<SyscallDef | undefined> {
 }
 
 export const syscallTable = buildTable([fsSyscalls, mmSyscalls, procSyscalls, signalSyscalls, timeSyscalls]);
-
-export function syscallName(nr: number): string {
-  return syscallTable[nr]?.name ?? `syscall_${nr}`;
-}
 
 /**
  * Runs one guest→host call (`def`, found by number `nr`, or undefined when

@@ -27,7 +27,7 @@ const UTS_FIELD = 65;
  * kernel's version, how long it has been up). The release is one whose system calls tskvm emulates.
  */
 export const GUEST_UNAME = ['Linux', 'tskvm', '6.1.0', '#1 SMP tskvm', 'x86_64', '(none)'] as const;
-export const GUEST_UPTIME_S = 1;
+const GUEST_UPTIME_S = 1;
 
 function rlimit(p: Process, resource: number): [number, number] | null {
   if (resource < 0 || resource > 15) return null;

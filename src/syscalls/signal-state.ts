@@ -10,7 +10,6 @@ export const SIG = {
   SIGSTOP: 19, SIGTSTP: 20, SIGTTIN: 21, SIGTTOU: 22, SIGURG: 23, SIGWINCH: 28,
 } as const;
 
-export const SIG_DFL = 0n;
 export const SIG_IGN = 1n;
 
 /** Signals whose default action is to do nothing (or to stop, which a sandbox treats the same). */

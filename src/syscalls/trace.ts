@@ -112,7 +112,7 @@ function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: Gues
   }
 }
 
-export function formatResult(result: number, ret: SyscallDef['ret']): string {
+function formatResult(result: number, ret: SyscallDef['ret']): string {
   if (result < 0 && result > -4096) return `-1 ${errnoName(-result)} (${errnoMessage(-result)})`;
   return ret === 'hex' ? hex(result) : String(result);
 }

@@ -6,7 +6,7 @@
  * it once to a directory fd and a name; handlers act on that with *at calls and
  * fds, never on a host path string, so a concurrent rename or symlink cannot lead
  * them out of the sandbox. Every guest pointer and length is checked here, before
- * an open file (fd-table.ts) gets a view of guest memory. Answers follow Linux,
+ * an open file (open-files/) gets a view of guest memory. Answers follow Linux,
  * including the order of its checks where a program can tell (EBADF before
  * EFAULT, ERANGE before EFAULT in getcwd, …). stdio is never a terminal: TCGETS
  * is -ENOTTY, so a guest's output buffering is the same in every run.
@@ -15,7 +15,9 @@ import fs from 'node:fs';
 import { GuestFault } from '../paging/guest-memory.js';
 import { E, hostErrno } from '../host/errno.js';
 import { errno as lastErrno, libc } from '../host/libc.js';
-import { DirectoryFile, HostFile, O, PipeEnd, waitReady, SEEK_CUR, SEEK_HOLE, recordFilled, type FileStat, type OpenFile } from './fd-table.js';
+import { DirectoryFile } from './open-files/directory-file.js';
+import { HostFile, PipeEnd, waitReady } from './open-files/host-file.js';
+import { O, SEEK_CUR, SEEK_HOLE, recordFilled, type FileStat, type OpenFile } from './open-files/open-file.js';
 import type { PathWant, ResolvedPath } from './path-policy.js';
 import { passedDeadline, sleep, waitLimit } from './deadline.js';
 import type { Process } from './process.js';

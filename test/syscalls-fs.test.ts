@@ -10,7 +10,7 @@ import { E } from '../src/host/errno.js';
 import { FileTable } from '../src/syscalls/fd-table.js';
 import { BufferFile, EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import type { OpenFile } from '../src/syscalls/open-files/open-file.js';
-import { fsSyscalls } from '../src/syscalls/fs.js';
+import { fsSyscalls } from '../src/syscalls/fs/index.js';
 import { PathPolicy, type AllowedPath } from '../src/syscalls/path-policy.js';
 import { Process } from '../src/syscalls/process.js';
 

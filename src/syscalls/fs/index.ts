@@ -2,7 +2,7 @@
  * File-system syscalls: descriptors, reads and writes, paths, metadata,
  * directories, pipes.
  *
- * Every guest path goes through the PathPolicy (path-policy.ts), which resolves
+ * Every guest path goes through the PathPolicy (../path-policy.ts), which resolves
  * it once to a directory fd and a name; handlers act on that with *at calls and
  * fds, never on a host path string, so a concurrent rename or symlink cannot lead
  * them out of the sandbox. Every guest pointer and length is checked here, before
@@ -12,16 +12,16 @@
  * is -ENOTTY, so a guest's output buffering is the same in every run.
  */
 import fs from 'node:fs';
-import { GuestFault } from '../paging/guest-memory.js';
-import { E, hostErrno } from '../host/errno.js';
-import { errno as lastErrno, libc } from '../host/libc.js';
-import { DirectoryFile } from './open-files/directory-file.js';
-import { HostFile, PipeEnd, waitReady } from './open-files/host-file.js';
-import { O, SEEK_CUR, SEEK_HOLE, recordFilled, type FileStat, type OpenFile } from './open-files/open-file.js';
-import type { PathWant, ResolvedPath } from './path-policy.js';
-import { passedDeadline, sleep, waitLimit } from './deadline.js';
-import type { Process } from './process.js';
-import type { SyscallDef } from './syscall.js';
+import { GuestFault } from '../../paging/guest-memory.js';
+import { E, hostErrno } from '../../host/errno.js';
+import { errno as lastErrno, libc } from '../../host/libc.js';
+import { DirectoryFile } from '../open-files/directory-file.js';
+import { HostFile, PipeEnd, waitReady } from '../open-files/host-file.js';
+import { O, SEEK_CUR, SEEK_HOLE, recordFilled, type FileStat, type OpenFile } from '../open-files/open-file.js';
+import type { PathWant, ResolvedPath } from '../path-policy.js';
+import { passedDeadline, sleep, waitLimit } from '../deadline.js';
+import type { Process } from '../process.js';
+import type { SyscallDef } from '../syscall.js';
 
 const AT_FDCWD = -100;
 const F_OK = 0;

@@ -6,7 +6,7 @@ import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Machine } from '../dist/index.js';
-import { StdioFile } from '../dist/syscalls/fd-table.js';
+import { StdioFile } from '../dist/syscalls/open-files/host-file.js';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const quick = process.argv.includes('--quick');

@@ -27,7 +27,7 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import { Program, platform } from '../dist/index.js';
 import { bootProgram } from '../dist/runtime/frozen-program.js';
 import { RequestVm } from '../dist/runtime/request-vm.js';
-import { EmptyFile, SinkFile } from '../dist/syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../dist/syscalls/open-files/memory-file.js';
 import { bareFloorUs, floorBinary, fmt, median, now, perIteration, printTable, quick, root, writeJsonOption } from './lib.mjs';
 
 // Memory is read after a full GC, so garbage left by earlier sections is not counted as the forks'.

@@ -9,7 +9,7 @@ import { bootProgram, type BootedProgram } from '../src/runtime/frozen-program.j
 import { RequestVm } from '../src/runtime/request-vm.js';
 import { platform as probePlatform } from '../src/hypervisor/platform.js';
 import { syscallTable } from '../src/syscalls/dispatch.js';
-import { EmptyFile, SinkFile } from '../src/syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import { guestPath, kvmAvailable, runNative } from './helpers/differential.js';
 
 const BIN = 'req-attack';

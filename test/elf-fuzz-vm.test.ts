@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Machine } from '../src/hypervisor/machine.js';
 import { TskvmError } from '../src/errors.js';
-import { EmptyFile, SinkFile } from '../src/syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import { mutatedElfs } from './helpers/elf-mutations.js';
 import { guestPath, kvmAvailable, repoRoot } from './helpers/differential.js';
 

@@ -8,7 +8,8 @@ import { regIndex, sregs as sregsLayout, type RegName } from '../src/hypervisor/
 import type { VcpuExit } from '../src/hypervisor/kvm/exit.js';
 import { handleExit, type ExitContext, type ExitCpu } from '../src/hypervisor/run-loop.js';
 import { endDeadline, startDeadline } from '../src/syscalls/deadline.js';
-import { EmptyFile, FileTable, SinkFile } from '../src/syscalls/fd-table.js';
+import { FileTable } from '../src/syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import { PathPolicy } from '../src/syscalls/path-policy.js';
 import { Process } from '../src/syscalls/process.js';
 

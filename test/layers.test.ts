@@ -10,7 +10,7 @@ import { repoRoot } from './helpers/differential.js';
 const LAYERS: string[][] = [
   ['errors.ts', 'host'],
   ['hypervisor/kvm', 'elf', 'paging'],
-  ['syscalls', 'syscalls/api'],
+  ['syscalls', 'syscalls/api', 'syscalls/fs', 'syscalls/open-files'],
   ['hypervisor'],
   ['runtime'],
   ['server', 'bench'],

@@ -7,7 +7,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { bootProgram, type BootedProgram } from '../src/runtime/frozen-program.js';
 import { RequestVm } from '../src/runtime/request-vm.js';
-import { EmptyFile, SinkFile } from '../src/syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import { PAGE_SIZE } from '../src/paging/guest-memory.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';
 import { prng } from './helpers/prng.js';

@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { GuestMemory } from '../src/paging/guest-memory.js';
 import { GDT_ADDR, PDPT_ADDR, STUBS_ADDR, USER_START, VVAR_ADDR } from '../src/paging/layout.js';
 import { E } from '../src/host/errno.js';
-import { BufferFile, EmptyFile, FileTable, SinkFile, type OpenFile } from '../src/syscalls/fd-table.js';
-import { fsSyscalls } from '../src/syscalls/fs.js';
+import { FileTable } from '../src/syscalls/fd-table.js';
+import { BufferFile, EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
+import type { OpenFile } from '../src/syscalls/open-files/open-file.js';
+import { fsSyscalls } from '../src/syscalls/fs/index.js';
 import { PathPolicy, type AllowedPath } from '../src/syscalls/path-policy.js';
 import { Process } from '../src/syscalls/process.js';
 

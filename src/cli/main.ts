@@ -40,7 +40,7 @@ import { resolveProgramOptions } from '../runtime/program-options.js';
 import { RequestVm } from '../runtime/request-vm.js';
 import { parseConfigure } from '../server/library.js';
 import { startServer, type ServerOptions } from '../server/server.js';
-import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../syscalls/open-files/memory-file.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 const USAGE = `usage: tskvm run [options] ELF [ARGS...]

@@ -22,7 +22,9 @@ import { AddressSpace, type AddressSpaceOptions } from '../syscalls/address-spac
 import { GuestApi } from '../syscalls/api/guest-api.js';
 import type { PauseState } from '../syscalls/process.js';
 import type { FrozenProgram } from './frozen.js';
-import { FileTable, StdioFile, type OpenFile } from '../syscalls/fd-table.js';
+import { FileTable } from '../syscalls/fd-table.js';
+import { StdioFile } from '../syscalls/open-files/host-file.js';
+import type { OpenFile } from '../syscalls/open-files/open-file.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
 import { saveScalars } from '../syscalls/process-state.js';
 import { Process } from '../syscalls/process.js';

@@ -11,7 +11,7 @@
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { TskvmError, type ErrorCode } from '../errors.js';
-import { EmptyFile, SinkFile } from '../syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../syscalls/open-files/memory-file.js';
 import { bootProgram, type BootedProgram } from './frozen-program.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { OUTPUT_LIMIT, type ResolvedProgramOptions } from './program-options.js';

@@ -14,7 +14,7 @@ import { E } from '../host/errno.js';
 import type { Process } from './process.js';
 import type { SyscallArgs, SyscallDef } from './syscall.js';
 import { formatCall, formatRawCall } from './trace.js';
-import { fsSyscalls } from './fs.js';
+import { fsSyscalls } from './fs/index.js';
 import { mmSyscalls } from './mm.js';
 import { procSyscalls } from './proc.js';
 import { signalSyscalls } from './signal.js';

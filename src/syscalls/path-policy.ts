@@ -68,7 +68,7 @@ import path from 'node:path';
 import { E } from '../host/errno.js';
 import { errno as lastErrno, libc } from '../host/libc.js';
 import { TskvmError } from '../errors.js';
-import { O } from './fd-table.js';
+import { O } from './open-files/open-file.js';
 
 export interface AllowedPath {
   /** Host path. */

@@ -1,7 +1,7 @@
 /**
  * The shape every emulated Linux syscall has.
  *
- * Each family file (fs.ts, mm.ts, time.ts, …) exports a `SyscallDef[]`; the
+ * Each family file (fs/, mm.ts, time.ts, …) exports a `SyscallDef[]`; the
  * dispatcher (dispatch.ts) indexes them by number. `args` describes each argument
  * for the strace-style tracer, so one table serves both dispatch and `--trace`.
  *

@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { bootProgram } from '../../src/runtime/frozen-program.js';
 import { RequestVm } from '../../src/runtime/request-vm.js';
 import { PAGE_SIZE } from '../../src/paging/guest-memory.js';
-import { EmptyFile, SinkFile } from '../../src/syscalls/fd-table.js';
+import { EmptyFile, SinkFile } from '../../src/syscalls/open-files/memory-file.js';
 import { guestPath } from '../helpers/differential.js';
 import { prng } from '../helpers/prng.js';
 

@@ -212,7 +212,8 @@ t.test('failures: each has its error, and the next request on the same fork succ
 t.test('an output flood: 64 MiB of newlines in one write reach the main thread cut and batched', async (t) => {
   if (!kvmAvailable(t)) return;
   let lines = 0;
-  await withProgram('req-faults', { concurrency: 1, maxRequestMemory: 128, maxMemory: 512, onLog: () => { lines++; } }, async (p) => {
+  // The time limit is for emulated KVM (the svm lane), where writing 64 MiB takes more than the default 8 s.
+  await withProgram('req-faults', { concurrency: 1, maxRequestMemory: 128, maxMemory: 512, maxRequestTime: 60, onLog: () => { lines++; } }, async (p) => {
     // The main thread's own heap: the process's RSS also holds the guest's 64 MiB and the worker's.
     const before = process.memoryUsage().heapUsed;
     const res = await p.request({ url: '/flood' });

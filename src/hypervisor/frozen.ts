@@ -11,20 +11,16 @@ import type { FrozenFileTable } from '../syscalls/fd-table.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 import type { SignalSnapshot } from '../syscalls/signal-state.js';
 import type { TaskRegisterType } from './cpu-setup.js';
+import type { VcpuSnapshot } from './vcpu-state.js';
 
-export interface FrozenProgram {
+/** The vCPU at the freeze (vcpu-state.ts), plus what the process and the guest API recorded. */
+export interface FrozenProgram extends VcpuSnapshot {
   ram: RamSource;
   entryKind: SyscallEntryKind;
   /** Its request entry stub sets FS/GS bases with WRFSBASE (stubs.ts): forks pass the bases in registers. */
   fsgsbase: boolean;
   /** The TSS type TR was loaded with (platform.ts); forks load it the same way. */
   taskRegister: TaskRegisterType;
-  /** struct kvm_sregs at the freeze (ring 3, long mode): restored after a fault left the vCPU in ring 0. */
-  sregs: Uint8Array;
-  /** The FPU/SSE/AVX registers at the freeze: every request starts from them, so none sees another's vector registers. */
-  xsave: Uint8Array;
-  /** struct kvm_regs as 32-bit words (Vcpu.regs), just after the wait_for_requests* call returned 0. */
-  regs: Uint32Array;
   fsBase: number;
   gsBase: number;
   /** wait_for_requests_paused: requests resume the guest and fill the struct at `requestAddress`. */

@@ -27,9 +27,10 @@ import { StdioFile } from '../syscalls/open-files/host-file.js';
 import type { OpenFile } from '../syscalls/open-files/open-file.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
 import { saveScalars } from '../syscalls/process-state.js';
+import { saveVcpu } from './vcpu-state.js';
 import { Process } from '../syscalls/process.js';
 import { SignalState } from '../syscalls/signal-state.js';
-import { cpuControl, setTaskRegisterType } from './cpu-setup.js';
+import { cpuControl } from './cpu-setup.js';
 import { GuestRunner, type RunResult } from './run-loop.js';
 import { Kvm } from './kvm/system.js';
 import { createGuestVm, writeSystemArea, type GuestVm } from './guest-vm.js';
@@ -181,9 +182,7 @@ export class Machine {
       entryKind: this.platform.syscallEntry,
       fsgsbase: this.platform.fsgsbase,
       taskRegister: this.platform.taskRegister,
-      sregs: Uint8Array.from(setTaskRegisterType(vcpu.getSregs(), this.platform.taskRegister)),
-      xsave: Uint8Array.from(vcpu.getXsave()),
-      regs: Uint32Array.from(vcpu.regs),
+      ...saveVcpu(vcpu, this.platform.taskRegister),
       fsBase: scalars.fsBase,
       gsBase: scalars.gsBase,
       paused: pause.paused,

@@ -42,6 +42,7 @@ import { GuestClock } from '../hypervisor/guest-clock.js';
 import { MSR } from '../hypervisor/kvm/abi.js';
 import { createGuestVm, type GuestVm } from '../hypervisor/guest-vm.js';
 import { DirtyPages } from './dirty-pages.js';
+import { restoreVcpu } from '../hypervisor/vcpu-state.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from '../hypervisor/run-loop.js';
 import { endWriteQuota, startWriteQuota } from '../syscalls/write-quota.js';
@@ -145,8 +146,7 @@ export class RequestVm {
     let guest: GuestVm | undefined;
     try {
       guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, syscallEntry: frozen.entryKind, dirtyLog: true });
-      guest.vcpu.setSregs(Buffer.from(frozen.sregs));
-      guest.vcpu.setXsave(frozen.xsave);
+      restoreVcpu(guest.vcpu, frozen);
       guest.vcpu.setMsrs(guestMsrs(frozen.entryKind, frozen.fsBase, frozen.gsBase));
       this.guest = guest;
       this.process = this.thawProcess();
@@ -491,15 +491,8 @@ export class RequestVm {
       this.stats.dirty_pages = 0;
     }
 
-    const vcpu = this.guest.vcpu;
-    // The vCPU's segment and control state, whatever the request did (a far jump changes CS); the data
-    // selectors and bases are also put back by the entry stub, where KVM_SET_SREGS does not reach (PVM).
-    vcpu.setSregs(Buffer.from(this.frozen.sregs));
-    // Vector registers hold whatever the request computed (memcpy goes through them): never hand them on.
-    vcpu.setXsave(this.frozen.xsave);
     this.restoreMsrs(failed);
-    vcpu.regs.set(this.frozen.regs);
-    vcpu.markRegsDirty();
+    restoreVcpu(this.guest.vcpu, this.frozen);
     this.state.forEach((piece, i) => piece.restore(this.saved[i]));
     this.resumeToPause = false;
     this.stats.resets++;

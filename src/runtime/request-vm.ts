@@ -493,7 +493,7 @@ export class RequestVm {
 
     this.restoreMsrs(failed);
     restoreVcpu(this.guest.vcpu, this.frozen);
-    this.state.forEach((piece, i) => piece.restore(this.saved[i]));
+    for (let i = 0; i < this.state.length; i++) this.state[i]!.restore(this.saved[i]);
     this.resumeToPause = false;
     this.stats.resets++;
     this.stats.reset_time += (performance.now() - started) / 1000;

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { E, hostErrno } from '../../host/errno.js';
 import { errno as lastErrno, libc } from '../../host/libc.js';
 import type { FrozenFile } from './frozen-file.js';
-import { O, OpenFile, SEEK_CUR, SEEK_SET, type FileKind, type FileStat } from './open-file.js';
+import { fstatHost, O, OpenFile, SEEK_CUR, SEEK_SET, type FileKind, type FileStat } from './open-file.js';
 
 const DT_DIR = 4;
 
@@ -104,11 +104,7 @@ export class DirectoryFile extends OpenFile {
   }
 
   override stat(): FileStat | number {
-    try {
-      return fs.fstatSync(this.hostFd, { bigint: true });
-    } catch (error) {
-      return hostErrno(error);
-    }
+    return fstatHost(this.hostFd);
   }
 
   override sync(): number {

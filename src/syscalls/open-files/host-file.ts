@@ -9,7 +9,7 @@ import { errno as lastErrno, libc } from '../../host/libc.js';
 import { passedDeadline, waitLimit } from '../deadline.js';
 import { refundWriteQuota, takeWriteQuota } from '../write-quota.js';
 import type { FrozenFile } from './frozen-file.js';
-import { O, OpenFile, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, type FileKind, type FileStat } from './open-file.js';
+import { fstatHost, O, OpenFile, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, type FileKind, type FileStat } from './open-file.js';
 
 const F_GETFL = 3;
 const F_SETPIPE_SZ = 1031;
@@ -116,11 +116,7 @@ export class HostFile extends OpenFile {
   }
 
   override stat(): FileStat | number {
-    try {
-      return fs.fstatSync(this.hostFd, { bigint: true });
-    } catch (error) {
-      return hostErrno(error);
-    }
+    return fstatHost(this.hostFd);
   }
 
   override truncate(length: number): number {

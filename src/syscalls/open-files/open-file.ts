@@ -9,9 +9,9 @@
  * checks guest addresses and lengths first (fs/); `read(mem, addr, len)` and
  * friends are the checked entry points for other families (mmap of a file).
  */
-import type fs from 'node:fs';
+import fs from 'node:fs';
 import type { GuestMemory } from '../../paging/guest-memory.js';
-import { E } from '../../host/errno.js';
+import { E, hostErrno } from '../../host/errno.js';
 import type { FrozenFile } from './frozen-file.js';
 
 /** Linux open(2)/fcntl(2) flags as the guest passes them (x86-64, <asm-generic/fcntl.h>). */
@@ -120,4 +120,13 @@ export abstract class OpenFile {
 export function recordFilled(mem: GuestMemory, addr: number, n: number): number {
   if (n > 0) mem.recordWrite(addr, n);
   return n;
+}
+
+/** fstat(2) of a host fd, as an open file reports it: its stat, or the host's errno. */
+export function fstatHost(fd: number): FileStat | number {
+  try {
+    return fs.fstatSync(fd, { bigint: true });
+  } catch (error) {
+    return hostErrno(error);
+  }
 }

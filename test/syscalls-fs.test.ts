@@ -763,6 +763,43 @@ t.test('poll and ppoll', async (t) => {
   t.equal(g.sys('poll', 0, 0, 1), 0, 'poll(NULL, 0, ms) sleeps');
 });
 
+t.test('select and pselect6: the ready fds back in the sets, the time left, Linux\'s errors', async (t) => {
+  const { g, ro } = guestFor(t);
+  const pipe = g.alloc(8);
+  t.equal(g.sys('pipe', pipe), 0);
+  const [r, w] = [g.p.mem.i32(pipe), g.p.mem.i32(pipe + 4)];
+  const file = g.open(join(ro, 'hello.txt'), O_RDONLY);
+  const nfds = Math.max(r, w, file) + 1;
+  const readSet = g.alloc(128), writeSet = g.alloc(128), tv = g.alloc(16);
+  const put = (set: number, ...fds: number[]): void => {
+    g.p.mem.write(set, 128).fill(0);
+    for (const fd of fds) g.p.mem.bytes[set + (fd >> 3)]! |= 1 << (fd & 7);
+  };
+  const has = (set: number, fd: number): boolean => (g.p.mem.bytes[set + (fd >> 3)]! & (1 << (fd & 7))) !== 0;
+  put(readSet, r, file);
+  put(writeSet, w);
+  g.p.mem.setU64(tv, 0);
+  g.p.mem.setU64(tv + 8, 20_000); // 20 ms
+  t.equal(g.sys('select', nfds, readSet, writeSet, 0, tv), 2, 'the file is readable, the pipe writable; the empty pipe is not');
+  t.same([has(readSet, r), has(readSet, file), has(writeSet, w)], [false, true, true], 'the sets hold the ready fds only');
+  put(readSet, r);
+  const start = process.hrtime.bigint();
+  t.equal(g.sys('select', nfds, readSet, 0, 0, tv), 0, 'a timeout');
+  t.ok(process.hrtime.bigint() - start >= 15_000_000n, 'waited for it');
+  t.same([g.p.mem.i64(tv), g.p.mem.i64(tv + 8)], [0, 0], 'no time left');
+  g.write(w, 'x');
+  put(readSet, r);
+  g.p.mem.setU64(tv, 0); g.p.mem.setU64(tv + 8, 0);
+  t.equal(g.sys('pselect6', nfds, readSet, 0, 0, tv, 0), 1, 'pselect6 (a timespec): the pipe now readable');
+  t.ok(has(readSet, r));
+  put(readSet, 60);
+  t.equal(g.sys('select', 61, readSet, 0, 0, tv), -E.EBADF, 'an fd that is not open');
+  t.equal(g.sys('select', -1, 0, 0, 0, tv), -E.EINVAL, 'a negative nfds');
+  t.equal(g.sys('select', 8, 0x1000, 0, 0, tv), -E.EFAULT, 'a set in the hypervisor\'s pages');
+  g.p.mem.setU64(tv + 8, 1_000_000);
+  t.equal(g.sys('select', 0, 0, 0, 0, tv), -E.EINVAL, 'tv_usec of a million');
+});
+
 t.test('symlink, link and chown', async (t) => {
   const { g, dir, ro, rw } = guestFor(t);
   t.equal(g.sys('symlink', g.str('target.txt'), g.str('ln')), 0);

@@ -58,7 +58,9 @@ function firstExit(ram: GuestRam, rip: number, taskRegister: TaskRegisterType): 
   // ring 0 may run it too: either way its `out` tells where the CPU was.
   const guest = createGuestVm(ram, { rip, rsp: USER_START + 0x1000 }, { taskRegister, syscallEntry: 'ring3-jmp' });
   try {
-    const exit = guest.vcpu.run();
+    // A signal to this thread (a profiler's SIGPROF, say) ends KVM_RUN early: the guest has not moved.
+    let exit = guest.vcpu.run();
+    for (let tries = 0; exit.kind === 'interrupted' && tries < 100; tries++) exit = guest.vcpu.run();
     if (exit.kind !== 'io') {
       throw new TskvmError('TSKVM_ERR_KVM_PROBE', `platform probe at 0x${rip.toString(16)}: expected port I/O, got ${describeExit(exit)}`);
     }

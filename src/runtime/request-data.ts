@@ -10,7 +10,7 @@
  * guest's own mmaps never overlap it) and every byte of it is written by the
  * host, so the reset undoes it like any host write.
  */
-import { randomFillSync } from 'node:crypto';
+import { fillRandom } from '../host/random.js';
 import type { GuestMemory } from '../paging/guest-memory.js';
 import { pageAlignUp } from '../paging/layout.js';
 
@@ -106,7 +106,7 @@ export function placeRequest(mem: GuestMemory, start: number, size: number, inpu
   view.setUint16(s + KVM_REQUEST.infoFlags, input.warmup ? 1 : 0, true);
   view.setUint32(s + KVM_REQUEST.infoFlags + 2, 0, true);
   // A fresh seed for the guest's PRNG every request: forks of one snapshot must not share random streams.
-  randomFillSync(mem.write(s + KVM_REQUEST.prng, 16));
+  fillRandom(mem.write(s + KVM_REQUEST.prng, 16));
   mem.write(s + KVM_REQUEST.reserved, 16).fill(0);
   return { start, size, struct: s, method, url, arg, contentType, body, bodyLength: input.body?.length ?? 0, exceptionText: at };
 }

@@ -3,8 +3,8 @@
  * A tskvm guest is a single-threaded process with pid 2 whose parent is pid 1,
  * running as root inside its sandbox.
  */
-import { randomFillSync } from 'node:crypto';
 import { E } from '../host/errno.js';
+import { fillRandom } from '../host/random.js';
 import { Process } from './process.js';
 import type { SyscallDef } from './syscall.js';
 import { sleep } from './deadline.js';
@@ -154,7 +154,7 @@ export const procSyscalls: SyscallDef[] = [
     handler: (p, a) => {
       const len = Math.min(a[1]!, GRND_MAX);
       if (len < 0) return -E.EFAULT;
-      randomFillSync(p.mem.write(a[0]!, len));
+      fillRandom(p.mem.write(a[0]!, len));
       return len;
     },
   },

@@ -5,11 +5,10 @@
  */
 import type { RamSource } from '../paging/guest-ram.js';
 import type { SyscallEntryKind } from '../paging/stubs.js';
-import type { AddressSpaceOptions, AddressSpaceSnapshot } from '../syscalls/address-space.js';
+import type { AddressSpaceOptions } from '../syscalls/address-space.js';
 import type { ApiLimits } from '../syscalls/api/guest-api.js';
-import type { FrozenFileTable } from '../syscalls/fd-table.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
-import type { SignalSnapshot } from '../syscalls/signal-state.js';
+import type { FrozenProcessState } from '../syscalls/process-state.js';
 import type { TaskRegisterType } from './cpu-setup.js';
 import type { VcpuSnapshot } from './vcpu-state.js';
 
@@ -21,28 +20,18 @@ export interface FrozenProgram extends VcpuSnapshot {
   fsgsbase: boolean;
   /** The TSS type TR was loaded with (platform.ts); forks load it the same way. */
   taskRegister: TaskRegisterType;
-  fsBase: number;
-  gsBase: number;
   /** wait_for_requests_paused: requests resume the guest and fill the struct at `requestAddress`. */
   paused: boolean;
   requestAddress: number;
-  /** register_func calls: [index, guest address]. */
-  handlers: Array<[number, number]>;
-  /** What the program chose with sys_make_ephemeral, or null. */
-  ephemeral: boolean | null;
   limits: ApiLimits;
   process: {
+    /** How the process was made: a fork makes its own the same way. */
     argv: string[];
     env: string[];
-    umask: number;
-    threadName: Uint8Array;
-    clearChildTid: number;
     exePath: string;
     allowed: AllowedPath[];
-    cwd: string;
-    files: FrozenFileTable;
     layout: Omit<AddressSpaceOptions, 'release'>;
-    mm: AddressSpaceSnapshot;
-    signals: SignalSnapshot;
+    /** What the guest made of it (process-state.ts): every piece, frozen. */
+    state: FrozenProcessState;
   };
 }

@@ -26,7 +26,7 @@ import { FileTable } from '../syscalls/fd-table.js';
 import { StdioFile } from '../syscalls/open-files/host-file.js';
 import type { OpenFile } from '../syscalls/open-files/open-file.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
-import { saveScalars } from '../syscalls/process-state.js';
+import { freezeProcess } from '../syscalls/process-state.js';
 import { saveVcpu } from './vcpu-state.js';
 import { Process } from '../syscalls/process.js';
 import { SignalState } from '../syscalls/signal-state.js';
@@ -176,25 +176,16 @@ export class Machine {
     const vcpu = this.guest.vcpu;
     // The pausing hypercall's `out` must be behind rip in the snapshot, or every fork runs it again.
     vcpu.completeExit();
-    const scalars = saveScalars(p);
     return {
       ram: this.ram.source,
       entryKind: this.platform.syscallEntry,
       fsgsbase: this.platform.fsgsbase,
       taskRegister: this.platform.taskRegister,
       ...saveVcpu(vcpu, this.platform.taskRegister),
-      fsBase: scalars.fsBase,
-      gsBase: scalars.gsBase,
       paused: pause.paused,
       requestAddress: pause.requestAddress,
-      handlers: [...p.api.handlers],
-      ephemeral: p.api.ephemeral,
       limits: { ...p.api.limits },
-      process: {
-        argv: p.argv, env: p.env, umask: scalars.umask, threadName: scalars.threadName, clearChildTid: scalars.clearChildTid,
-        exePath: this.exePath, allowed: this.allowed, cwd: p.paths.snapshot(),
-        files: p.files.freeze(), layout: this.layout, mm: p.mm.snapshot(), signals: p.signals.snapshot(),
-      },
+      process: { argv: p.argv, env: p.env, exePath: this.exePath, allowed: this.allowed, layout: this.layout, state: freezeProcess(p) },
     };
   }
 

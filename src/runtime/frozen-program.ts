@@ -72,7 +72,7 @@ export function bootProgram(file: Uint8Array, exePath: string, options: BootOpti
       throw new TskvmError(code, `${exePath}: ${why()}${log.length ? `\nits last log lines:\n  ${log.join('\n  ')}` : ''}`, { log, outcome: result.outcome, status: result.status });
     }
     const frozen = machine.freeze(result.pause);
-    if (!frozen.paused && frozen.handlers.length === 0) {
+    if (!frozen.paused && frozen.process.state.api.handlers.length === 0) {
       throw new TskvmError('TSKVM_ERR_PROGRAM_INIT', `${exePath}: wait_for_requests() was called with no request handler registered (register_func)`, { log });
     }
     return { machine, frozen, image: machine.image, bootTimeMs: performance.now() - started };

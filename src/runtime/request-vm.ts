@@ -33,7 +33,7 @@ import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api
 import { FileTable } from '../syscalls/fd-table.js';
 import { PathPolicy } from '../syscalls/path-policy.js';
 import { Process } from '../syscalls/process.js';
-import { processState, restoreScalars, type StatePiece } from '../syscalls/process-state.js';
+import { discardSaved, restoreProcess, saveProcess, thawProcess, type ProcessScalars, type SavedProcess } from '../syscalls/process-state.js';
 import { SignalState } from '../syscalls/signal-state.js';
 import { describeFailure, type RequestFailure } from './request-failure.js';
 import { cpuControl, guestMsrs } from '../hypervisor/cpu-setup.js';
@@ -123,9 +123,10 @@ export class RequestVm {
   private readonly guest: GuestVm;
   private readonly process: Process;
   private readonly runner: GuestRunner;
-  /** Every piece of the process's state (process-state.ts), and each as it was when forked. */
-  private readonly state: StatePiece[];
-  private readonly saved: unknown[];
+  /** The process's state as the fork started (process-state.ts): what every reset puts back. */
+  private readonly saved: SavedProcess;
+  /** The FS and GS bases the fork started with (the frozen program's). */
+  private readonly bases: Pick<ProcessScalars, 'fsBase' | 'gsBase'>;
   /** Bytes the frozen program had mapped: the base of the request memory budget. */
   private readonly baseCommitted: number;
   private readonly maxRequestMemory: number;
@@ -140,16 +141,19 @@ export class RequestVm {
   constructor(frozen: FrozenProgram, options: RequestVmOptions) {
     this.frozen = frozen;
     this.options = options;
-    this.ephemeral = frozen.limits.controlEphemeral && frozen.ephemeral !== null ? frozen.ephemeral : options.ephemeral;
+    const chosen = frozen.process.state.api.ephemeral;
+    this.ephemeral = frozen.limits.controlEphemeral && chosen !== null ? chosen : options.ephemeral;
+    const { fsBase, gsBase } = frozen.process.state.scalars;
+    this.bases = { fsBase, gsBase };
     this.ram = GuestRam.fork(frozen.ram);
     this.dirtyPages = new DirtyPages(frozen.ram.mainSize);
     let guest: GuestVm | undefined;
     try {
       guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, syscallEntry: frozen.entryKind, dirtyLog: true });
       restoreVcpu(guest.vcpu, frozen);
-      guest.vcpu.setMsrs(guestMsrs(frozen.entryKind, frozen.fsBase, frozen.gsBase));
+      guest.vcpu.setMsrs(guestMsrs(frozen.entryKind, fsBase, gsBase));
       this.guest = guest;
-      this.process = this.thawProcess();
+      this.process = this.newProcess();
     } catch (e) {
       guest?.close();
       this.ram.close();
@@ -158,8 +162,7 @@ export class RequestVm {
     }
     const p = this.process;
     p.cpu = cpuControl(guest.vcpu);
-    this.state = processState(p);
-    this.saved = this.state.map((piece) => piece.save());
+    this.saved = saveProcess(p);
     this.baseCommitted = p.mm.committed;
     this.maxRequestMemory = frozen.limits.maxRequestMemory || Infinity;
     p.api.requestMemoryInUse = () => Math.max(0, p.mm.committed - this.baseCommitted);
@@ -303,29 +306,24 @@ export class RequestVm {
     if (this.closed) return;
     this.closed = true;
     this.guest.close();
-    this.state.forEach((piece, i) => piece.discard?.(this.saved[i]));
+    discardSaved(this.process, this.saved);
     this.process.files.closeAll();
     this.process.paths.close();
     this.ram.close();
     this.dirtyPages.close();
   }
 
-  private thawProcess(): Process {
+  /** The fork's own process, made as the frozen one was and given its frozen state. */
+  private newProcess(): Process {
     const f = this.frozen;
     const fp = f.process;
-    const paths = new PathPolicy({ allowed: fp.allowed, cwd: fp.cwd, exe: { hostPath: fp.exePath, guestPath: fp.exePath } });
+    const paths = new PathPolicy({ allowed: fp.allowed, cwd: fp.state.cwd, exe: { hostPath: fp.exePath, guestPath: fp.exePath } });
     const mm = new AddressSpace({ ...fp.layout, release: (addr, len) => this.ram.release(addr, len) });
-    mm.restore(fp.mm);
-    const signals = new SignalState();
-    signals.restore(fp.signals);
-    const api = new GuestApi(f.limits);
-    for (const [index, fn] of f.handlers) api.handlers.set(index, fn);
-    api.phase = 'request';
     const p = new Process({
-      mem: this.ram.memory, files: FileTable.thaw(fp.files, this.options.output), paths, mm, signals,
-      argv: fp.argv, env: fp.env, trace: this.options.trace ?? null, warn: this.options.warn, log: this.options.log, api,
+      mem: this.ram.memory, files: new FileTable([], fp.state.files.maxFiles), paths, mm, signals: new SignalState(),
+      argv: fp.argv, env: fp.env, trace: this.options.trace ?? null, warn: this.options.warn, log: this.options.log, api: new GuestApi(f.limits),
     });
-    restoreScalars(p, { umask: fp.umask, threadName: fp.threadName, clearChildTid: fp.clearChildTid, fsBase: f.fsBase, gsBase: f.gsBase });
+    thawProcess(p, fp.state, this.options.output);
     return p;
   }
 
@@ -465,13 +463,14 @@ export class RequestVm {
    */
   private restoreMsrs(failed: boolean): void {
     if (failed) {
-      this.guest.vcpu.setMsrs([...guestMsrs(this.frozen.entryKind, this.frozen.fsBase, this.frozen.gsBase), GuestClock.MSR]);
+      this.guest.vcpu.setMsrs([...guestMsrs(this.frozen.entryKind, this.bases.fsBase, this.bases.gsBase), GuestClock.MSR]);
       return;
     }
     if (this.frozen.fsgsbase) return;
     const p = this.process;
-    if (p.fsBase !== this.frozen.fsBase || p.gsBase !== this.frozen.gsBase) {
-      this.guest.vcpu.setMsrs([[MSR.FS_BASE, this.frozen.fsBase], [MSR.GS_BASE, this.frozen.gsBase]]);
+    const { fsBase, gsBase } = this.bases;
+    if (p.fsBase !== fsBase || p.gsBase !== gsBase) {
+      this.guest.vcpu.setMsrs([[MSR.FS_BASE, fsBase], [MSR.GS_BASE, gsBase]]);
     }
   }
 
@@ -493,7 +492,7 @@ export class RequestVm {
 
     this.restoreMsrs(failed);
     restoreVcpu(this.guest.vcpu, this.frozen);
-    for (let i = 0; i < this.state.length; i++) this.state[i]!.restore(this.saved[i]);
+    restoreProcess(this.process, this.saved);
     this.resumeToPause = false;
     this.stats.resets++;
     this.stats.reset_time += (performance.now() - started) / 1000;

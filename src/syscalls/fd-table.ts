@@ -175,12 +175,11 @@ export class FileTable {
     return { slots, files, maxFiles: this.maxFiles };
   }
 
-  /** A new table from a frozen one, with its own files. */
-  static thaw(frozen: FrozenFileTable, sink: (name: string) => (bytes: Uint8Array) => number | void): FileTable {
+  /** Fills this table, which must be empty, from a frozen one, with files of its own. */
+  thaw(frozen: FrozenFileTable, sink: (name: string) => (bytes: Uint8Array) => number | void): void {
+    if (this.slots.some(Boolean)) throw new TskvmError('TSKVM_ERR_INTERNAL', 'a file table is thawed only when empty');
     const files = frozen.files.map((f) => thawFile(f, sink));
-    const table = new FileTable([], frozen.maxFiles);
-    frozen.slots.forEach((slot, fd) => slot && table.place(fd, files[slot.file]!, slot.cloexec));
-    return table;
+    frozen.slots.forEach((slot, fd) => slot && this.place(fd, files[slot.file]!, slot.cloexec));
   }
 
   /** Drops a snapshot's references (files no descriptor holds are closed). */

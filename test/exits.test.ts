@@ -7,6 +7,7 @@ import { E } from '../src/host/errno.js';
 import { regIndex, sregs as sregsLayout, type RegName } from '../src/hypervisor/kvm/abi.js';
 import type { VcpuExit } from '../src/hypervisor/kvm/exit.js';
 import { handleExit, type ExitContext, type ExitCpu } from '../src/hypervisor/run-loop.js';
+import { describeFailure } from '../src/runtime/request-failure.js';
 import { endDeadline, startDeadline } from '../src/syscalls/deadline.js';
 import { FileTable } from '../src/syscalls/fd-table.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
@@ -114,5 +115,21 @@ t.test('a syscall that waits until the deadline ends the run as a timeout, namin
     t.ok(performance.now() - started < 1000, 'after the deadline, not the 10 s asked');
   } finally {
     endDeadline();
+  }
+});
+
+t.test('the VMOD calls tskvm lacks: sys_is_storage is 0, a noreturn call ends the run as unsupported (501), never -ENOSYS', async (t) => {
+  const { p } = guest();
+  const cpu = fakeCpu();
+  cpu.set('rax', 0x10706); // sys_is_storage()
+  t.equal(handleExit(out(PORT_HYPERCALL), cpu, p, context()), null);
+  t.equal(cpu.get('rax'), 0, 'sys_is_storage: 0, not -ENOSYS (which C reads as true)');
+  for (const [nr, name] of [[0x10012, 'begin_streaming_response'], [0x10011, 'storage_return'], [0x10013, 'storage_noreturn']] as const) {
+    const { p } = guest();
+    const cpu = fakeCpu();
+    cpu.set('rax', nr);
+    const end = handleExit(out(PORT_HYPERCALL), cpu, p, context());
+    t.match(end, { outcome: 'pause', pause: { kind: 'failed', unsupported: true, reason: new RegExp(name) } }, `${name}: the run ends`);
+    t.match(describeFailure({ ...end!, exits: 1 }, false), { code: 'TSKVM_ERR_UNSUPPORTED', status: 501 }, `${name}: 501 TSKVM_ERR_UNSUPPORTED`);
   }
 });

@@ -211,6 +211,47 @@ extern void sys_log(const char *buf, size_t len);
 /* 0x7FDEB: 1 for a debug program, else 0. */
 extern int sys_is_debug(void);
 
+/* 0x7F7F7: a breakpoint for a remote debugger. No debugger attaches to a tskvm VM: it does nothing. */
+extern void sys_breakpoint(void);
+
+/* Which vCPU runs this code (always 0: one vCPU per VM), and which of its program's request VMs this is
+ * (0 to concurrency - 1; 0 in main()), e.g. to index per-VM state kept in shared memory. They read
+ * %gs:0 and %gs:4, no exit: GS base points at a block in the VM's vvar page until the program sets a
+ * GS base of its own (arch_prctl(ARCH_SET_GS)). */
+extern int vcpuid(void) __attribute__((const));
+extern int vcpureqid(void) __attribute__((const));
+
+/* Streamed responses (0x10012): the headers, then the body pulled from content_cb in pieces of 1 to
+ * `max` bytes until content_length bytes (or, with 0, until an empty piece ends a chunked body).
+ * NOT SUPPORTED YET in tskvm: the request ends with 501 TSKVM_ERR_UNSUPPORTED; use sys_backend_response. */
+struct streaming_content {
+	const void *data;
+	size_t len;
+};
+typedef struct streaming_content (*content_stream_func)(void *arg, size_t max, size_t written, size_t total);
+extern void begin_streaming_response(int16_t status, const void *ctype, size_t ctype_len, size_t content_length,
+                                     content_stream_func content_cb, const void *arg) __attribute__((noreturn));
+
+/* The storage VM (a program's long-lived VM, called into one caller at a time from request VMs).
+ * NOT SUPPORTED YET in tskvm: no VM is the storage VM, so sys_is_storage() is 0; storage_callv,
+ * sys_storage_task, stop_storage_task and sys_storage_allow answer -1; storage_return and
+ * storage_noreturn (which only a storage call may make) end the request with 501 TSKVM_ERR_UNSUPPORTED. */
+struct virtbuffer {
+	const void *data;
+	size_t len;
+};
+typedef void (*storage_func)(size_t n, struct virtbuffer buffers[], size_t result_len);
+typedef void (*storage_task_func)(void *data, size_t len);
+/* 0x10706 */ extern long sys_is_storage(void);
+/* 0x10707 */ extern long sys_storage_allow(void (*fn)(void));
+/* 0x10708 */ extern long storage_callv(storage_func fn, size_t n, const struct virtbuffer buffers[], void *dst,
+                                        size_t dst_len);
+/* 0x10709 */ extern long sys_storage_task(storage_task_func task, const void *data, size_t len, uint64_t start_ms,
+                                           uint64_t period_ms);
+/* 0x1070A */ extern long stop_storage_task(long id);
+/* 0x10011 */ extern void storage_return(const void *data, size_t len);
+/* 0x10013 */ extern void storage_noreturn(const void *data, size_t len) __attribute__((noreturn));
+
 /* ---------------------------------------------------------------------------------------------------
  * Convenience wrappers (TinyKVM's names, plus a few short ones)
  */
@@ -327,6 +368,25 @@ __attribute__((format(printf, 2, 3))) static inline long http_setf(int where, co
 	return sys_http_set(where, buf, (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1);
 }
 
+/* Storage, as the VMOD's header spells it (see "The storage VM" above: not supported yet). */
+#define IS_STORAGE()       (sys_is_storage() != 0)
+#define IS_REQUEST()       (!IS_STORAGE())
+#define STORAGE_ALLOW(fn)  sys_storage_allow((void (*)(void))(fn))
+static inline long storage_call(storage_func fn, const void *src, size_t len, void *dst, size_t dst_len)
+{
+	const struct virtbuffer buffer = { src, len };
+	return storage_callv(fn, 1, &buffer, dst, dst_len);
+}
+static inline void storage_return_nothing(void) { storage_return(NULL, 0); }
+static inline long storage_task(storage_task_func task, const void *data, size_t len)
+{
+	return sys_storage_task(task, data, len, 0, 0);
+}
+static inline long schedule_storage_task(storage_task_func task, const void *data, size_t len, float start, float period)
+{
+	return sys_storage_task(task, data, len, (uint64_t)(start * 1000), (uint64_t)(period * 1000));
+}
+
 /* Caching hints in seconds. */
 static inline long set_cacheable(bool cached, float ttl, float grace, float keep)
 {
@@ -370,15 +430,29 @@ __asm__(".pushsection .text\n"
 	KVM_API_STUB(wait_for_requests_paused, 0x10002)
 	KVM_API_STUB(sys_set_cacheable, 0x10005)
 	KVM_API_STUB(sys_backend_response, 0x10010)
+	KVM_API_STUB(storage_return, 0x10011)
+	KVM_API_STUB_BEGIN(begin_streaming_response, 0x10012) "\tud2\n" KVM_API_STUB_END(begin_streaming_response)
+	KVM_API_STUB_BEGIN(storage_noreturn, 0x10013) "\tud2\n" KVM_API_STUB_END(storage_noreturn)
 	KVM_API_STUB(sys_http_append, 0x10020)
 	KVM_API_STUB(sys_http_set, 0x10021)
 	KVM_API_STUB(sys_http_find, 0x10022)
 	KVM_API_STUB(sys_http_method, 0x10023)
 	KVM_API_STUB(shared_memory_area, 0x10700)
 	KVM_API_STUB(sys_make_ephemeral, 0x10703)
+	KVM_API_STUB(sys_is_storage, 0x10706)
+	KVM_API_STUB(sys_storage_allow, 0x10707)
+	KVM_API_STUB(storage_callv, 0x10708)
+	KVM_API_STUB(sys_storage_task, 0x10709)
+	KVM_API_STUB(stop_storage_task, 0x1070A)
 	KVM_API_STUB(get_meminfo, 0x10A00)
 	KVM_API_STUB(sys_log, 0x7F000)
 	KVM_API_STUB(sys_is_debug, 0x7FDEB)
+	KVM_API_STUB(sys_breakpoint, 0x7F7F7)
+	/* no exit: the vCPU block GS base points at (see vcpuid above) */
+	".p2align 4\n.globl vcpuid\n.weak vcpuid\n.type vcpuid, @function\nvcpuid:\n.cfi_startproc\n"
+	"\tmov %gs:0, %eax\n\tret\n.cfi_endproc\n.size vcpuid, . - vcpuid\n"
+	".p2align 4\n.globl vcpureqid\n.weak vcpureqid\n.type vcpureqid, @function\nvcpureqid:\n.cfi_startproc\n"
+	"\tmov %gs:4, %eax\n\tret\n.cfi_endproc\n.size vcpureqid, . - vcpureqid\n"
 	".popsection\n");
 
 #undef KVM_API_STUB

@@ -14,7 +14,8 @@
  *             entry (sysretq), exceptions
  *   0x008000  PML4, 0x9000 PDPT, 0xa000 PT   supervisor: page tables
  *   0x00b000  page directories (one per GiB) supervisor (4 at most: up to 0x00f000)
- *   0x00f000  vvar: the guest's clock        user read-only (vdso.ts)
+ *   0x00f000  vvar: the guest's clock, the   user read-only (vdso.ts)
+ *             vCPU's number (GS base: 0xf100)
  *   0x010000  vDSO: clock reads without exits user read + execute (vdso.ts)
  *   0x011000  page tables for the 2 MiB      supervisor: 4 KiB pages where code is, so that only the
  *             pages that hold code           executable segments' pages are executable (page-tables.ts)

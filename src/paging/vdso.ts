@@ -12,6 +12,7 @@
  * time.
  *
  *   VVAR_ADDR  (user read-only)  pvclock | seq | realtime offset | monotonic offset   (see vdso.S)
+ *                                … at 0x100: vcpuid, vcpureqid (u32 each; GS base points there)
  *   VDSO_ADDR  (user read+exec)  the ELF image below: linked at 0, the code at 0x300
  *
  * The image, built once: ELF header, two program headers (PT_LOAD over the page, PT_DYNAMIC), a SysV
@@ -19,10 +20,15 @@
  * section headers: glibc and musl accept unversioned symbols from the vDSO. The dynamic segment is
  * read-only (no PF_W), which tells glibc not to relocate it in place.
  */
-import { PAGE, VDSO_ADDR } from './layout.js';
+import { PAGE, VDSO_ADDR, VVAR_ADDR } from './layout.js';
 
-/** vvar page offsets (vdso.S). */
-export const VVAR = { pvclock: 0x00, seq: 0x40, realtimeOffset: 0x48, monotonicOffset: 0x50 } as const;
+/**
+ * vvar page offsets: the clock (vdso.S), and the vCPU's identity, which the guest API's vcpuid() and
+ * vcpureqid() read at %gs:0 and %gs:4 (GS base starts at VCPU_INFO_ADDR in every process).
+ */
+export const VVAR = { pvclock: 0x00, seq: 0x40, realtimeOffset: 0x48, monotonicOffset: 0x50, vcpuId: 0x100, requestVmId: 0x104 } as const;
+/** Where GS base points when a program starts: the vCPU's identity in its own VM's vvar page. */
+export const VCPU_INFO_ADDR = VVAR_ADDR + VVAR.vcpuId;
 
 /** The code assembled from vdso.S, from offset 0x300 of the image. */
 const CODE_AT = 0x300;

@@ -68,6 +68,8 @@ export interface ProgramStats {
 
 interface Fork {
   id: number;
+  /** Its number among this program's forks, 0 to concurrency − 1 (a replacement takes a free one): the guest's vcpureqid(). */
+  index: number;
   worker: PoolWorker;
   stats: ForkStats;
 }
@@ -165,9 +167,11 @@ export class Program {
     const created = await Promise.allSettled(Array.from({ length: count }, async () => {
       const worker = this.pool.leastLoaded();
       worker.placed++;
-      const fork: Fork = { id: nextForkId++, worker, stats: emptyForkStats() };
+      let index = 0;
+      while (this.forks.some((f) => f.index === index)) index++;
+      const fork: Fork = { id: nextForkId++, index, worker, stats: emptyForkStats() };
       this.forks.push(fork);
-      await worker.send({ op: 'fork', programId: this.id, forkId: fork.id, frozen: this.frozen, options: this.options });
+      await worker.send({ op: 'fork', programId: this.id, forkId: fork.id, index, frozen: this.frozen, options: this.options });
       this.releaseFork(fork);
     }));
     const failed = created.find((r) => r.status === 'rejected');

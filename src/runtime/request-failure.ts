@@ -23,7 +23,11 @@ function signalName(sig: number): string {
 export function describeFailure(run: RunResult, outOfMemory: boolean): RequestFailure {
   if (run.outcome === 'pause') {
     const pause = run.pause!;
-    if (pause.kind === 'failed') return { code: 'TSKVM_ERR_BAD_RESPONSE', status: 500, message: pause.reason };
+    if (pause.kind === 'failed') {
+      return pause.unsupported
+        ? { code: 'TSKVM_ERR_UNSUPPORTED', status: 501, message: pause.reason }
+        : { code: 'TSKVM_ERR_BAD_RESPONSE', status: 500, message: pause.reason };
+    }
     return { code: 'TSKVM_ERR_NO_RESPONSE', status: 500, message: 'the program finished the request without a response (sys_backend_response was not called)' };
   }
   if (run.outcome === 'timeout') return { code: 'TSKVM_ERR_GUEST_TIMEOUT', status: 504, message: run.message ?? 'timeout' };

@@ -28,6 +28,7 @@ import { PAGE_SIZE } from '../paging/guest-memory.js';
 import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
 import { pageTableRanges } from '../paging/page-tables.js';
 import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
+import { VVAR } from '../paging/vdso.js';
 import { AddressSpace, PROT_READ, PROT_WRITE } from '../syscalls/address-space.js';
 import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
 import { FileTable } from '../syscalls/fd-table.js';
@@ -63,6 +64,8 @@ export interface RequestVmOptions {
   onErrorTimeMs?: number;
   /** Bytes a request may write into writable roots (write-quota.ts); default: no quota. */
   maxWriteBytes?: number;
+  /** This fork's number among its program's, 0 to concurrency − 1: what vcpureqid() tells the guest. */
+  index?: number;
 }
 
 export interface RequestResult {
@@ -151,6 +154,8 @@ export class RequestVm {
     try {
       guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, syscallEntry: frozen.entryKind, dirtyLog: true });
       restoreVcpu(guest.vcpu, frozen);
+      // The vvar page is this VM's own and no reset copies it back (dirty-pages.ts), so this stays.
+      new DataView(this.ram.memory.bytes.buffer, this.ram.memory.bytes.byteOffset).setUint32(VVAR_ADDR + VVAR.requestVmId, options.index ?? 0, true);
       guest.vcpu.setMsrs(guestMsrs(frozen.entryKind, fsBase, gsBase));
       this.guest = guest;
       this.process = this.newProcess();

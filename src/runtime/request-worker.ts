@@ -20,7 +20,7 @@ import { TRANSFER_MIN, WORKER_FAULT_URLS } from './worker-pool.js';
 
 export type WorkerCommand =
   | { op: 'boot'; id: number; programId: number; file: Uint8Array; exePath: string; options: ResolvedProgramOptions }
-  | { op: 'fork'; id: number; programId: number; forkId: number; frozen: FrozenProgram; options: ResolvedProgramOptions }
+  | { op: 'fork'; id: number; programId: number; forkId: number; index: number; frozen: FrozenProgram; options: ResolvedProgramOptions }
   | { op: 'request'; id: number; forkId: number; input: RequestInput }
   | { op: 'closeFork'; id: number; forkId: number }
   | { op: 'closeProgram'; id: number; programId: number }
@@ -147,7 +147,7 @@ function handle(c: WorkerCommand): unknown {
       const o = c.options;
       const log = logger(c.programId, o);
       forks.set(c.forkId, new RequestVm(c.frozen, {
-        maxRequestTimeMs: o.maxRequestTime * 1000, maxWriteBytes: o.maxRequestWrite * 2 ** 20, ephemeral: o.ephemeral, output: log.output, log: log.line, warn: warn(o.name), trace: trace(o),
+        maxRequestTimeMs: o.maxRequestTime * 1000, maxWriteBytes: o.maxRequestWrite * 2 ** 20, index: c.index, ephemeral: o.ephemeral, output: log.output, log: log.line, warn: warn(o.name), trace: trace(o),
       }));
       loggers.set(c.forkId, log);
       return undefined;

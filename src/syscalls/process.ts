@@ -7,6 +7,7 @@
  * Each piece is its own object so a request fork can save and restore it.
  */
 import type { GuestMemory } from '../paging/guest-memory.js';
+import { VCPU_INFO_ADDR } from '../paging/vdso.js';
 import type { FileTable } from './fd-table.js';
 import type { PathPolicy } from './path-policy.js';
 import type { AddressSpace } from './address-space.js';
@@ -38,8 +39,11 @@ export type PauseState =
   | { kind: 'response' }
   /** A request handler returned without responding. */
   | { kind: 'returned' }
-  /** The guest broke the API's rules (bad status, oversized header…): the request fails with `reason`. */
-  | { kind: 'failed'; reason: string };
+  /**
+   * The guest broke the API's rules (bad status, oversized header…), or made a call tskvm does not
+   * implement (`unsupported`): the request fails with `reason`.
+   */
+  | { kind: 'failed'; reason: string; unsupported?: boolean };
 
 export interface ProcessParts {
   mem: GuestMemory;
@@ -79,7 +83,8 @@ export class Process {
   clearChildTid = 0;
   /** FS segment base set by arch_prctl(ARCH_SET_FS): the guest's TLS pointer. */
   fsBase = 0;
-  gsBase = 0;
+  /** GS segment base: the guest API's vcpuid()/vcpureqid() read %gs:0 and %gs:4 (vdso.ts), until the program sets its own. */
+  gsBase = VCPU_INFO_ADDR;
   /** prctl(PR_SET_NAME), NUL-padded. */
   readonly threadName = new Uint8Array(16);
   exit: ExitState | null = null;

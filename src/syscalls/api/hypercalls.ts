@@ -23,10 +23,19 @@ export const HYPERCALL = {
   HTTP_SET: 0x10021,
   HTTP_FIND: 0x10022,
   HTTP_METHOD: 0x10023,
+  STORAGE_RETURN: 0x10011,
+  BEGIN_STREAMING_RESPONSE: 0x10012,
+  STORAGE_NORETURN: 0x10013,
   SHARED_MEMORY_AREA: 0x10700,
   MAKE_EPHEMERAL: 0x10703,
+  SYS_IS_STORAGE: 0x10706,
+  STORAGE_ALLOW: 0x10707,
+  STORAGE_CALLV: 0x10708,
+  STORAGE_TASK: 0x10709,
+  STOP_STORAGE_TASK: 0x1070a,
   GET_MEMINFO: 0x10a00,
   SYS_LOG: 0x7f000,
+  SYS_BREAKPOINT: 0x7f7f7,
   SYS_IS_DEBUG: 0x7fdeb,
   /** tskvm's own: the return address of every handler call traps here (stubs.ts HANDLER_RETURN). */
   HANDLER_RETURNED: 0x7ffff,
@@ -51,6 +60,19 @@ function fail(p: Process, reason: string): number {
   p.pause = { kind: 'failed', reason };
   return -E.EINVAL;
 }
+
+/**
+ * A call whose program goes on as if it had worked (it never returns, or what follows relies on its
+ * effect): answering -ENOSYS would let the guest run into code after a noreturn call. The request
+ * (or the program's start) ends instead, with TSKVM_ERR_UNSUPPORTED naming the call.
+ */
+function unsupported(p: Process, reason: string): number {
+  p.pause = { kind: 'failed', reason, unsupported: true };
+  return -E.ENOSYS;
+}
+
+/** What the storage calls answer while there is no storage VM (the VMOD's failure value). */
+const NO_STORAGE = -1;
 
 /** A header field from the guest, or a failure of the request when it breaks the limits. */
 function readField(p: Process, addr: number, len: number): string | null {
@@ -231,6 +253,26 @@ const definitions: SyscallDef[] = [
     },
   },
   { nr: HYPERCALL.SYS_IS_DEBUG, name: 'sys_is_debug', args: [], handler: () => 0 },
+  // No debugger can attach to a tskvm VM: a breakpoint does nothing, as the VMOD's does without one.
+  { nr: HYPERCALL.SYS_BREAKPOINT, name: 'sys_breakpoint', args: [], handler: () => 0 },
+  {
+    nr: HYPERCALL.BEGIN_STREAMING_RESPONSE, name: 'begin_streaming_response', args: ['int', 'ptr', 'size', 'size', 'hex', 'hex'],
+    handler: (p) => unsupported(p, 'begin_streaming_response: streamed responses are not supported yet; respond with sys_backend_response'),
+  },
+  // The storage VM (storage: true) is not implemented: no VM is ever the storage VM, no call reaches one.
+  { nr: HYPERCALL.SYS_IS_STORAGE, name: 'sys_is_storage', args: [], handler: () => 0 },
+  {
+    nr: HYPERCALL.STORAGE_RETURN, name: 'storage_return', args: ['ptr', 'size'],
+    handler: (p) => unsupported(p, 'storage_return outside a storage call (there is no storage VM: storage is not supported yet)'),
+  },
+  {
+    nr: HYPERCALL.STORAGE_NORETURN, name: 'storage_noreturn', args: ['ptr', 'size'],
+    handler: (p) => unsupported(p, 'storage_noreturn outside a storage call (there is no storage VM: storage is not supported yet)'),
+  },
+  { nr: HYPERCALL.STORAGE_ALLOW, name: 'sys_storage_allow', args: ['hex'], handler: () => NO_STORAGE },
+  { nr: HYPERCALL.STORAGE_CALLV, name: 'storage_callv', args: ['hex', 'size', 'ptr', 'ptr', 'size'], handler: () => NO_STORAGE },
+  { nr: HYPERCALL.STORAGE_TASK, name: 'sys_storage_task', args: ['hex', 'ptr', 'size', 'int', 'int'], handler: () => NO_STORAGE },
+  { nr: HYPERCALL.STOP_STORAGE_TASK, name: 'stop_storage_task', args: ['int'], handler: () => NO_STORAGE },
   {
     nr: HYPERCALL.HANDLER_RETURNED, name: 'handler_returned', args: [],
     handler: (p) => {

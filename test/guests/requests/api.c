@@ -27,10 +27,17 @@
  *   resp_gone=<sys_http_find(RESP, "X-Api-Gone", NULL, 0)>                0
  *   cacheable=<rc of sys_set_cacheable(true, 10000, 2000, 3000)>
  *   log=ok                                                               after sys_log("api: <method> <url>")
+ *   vcpu=<vcpuid()>,<vcpureqid()>                                        %gs:0 and %gs:4, no exit
+ *   is_storage=<sys_is_storage()>                                        0: there is no storage VM
+ *   storage=<storage_call rc>,<storage_task rc>,<stop_storage_task rc>,<sys_storage_allow rc in main>
+ *   breakpoint=ok                                                        after sys_breakpoint()
  *
  * Response headers expected on the wire: X-Api-Append: 1, X-Api-Set: two (once), no X-Api-Gone, and from
  * BackendResponseExtra: X-Api-Extra: 1, X-Api-Extra2: 2 with cached = true, ttl 10 s, grace 2 s,
  * keep 3 s (the same as the sys_set_cacheable hints, so either source gives the same Cache-Control).
+ *
+ * URLs /stream, /storage_return and /storage_noreturn make that call, which never comes back in tskvm
+ * (the request fails); were it to return, the handler answers 200 "fell through".
  *
  * URL /crash (path, any query) dereferences NULL; on_error then answers
  *   503, text/plain, "api on_error: url=<url> arg=<arg> exception=<exception>"
@@ -44,6 +51,33 @@
 #include "common.h"
 
 static char make_ephemeral_result[32] = "none";
+static long storage_allow_result;
+
+/* Storage functions a program with a storage VM would offer; without one nothing calls them. */
+static void storage_get(size_t n, struct virtbuffer buffers[], size_t result_len)
+{
+	(void)n, (void)result_len;
+	storage_return(buffers[0].data, buffers[0].len);
+}
+static void storage_tick(void *data, size_t len)
+{
+	(void)data, (void)len;
+}
+
+/* Calls that never return to a request in tskvm; "fell through" if one did. */
+static int never_returns(const char *url)
+{
+	if (strcmp(url, "/stream") == 0)
+		begin_streaming_response(200, "text/plain", 10, 0, NULL, NULL);
+	else if (strcmp(url, "/storage_return") == 0)
+		storage_return("x", 1);
+	else if (strcmp(url, "/storage_noreturn") == 0)
+		storage_noreturn("x", 1);
+	else
+		return 0;
+	respond_str(200, "fell through");
+	return 1;
+}
 static volatile int *volatile null_pointer;
 
 /* A length the host returned, limited to the buffer it wrote to (a buggy host must not make us overread). */
@@ -98,6 +132,13 @@ static void report(const char *url, const char *arg, const char *ctype, size_t b
 	fprintf(f, "cacheable=%ld\n", sys_set_cacheable(true, 10000, 2000, 3000));
 	kvm_logf("api: %.*s %s", clampn(m, sizeof method), method, url);
 	fprintf(f, "log=ok\n");
+	fprintf(f, "vcpu=%d,%d\n", vcpuid(), vcpureqid());
+	fprintf(f, "is_storage=%ld\n", sys_is_storage());
+	char reply[16];
+	fprintf(f, "storage=%ld,%ld,%ld,%ld\n", storage_call(storage_get, "x", 1, reply, sizeof reply),
+	        storage_task(storage_tick, NULL, 0), stop_storage_task(1), storage_allow_result);
+	sys_breakpoint();
+	fprintf(f, "breakpoint=ok\n");
 	fclose(f);
 
 	static const struct ResponseHeader headers[] = { KVM_HEADER("X-Api-Extra: 1"), KVM_HEADER("X-Api-Extra2: 2") };
@@ -117,6 +158,8 @@ static void on_get(const char *url, const char *arg)
 {
 	if (is_crash(url))
 		*null_pointer = 1;
+	if (never_returns(url))
+		return;
 	report(url, arg, "", 0);
 }
 
@@ -142,6 +185,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	kvm_log("api: init");
+	storage_allow_result = STORAGE_ALLOW(storage_get);
 	if (argc > 1)
 		snprintf(make_ephemeral_result, sizeof make_ephemeral_result, "%d", sys_make_ephemeral(atoi(argv[1])));
 	set_backend_get(on_get);

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TskvmError } from '../src/errors.js';
 import type { Program } from '../src/runtime/program.js';
-import { loadLibrary, parseConfigure, parseLibrary, type LibraryProgram } from '../src/server/library.js';
-import { ProgramSlot } from '../src/server/program-slot.js';
+import { loadLibrary, parseConfigure, parseLibrary, withoutComments, type LibraryProgram } from '../src/server/library.js';
+import { programBytes, ProgramSlot } from '../src/server/program-slot.js';
 import { Router } from '../src/server/router.js';
 
 const base = { baseDir: '/lib' };
@@ -69,6 +69,56 @@ t.test('unknown keys warn, naming program (or group) and key', async (t) => {
   ]);
 });
 
+t.test("the VMOD's own compute.json loads as is: flat groups and programs, comments, $HOME, every key it knows", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tskvm-vmodlib-'));
+  // Every key of the VMOD's configuration, as its documentation and parser name them.
+  const everyKey = {
+    max_boot_time: 4.0, max_request_time: 2.0, max_storage_time: 5.0, max_memory: 64, address_space: 64, max_request_memory: 16,
+    req_mem_limit_after_reset: 32, shared_memory: 2, concurrency: 2, storage: true, hugepages: false, hugepage_arena_size: 4,
+    request_hugepages: 2, request_hugepage_arena_size: 2, split_hugepages: false, transparent_hugepages: true, stdout: false,
+    smp: 2, allow_debug: false, remote_debug_on_exception: false, control_ephemeral: true, ephemeral: true,
+    ephemeral_keep_working_memory: true, experimental_keep_working_memory: true, relocate_fixed_mmap: true,
+    main_arguments: ['--serve'], environment: ['MODE=vmod'], remapping: ['0xC000000000', 4], executable_remapping: ['0xD000000000', 4],
+    blackout_area: ['0xE000000000', 4], executable_heap: false, allowed_paths: ['$PWD/data', { real: '${HOME}/models', virtual: '/models', prefix: true }],
+    verbose: false, verbose_syscalls: false, verbose_pagetables: false, server: { port: 8081 }, websocket_server: { port: 8082 },
+    warmup: { num_requests: 5, url: '/warm' },
+  };
+  const text = `{
+    // groups: entries without a filename or uri
+    "small": { "max_memory": 64, "concurrency": 2 },
+    /* programs */
+    "hello": ${JSON.stringify({ filename: '$HOME/bin/hello', group: 'small', key: 'secret', ...everyKey })},
+    "cached": { "uri": "https://example.com/cached.elf", "filename": "cache/cached.elf", "group": "small" },
+    "plain": { "filename": "bin/plain" } // group "test", built in
+  }`;
+  writeFileSync(join(dir, 'compute.json'), text);
+  const lib = await loadLibrary(join(dir, 'compute.json'), undefined, join(dir, 'cache-dir'));
+  t.same([...lib.programs.keys()].sort(), ['cached', 'hello', 'plain'], 'three programs; "small" is a group');
+  const hello = lib.programs.get('hello')!;
+  t.equal(hello.path, join(process.env.HOME!, 'bin/hello'), '$HOME in filename');
+  t.equal(hello.group, 'small');
+  t.match(hello.options, {
+    maxMemory: 64, maxBootTime: 4, maxRequestTime: 2, maxRequestMemory: 16, reqMemLimitAfterReset: 32, sharedMemory: 2, concurrency: 2,
+    controlEphemeral: true, ephemeral: true, mainArguments: ['--serve'], environment: ['MODE=vmod'], executableHeap: false,
+    allowedPaths: [{ real: join(process.cwd(), 'data') }, { real: join(process.env.HOME!, 'models'), virtual: '/models', prefix: true }],
+  }, 'the keys tskvm implements take effect ($PWD and ${HOME} in allowed_paths)');
+  const cached = lib.programs.get('cached')!;
+  t.equal(cached.url, 'https://example.com/cached.elf', 'uri with filename: fetched from the uri');
+  t.equal(cached.path, join(dir, 'cache/cached.elf'), 'into the filename, relative to the library');
+  t.equal(lib.programs.get('plain')!.group, 'test');
+  t.same(lib.warnings.filter((w) => /unknown key/.test(w)), [], 'no key of the VMOD is unknown');
+  const ignored = ['key', 'max_storage_time', 'storage', 'hugepage_arena_size', 'request_hugepage_arena_size', 'split_hugepages',
+    'transparent_hugepages', 'smp', 'allow_debug', 'remote_debug_on_exception', 'experimental_keep_working_memory',
+    'relocate_fixed_mmap', 'remapping', 'executable_remapping', 'blackout_area', 'verbose', 'verbose_pagetables', 'server',
+    'websocket_server', 'warmup'];
+  for (const key of ignored) t.ok(lib.warnings.some((w) => w.includes(`program "hello": "${key}" is ignored: `)), `${key}: a warning names it and says why`);
+  t.ok(lib.warnings.some((w) => /program "hello": hugepages are not supported yet/.test(w)), 'request_hugepages as MiB: accepted, with a warning');
+  libraryError(t, { web: { group: 'small' }, small: {} }, /program "web": it names a group but has neither "filename" nor "uri"/, 'a program without a source');
+  t.same([...parseLibrary({}, base).programs.keys()], [], 'an empty library: no programs');
+  t.same(JSON.parse(withoutComments('{"u": "http://x/*y*/", "q": "a\\"//b", /* c */ "v": 1 // end\n}')), { u: 'http://x/*y*/', q: 'a"//b', v: 1 },
+    'comments go, strings that look like them stay');
+});
+
 t.test('malformed libraries: each error names the program and the key', async (t) => {
   const prog = (settings: Record<string, unknown>) => ({ programs: { web: { filename: 'w', ...settings } } });
   libraryError(t, prog({ concurrency: 0 }), /program "web": concurrency: 0 is invalid: expected 1–255/, 'range, from resolveProgramOptions');
@@ -118,6 +168,53 @@ t.test('a library from plain http:// may not grant writable paths unless pinned 
     t.equal((await loadLibrary(url('/reads.json'), undefined, dir)).programs.size, 1, 'read-only paths need no pin');
     const configured = await loadLibrary(url('/reads.json'), { r: { allowed_paths: [{ real: dir, writable: true }] } }, dir);
     t.equal(configured.programs.get('r')!.options.allowedPaths?.length, 1, 'the command line (--configure) may grant writes');
+  } finally {
+    origin.close();
+  }
+});
+
+t.test('uri with filename: the download goes to filename, revalidated by its mtime; a pinned copy is not downloaded again', async (t) => {
+  const { createServer } = await import('node:http');
+  const { createHash } = await import('node:crypto');
+  const { readFileSync, utimesSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'tskvm-fetch-'));
+  const elf = { v1: Buffer.from('program version 1'), v2: Buffer.from('program version 2') };
+  let current = elf.v1;
+  const modified = new Date('2026-01-01T00:00:00Z');
+  const seen: Array<{ ims?: string }> = [];
+  const origin = createServer((req, res) => {
+    const ims = req.headers['if-modified-since'];
+    seen.push({ ims });
+    if (ims && new Date(ims) >= modified && current === elf.v1) {
+      res.statusCode = 304;
+      res.end();
+      return;
+    }
+    res.setHeader('last-modified', modified.toUTCString());
+    res.end(current);
+  });
+  origin.listen(0, '127.0.0.1');
+  await once(origin, 'listening');
+  const url = `http://127.0.0.1:${(origin.address() as { port: number }).port}/p.elf`;
+  const path = join(dir, 'p.elf');
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  try {
+    t.same(await programBytes({ name: 'p', path, url }), elf.v1, 'fetched');
+    t.same(readFileSync(path), elf.v1, 'into filename');
+    t.equal(seen.at(-1)!.ims, undefined, 'nothing to revalidate the first time');
+    // As the VMOD leaves it: a file with no record beside it, only its mtime.
+    const { rmSync } = await import('node:fs');
+    rmSync(`${path}.json`);
+    utimesSync(path, modified, modified);
+    t.same(await programBytes({ name: 'p', path, url }), elf.v1, '304: the copy is used');
+    t.equal(seen.at(-1)!.ims, modified.toUTCString(), 'If-Modified-Since from the file\'s mtime');
+    const requests = seen.length;
+    t.same(await programBytes({ name: 'p', path, url, sha256: sha(elf.v1) }), elf.v1, 'pinned and already there');
+    t.equal(seen.length, requests, 'no request made');
+    current = elf.v2;
+    t.same(await programBytes({ name: 'p', path, url, sha256: sha(elf.v2) }), elf.v2, 'pinned to another digest: downloaded');
+    t.equal(seen.length, requests + 1);
+    await t.rejects(programBytes({ name: 'p', path, url, sha256: sha(elf.v1) }), { code: 'TSKVM_ERR_PROGRAM_CHECKSUM' }, 'the origin serves other bytes than pinned');
   } finally {
     origin.close();
   }

@@ -4,6 +4,9 @@
  *   <cache>/<sha256 of the URL>        the bytes last fetched
  *   <cache>/<sha256 of the URL>.json   { url, lastModified, etag } for revalidation
  *
+ * A program entry with both `filename` and `uri` (the VMOD's idiom) keeps its copy at `filename`
+ * instead, with the same record beside it.
+ *
  * Each fetch revalidates (If-Modified-Since / If-None-Match): a 304 keeps the cached copy, a 200
  * replaces it (written to a temporary name, then renamed, so a reader never sees half a file).
  * When the origin cannot be reached but a copy is cached, the copy is used and a warning says so.
@@ -29,9 +32,14 @@ export function defaultCacheDir(): string {
   return process.env.TSKVM_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'tskvm');
 }
 
+/** Lower-case hex SHA-256: the digests libraries and programs are pinned with, and cache names. */
+export function sha256Hex(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
 /** Where the copy of `url` lives in `cacheDir`. */
 export function cachePath(cacheDir: string, url: string): string {
-  return join(cacheDir, createHash('sha256').update(url).digest('hex'));
+  return join(cacheDir, sha256Hex(url));
 }
 
 interface Meta {
@@ -43,10 +51,12 @@ interface Meta {
 /** Brings the cached copy of `url` at `path` up to date; returns its bytes. */
 export async function fetchToCache(url: string, path: string, warn: (m: string) => void = () => {}): Promise<Buffer> {
   const metaPath = `${path}.json`;
-  const cached = await stat(path).then(() => true, () => false);
+  const info = await stat(path).catch(() => null);
+  const cached = info !== null;
   const meta: Meta = cached ? await readFile(metaPath, 'utf8').then((t) => JSON.parse(t) as Meta, () => ({ url })) : { url };
   const headers: Record<string, string> = {};
-  if (cached && meta.lastModified) headers['if-modified-since'] = meta.lastModified;
+  // A file put there by hand (or by the VMOD: a library's `filename` with `uri`) has no record: its mtime stands in.
+  if (cached) headers['if-modified-since'] = meta.lastModified ?? info.mtime.toUTCString();
   if (cached && meta.etag) headers['if-none-match'] = meta.etag;
   let res;
   try {

@@ -10,6 +10,13 @@
  *     "hosts":    { "hello.example": "hello" }
  *   }
  *
+ * The VMOD's own format (its compute.json) is read as is: one flat object where an entry with
+ * `filename` or `uri` is a program and any other entry is a group, e.g.
+ *
+ *   { "small": { "max_memory": 64 }, "hello": { "filename": "bin/hello", "group": "small", "key": "k" } }
+ *
+ * Either format may carry // and /* *\/ comments, as the VMOD's parser allows.
+ *
  * A program's settings are its group's, then its own, then `--configure NAME=JSON` from the
  * command line, each replacing whole keys (arrays are replaced, not appended). Units are the
  * table's (MiB, seconds) and so are ProgramOptions', so values pass through unchanged; only the
@@ -17,12 +24,12 @@
  * names. Everything a person can get wrong is a TSKVM_ERR_LIBRARY naming the program and the key;
  * keys tskvm does not know are warnings, so that a library written for the VMOD still loads.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { homedir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TskvmError } from '../errors.js';
-import { cachePath, defaultCacheDir, fetchToCache, isHttpUrl } from './fetch-cache.js';
+import { cachePath, defaultCacheDir, fetchToCache, isHttpUrl, sha256Hex } from './fetch-cache.js';
 import { resolveProgramOptions, type ProgramOptions } from '../runtime/program-options.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
@@ -70,7 +77,7 @@ export interface LibraryParseOptions {
   configure?: Record<string, Record<string, unknown>>;
 }
 
-type Kind = 'number' | 'bool' | 'string' | 'strings' | 'paths';
+type Kind = 'number' | 'bool' | 'number-or-bool' | 'string' | 'strings' | 'paths';
 
 /** Settings a group may hold and a program may override, and the ProgramOptions key each becomes. */
 const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = {
@@ -87,7 +94,8 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   executable_heap: { kind: 'bool', option: 'executableHeap' },
   shared_memory: { kind: 'number', option: 'sharedMemory' },
   hugepages: { kind: 'bool' },
-  request_hugepages: { kind: 'bool' },
+  // The VMOD's value is the size of a hugepage arena in MiB; older libraries say true or false.
+  request_hugepages: { kind: 'number-or-bool' },
   main_arguments: { kind: 'strings', option: 'mainArguments' },
   environment: { kind: 'strings', option: 'environment' },
   allowed_paths: { kind: 'paths', option: 'allowedPaths' },
@@ -100,10 +108,42 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   queue_timeout: { kind: 'number', option: 'queueTimeout' },
   start: { kind: 'bool' },
   arg_query: { kind: 'string' },
+  // The VMOD's: ephemeral, with the fork's private pages kept between requests, which tskvm's forks
+  // always do (req_mem_limit_after_reset bounds them); true sets ephemeral.
+  ephemeral_keep_working_memory: { kind: 'bool' },
+};
+
+/**
+ * The VMOD's keys that tskvm reads and does not act on, each with the reason the warning gives: a
+ * library written for the VMOD loads, and says what it will not get.
+ */
+export const VMOD_IGNORED: Readonly<Record<string, string>> = {
+  key: 'live update by a POST with X-LiveUpdate is not supported yet (the admin endpoint replaces programs)',
+  storage: 'the storage VM is not supported yet: sys_is_storage() is 0 and storage calls fail',
+  max_storage_time: 'the storage VM is not supported yet',
+  filename_storage: 'the storage VM is not supported yet',
+  hugepage_arena_size: 'hugepages are not supported yet; guest memory uses ordinary pages',
+  request_hugepage_arena_size: 'hugepages are not supported yet; guest memory uses ordinary pages',
+  split_hugepages: 'hugepages are not supported yet; guest memory uses ordinary pages',
+  transparent_hugepages: 'hugepages are not supported yet; guest memory uses ordinary pages',
+  smp: 'a VM has one vCPU (multiprocess is not supported yet)',
+  allow_debug: 'no debugger attaches to a tskvm VM',
+  remote_debug_on_exception: 'no debugger attaches to a tskvm VM',
+  experimental_keep_working_memory: 'a fork always keeps its private pages between requests (req_mem_limit_after_reset bounds them)',
+  relocate_fixed_mmap: 'a MAP_FIXED mapping is made where the program asks, as on Linux',
+  remapping: 'guest memory is one identity-mapped range: remappings are not supported',
+  executable_remapping: 'guest memory is one identity-mapped range: remappings are not supported',
+  blackout_area: 'guest memory is one identity-mapped range: remappings are not supported',
+  verbose: 'use verbose_syscalls, or tskvm run --trace',
+  verbose_pagetables: 'tskvm builds its page tables once (see `tskvm platform`)',
+  server: 'tskvm serve is the server; a program does not listen on its own socket',
+  websocket_server: 'tskvm serve is the server; a program does not listen on its own socket',
+  warmup: 'warm-up requests are not supported yet',
+  md5: 'only sha256 pins a program\'s bytes',
 };
 
 /** Keys of a program that say where it is and which group it is in; a group cannot hold them. */
-const PROGRAM_ONLY = new Set(['filename', 'uri', 'sha256', 'group']);
+const PROGRAM_ONLY = new Set(['filename', 'uri', 'sha256', 'group', 'key']);
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
@@ -130,7 +170,7 @@ export async function loadLibrary(location: string, configure?: LibraryParseOpti
       throw new TskvmError('TSKVM_ERR_LIBRARY', `cannot fetch library ${location}: ${(e as Error).message}`);
     }
     if (trust.sha256) {
-      const digest = createHash('sha256').update(bytes).digest('hex');
+      const digest = sha256Hex(bytes);
       if (digest !== trust.sha256.toLowerCase()) {
         throw new TskvmError('TSKVM_ERR_LIBRARY_CHECKSUM', `library ${location} has sha256 ${digest}, not the ${trust.sha256} it is pinned to`);
       }
@@ -162,10 +202,37 @@ export async function loadLibrary(location: string, configure?: LibraryParseOpti
 
 function parseJson(text: string, source: string): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(withoutComments(text));
   } catch (e) {
     throw new TskvmError('TSKVM_ERR_LIBRARY', `library ${source} is not valid JSON: ${(e as Error).message}`);
   }
+}
+
+/** JSON with // and /* *\/ comments (which the VMOD's parser accepts) made plain JSON; strings are kept as they are. */
+export function withoutComments(text: string): string {
+  let out = '';
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      out += text.slice(i, j + 1);
+      i = j + 1;
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      // An unclosed comment is left for JSON.parse to report.
+      if (end < 0) return out + text.slice(i);
+      out += ' ';
+      i = end + 2;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return out;
 }
 
 /** `NAME=JSON` from the command line, JSON being an object of settings. */
@@ -189,8 +256,8 @@ export function parseLibrary(json: unknown, opts: LibraryParseOptions): Library 
     throw new TskvmError('TSKVM_ERR_LIBRARY', `${where}: ${what}: ${reason}`);
   };
   const warnings: string[] = [];
-  if (!isObject(json)) fail('top level', 'expected a JSON object with "programs"');
-  const top = json as Record<string, unknown>;
+  if (!isObject(json)) fail('top level', 'expected a JSON object: { "programs": ... } or the VMOD\'s flat object of groups and programs');
+  const top = isVmodFormat(json as Record<string, unknown>) ? fromVmodFormat(json as Record<string, unknown>, fail) : json as Record<string, unknown>;
   for (const key of Object.keys(top)) {
     if (!['groups', 'programs', 'routes', 'hosts'].includes(key)) warnings.push(`${where}: unknown top-level key "${key}" (ignored)`);
   }
@@ -207,6 +274,7 @@ export function parseLibrary(json: unknown, opts: LibraryParseOptions): Library 
     const kept: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(settings as Record<string, unknown>)) {
       if (PROGRAM_ONLY.has(key)) warnings.push(`${where}: ${what}: "${key}" belongs to a program, not a group (ignored)`);
+      else if (key in VMOD_IGNORED) warnings.push(`${where}: ${what}: "${key}" is ignored: ${VMOD_IGNORED[key]}`);
       else if (!(key in SETTINGS)) warnings.push(`${where}: ${what}: unknown key "${key}" (ignored)`);
       else kept[key] = value;
     }
@@ -267,7 +335,7 @@ function parseProgram(
     }
     const setting = SETTINGS[key];
     if (!setting) {
-      warn(`unknown key "${key}" (ignored)`);
+      warn(key in VMOD_IGNORED ? `"${key}" is ignored: ${VMOD_IGNORED[key]}` : `unknown key "${key}" (ignored)`);
       continue;
     }
     const checked = checkKind(setting.kind, value, opts.baseDir);
@@ -279,7 +347,10 @@ function parseProgram(
   if (source.url) program.url = source.url;
   program.start = settings.start === true;
   if (typeof settings.arg_query === 'string') program.argQuery = settings.arg_query;
-  if (settings.hugepages === true || settings.request_hugepages === true) warn('hugepages are not supported yet; guest memory uses ordinary pages');
+  if (settings.ephemeral_keep_working_memory === true) options.ephemeral = true;
+  if (settings.hugepages === true || (settings.request_hugepages !== undefined && settings.request_hugepages !== false && settings.request_hugepages !== 0)) {
+    warn('hugepages are not supported yet; guest memory uses ordinary pages');
+  }
   if (typeof settings.address_space === 'number' && settings.address_space !== (options.maxMemory ?? 256)) {
     warn('an address_space other than max_memory is not supported yet; the address space is max_memory');
   }
@@ -298,9 +369,14 @@ function parseProgram(
 /** Where the ELF is: a local path, or a URL and the path of its cached copy. */
 function programSource(settings: Record<string, unknown>, opts: LibraryParseOptions, fail: (key: string, reason: string) => never): { path: string; url?: string } {
   const { filename, uri } = settings as { filename?: string; uri?: string };
-  if (filename !== undefined && uri !== undefined) fail('filename', 'give "filename" or "uri", not both');
   const fromUrl = (url: string): { path: string; url: string } => ({ url, path: cachePath(opts.cacheDir ?? defaultCacheDir(), url) });
-  if (filename !== undefined) return opts.baseUrl ? fromUrl(new URL(filename, opts.baseUrl).href) : { path: resolvePath(opts.baseDir, filename) };
+  if (filename !== undefined && uri !== undefined) {
+    // The VMOD's caching idiom: the program is downloaded from `uri` into the local `filename`, which
+    // is revalidated against the origin (If-Modified-Since) at each start, and kept when it fails.
+    if (!isHttpUrl(uri)) fail('uri', `${uri}: with "filename", "uri" must be http:// or https://`);
+    return { url: uri, path: resolvePath(opts.baseDir, expandVars(filename)) };
+  }
+  if (filename !== undefined) return opts.baseUrl ? fromUrl(new URL(filename, opts.baseUrl).href) : { path: resolvePath(opts.baseDir, expandVars(filename)) };
   if (uri === undefined) fail('filename', 'a program needs "filename" (a path) or "uri"');
   if (isHttpUrl(uri!)) return fromUrl(uri!);
   if (!uri!.startsWith('file://')) fail('uri', `${uri}: expected a file://, http:// or https:// URI`);
@@ -316,6 +392,7 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
   switch (kind) {
     case 'number': return typeof value === 'number' && Number.isFinite(value) ? { value } : 'expected a number';
     case 'bool': return typeof value === 'boolean' ? { value } : 'expected true or false';
+    case 'number-or-bool': return typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value)) ? { value } : 'expected a number (MiB) or true or false';
     case 'string': return typeof value === 'string' ? { value } : 'expected a string';
     case 'strings': return Array.isArray(value) && value.every((v) => typeof v === 'string') ? { value } : 'expected an array of strings';
     case 'paths': {
@@ -331,7 +408,8 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
         }
         if (Object.keys(rest).length) return `${JSON.stringify(entry)}: unknown key "${Object.keys(rest)[0]}"`;
         // A relative host path is relative to the library, so that a library and its data move together.
-        const resolved: AllowedPath = { real: isAbsolute(real) ? real : resolvePath(baseDir, real) };
+        const expanded = expandVars(real);
+        const resolved: AllowedPath = { real: isAbsolute(expanded) ? expanded : resolvePath(baseDir, expanded) };
         if (virtual !== undefined) resolved.virtual = virtual;
         if (prefix !== undefined) resolved.prefix = prefix;
         if (writable !== undefined) resolved.writable = writable;
@@ -340,6 +418,32 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
       return { value: paths };
     }
   }
+}
+
+/** `$HOME` and `$PWD` (also as `${HOME}`, `${PWD}`) in a host path, as the VMOD expands them. */
+function expandVars(path: string): string {
+  return path.replace(/\$(?:\{(HOME|PWD)\}|(HOME|PWD)\b)/g, (_, a: string | undefined, b: string | undefined) => ((a ?? b) === 'HOME' ? process.env.HOME ?? homedir() : process.cwd()));
+}
+
+/** tskvm's own format has a "programs" object of program entries; anything else is the VMOD's flat object. */
+function isVmodFormat(top: Record<string, unknown>): boolean {
+  return !('programs' in top) || isProgramEntry(top.programs);
+}
+
+function isProgramEntry(entry: unknown): boolean {
+  return isObject(entry) && ('filename' in entry || 'uri' in entry);
+}
+
+/** The VMOD's flat object as tskvm's { groups, programs }: an entry with `filename` or `uri` is a program, any other a group. */
+function fromVmodFormat(top: Record<string, unknown>, fail: (what: string, reason: string) => never): Record<string, unknown> {
+  const groups: Record<string, unknown> = {};
+  const programs: Record<string, unknown> = {};
+  for (const [name, entry] of Object.entries(top)) {
+    if (isProgramEntry(entry)) programs[name] = entry;
+    else if (isObject(entry) && 'group' in entry) fail(`program "${name}"`, 'it names a group but has neither "filename" nor "uri": nothing to run');
+    else groups[name] = entry;
+  }
+  return { groups, programs };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -11,11 +11,11 @@
  * to every request until its backoff ends (1 s, 2 s, 4 s … 30 s), so that a broken program costs one
  * boot attempt per backoff, not one per request.
  */
-import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { readProgramFile, TskvmError } from '../errors.js';
 import { Program } from '../runtime/program.js';
 import { resolveProgramOptions } from '../runtime/program-options.js';
-import { fetchToCache } from './fetch-cache.js';
+import { fetchToCache, sha256Hex } from './fetch-cache.js';
 import type { LibraryProgram } from './library.js';
 
 const FIRST_BACKOFF_S = 1;
@@ -144,16 +144,23 @@ export class ProgramSlot {
   }
 }
 
-/** Reads the ELF (fetching it into the cache first when it comes from a URL), checks its digest, boots it. */
+/** Reads the ELF and boots it. */
 async function loadProgram(entry: LibraryProgram): Promise<Program> {
-  const file = entry.url
+  return Program.fromBytes(await programBytes(entry), entry.path, resolveProgramOptions(entry.path, entry.options));
+}
+
+/** The ELF's bytes: read, or fetched into its copy first when it comes from a URL; its digest checked. */
+export async function programBytes(entry: Pick<LibraryProgram, 'name' | 'path' | 'url' | 'sha256'>): Promise<Buffer> {
+  // A local copy that already has the pinned digest is the program: no download (the VMOD does the same).
+  const pinned = entry.url && entry.sha256 ? await readFile(entry.path).then((b) => (sha256Hex(b) === entry.sha256 ? b : null), () => null) : null;
+  const file = pinned ?? (entry.url
     ? await fetchToCache(entry.url, entry.path, (m) => process.stderr.write(`tskvm: program ${entry.name}: ${m}\n`))
-    : await readProgramFile(entry.path);
+    : await readProgramFile(entry.path));
   if (entry.sha256) {
-    const actual = createHash('sha256').update(file).digest('hex');
+    const actual = sha256Hex(file);
     if (actual !== entry.sha256) {
       throw new TskvmError('TSKVM_ERR_PROGRAM_CHECKSUM', `${entry.path} has sha256 ${actual}, the library says ${entry.sha256}`);
     }
   }
-  return Program.fromBytes(file, entry.path, resolveProgramOptions(entry.path, entry.options));
+  return file;
 }

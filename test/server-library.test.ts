@@ -107,7 +107,8 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
   t.equal(cached.path, join(dir, 'cache/cached.elf'), 'into the filename, relative to the library');
   t.equal(lib.programs.get('plain')!.group, 'test');
   t.same(lib.warnings.filter((w) => /unknown key/.test(w)), [], 'no key of the VMOD is unknown');
-  const ignored = ['key', 'max_storage_time', 'storage', 'hugepage_arena_size', 'request_hugepage_arena_size', 'split_hugepages',
+  t.equal(hello.liveUpdateKey, 'secret', 'key: the live-update secret');
+  const ignored = ['max_storage_time', 'storage', 'hugepage_arena_size', 'request_hugepage_arena_size', 'split_hugepages',
     'transparent_hugepages', 'smp', 'allow_debug', 'remote_debug_on_exception', 'experimental_keep_working_memory',
     'relocate_fixed_mmap', 'remapping', 'executable_remapping', 'blackout_area', 'verbose', 'verbose_pagetables', 'server',
     'websocket_server', 'warmup'];

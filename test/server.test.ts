@@ -427,6 +427,41 @@ t.test('live update: a new ELF replaces the program once it has started; a broke
   });
 });
 
+t.test("live update as the VMOD's users do it: POST to the program's route with X-LiveUpdate: KEY; 201, stored in filename", async (t) => {
+  if (!kvmAvailable(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'tskvm-liveupdate-'));
+  writeFileSync(join(dir, 'hello.elf'), readFileSync(guestPath('req-hello')));
+  writeFileSync(join(dir, 'other.elf'), readFileSync(guestPath('req-hello')));
+  // The VMOD's format: flat, with a key on one program.
+  const library = join(dir, 'compute.json');
+  writeFileSync(library, JSON.stringify({ hello: { filename: 'hello.elf', key: 'k-123' }, other: { filename: 'other.elf' } }));
+  const post = (s: RunningServer, program: string, key: string | null, body: Buffer) =>
+    get(`${s.url}/${program}/`, { method: 'POST', headers: key === null ? {} : { 'x-liveupdate': key }, body });
+  const echo = readFileSync(guestPath('req-echo'));
+  await withServer({ library, adminToken: 'secret' }, async (s) => {
+    t.equal((await get(`${s.url}/hello/x`)).text, 'Hello World!\n');
+    t.match(await post(s, 'hello', 'wrong', echo), { status: 403, text: 'Wrong live-update key\n' }, 'a wrong key');
+    t.match(await post(s, 'other', 'k-123', echo), { status: 403, text: /not enabled for program other/ }, 'no key, no live update');
+    t.match(await post(s, 'hello', 'k-123', Buffer.alloc(0)), { status: 400, text: 'Empty file received\n' });
+    t.equal((await get(`${s.url}/hello/x`)).text, 'Hello World!\n', 'nothing changed so far');
+
+    const good = await post(s, 'hello', 'k-123', echo);
+    t.match(good, { status: 201, text: 'Update successful (stored)\n' });
+    t.match((await get(`${s.url}/hello/x`)).text, /^method=GET\nurl=\/hello\/x\n/, 'the new program answers');
+    t.same(readFileSync(join(dir, 'hello.elf')), echo, 'and is in filename');
+
+    const broken = await post(s, 'hello', 'k-123', readFileSync(guestPath('hello.glibc')));
+    t.equal(broken.status, 422);
+    t.match(broken.text, /not updated: the new one failed to start \[TSKVM_ERR_PROGRAM_INIT\]/);
+    t.match((await get(`${s.url}/hello/x`)).text, /^method=GET\n/, 'the old program still serves');
+    t.same(readFileSync(join(dir, 'hello.elf')), echo, 'and its file is unchanged');
+    t.equal((await stats(s)).programs.hello.live_updates, 1, 'stats: live_updates');
+  });
+  await withServer({ library }, async (s) => {
+    t.match((await get(`${s.url}/hello/x`)).text, /^method=GET\n/, 'a restarted server serves the updated program');
+  });
+});
+
 t.test('programs and libraries from http URLs: fetched into the cache, revalidated, checked against sha256', async (t) => {
   if (!kvmAvailable(t)) return;
   const { createServer } = await import('node:http');

@@ -40,6 +40,10 @@ export interface LibraryProgram {
   path: string;
   /** The http(s) URL it is fetched from (fetch-cache.ts), when it comes from one. */
   url?: string;
+  /** `path` is a file the library named (not a copy in the cache): a live update is written there, so a restart keeps it. */
+  ownFile: boolean;
+  /** `key`: the secret a POST with `X-LiveUpdate: KEY` must give to replace the program (live-update.ts); none, no live update. */
+  liveUpdateKey?: string;
   /** Lower-case hex digest the ELF must have, when given. */
   sha256?: string;
   /** Start at server boot instead of on the first request. */
@@ -118,7 +122,6 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
  * library written for the VMOD loads, and says what it will not get.
  */
 export const VMOD_IGNORED: Readonly<Record<string, string>> = {
-  key: 'live update by a POST with X-LiveUpdate is not supported yet (the admin endpoint replaces programs)',
   storage: 'the storage VM is not supported yet: sys_is_storage() is 0 and storage calls fail',
   max_storage_time: 'the storage VM is not supported yet',
   filename_storage: 'the storage VM is not supported yet',
@@ -321,11 +324,17 @@ function parseProgram(
   fail: (key: string, reason: string) => never, warn: (message: string) => void,
 ): LibraryProgram {
   const options: ProgramOptions = { name, group };
-  const program: LibraryProgram = { name, group, path: '', start: false, options };
+  const program: LibraryProgram = { name, group, path: '', ownFile: false, start: false, options };
   for (const [key, value] of Object.entries(settings)) {
     if (key === 'group') continue;
     if (key === 'filename' || key === 'uri') {
       if (typeof value !== 'string' || value === '') fail(key, `expected a ${key === 'uri' ? 'URI' : 'path'}, not ${JSON.stringify(value)}`);
+      continue;
+    }
+    if (key === 'key') {
+      if (typeof value !== 'string') fail(key, 'expected a string (the live-update secret)');
+      // An empty key is the VMOD's "no live update".
+      if (value !== '') program.liveUpdateKey = value as string;
       continue;
     }
     if (key === 'sha256') {
@@ -344,6 +353,7 @@ function parseProgram(
   }
   const source = programSource(settings, opts, fail);
   program.path = source.path;
+  program.ownFile = source.ownFile;
   if (source.url) program.url = source.url;
   program.start = settings.start === true;
   if (typeof settings.arg_query === 'string') program.argQuery = settings.arg_query;
@@ -367,21 +377,21 @@ function parseProgram(
 }
 
 /** Where the ELF is: a local path, or a URL and the path of its cached copy. */
-function programSource(settings: Record<string, unknown>, opts: LibraryParseOptions, fail: (key: string, reason: string) => never): { path: string; url?: string } {
+function programSource(settings: Record<string, unknown>, opts: LibraryParseOptions, fail: (key: string, reason: string) => never): { path: string; url?: string; ownFile: boolean } {
   const { filename, uri } = settings as { filename?: string; uri?: string };
-  const fromUrl = (url: string): { path: string; url: string } => ({ url, path: cachePath(opts.cacheDir ?? defaultCacheDir(), url) });
+  const fromUrl = (url: string): { path: string; url: string; ownFile: boolean } => ({ url, path: cachePath(opts.cacheDir ?? defaultCacheDir(), url), ownFile: false });
   if (filename !== undefined && uri !== undefined) {
     // The VMOD's caching idiom: the program is downloaded from `uri` into the local `filename`, which
     // is revalidated against the origin (If-Modified-Since) at each start, and kept when it fails.
     if (!isHttpUrl(uri)) fail('uri', `${uri}: with "filename", "uri" must be http:// or https://`);
-    return { url: uri, path: resolvePath(opts.baseDir, expandVars(filename)) };
+    return { url: uri, path: resolvePath(opts.baseDir, expandVars(filename)), ownFile: true };
   }
-  if (filename !== undefined) return opts.baseUrl ? fromUrl(new URL(filename, opts.baseUrl).href) : { path: resolvePath(opts.baseDir, expandVars(filename)) };
+  if (filename !== undefined) return opts.baseUrl ? fromUrl(new URL(filename, opts.baseUrl).href) : { path: resolvePath(opts.baseDir, expandVars(filename)), ownFile: true };
   if (uri === undefined) fail('filename', 'a program needs "filename" (a path) or "uri"');
   if (isHttpUrl(uri!)) return fromUrl(uri!);
   if (!uri!.startsWith('file://')) fail('uri', `${uri}: expected a file://, http:// or https:// URI`);
   try {
-    return { path: fileURLToPath(uri!) };
+    return { path: fileURLToPath(uri!), ownFile: false };
   } catch (e) {
     return fail('uri', `${uri}: ${(e as Error).message}`);
   }

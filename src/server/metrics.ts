@@ -39,6 +39,8 @@ export class GlobalCounters {
 export interface ProgramReport {
   state: SlotState;
   group: string;
+  /** New programs installed while serving (admin update, POST with X-LiveUpdate); kept across reloads. */
+  live_updates: number;
   /** Set while a failed start waits for its retry. */
   error?: { code: string; message: string; retry_in: number };
   stats: ProgramStats | null;
@@ -52,7 +54,7 @@ export interface StatsReport {
 export function statsReport(counters: GlobalCounters, slots: Iterable<ProgramSlot>): StatsReport {
   const programs: Record<string, ProgramReport> = {};
   for (const slot of slots) {
-    const report: ProgramReport = { state: slot.state, group: slot.entry.group, stats: slot.current?.stats() ?? null };
+    const report: ProgramReport = { state: slot.state, group: slot.entry.group, live_updates: slot.updates, stats: slot.current?.stats() ?? null };
     const failure = slot.lastFailure;
     if (failure) report.error = { code: failure.code, message: failure.message, retry_in: failure.retryIn };
     programs[slot.entry.name] = report;
@@ -75,6 +77,7 @@ export function prometheusText(report: StatsReport): string {
   for (const [name, p] of Object.entries(report.programs)) {
     const labels = `{program="${escapeLabel(name)}"}`;
     sample('tskvm_program_loaded', 'gauge', labels, p.stats ? 1 : 0);
+    sample('tskvm_program_live_updates_total', 'counter', labels, p.live_updates);
     if (!p.stats) continue;
     sample('tskvm_program_boot_time_seconds', 'gauge', labels, p.stats.program.boot_time);
     sample('tskvm_program_queued', 'gauge', labels, p.stats.queued);

@@ -31,6 +31,8 @@ export class ProgramSlot {
   /** Bumped by invalidate(): a start that began before it must not install its Program. */
   private generation = 0;
   private closed = false;
+  /** Programs installed by update() (the admin endpoint, live updates): the stats' live_updates. */
+  updates = 0;
   private readonly load: (entry: LibraryProgram) => Promise<Program>;
   private readonly onStartFailure: (error: TskvmError) => void;
 
@@ -129,6 +131,7 @@ export class ProgramSlot {
       throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
     }
     this.generation++;
+    this.updates++;
     const old = this.program;
     this.program = next;
     this.starting = null;

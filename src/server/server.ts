@@ -37,6 +37,7 @@ import { lstat, unlink } from 'node:fs/promises';
 import { TskvmError } from '../errors.js';
 import type { ProgramRequest, ProgramResponse } from '../runtime/program.js';
 import { handleAdmin, isAdminPath, type AdminAnswer } from './admin.js';
+import { LIVE_UPDATE_HEADER, liveUpdate } from './live-update.js';
 import { loadLibrary, type Library, type LibraryParseOptions, type LibraryTrust } from './library.js';
 import { GlobalCounters } from './metrics.js';
 import { ProgramSlot } from './program-slot.js';
@@ -218,6 +219,11 @@ class ComputeServer {
         this.counters.busy_refusals++;
         return sendText(res, exchange, 503, `the server holds ${this.buffered.limit} bytes of bodies already (max_buffered_bytes); try again`,
           { connection: 'close', 'retry-after': '1' });
+      }
+      const liveUpdateKey = req.headers[LIVE_UPDATE_HEADER];
+      if (req.method === 'POST' && typeof liveUpdateKey === 'string') {
+        const answer = await liveUpdate(this.slots.get(route.program)!, liveUpdateKey, body);
+        return sendText(res, exchange, answer.status, answer.text);
       }
       const fields: string[] = [];
       for (let i = 0; i < req.rawHeaders.length; i += 2) fields.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);

@@ -221,6 +221,51 @@ extern void sys_breakpoint(void);
 extern int vcpuid(void) __attribute__((const));
 extern int vcpureqid(void) __attribute__((const));
 
+/* 0x20000: an HTTP request made by the host. `url` is a full http(s) URL, which the host sends only to
+ * origins the program's fetch_origins lists, or a path ("/..."): a self-request, served by the same
+ * tskvm serve without a socket. A non-zero post_buffer/post_buflen makes it a POST (its Content-Type
+ * from ctype/ctlen when fields is given). The response: status, ctype (with its NUL, ctlen counting
+ * it), the body at content (the host maps memory for it when content is NULL, else at most
+ * content_length bytes go into the guest's buffer), and, when headers_length >= 64, the header block
+ * (into headers, or into memory the host maps when headers is NULL). Returns 0, or a negative libcurl
+ * error number (-3 bad URL, -7 cannot connect, -9 origin not allowed, -23 body too large for the
+ * buffer, -27 out of memory, -28 timed out: 8 s, or the request's deadline). fields and opts may be
+ * NULL; without opts, redirects are followed. */
+struct curl_op {
+	uint32_t status;
+	uint32_t post_buflen;
+	const void *post_buffer;
+	char *headers;
+	uint32_t headers_length;
+	uint32_t unused1;
+	void *content;
+	uint32_t content_length;
+	uint32_t ctlen;
+	char ctype[128];
+};
+#define CURL_FIELDS_COUNT 12u
+struct curl_fields {
+	const char *ptr[CURL_FIELDS_COUNT];
+	uint16_t len[CURL_FIELDS_COUNT];
+};
+#define CURL_SETFIELD(f, idx, value) { (f).ptr[idx] = (value); (f).len[idx] = (uint16_t)__builtin_strlen(value); }
+struct curl_options {
+	const char *interface;
+	const char *unused;
+	int8_t follow_location;
+	int8_t dummy_fetch;
+	int8_t tcp_fast_open;
+	int8_t dont_verify_host;
+	uint32_t unused_opt5;
+};
+KVM_API_STATIC_ASSERT(sizeof(struct curl_op) == 176, "curl_op size");
+KVM_API_STATIC_ASSERT(offsetof(struct curl_op, content) == 32, "curl_op.content");
+KVM_API_STATIC_ASSERT(offsetof(struct curl_op, ctype) == 48, "curl_op.ctype");
+KVM_API_STATIC_ASSERT(sizeof(struct curl_fields) == 120, "curl_fields size");
+KVM_API_STATIC_ASSERT(sizeof(struct curl_options) == 24, "curl_options size");
+extern long sys_fetch(const char *url, size_t url_len, struct curl_op *op, const struct curl_fields *fields,
+                      const struct curl_options *opts);
+
 /* Streamed responses (0x10012): the headers, then the body pulled from content_cb in pieces of 1 to
  * `max` bytes until content_length bytes (or, with 0, until an empty piece ends a chunked body).
  * NOT SUPPORTED YET in tskvm: the request ends with 501 TSKVM_ERR_UNSUPPORTED; use sys_backend_response. */
@@ -447,6 +492,7 @@ __asm__(".pushsection .text\n"
 	KVM_API_STUB(get_meminfo, 0x10A00)
 	KVM_API_STUB(sys_log, 0x7F000)
 	KVM_API_STUB(sys_is_debug, 0x7FDEB)
+	KVM_API_STUB(sys_fetch, 0x20000)
 	KVM_API_STUB(sys_breakpoint, 0x7F7F7)
 	/* no exit: the vCPU block GS base points at (see vcpuid above) */
 	".p2align 4\n.globl vcpuid\n.weak vcpuid\n.type vcpuid, @function\nvcpuid:\n.cfi_startproc\n"

@@ -18,7 +18,8 @@ import { TskvmError } from '../errors.js';
 import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, USER_START } from '../paging/layout.js';
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
 import { dispatch, syscallTable } from '../syscalls/dispatch.js';
-import { deadlineReached, endDeadline, startDeadline } from '../syscalls/deadline.js';
+import { deadlineReached, endDeadline, restoreDeadline, saveDeadline, startDeadline, timeLeft } from '../syscalls/deadline.js';
+import { restoreWriteQuota, saveWriteQuota } from '../syscalls/write-quota.js';
 import { hypercallTable } from '../syscalls/api/hypercalls.js';
 import { PROT_EXEC } from '../syscalls/address-space.js';
 import type { PauseState, Process } from '../syscalls/process.js';
@@ -130,6 +131,25 @@ export class GuestRunner {
     }
     threadTimer.arm(timeoutMs);
     return threadTimer;
+  }
+}
+
+/**
+ * Runs `fn`, which runs other VMs on this thread, while a run is stopped inside a host call (a
+ * sys_fetch waiting for its answer: request-worker.ts). The thread's run state — the deadline, the
+ * write quota, the run timer — belongs to the stopped run: it is put back afterwards, and the timer
+ * armed again for the time the stopped run has left (at once, if none).
+ */
+export function nestedRun<T>(fn: () => T): T {
+  const deadline = saveDeadline();
+  const quota = saveWriteQuota();
+  try {
+    return fn();
+  } finally {
+    restoreDeadline(deadline);
+    restoreWriteQuota(quota);
+    const left = timeLeft();
+    if (threadTimer && left !== Infinity) threadTimer.arm(Math.max(1, left));
   }
 }
 

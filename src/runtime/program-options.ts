@@ -7,6 +7,7 @@ import { basename } from 'node:path';
 import { TskvmError } from '../errors.js';
 import { MAX_ADDRESS_SPACE } from '../paging/layout.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
+import type { SelfRequestHandler } from './guest-fetch.js';
 
 /** Bytes of output lines (stdout, stderr, sys_log) one request, or the boot, may send before the rest is cut. */
 export const OUTPUT_LIMIT = 1 << 20;
@@ -49,8 +50,14 @@ export interface ProgramOptions {
   maxQueue?: number;
   /** Seconds a request may wait for a fork. Default 10. */
   queueTimeout?: number;
+  /** Origins (`https://host[:port]`) the program's sys_fetch may reach; "*" for any. Default: none. */
+  fetchOrigins?: string[];
   /** Called with each line the program logs (stdout, stderr, sys_log). */
   onLog?: (line: string) => void;
+  /** Serves the program's self-requests (sys_fetch of a path): the server it runs in sets it. */
+  selfRequest?: SelfRequestHandler;
+  /** Hears of each sys_fetch done (outbound or self-request), with its time: the server's fetch_time. */
+  onFetch?: (ms: number) => void;
 }
 
 /** The checked options, as plain data (they cross to worker threads). */
@@ -76,6 +83,8 @@ export interface ResolvedProgramOptions {
   trace: boolean;
   maxQueue: number;
   queueTimeout: number;
+  /** Normalised origins (URL.origin), or "*". */
+  fetchOrigins: string[];
 }
 
 function bad(key: string, value: unknown, why: string): never {
@@ -100,6 +109,21 @@ function strings(key: string, value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) bad(key, value, 'expected an array of strings');
   return value as string[];
+}
+
+/** An origin as URL.origin spells it (scheme, host, port if not the default), or "*". */
+function fetchOrigin(origin: string): string {
+  if (origin === '*') return origin;
+  let url: URL | null = null;
+  try {
+    url = new URL(origin);
+  } catch {
+    // reported below
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.hash || url.username) {
+    bad('fetchOrigins', origin, 'expected an origin such as https://api.example.com[:port], or "*"');
+  }
+  return url!.origin;
 }
 
 export function resolveProgramOptions(path: string, o: ProgramOptions): ResolvedProgramOptions {
@@ -132,5 +156,6 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     trace: bool('verboseSyscalls', o.verboseSyscalls, false),
     maxQueue: num('maxQueue', o.maxQueue, 64 * concurrency, 0, 1_000_000, true),
     queueTimeout: num('queueTimeout', o.queueTimeout, 10, 0.001, 3600),
+    fetchOrigins: strings('fetchOrigins', o.fetchOrigins).map((origin) => fetchOrigin(origin)),
   };
 }

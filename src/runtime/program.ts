@@ -26,6 +26,7 @@ import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
 import { DEFAULT_ON_ERROR_MS, emptyForkStats, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
 import type { RequestFailure } from './request-failure.js';
+import { guestFetch } from './guest-fetch.js';
 import { acquirePool, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
 
 export type { ProgramOptions };
@@ -38,6 +39,8 @@ export interface ProgramRequest {
   body?: Uint8Array | string;
   contentType?: string;
   arg?: string;
+  /** Set by the server for a self-request (a program's sys_fetch of a path): how deep it is. */
+  selfDepth?: number;
 }
 
 export interface ProgramResponse {
@@ -111,25 +114,37 @@ export class Program {
   /** Loads, boots and freezes the program at `path`, and forks its request VMs. */
   static async load(path: string, options: ProgramOptions = {}): Promise<Program> {
     const resolved = resolveProgramOptions(path, options);
-    return Program.fromBytes(await readProgramFile(path), resolvePath(path), resolved, options.onLog);
+    return Program.fromBytes(await readProgramFile(path), resolvePath(path), resolved, options);
   }
 
-  /** Like load(), from the ELF's bytes; `exePath` is what the guest sees as its own path. */
-  static async fromBytes(file: Uint8Array, exePath: string, options: ResolvedProgramOptions, onLog?: (line: string) => void): Promise<Program> {
+  /**
+   * Like load(), from the ELF's bytes; `exePath` is what the guest sees as its own path. `hooks`: the
+   * main-thread functions of ProgramOptions (they cannot go to a worker with the resolved options).
+   */
+  static async fromBytes(file: Uint8Array, exePath: string, options: ResolvedProgramOptions, hooks: Pick<ProgramOptions, 'onLog' | 'selfRequest' | 'onFetch'> = {}): Promise<Program> {
     const pool = acquirePool();
     const id = nextProgramId++;
     const log: string[] = [];
-    pool.setLogSink(id, (line) => {
-      log.push(line);
-      if (log.length > LOG_LINES_KEPT) log.shift();
-      onLog?.(line);
+    const { onLog, selfRequest, onFetch } = hooks;
+    pool.setProgramHooks(id, {
+      log: (line) => {
+        log.push(line);
+        if (log.length > LOG_LINES_KEPT) log.shift();
+        onLog?.(line);
+      },
+      fetch: async (request) => {
+        const started = performance.now();
+        const result = await guestFetch(request, options.fetchOrigins, selfRequest);
+        onFetch?.(performance.now() - started);
+        return result;
+      },
     });
     const home = pool.leastLoaded();
     let booted: { frozen: FrozenProgram; binaryType: string; binarySize: number; bootTimeMs: number };
     try {
       booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], options.maxBootTime * 1000);
     } catch (e) {
-      pool.setLogSink(id, null);
+      pool.setProgramHooks(id, null);
       await releasePool(pool);
       throw e;
     }
@@ -247,7 +262,7 @@ export class Program {
         await this.home.send({ op: 'closeProgram', programId: this.id }).catch(() => undefined);
         this.home.placed--;
       }
-      this.pool.setLogSink(this.id, null);
+      this.pool.setProgramHooks(this.id, null);
       await releasePool(this.pool);
     })();
     return this.closing;
@@ -326,7 +341,9 @@ function toInput(req: ProgramRequest): RequestInput {
   const contentType = req.contentType
     ?? headers.find((f) => f.slice(0, f.indexOf(':')).trim().toLowerCase() === 'content-type')?.slice(13).trim() ?? '';
   const body = typeof req.body === 'string' ? Buffer.from(req.body) : req.body;
-  return { method, url: req.url, arg: req.arg ?? '', contentType, headers, body };
+  const input: RequestInput = { method, url: req.url, arg: req.arg ?? '', contentType, headers, body };
+  if (req.selfDepth) input.selfDepth = req.selfDepth;
+  return input;
 }
 
 function toResponse(r: RequestResult, queuedMs: number): ProgramResponse {

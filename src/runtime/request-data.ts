@@ -24,6 +24,8 @@ export interface RequestInput {
   body?: Uint8Array;
   /** info_flags bit 0: a warm-up request. */
   warmup?: boolean;
+  /** A self-request this deep (a program's sys_fetch of a path); absent for a client's request. */
+  selfDepth?: number;
 }
 
 /** struct kvm_request (104 bytes). */

@@ -30,6 +30,7 @@ import { pageTableRanges } from '../paging/page-tables.js';
 import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
 import { VVAR } from '../paging/vdso.js';
 import { AddressSpace, PROT_READ, PROT_WRITE } from '../syscalls/address-space.js';
+import type { Fetcher } from '../syscalls/api/fetch.js';
 import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
 import { FileTable } from '../syscalls/fd-table.js';
 import { PathPolicy } from '../syscalls/path-policy.js';
@@ -66,6 +67,8 @@ export interface RequestVmOptions {
   maxWriteBytes?: number;
   /** This fork's number among its program's, 0 to concurrency − 1: what vcpureqid() tells the guest. */
   index?: number;
+  /** Makes the guest's sys_fetch requests; without it sys_fetch fails (fetch.ts). */
+  fetcher?: Fetcher;
 }
 
 export interface RequestResult {
@@ -207,6 +210,7 @@ export class RequestVm {
     }
     p.mm.limit = this.baseCommitted + this.maxRequestMemory + blockSize;
     p.api.beginRequest(input.method, input.headers ?? []);
+    p.api.selfDepth = input.selfDepth ?? 0;
 
     let run: RunResult | null = null;
     if (this.resumeToPause) {
@@ -329,6 +333,7 @@ export class RequestVm {
       argv: fp.argv, env: fp.env, trace: this.options.trace ?? null, warn: this.options.warn, log: this.options.log, api: new GuestApi(f.limits),
     });
     thawProcess(p, fp.state, this.options.output);
+    p.api.fetcher = this.options.fetcher ?? null;
     return p;
   }
 

@@ -11,11 +11,14 @@
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { TskvmError, type ErrorCode } from '../errors.js';
+import type { FetchRequest, FetchResult } from '../syscalls/api/fetch.js';
+import { CURLE } from '../syscalls/api/fetch.js';
 import { EmptyFile, SinkFile } from '../syscalls/open-files/memory-file.js';
 import { bootProgram, type BootedProgram } from './frozen-program.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { OUTPUT_LIMIT, type ResolvedProgramOptions } from './program-options.js';
 import { RequestVm, type RequestInput } from './request-vm.js';
+import { nestedRun } from '../hypervisor/run-loop.js';
 import { TRANSFER_MIN, WORKER_FAULT_URLS } from './worker-pool.js';
 
 export type WorkerCommand =
@@ -26,12 +29,18 @@ export type WorkerCommand =
   | { op: 'closeProgram'; id: number; programId: number }
   | { op: 'exit'; id: number }
   /** The main thread gave up on command `target` before it started (its deadline passed in the queue). */
-  | { op: 'cancel'; id: number; target: number };
+  | { op: 'cancel'; id: number; target: number }
+  /** The answer to this thread's `fetch` number `rpc` (sys_fetch waits for it: guestFetcher below). */
+  | { op: 'fetched'; id: number; rpc: number; result: FetchResult };
 
 export type WorkerReply =
   | { op: 'done'; id: number; value?: unknown }
   | { op: 'error'; id: number; error: { code: ErrorCode; message: string; details?: unknown } }
   | { op: 'log'; programId: number; lines: string[] }
+  /** A guest's sys_fetch, for the main thread to make (the worker waits for `fetched`). */
+  | { op: 'fetch'; programId: number; rpc: number; request: FetchRequest }
+  /** Command `id` starts while the one in progress waits in a fetch (its reply comes first). */
+  | { op: 'nested'; id: number }
   | { op: 'ready' };
 
 interface WorkerInit {
@@ -148,6 +157,7 @@ function handle(c: WorkerCommand): unknown {
       const log = logger(c.programId, o);
       forks.set(c.forkId, new RequestVm(c.frozen, {
         maxRequestTimeMs: o.maxRequestTime * 1000, maxWriteBytes: o.maxRequestWrite * 2 ** 20, index: c.index, ephemeral: o.ephemeral, output: log.output, log: log.line, warn: warn(o.name), trace: trace(o),
+        fetcher: guestFetcher(c.programId),
       }));
       loggers.set(c.forkId, log);
       return undefined;
@@ -157,9 +167,11 @@ function handle(c: WorkerCommand): unknown {
       const fork = forks.get(c.forkId);
       if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `request VM ${c.forkId} is closed`);
       let result;
+      running.add(c.forkId);
       try {
         result = fork.request(c.input);
       } finally {
+        running.delete(c.forkId);
         if (loggers.get(c.forkId)?.flush(true)) fork.stats.output_cut++;
       }
       // A body with an ArrayBuffer of its own moves to the main thread: cloning would copy it twice.
@@ -201,6 +213,8 @@ function injectFault(url: string): void {
 /** Commands received and not yet run, and the ones among them the main thread cancelled. */
 const queue: WorkerCommand[] = [];
 const cancelled = new Set<number>();
+/** Forks in the middle of a request on this thread's stack (one, or more while a sys_fetch waits). */
+const running = new Set<number>();
 
 /** Takes every message waiting on the port; a cancel always arrives after the command it names. */
 function drain(): void {
@@ -208,8 +222,72 @@ function drain(): void {
   while ((received = receiveMessageOnPort(port))) {
     const command = received.message as WorkerCommand;
     if (command.op === 'cancel') cancelled.add(command.target);
+    // An answer nobody waits for any more (its fetch gave up) is dropped.
+    else if (command.op === 'fetched') {
+      if (awaited.has(command.rpc)) answers.set(command.rpc, command.result);
+    }
     else queue.push(command);
   }
+}
+
+let nextRpc = 1;
+/** The fetches this thread waits for (more than one when a nested request fetched too), and the answers that came. */
+const awaited = new Set<number>();
+const answers = new Map<number, FetchResult>();
+/** Time the main thread gets beyond the fetch's own timeout to send its answer. */
+const FETCH_ANSWER_GRACE_MS = 1000;
+
+/**
+ * sys_fetch for the forks of a program: the main thread makes the request (it has the event loop and
+ * the server), and this thread waits for the answer on its doorbell, as it waits for commands. It
+ * does not sit idle meanwhile: commands for its other VMs run (nestedRun keeps the waiting run's
+ * deadline, quota and timer), which is also how a self-request served by a fork on this very thread
+ * gets its answer instead of waiting for a thread that waits for it. Commands that would touch a fork
+ * in the middle of a request wait until the fetch is over.
+ */
+function guestFetcher(programId: number): (request: FetchRequest) => FetchResult {
+  return (request) => {
+    const rpc = nextRpc++;
+    awaited.add(rpc);
+    port.postMessage({ op: 'fetch', programId, rpc, request } satisfies WorkerReply, request.body ? [request.body.buffer as ArrayBuffer] : []);
+    const end = performance.now() + request.timeoutMs + FETCH_ANSWER_GRACE_MS;
+    const held: WorkerCommand[] = [];
+    let result: FetchResult | null = null;
+    try {
+      for (;;) {
+        drain();
+        result = answers.get(rpc) ?? null;
+        if (result) break;
+        if (performance.now() >= end) break;
+        const next = queue.shift();
+        if (next) {
+          if (cancelled.delete(next.id)) continue;
+          if (mustWait(next)) {
+            held.push(next);
+          } else {
+            // The main thread's watchdog times this command now, by its own limit.
+            reply({ op: 'nested', id: next.id });
+            nestedRun(() => run(next));
+          }
+          continue;
+        }
+        const left = end - performance.now();
+        if (left <= 0) break;
+        Atomics.wait(bell, 0, 0, left);
+        Atomics.store(bell, 0, 0);
+      }
+    } finally {
+      queue.unshift(...held);
+      awaited.delete(rpc);
+      answers.delete(rpc);
+    }
+    return result ?? { ok: false, code: CURLE.OPERATION_TIMEDOUT, message: `no answer within ${request.timeoutMs} ms` };
+  };
+}
+
+/** Commands that cannot run while a request is stopped in a fetch: those touching a running fork, and exit. */
+function mustWait(c: WorkerCommand): boolean {
+  return c.op === 'exit' || ((c.op === 'request' || c.op === 'closeFork') && running.has(c.forkId));
 }
 
 function run(command: WorkerCommand): void {

@@ -10,6 +10,7 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { TskvmError } from '../errors.js';
+import { CURLE, type FetchRequest, type FetchResult } from '../syscalls/api/fetch.js';
 import type { WorkerCommand, WorkerReply } from './request-worker.js';
 
 /**
@@ -63,9 +64,11 @@ export class PoolWorker {
   /** Set once the thread has loaded its code, which can take seconds (under a TypeScript loader, say). */
   private ready = false;
   private watchdog: NodeJS.Timeout | null = null;
+  /** Commands the worker runs inside another that waits in a sys_fetch, innermost last (request-worker.ts). */
+  private readonly nested: Array<{ id: number; started: number }> = [];
   private readonly onDead: (worker: PoolWorker, error: Error) => void;
 
-  constructor(index: number, onLog: (programId: number, line: string) => void, onDead: (worker: PoolWorker, error: Error) => void) {
+  constructor(index: number, hooks: (programId: number) => ProgramHooks | undefined, onDead: (worker: PoolWorker, error: Error) => void) {
     this.index = index;
     this.onDead = onDead;
     const { port1, port2 } = new MessageChannel();
@@ -77,7 +80,14 @@ export class PoolWorker {
     });
     port1.on('message', (m: WorkerReply) => {
       if (m.op === 'log') {
-        for (const line of m.lines) onLog(m.programId, line);
+        const log = hooks(m.programId)?.log;
+        if (log) for (const line of m.lines) log(line);
+        return;
+      }
+      if (m.op === 'fetch') {
+        const fetch = hooks(m.programId)?.fetch;
+        void (fetch ? fetch(m.request) : Promise.resolve(NO_FETCH)).catch((e: Error): FetchResult => ({ ok: false, code: CURLE.COULDNT_CONNECT, message: e.message }))
+          .then((result) => this.answer(m.rpc, result));
         return;
       }
       this.lastReply = performance.now();
@@ -85,6 +95,11 @@ export class PoolWorker {
         this.ready = true;
         return;
       }
+      if (m.op === 'nested') {
+        this.nested.push({ id: m.id, started: this.lastReply });
+        return;
+      }
+      if (this.nested.at(-1)?.id === m.id) this.nested.pop();
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
@@ -118,6 +133,15 @@ export class PoolWorker {
     return promise.finally(() => {
       if (this.pending.size === 0) this.idle();
     });
+  }
+
+  /** The answer to a worker's sys_fetch: it waits on the doorbell, not for an event-loop turn. */
+  private answer(rpc: number, result: FetchResult): void {
+    if (this.dead) return;
+    const own = result.ok && result.body.byteLength >= TRANSFER_MIN && result.body.byteOffset === 0 && result.body.byteLength === result.body.buffer.byteLength;
+    this.port.postMessage({ op: 'fetched', id: 0, rpc, result } satisfies WorkerCommand, own ? [result.body.buffer as ArrayBuffer] : []);
+    Atomics.add(this.bell, 0, 1);
+    Atomics.notify(this.bell, 0);
   }
 
   async terminate(): Promise<void> {
@@ -156,10 +180,13 @@ export class PoolWorker {
     }
     if (!this.ready) return;
     this.cancelLate(head);
-    const runningMs = performance.now() - Math.max(head.sent, this.lastReply);
-    if (runningMs <= head.limitMs + WORKER_GRACE_MS) return;
+    // The command the thread is in now: the innermost nested one, timed by its own limit, else the head.
+    const inner = this.nested.at(-1);
+    const current = (inner && this.pending.get(inner.id)) || head;
+    const runningMs = performance.now() - (current === head ? Math.max(head.sent, this.lastReply) : inner!.started);
+    if (runningMs <= current.limitMs + WORKER_GRACE_MS) return;
     this.fail(new TskvmError('TSKVM_ERR_WORKER_STUCK',
-      `worker thread ${this.index} did not finish a ${head.op} within ${((head.limitMs + WORKER_GRACE_MS) / 1000).toFixed(1)} s; it was replaced`));
+      `worker thread ${this.index} did not finish a ${current.op} within ${((current.limitMs + WORKER_GRACE_MS) / 1000).toFixed(1)} s; it was replaced`));
     this.worker.terminate().catch(() => undefined);
   }
 
@@ -191,9 +218,17 @@ export class PoolWorker {
   }
 }
 
+/** What the main thread does for a program's VMs, wherever they run: take their log lines, make their fetches. */
+export interface ProgramHooks {
+  log: (line: string) => void;
+  fetch?: (request: FetchRequest) => Promise<FetchResult>;
+}
+
+const NO_FETCH: FetchResult = { ok: false, code: CURLE.COULDNT_CONNECT, message: 'the program is gone' };
+
 export class WorkerPool {
   readonly workers: PoolWorker[];
-  private readonly logSinks = new Map<number, (line: string) => void>();
+  private readonly programHooks = new Map<number, ProgramHooks>();
   private readonly replacedListeners = new Set<(dead: PoolWorker) => void>();
   private stopping = false;
 
@@ -206,10 +241,10 @@ export class WorkerPool {
     return this.workers.reduce((a, b) => (b.placed < a.placed ? b : a));
   }
 
-  /** Where a program's log lines go (they arrive from whichever worker runs it). */
-  setLogSink(programId: number, onLog: ((line: string) => void) | null): void {
-    if (onLog) this.logSinks.set(programId, onLog);
-    else this.logSinks.delete(programId);
+  /** Where a program's log lines and fetches go (they arrive from whichever worker runs it); null when it is gone. */
+  setProgramHooks(programId: number, hooks: ProgramHooks | null): void {
+    if (hooks) this.programHooks.set(programId, hooks);
+    else this.programHooks.delete(programId);
   }
 
   /** Calls `listener` when a worker died or got stuck and a new one took its place; returns the unsubscribe. */
@@ -224,7 +259,7 @@ export class WorkerPool {
   }
 
   private startWorker(index: number): PoolWorker {
-    return new PoolWorker(index, (id, line) => this.logSinks.get(id)?.(line), (dead) => {
+    return new PoolWorker(index, (id) => this.programHooks.get(id), (dead) => {
       if (this.stopping || this.workers[index] !== dead) return;
       this.workers[index] = this.startWorker(index);
       for (const listener of this.replacedListeners) listener(dead);

@@ -109,6 +109,7 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   // Not in the VMOD's table (docs/GUEST_ABI.md, "Configuration"): the request queue of the embedding
   // API, and the server's own.
   max_queue: { kind: 'number', option: 'maxQueue' },
+  fetch_origins: { kind: 'strings', option: 'fetchOrigins' },
   queue_timeout: { kind: 'number', option: 'queueTimeout' },
   start: { kind: 'bool' },
   arg_query: { kind: 'string' },

@@ -21,7 +21,7 @@ export class GlobalCounters {
   busy_refusals = 0;
   /** Seconds in request VMs, every program. */
   cpu_time = 0;
-  // Reserved (docs/GUEST_ABI.md, "Statistics") for sys_fetch and self-requests, which are not implemented yet.
+  /** Seconds programs waited in sys_fetch (outbound requests and self-requests). */
   fetch_time = 0;
   self_requests = 0;
   self_requests_failed = 0;

@@ -14,7 +14,7 @@
 import { readFile } from 'node:fs/promises';
 import { readProgramFile, TskvmError } from '../errors.js';
 import { Program } from '../runtime/program.js';
-import { resolveProgramOptions } from '../runtime/program-options.js';
+import { resolveProgramOptions, type ProgramOptions } from '../runtime/program-options.js';
 import { fetchToCache, sha256Hex } from './fetch-cache.js';
 import type { LibraryProgram } from './library.js';
 
@@ -36,10 +36,14 @@ export class ProgramSlot {
   private readonly load: (entry: LibraryProgram) => Promise<Program>;
   private readonly onStartFailure: (error: TskvmError) => void;
 
+  /** What the program gets from the server: its self-requests served, its fetches counted. */
+  private readonly programHooks: ProgramHooks;
+
   /** `load` boots the program (tests replace it); `onStartFailure` hears of each failed start once. */
-  constructor(entry: LibraryProgram, hooks: { load?: (entry: LibraryProgram) => Promise<Program>; onStartFailure?: (error: TskvmError) => void } = {}) {
+  constructor(entry: LibraryProgram, hooks: { load?: (entry: LibraryProgram) => Promise<Program>; onStartFailure?: (error: TskvmError) => void; program?: ProgramHooks } = {}) {
     this.entry = entry;
-    this.load = hooks.load ?? loadProgram;
+    this.programHooks = hooks.program ?? {};
+    this.load = hooks.load ?? ((e) => loadProgram(e, this.programHooks));
     this.onStartFailure = hooks.onStartFailure ?? (() => {});
   }
 
@@ -125,7 +129,7 @@ export class ProgramSlot {
    */
   async update(file: Buffer): Promise<void> {
     if (this.closed) throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
-    const next = await Program.fromBytes(file, this.entry.path, resolveProgramOptions(this.entry.path, this.entry.options));
+    const next = await Program.fromBytes(file, this.entry.path, resolveProgramOptions(this.entry.path, this.entry.options), this.programHooks);
     if (this.closed) {
       await next.close();
       throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
@@ -147,9 +151,12 @@ export class ProgramSlot {
   }
 }
 
+/** The main-thread functions a Program may be given (ProgramOptions'). */
+type ProgramHooks = Pick<ProgramOptions, 'selfRequest' | 'onFetch'>;
+
 /** Reads the ELF and boots it. */
-async function loadProgram(entry: LibraryProgram): Promise<Program> {
-  return Program.fromBytes(await programBytes(entry), entry.path, resolveProgramOptions(entry.path, entry.options));
+async function loadProgram(entry: LibraryProgram, hooks: ProgramHooks): Promise<Program> {
+  return Program.fromBytes(await programBytes(entry), entry.path, resolveProgramOptions(entry.path, entry.options), hooks);
 }
 
 /** The ELF's bytes: read, or fetched into its copy first when it comes from a URL; its digest checked. */

@@ -35,7 +35,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { lstat, unlink } from 'node:fs/promises';
 import { TskvmError } from '../errors.js';
+import { headerBlock, ownBytes } from '../runtime/guest-fetch.js';
 import type { ProgramRequest, ProgramResponse } from '../runtime/program.js';
+import { CURLE, type FetchRequest, type FetchResult } from '../syscalls/api/fetch.js';
 import { handleAdmin, isAdminPath, type AdminAnswer } from './admin.js';
 import { LIVE_UPDATE_HEADER, liveUpdate } from './live-update.js';
 import { loadLibrary, type Library, type LibraryParseOptions, type LibraryTrust } from './library.js';
@@ -44,6 +46,8 @@ import { ProgramSlot } from './program-slot.js';
 import { Router } from './router.js';
 
 const MiB = 1024 * 1024;
+/** Self-requests (a program's sys_fetch of a path) running at once across the server. */
+const MAX_SELF_REQUESTS = 32;
 
 export interface ServerOptions {
   /** A parsed library, or the path of a library file. */
@@ -129,11 +133,13 @@ class ComputeServer {
   private readonly accessLog: ((line: string) => void) | null;
   private readonly warned = new Set<string>();
   private inFlight = 0;
+  private selfRequestsInFlight = 0;
   private closing: Promise<void> | null = null;
 
   constructor(library: Library, private readonly options: ServerOptions, private readonly warn: (m: string) => void) {
+    const program = { selfRequest: (r: FetchRequest) => this.selfRequest(r), onFetch: (ms: number) => { this.counters.fetch_time += ms / 1000; } };
     for (const entry of library.programs.values()) {
-      this.slots.set(entry.name, new ProgramSlot(entry, { onStartFailure: (e) => warn(e.message) }));
+      this.slots.set(entry.name, new ProgramSlot(entry, { onStartFailure: (e) => warn(e.message), program }));
     }
     this.router = new Router(library);
     this.maxBodySize = options.maxBodySize ?? 16 * MiB;
@@ -250,6 +256,41 @@ class ComputeServer {
   }
 
   /** A request that finds its program unloaded by an invalidation (or queued when it happened) goes to the reloaded one. */
+  /**
+   * A program's sys_fetch of a path: routed like a client's request (without a Host) and run, no
+   * socket involved. At most MAX_SELF_REQUESTS at once across the server. One waits for a free
+   * request VM at most half the time its caller has, so that a caller always hears back before its
+   * own deadline — also a program that calls itself deeper than it has request VMs.
+   */
+  private async selfRequest(r: FetchRequest): Promise<FetchResult> {
+    this.counters.self_requests++;
+    const failed = (code: number, message: string): FetchResult => {
+      this.counters.self_requests_failed++;
+      this.warn(`self-request ${r.method} ${r.url} failed: ${message}`);
+      return { ok: false, code, message };
+    };
+    if (this.closing) return failed(CURLE.COULDNT_CONNECT, 'the server is shutting down');
+    if (this.selfRequestsInFlight >= MAX_SELF_REQUESTS) return failed(CURLE.COULDNT_CONNECT, `${MAX_SELF_REQUESTS} self-requests are running already`);
+    const route = this.router.resolve(r.url, undefined);
+    if (!route) return { ok: true, status: 404, contentType: 'text/plain; charset=utf-8', headers: headerBlock(404, {}), body: Buffer.from(`no program serves ${r.url}\n`) };
+    this.selfRequestsInFlight++;
+    try {
+      const response = await this.run(this.slots.get(route.program)!, {
+        method: r.method, url: r.url, headers: r.headers, body: r.body ?? undefined, arg: route.arg, selfDepth: r.depth,
+      }, AbortSignal.timeout(Math.max(1, Math.ceil(r.timeoutMs / 2))));
+      this.counters.record(response);
+      return {
+        ok: true, status: response.status, contentType: response.contentType,
+        headers: headerBlock(response.status, { 'content-type': response.contentType, ...response.headers }), body: ownBytes([response.body], response.body.length),
+      };
+    } catch (e) {
+      const code = (e as TskvmError).code === 'TSKVM_ERR_ABORTED' ? CURLE.OPERATION_TIMEDOUT : CURLE.RECV_ERROR;
+      return failed(code, (e as Error).message);
+    } finally {
+      this.selfRequestsInFlight--;
+    }
+  }
+
   private async run(slot: ProgramSlot, req: ProgramRequest, signal: AbortSignal): Promise<ProgramResponse> {
     for (let attempt = 1; ; attempt++) {
       const program = await slot.acquire();

@@ -28,6 +28,21 @@ export function endDeadline(): void {
   reached = false;
 }
 
+/** The deadline of the run in progress, to put back with restoreDeadline after another run on this thread (run-loop.ts, nested). */
+export function saveDeadline(): { deadline: number; reached: boolean } {
+  return { deadline, reached };
+}
+
+export function restoreDeadline(saved: { deadline: number; reached: boolean }): void {
+  deadline = saved.deadline;
+  reached = saved.reached;
+}
+
+/** Milliseconds left until the deadline (Infinity without one). */
+export function timeLeft(): number {
+  return deadline === Infinity ? Infinity : deadline - performance.now();
+}
+
 /** Whether a wait of this run reached the deadline: the run is over, whatever the syscall returns. */
 export function deadlineReached(): boolean {
   return reached;

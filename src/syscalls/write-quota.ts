@@ -30,3 +30,12 @@ export function takeWriteQuota(n: number): number {
 export function refundWriteQuota(n: number): void {
   left += n;
 }
+
+/** What is left, to put back with restoreWriteQuota after another request ran in between (run-loop.ts, nested). */
+export function saveWriteQuota(): number {
+  return left;
+}
+
+export function restoreWriteQuota(saved: number): void {
+  left = saved;
+}

@@ -8,6 +8,7 @@
  * Nothing here touches guest memory except through the hypercalls' checked
  * accessors, and nothing survives a request except what `init` set up.
  */
+import type { Fetcher } from './fetch.js';
 
 /** register_func indices (docs/GUEST_ABI.md, "Program model"). */
 export const HANDLER = { GET: 1, POST: 2, REQUEST: 3, STREAM_POST: 4, ON_ERROR: 5, LIVE_SAVE: 6, LIVE_RESTORE: 7, SOCKET: 12 } as const;
@@ -56,6 +57,10 @@ export class GuestApi {
   limits: ApiLimits;
   /** Bytes the request currently holds beyond the snapshot (get_meminfo's reqmem_current). */
   requestMemoryInUse: () => number = () => 0;
+  /** Makes sys_fetch's requests (fetch.ts), when whoever runs this VM can: request VMs of a Program. */
+  fetcher: Fetcher | null = null;
+  /** The request being served is a self-request this deep (0: a client's); set by the host, not the guest. */
+  selfDepth = 0;
 
   // The request being served.
   method = '';

@@ -11,6 +11,7 @@
 import { E } from '../../host/errno.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
+import { sysFetch } from './fetch.js';
 import { findHeader, headerKey, HEADER_LIMITS, type CachePolicy } from './guest-api.js';
 
 export const HYPERCALL = {
@@ -34,6 +35,7 @@ export const HYPERCALL = {
   STORAGE_TASK: 0x10709,
   STOP_STORAGE_TASK: 0x1070a,
   GET_MEMINFO: 0x10a00,
+  SYS_FETCH: 0x20000,
   SYS_LOG: 0x7f000,
   SYS_BREAKPOINT: 0x7f7f7,
   SYS_IS_DEBUG: 0x7fdeb,
@@ -273,6 +275,7 @@ const definitions: SyscallDef[] = [
   { nr: HYPERCALL.STORAGE_CALLV, name: 'storage_callv', args: ['hex', 'size', 'ptr', 'ptr', 'size'], handler: () => NO_STORAGE },
   { nr: HYPERCALL.STORAGE_TASK, name: 'sys_storage_task', args: ['hex', 'ptr', 'size', 'int', 'int'], handler: () => NO_STORAGE },
   { nr: HYPERCALL.STOP_STORAGE_TASK, name: 'stop_storage_task', args: ['int'], handler: () => NO_STORAGE },
+  { nr: HYPERCALL.SYS_FETCH, name: 'sys_fetch', args: ['inbuf', 'size', 'ptr', 'ptr', 'ptr'], handler: sysFetch },
   {
     nr: HYPERCALL.HANDLER_RETURNED, name: 'handler_returned', args: [],
     handler: (p) => {

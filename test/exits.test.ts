@@ -118,13 +118,13 @@ t.test('a syscall that waits until the deadline ends the run as a timeout, namin
   }
 });
 
-t.test('the VMOD calls tskvm lacks: sys_is_storage is 0, a noreturn call ends the run as unsupported (501), never -ENOSYS', async (t) => {
+t.test('the VMOD calls tskvm lacks: sys_is_storage is 0, a storage call ends the run as unsupported (501), never -ENOSYS', async (t) => {
   const { p } = guest();
   const cpu = fakeCpu();
   cpu.set('rax', 0x10706); // sys_is_storage()
   t.equal(handleExit(out(PORT_HYPERCALL), cpu, p, context()), null);
   t.equal(cpu.get('rax'), 0, 'sys_is_storage: 0, not -ENOSYS (which C reads as true)');
-  for (const [nr, name] of [[0x10012, 'begin_streaming_response'], [0x10011, 'storage_return'], [0x10013, 'storage_noreturn']] as const) {
+  for (const [nr, name] of [[0x10011, 'storage_return'], [0x10013, 'storage_noreturn']] as const) {
     const { p } = guest();
     const cpu = fakeCpu();
     cpu.set('rax', nr);

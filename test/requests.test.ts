@@ -120,12 +120,16 @@ t.test('api: what the VMOD offers and tskvm does not implement yet answers as do
     const ids = await Promise.all([0, 1, 2].map(() => p.request({ url: '/x' })));
     const reqids = ids.map((r) => /vcpu=0,(\d+)/.exec(r.body.toString())?.[1]).sort();
     t.same(reqids, ['0', '1', '2'], 'vcpureqid(): 0, 1 and 2 for the three request VMs of a program of concurrency 3');
-    for (const [url, call] of [['/stream', 'begin_streaming_response'], ['/storage_return', 'storage_return'], ['/storage_noreturn', 'storage_noreturn']]) {
+    for (const [url, call] of [['/storage_return', 'storage_return'], ['/storage_noreturn', 'storage_noreturn']]) {
       const r = await p.request({ url });
       t.equal(r.error?.code, 'TSKVM_ERR_UNSUPPORTED', `${url}: the request fails as unsupported`);
       t.match(r.error?.message, call, `${url}: naming ${call}`);
       t.notMatch(r.body.toString(), /fell through/, `${url}: the guest never ran past the call`);
     }
+    const stream = await p.request({ url: '/stream' });
+    t.equal(stream.error?.code, 'TSKVM_ERR_BAD_RESPONSE', '/stream: a streamed response of unknown length (0) and no callback is refused');
+    t.match(stream.error?.message, /streamed response of 0 bytes/);
+    t.notMatch(stream.body.toString(), /fell through/, '/stream: the guest never ran past the call');
     const after = await p.request({ url: '/x' });
     t.equal(after.status, 200, 'and the program serves the next request');
   });

@@ -266,9 +266,11 @@ KVM_API_STATIC_ASSERT(sizeof(struct curl_options) == 24, "curl_options size");
 extern long sys_fetch(const char *url, size_t url_len, struct curl_op *op, const struct curl_fields *fields,
                       const struct curl_options *opts);
 
-/* Streamed responses (0x10012): the headers, then the body pulled from content_cb in pieces of 1 to
- * `max` bytes until content_length bytes (or, with 0, until an empty piece ends a chunked body).
- * NOT SUPPORTED YET in tskvm: the request ends with 501 TSKVM_ERR_UNSUPPORTED; use sys_backend_response. */
+/* 0x10012: a streamed response. The status, content type and the response fields added so far go out
+ * now; the body, content_length bytes (it must be known: 1 or more), is pulled from content_cb, which
+ * the host calls in this VM, below the frame that began the stream (so arg may point into it), with
+ * max (at most 64 KiB), the bytes written so far and the total; it returns 1 to max bytes. Returning
+ * 0 bytes, crashing or taking more than 2 s fails the stream and the connection is cut. Never returns. */
 struct streaming_content {
 	const void *data;
 	size_t len;

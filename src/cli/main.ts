@@ -36,6 +36,7 @@ import { TR_AVAILABLE } from '../hypervisor/cpu-setup.js';
 import { Machine } from '../hypervisor/machine.js';
 import { platform } from '../hypervisor/platform.js';
 import { bootProgram } from '../runtime/frozen-program.js';
+import { STREAM_PIECE } from '../runtime/program.js';
 import { resolveProgramOptions } from '../runtime/program-options.js';
 import { RequestVm } from '../runtime/request-vm.js';
 import { parseConfigure } from '../server/library.js';
@@ -232,6 +233,17 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
     writeSync(2, `HTTP ${response.status}\ncontent-type: ${response.contentType}\n${response.headers.map((h) => h + '\n').join('')}\n`);
     if (failure) say(`request failed [${failure.code}]: ${failure.message}`);
     writeSync(1, response.body);
+    // A streamed body, piece by piece, straight to stdout.
+    for (let left = response.stream?.length ?? 0; left > 0;) {
+      try {
+        const piece = fork.streamChunk(STREAM_PIECE);
+        writeSync(1, piece);
+        left -= piece.length;
+      } catch (e) {
+        say(`streamed response failed [${(e as TskvmError).code}]: ${(e as Error).message}`);
+        return 1;
+      }
+    }
     return response.status < 400 ? 0 : 1;
   } finally {
     fork?.close();

@@ -59,7 +59,10 @@
  *
  * Handler return (HANDLER_RETURN): the return address the host pushes when it
  * calls a request handler, so a handler that returns without responding traps
- * back to the host instead of running off into its caller's frame:
+ * back to the host instead of running off into its caller's frame. What the
+ * function returned is kept, rax in rdi (rdx is untouched), as the VMOD does: a
+ * streamed response's callback returns struct streaming_content in rax:rdx.
+ *       mov %rax, %rdi        48 89 c7
  *       mov $0x7ffff, %eax    b8 ff ff 07 00 ; tskvm's private hypercall HANDLER_RETURNED
  *       out %eax, $0          e7 00
  *       ud2                   0f 0b          ; never resumed
@@ -79,7 +82,7 @@ export const SYSCALL_ENTRY: Record<SyscallEntryKind, number> = { 'ring3-jmp': ST
 export const HANDLER_RETURN = STUBS_ADDR + 0x80;
 export const REQUEST_ENTRY = STUBS_ADDR + 0xa0;
 const EXCEPTION_STUBS = RING0_STUBS_ADDR + 0x100;
-const HANDLER_RETURN_CODE = [0xb8, 0xff, 0xff, 0x07, 0x00, 0xe7, PORT_HYPERCALL, 0x0f, 0x0b];
+const HANDLER_RETURN_CODE = [0x48, 0x89, 0xc7, 0xb8, 0xff, 0xff, 0x07, 0x00, 0xe7, PORT_HYPERCALL, 0x0f, 0x0b];
 const REQUEST_ENTRY_FSGSBASE = [
   0x8e, 0x1d, 0x52, 0x00, 0x00, 0x00, 0x8e, 0x05, 0x4c, 0x00, 0x00, 0x00, 0x8e, 0x25, 0x46, 0x00, 0x00, 0x00,
   0x8e, 0x2d, 0x40, 0x00, 0x00, 0x00, 0xf3, 0x49, 0x0f, 0xae, 0xd3, 0xf3, 0x48, 0x0f, 0xae, 0xd8,

@@ -24,7 +24,7 @@ import { readProgramFile, TskvmError } from '../errors.js';
 import type { CachePolicy } from '../syscalls/api/guest-api.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
-import { DEFAULT_ON_ERROR_MS, emptyForkStats, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
+import { DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
 import type { RequestFailure } from './request-failure.js';
 import { guestFetch } from './guest-fetch.js';
 import { acquirePool, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
@@ -59,7 +59,28 @@ export interface ProgramResponse {
   timeMs: number;
   /** Time waiting for a free request VM, ms. */
   queuedMs: number;
+  /**
+   * A streamed response (begin_streaming_response), when the request asked for one with
+   * `{ stream: true }`: the body comes through it and `body` is empty. Without that option the
+   * pieces are gathered into `body`.
+   */
+  stream?: ResponseStream;
 }
+
+/** The body of a streamed response, piece by piece; the request VM stays taken until it ends. */
+export interface ResponseStream extends AsyncIterable<Uint8Array> {
+  /** Bytes the whole body has (the program said so when it began: Content-Length). */
+  readonly length: number;
+  /** Ends the stream early (its client went away, say): the request VM is reset and freed. */
+  cancel(): Promise<void>;
+}
+
+/** Bytes a streamed response gives per piece: what the program's callback is asked for at most. */
+export const STREAM_PIECE = 64 << 10;
+/** A stream nobody reads from for this long is cancelled, so that its request VM comes back. */
+const STREAM_IDLE_MS = 30_000;
+/** Largest streamed body gathered into `body` for a caller that did not ask for the stream. */
+const GATHER_MAX = 256 << 20;
 
 export interface ProgramStats {
   program: { name: string; binary_type: string; binary_size: number; entry_points: number; boot_time: number };
@@ -212,7 +233,7 @@ export class Program {
    * queue limits and closing. `signal` cancels a request still waiting for a fork
    * (TSKVM_ERR_ABORTED), e.g. when its client went away; one already running finishes.
    */
-  async request(req: ProgramRequest, options: { signal?: AbortSignal } = {}): Promise<ProgramResponse> {
+  async request(req: ProgramRequest, options: { signal?: AbortSignal; stream?: boolean } = {}): Promise<ProgramResponse> {
     const input = toInput(req);
     // A large body moves to the worker as a copy of its own: a structured clone would copy it twice.
     const transfer: ArrayBuffer[] = [];
@@ -224,17 +245,80 @@ export class Program {
     const fork = await this.reserve(options.signal);
     const queuedMs = performance.now() - queued;
     this.active++;
+    let streaming = false;
     try {
       // The request's own time, then on_error's budget; the watchdog adds its grace.
       const limitMs = this.options.maxRequestTime * 1000 + DEFAULT_ON_ERROR_MS;
       const { result, stats } = await fork.worker.send<{ result: RequestResult; stats: ForkStats }>(
         { op: 'request', forkId: fork.id, input }, transfer, limitMs, this.options.maxRequestTime * 1000);
       fork.stats = stats;
-      return toResponse(result, queuedMs);
+      const response = toResponse(result, queuedMs);
+      if (!result.response.stream) return response;
+      streaming = true;
+      const stream = this.responseStream(fork, result.response.stream.length);
+      if (options.stream) {
+        response.stream = stream;
+        return response;
+      }
+      try {
+        response.body = await gather(stream);
+      } catch (e) {
+        // Gathered, a stream that fails is a failed request like any other.
+        const error = e instanceof TskvmError ? e : new TskvmError('TSKVM_ERR_STREAM', String(e));
+        Object.assign(response, { status: 500, contentType: 'text/plain', body: Buffer.from(`${error.message}\n`), error: { code: error.code, status: 500, message: error.message } });
+      }
+      return response;
     } finally {
-      this.active--;
-      this.releaseFork(fork);
+      if (!streaming) {
+        this.active--;
+        this.releaseFork(fork);
+      }
     }
+  }
+
+  /**
+   * The pieces of a streamed response, pulled from the fork one at a time as the reader asks (so a
+   * slow client holds back the guest, and no more than a piece is in flight). When it ends — its
+   * last byte, a failure, cancel(), or STREAM_IDLE_MS without a read — the fork is settled and freed.
+   */
+  private responseStream(fork: Fork, length: number): ResponseStream {
+    let delivered = 0;
+    let ended: Promise<void> | null = null;
+    let idle: NodeJS.Timeout | null = null;
+    const end = (): Promise<void> => {
+      if (idle) clearTimeout(idle);
+      ended ??= fork.worker.send<ForkStats | undefined>({ op: 'streamEnd', forkId: fork.id })
+        .then((stats) => { if (stats) fork.stats = stats; }, () => undefined)
+        .finally(() => {
+          this.active--;
+          this.releaseFork(fork);
+        });
+      return ended;
+    };
+    const watch = (): void => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => void end(), STREAM_IDLE_MS).unref();
+    };
+    watch();
+    return {
+      length,
+      cancel: end,
+      [Symbol.asyncIterator]: async function* (this: void) {
+        try {
+          while (delivered < length && !ended) {
+            if (idle) clearTimeout(idle);
+            const { chunk, stats } = await fork.worker.send<{ chunk: Uint8Array; stats: ForkStats }>(
+              { op: 'streamChunk', forkId: fork.id, max: STREAM_PIECE }, [], STREAM_CHUNK_MS);
+            fork.stats = stats;
+            delivered += chunk.length;
+            watch();
+            yield chunk;
+          }
+        } finally {
+          await end();
+        }
+      },
+    };
   }
 
   stats(): ProgramStats {
@@ -344,6 +428,21 @@ function toInput(req: ProgramRequest): RequestInput {
   const input: RequestInput = { method, url: req.url, arg: req.arg ?? '', contentType, headers, body };
   if (req.selfDepth) input.selfDepth = req.selfDepth;
   return input;
+}
+
+/** A whole streamed body, for a caller that did not ask for the stream. */
+async function gather(stream: ResponseStream): Promise<Buffer> {
+  if (stream.length > GATHER_MAX) {
+    await stream.cancel();
+    throw new TskvmError('TSKVM_ERR_STREAM', `a streamed response of ${stream.length} bytes is too large to gather (the limit is ${GATHER_MAX}); ask for it with { stream: true }`);
+  }
+  const body = Buffer.alloc(stream.length);
+  let at = 0;
+  for await (const chunk of stream) {
+    body.set(chunk, at);
+    at += chunk.length;
+  }
+  return body;
 }
 
 function toResponse(r: RequestResult, queuedMs: number): ProgramResponse {

@@ -115,6 +115,8 @@ const SEEK_CUR = 1;
 /** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
 const PTE_ACCESSED_DIRTY = 0x60n;
 export const DEFAULT_ON_ERROR_MS = 1000;
+/** Time a streamed response's callback has for each piece (the VMOD gives 2 s too). */
+export const STREAM_CHUNK_MS = 2000;
 const RED_ZONE = 128;
 const RIP = 16 * 2;
 const RSP = 6 * 2;
@@ -142,6 +144,8 @@ export class RequestVm {
   private pending: { failed: boolean; placed: PlacedRequest | null } | null = null;
   /** The vCPU stands right after sys_backend_response of a non-ephemeral paused program. */
   private resumeToPause = false;
+  /** A streamed response in progress (begin_streaming_response): where its callbacks' stack starts, what came so far. */
+  private streaming: { rsp: number; delivered: number } | null = null;
   private closed = false;
 
   constructor(frozen: FrozenProgram, options: RequestVmOptions) {
@@ -251,6 +255,48 @@ export class RequestVm {
   }
 
   /**
+   * The next piece of a streamed response: `callback(arg, max, written, length)` runs in this VM, on
+   * the request's memory, within STREAM_CHUNK_MS, and returns struct streaming_content {data, len} in
+   * rax:rdx (the handler-return stub keeps rax in rdi: stubs.ts); 1 to `max` bytes of it are copied out. A callback that gives nothing (stalled), faults or
+   * runs out of time fails the stream: TSKVM_ERR_STREAM, and the fork is reset at settle().
+   */
+  streamChunk(max: number): Uint8Array {
+    const response = this.process.api.response;
+    const streaming = this.streaming;
+    if (!streaming || !response?.stream || !this.pending) throw new TskvmError('TSKVM_ERR_STREAM', 'this request VM has no streamed response in progress');
+    const { callback, arg, length } = response.stream;
+    const fail = (why: string): never => {
+      this.streaming = null;
+      this.pending = { failed: true, placed: this.pending?.placed ?? null };
+      this.stats.exceptions++;
+      throw new TskvmError('TSKVM_ERR_STREAM', `the streamed response failed after ${streaming.delivered} of ${length} bytes: ${why}`);
+    };
+    const want = Math.min(max, length - streaming.delivered);
+    if (want <= 0) return new Uint8Array(0);
+    const p = this.process;
+    const started = performance.now();
+    p.exit = null;
+    p.pause = null;
+    this.callHandler(callback, [arg, want, streaming.delivered, length], streaming.rsp);
+    const run = this.runner.run(STREAM_CHUNK_MS);
+    this.stats.request_cpu_time += (performance.now() - started) / 1000;
+    if (!(run.outcome === 'pause' && run.pause?.kind === 'returned')) return fail(describeFailure(run, p.mm.limitHit).message.split('\n')[0]!);
+    const vcpu = this.guest.vcpu;
+    const at = vcpu.get('rdi');
+    const len = Math.min(vcpu.get('rdx'), want);
+    if (len <= 0) return fail('the callback gave no bytes (stalled)');
+    let chunk: Uint8Array;
+    try {
+      chunk = Uint8Array.from(p.mem.read(at, len));
+    } catch {
+      return fail(`the callback's data at 0x${at.toString(16)} (${len} bytes) is not in guest memory`);
+    }
+    streaming.delivered += len;
+    this.stats.output_bytes += len;
+    return chunk;
+  }
+
+  /**
    * Puts the fork back in the state the next request needs: a reset when the
    * fork is ephemeral or the request failed, else just its request block given
    * back. Called by request() when the caller did not.
@@ -259,6 +305,9 @@ export class RequestVm {
     const pending = this.pending;
     if (!pending) return;
     this.pending = null;
+    // A stream left unfinished (its client went away) leaves the program mid-response: a full reset.
+    if (this.streaming && this.streaming.delivered < (this.process.api.response?.stream?.length ?? 0)) pending.failed = true;
+    this.streaming = null;
     if (this.ephemeral || pending.failed) {
       this.reset(pending.failed);
       return;
@@ -356,12 +405,11 @@ export class RequestVm {
    * zone, as a CALL would: rsp ≡ 8 (mod 16) at entry, the return address the
    * HANDLER_RETURN trap.
    */
-  private callHandler(fn: number, args: number[]): void {
+  private callHandler(fn: number, args: number[], below = this.frozen.regs[RSP]! + this.frozen.regs[RSP + 1]! * 0x1_0000_0000): void {
     const vcpu = this.guest.vcpu;
     const regs = vcpu.regs;
     regs.set(this.frozen.regs);
-    const frozenRsp = this.frozen.regs[RSP]! + this.frozen.regs[RSP + 1]! * 0x1_0000_0000;
-    const rsp = ((frozenRsp - RED_ZONE) & ~0xf) - 8;
+    const rsp = ((below - RED_ZONE) & ~0xf) - 8;
     this.process.mem.setU64(rsp, HANDLER_RETURN);
     regs[RSP] = rsp >>> 0;
     regs[RSP + 1] = Math.floor(rsp / 0x1_0000_0000);
@@ -394,6 +442,8 @@ export class RequestVm {
     if (run.outcome === 'pause' && run.pause?.kind === 'response' && p.api.response) {
       if (this.frozen.paused && !this.ephemeral) this.resumeToPause = true;
       this.pending = { failed: false, placed };
+      // The stream's callbacks run below the frame that began it, which the program's state may live in.
+      if (p.api.response.stream) this.streaming = { rsp: this.guest.vcpu.get('rsp'), delivered: 0 };
       return this.count({ response: p.api.response, failure: null, runMs: performance.now() - started, exits: run.exits });
     }
     failure = describeFailure(run, p.mm.limitHit);

@@ -26,6 +26,10 @@ export type WorkerCommand =
   | { op: 'fork'; id: number; programId: number; forkId: number; index: number; frozen: FrozenProgram; options: ResolvedProgramOptions }
   | { op: 'request'; id: number; forkId: number; input: RequestInput }
   | { op: 'closeFork'; id: number; forkId: number }
+  /** The next piece (at most `max` bytes) of the streamed response fork `forkId` is giving. */
+  | { op: 'streamChunk'; id: number; forkId: number; max: number }
+  /** The streamed response is over (or its client gone): the fork is settled. */
+  | { op: 'streamEnd'; id: number; forkId: number }
   | { op: 'closeProgram'; id: number; programId: number }
   | { op: 'exit'; id: number }
   /** The main thread gave up on command `target` before it started (its deadline passed in the queue). */
@@ -178,8 +182,29 @@ function handle(c: WorkerCommand): unknown {
       const body = result.response.body;
       const own = body.byteLength >= TRANSFER_MIN && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
       port.postMessage({ op: 'done', id: c.id, value: { result, stats: fork.stats } } satisfies WorkerReply, own ? [body.buffer as ArrayBuffer] : []);
-      fork.settle();
+      // A streamed response needs the request's memory until its last piece: settled at streamEnd.
+      if (!result.response.stream) fork.settle();
       return NO_REPLY;
+    }
+    case 'streamChunk': {
+      const fork = forks.get(c.forkId);
+      if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `request VM ${c.forkId} is closed`);
+      let chunk: Uint8Array;
+      running.add(c.forkId);
+      try {
+        chunk = fork.streamChunk(c.max);
+      } finally {
+        running.delete(c.forkId);
+        loggers.get(c.forkId)?.flush(false);
+      }
+      port.postMessage({ op: 'done', id: c.id, value: { chunk, stats: fork.stats } } satisfies WorkerReply, [chunk.buffer as ArrayBuffer]);
+      return NO_REPLY;
+    }
+    case 'streamEnd': {
+      const fork = forks.get(c.forkId);
+      if (fork && loggers.get(c.forkId)?.flush(true)) fork.stats.output_cut++;
+      fork?.settle();
+      return fork?.stats;
     }
     case 'closeFork':
       forks.get(c.forkId)?.close();
@@ -287,7 +312,7 @@ function guestFetcher(programId: number): (request: FetchRequest) => FetchResult
 
 /** Commands that cannot run while a request is stopped in a fetch: those touching a running fork, and exit. */
 function mustWait(c: WorkerCommand): boolean {
-  return c.op === 'exit' || ((c.op === 'request' || c.op === 'closeFork') && running.has(c.forkId));
+  return c.op === 'exit' || ((c.op === 'request' || c.op === 'closeFork' || c.op === 'streamChunk' || c.op === 'streamEnd') && running.has(c.forkId));
 }
 
 function run(command: WorkerCommand): void {

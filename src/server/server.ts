@@ -33,10 +33,11 @@
  * Cache-Control header the program sets itself wins.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
 import { lstat, unlink } from 'node:fs/promises';
 import { TskvmError } from '../errors.js';
 import { headerBlock, ownBytes } from '../runtime/guest-fetch.js';
-import type { ProgramRequest, ProgramResponse } from '../runtime/program.js';
+import type { ProgramRequest, ProgramResponse, ResponseStream } from '../runtime/program.js';
 import { CURLE, type FetchRequest, type FetchResult } from '../syscalls/api/fetch.js';
 import { handleAdmin, isAdminPath, type AdminAnswer } from './admin.js';
 import { LIVE_UPDATE_HEADER, liveUpdate } from './live-update.js';
@@ -233,11 +234,11 @@ class ComputeServer {
       }
       const fields: string[] = [];
       for (let i = 0; i < req.rawHeaders.length; i += 2) fields.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-      const response = await this.run(this.slots.get(route.program)!, { method: req.method, url, headers: fields, body, arg: route.arg }, gone.signal);
+      const response = await this.run(this.slots.get(route.program)!, { method: req.method, url, headers: fields, body, arg: route.arg }, gone.signal, true);
       this.counters.record(response);
       exchange.vmMs = response.timeMs;
       exchange.queuedMs = response.queuedMs;
-      sendProgramResponse(res, exchange, response, (m) => this.warnOnce(route.program, m));
+      await sendProgramResponse(res, exchange, response, (m) => this.warnOnce(route.program, m));
     } catch (e) {
       if (res.headersSent) {
         res.destroy();
@@ -291,11 +292,12 @@ class ComputeServer {
     }
   }
 
-  private async run(slot: ProgramSlot, req: ProgramRequest, signal: AbortSignal): Promise<ProgramResponse> {
+  /** Runs `req` on the slot's program (started if need be); `stream`: a streamed response comes as one (ProgramResponse.stream). */
+  private async run(slot: ProgramSlot, req: ProgramRequest, signal: AbortSignal, stream = false): Promise<ProgramResponse> {
     for (let attempt = 1; ; attempt++) {
       const program = await slot.acquire();
       try {
-        return await program.request(req, { signal });
+        return await program.request(req, { signal, stream });
       } catch (e) {
         if ((e as TskvmError).code !== 'TSKVM_ERR_CLOSED' || this.closing || attempt === 2) throw e;
       }
@@ -378,7 +380,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'co
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-function sendProgramResponse(res: ServerResponse, exchange: Exchange, r: ProgramResponse, warn: (m: string) => void): void {
+function sendProgramResponse(res: ServerResponse, exchange: Exchange, r: ProgramResponse, warn: (m: string) => void): void | Promise<void> {
   const headers: string[] = [];
   let ownCacheControl = false;
   for (const field of r.headerFields) {
@@ -396,7 +398,34 @@ function sendProgramResponse(res: ServerResponse, exchange: Exchange, r: Program
   }
   if (r.contentType) headers.push('Content-Type', r.contentType);
   if (!ownCacheControl) headers.push('Cache-Control', cacheControl(r));
+  if (r.stream) return sendStream(res, exchange, r.status, headers, r.stream);
   send(res, exchange, r.status, headers, r.body);
+}
+
+/**
+ * A streamed response: the head with its Content-Length, then each piece as the program gives it,
+ * the next asked for only once the socket has taken the last (so host memory holds one piece, however
+ * long the body). A client that stops reading is cut off after the client timeout; a stream that
+ * fails after the head cuts the connection, the only way HTTP/1.1 has to say so.
+ */
+async function sendStream(res: ServerResponse, exchange: Exchange, status: number, headers: string[], stream: ResponseStream): Promise<void> {
+  headers.push('Content-Length', String(stream.length));
+  if (exchange.draining()) headers.push('Connection', 'close');
+  res.setTimeout(exchange.clientTimeoutMs, () => res.destroy());
+  res.writeHead(status, headers);
+  const closed = new Promise<void>((resolve) => res.once('close', resolve));
+  try {
+    for await (const chunk of stream) {
+      if (res.destroyed) break;
+      exchange.bytes += chunk.length;
+      if (!res.write(chunk)) await Promise.race([once(res, 'drain'), closed]);
+      if (res.destroyed) break;
+    }
+    if (res.destroyed) await stream.cancel();
+    else res.end();
+  } catch {
+    res.destroy();
+  }
 }
 
 function cacheControl(r: ProgramResponse): string {

@@ -32,6 +32,11 @@ export interface GuestResponse {
   headers: string[];
   body: Buffer;
   cache: CachePolicy | null;
+  /**
+   * begin_streaming_response: no body yet; the host pulls it by calling `callback(arg, max, written,
+   * length)` in the same VM until `length` bytes came (request-vm.ts, streamChunk).
+   */
+  stream?: { callback: number; arg: number; length: number };
 }
 
 /** Limits and regions the guest may ask about (get_meminfo, shared_memory_area). */

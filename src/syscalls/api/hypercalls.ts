@@ -46,6 +46,8 @@ export const HYPERCALL = {
 /** Bytes of a content type, and of a response body, the host accepts. */
 const CONTENT_TYPE_MAX = 1024;
 const RESPONSE_BODY_MAX = 256 << 20;
+/** Largest streamed body: it never sits in host memory whole, so only what a content length may say. */
+const STREAM_MAX = 2 ** 48;
 const LOG_LINE_MAX = 64 * 1024;
 /** struct BackendResponseExtra / struct ResponseHeader offsets (docs/GUEST_ABI.md, "Structures"). */
 const EXTRA = { headers: 0, numHeaders: 8, cached: 10, ttl: 12, grace: 16, keep: 20, size: 56 } as const;
@@ -107,15 +109,39 @@ function copyOut(p: Process, text: string, out: number, outlen: number): number 
   return bytes.length;
 }
 
+/** The status and content type of a response (both kinds), or null when they broke a rule (p.pause says which). */
+function responseHead(p: Process, rawStatus: number, ctAt: number, ctLen: number): { status: number; contentType: string } | null {
+  const status = (rawStatus << 16) >> 16; // int16_t
+  if (status < 200 || status > 599) return fail(p, `the program responded with status ${status} (must be 200–599)`), null;
+  if (ctLen < 0 || ctLen > CONTENT_TYPE_MAX) return fail(p, `content type of ${ctLen} bytes (the limit is ${CONTENT_TYPE_MAX})`), null;
+  const contentType = latin1(guestBytes(p, ctAt, ctLen)).replace(/\0+$/, '');
+  if (CONTROL.test(contentType)) return fail(p, 'content type contains a control character (CR, LF, NUL…)'), null;
+  return { status, contentType };
+}
+
+/**
+ * begin_streaming_response(status, ctype, ctlen, content_length, callback, arg): the head of the
+ * response now, the body pulled from `callback` afterwards. Like the VMOD, the length must be known
+ * (no chunked body) and the callback real; the call never returns.
+ */
+function beginStreaming(p: Process, a: Float64Array): number {
+  const head = responseHead(p, a[0]!, a[1]!, a[2]!);
+  if (!head) return -E.EINVAL;
+  const [length, callback, arg] = [a[3]!, a[4]!, a[5]!];
+  if (length <= 0 || length > STREAM_MAX) return fail(p, `a streamed response of ${length} bytes (it must be 1 to ${STREAM_MAX})`);
+  if (head.status === 204 || head.status === 304) return fail(p, `status ${head.status} with a body (it has none in HTTP)`);
+  p.mem.check(callback, 1);
+  p.api.response = { ...head, headers: p.api.responseHeaders.slice(), body: Buffer.alloc(0), cache: p.api.cache, stream: { callback, arg, length } };
+  p.pause = { kind: 'response' };
+  return 0;
+}
+
 function collectResponse(p: Process, a: Float64Array): number {
-  const status = (a[0]! << 16) >> 16; // int16_t
-  if (status < 200 || status > 599) return fail(p, `the program responded with status ${status} (must be 200–599)`);
-  const ctLen = a[2]!;
+  const head = responseHead(p, a[0]!, a[1]!, a[2]!);
+  if (!head) return -E.EINVAL;
+  const { status, contentType } = head;
   const bodyLen = a[4]!;
-  if (ctLen < 0 || ctLen > CONTENT_TYPE_MAX) return fail(p, `content type of ${ctLen} bytes (the limit is ${CONTENT_TYPE_MAX})`);
   if (bodyLen < 0 || bodyLen > RESPONSE_BODY_MAX) return fail(p, `response body of ${bodyLen} bytes (the limit is ${RESPONSE_BODY_MAX})`);
-  const contentType = latin1(guestBytes(p, a[1]!, ctLen)).replace(/\0+$/, '');
-  if (CONTROL.test(contentType)) return fail(p, 'content type contains a control character (CR, LF, NUL…)');
   if ((status === 204 || status === 304) && bodyLen > 0) return fail(p, `status ${status} with a body of ${bodyLen} bytes (it has none in HTTP)`);
   const body = Buffer.from(guestBytes(p, a[3]!, bodyLen));
   const api = p.api;
@@ -259,7 +285,10 @@ const definitions: SyscallDef[] = [
   { nr: HYPERCALL.SYS_BREAKPOINT, name: 'sys_breakpoint', args: [], handler: () => 0 },
   {
     nr: HYPERCALL.BEGIN_STREAMING_RESPONSE, name: 'begin_streaming_response', args: ['int', 'ptr', 'size', 'size', 'hex', 'hex'],
-    handler: (p) => unsupported(p, 'begin_streaming_response: streamed responses are not supported yet; respond with sys_backend_response'),
+    handler: (p, a) => {
+      if (p.api.phase !== 'request') return fail(p, 'begin_streaming_response outside a request');
+      return beginStreaming(p, a);
+    },
   },
   // The storage VM (storage: true) is not implemented: no VM is ever the storage VM, no call reaches one.
   { nr: HYPERCALL.SYS_IS_STORAGE, name: 'sys_is_storage', args: [], handler: () => 0 },

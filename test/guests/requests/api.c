@@ -36,8 +36,9 @@
  * BackendResponseExtra: X-Api-Extra: 1, X-Api-Extra2: 2 with cached = true, ttl 10 s, grace 2 s,
  * keep 3 s (the same as the sys_set_cacheable hints, so either source gives the same Cache-Control).
  *
- * URLs /stream, /storage_return and /storage_noreturn make that call, which never comes back in tskvm
- * (the request fails); were it to return, the handler answers 200 "fell through".
+ * URLs /storage_return and /storage_noreturn make that call, which never comes back in tskvm (the
+ * request fails), and /stream begins a streamed response of length 0 without a callback, which is
+ * refused; were one to return, the handler answers 200 "fell through".
  *
  * URL /crash (path, any query) dereferences NULL; on_error then answers
  *   503, text/plain, "api on_error: url=<url> arg=<arg> exception=<exception>"

@@ -19,7 +19,10 @@ interface Seen {
   body: string;
 }
 
-/** The origin: /hello answers text, /redirect sends to /hello, /slow never answers, /big sends 64 bytes. */
+/**
+ * The origin: /hello answers text, /redirect sends to /hello, /escape to /hello under another origin
+ * (localhost), /slow never answers, /big sends 64 bytes.
+ */
 async function withOrigin(body: (origin: string, seen: Seen[]) => Promise<void>): Promise<void> {
   const seen: Seen[] = [];
   const server = createServer((req, res) => {
@@ -34,6 +37,11 @@ async function withOrigin(body: (origin: string, seen: Seen[]) => Promise<void>)
       } else if (req.url === '/redirect') {
         res.statusCode = 302;
         res.setHeader('location', '/hello');
+        res.end();
+      } else if (req.url === '/escape') {
+        // The same server under another origin: a redirect the program's fetch_origins does not allow.
+        res.statusCode = 302;
+        res.setHeader('location', `http://localhost:${(server.address() as { port: number }).port}/hello`);
         res.end();
       } else if (req.url === '/big') {
         res.end('x'.repeat(64));
@@ -115,6 +123,8 @@ t.test('outbound: only to origins in fetch_origins; bad URLs are refused', async
       t.match((await get(s, '/fetch/get?ftp://127.0.0.1/x')).text, /^rc=-3 /, 'not http(s)');
       t.match((await get(s, '/fetch/get?not a url')).text, /^rc=-3 /, 'not a URL');
       t.equal(seen.length, 0, 'the origin saw none of them');
+      t.match((await get(s, `/fetch/get?${origin}/escape`)).text, /^rc=-9 /, 'a redirect to an origin not listed: refused');
+      t.same(seen.map((r) => `${r.headers.host} ${r.url}`), [`${new URL(origin).host} /escape`], 'the redirect was not followed');
     });
   });
 });

@@ -4,11 +4,13 @@
  *
  * A full URL goes out only to an origin the program's configuration lists (`fetch_origins`; none by
  * default, "*" for any): a program nobody trusts must not reach the operator's network by default.
+ * Redirects are followed here, hop by hop, and each hop is held to the same list: an allowed origin
+ * cannot send the request on to one that is not (a metadata service, the host's loopback).
  * A path ("/…") is a self-request, served by the server the program runs in without a socket; it
  * carries its depth, so a program that calls itself in a loop gets an error at MAX_SELF_DEPTH, not a
  * pile of waiting requests.
  */
-import { Agent, interceptors, request as undiciRequest, type Dispatcher } from 'undici';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { CURLE, type FetchRequest, type FetchResult } from '../syscalls/api/fetch.js';
 
 /** How deep self-requests may nest: a request of a self-request of a self-request… */
@@ -19,8 +21,8 @@ const MAX_REDIRECTS = 10;
 /** Serves a self-request (its `depth`: 1 for one made by a client's request): given by the server a program runs in. */
 export type SelfRequestHandler = (request: FetchRequest) => Promise<FetchResult>;
 
-let followingAgent: Dispatcher | null = null;
-let plainAgent: Dispatcher | null = null;
+let agent: Dispatcher | null = null;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /**
  * Makes `request` for a guest: a self-request (through `selfRequest`, the server's) or an outbound one
@@ -32,46 +34,65 @@ export async function guestFetch(request: FetchRequest, origins: readonly string
     if (request.depth >= MAX_SELF_DEPTH) return fail(CURLE.COULDNT_CONNECT, `self-requests nest ${MAX_SELF_DEPTH} deep at most`);
     return selfRequest({ ...request, depth: request.depth + 1 }).catch((e: Error) => fail(CURLE.RECV_ERROR, e.message));
   }
-  let url: URL;
-  try {
-    url = new URL(request.url);
-  } catch {
-    return fail(CURLE.URL_MALFORMAT, `not a URL: ${request.url}`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(CURLE.URL_MALFORMAT, `${url.protocol} is not http or https`);
-  if (!origins.includes('*') && !origins.includes(url.origin)) {
-    return fail(CURLE.REMOTE_ACCESS_DENIED, `${url.origin} is not in the program's fetch_origins`);
-  }
   const headers: string[] = [];
   for (const field of request.headers) {
     const colon = field.indexOf(':');
     if (colon <= 0) continue;
     headers.push(field.slice(0, colon).trim(), field.slice(colon + 1).trim());
   }
-  const dispatcher = request.followRedirects
-    ? (followingAgent ??= new Agent({ connectTimeout: CONNECT_TIMEOUT_MS }).compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS })))
-    : (plainAgent ??= new Agent({ connectTimeout: CONNECT_TIMEOUT_MS }));
+  agent ??= new Agent({ connectTimeout: CONNECT_TIMEOUT_MS });
   const abort = AbortSignal.timeout(Math.max(1, Math.ceil(request.timeoutMs)));
+  let target = request.url;
+  let method = request.method;
+  let body = request.body ?? undefined;
   try {
-    const res = await undiciRequest(url, {
-      method: request.method, headers, body: request.body ?? undefined, dispatcher, signal: abort,
-      headersTimeout: request.timeoutMs, bodyTimeout: request.timeoutMs,
-    });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > request.maxBody) {
-        res.body.destroy();
-        return fail(CURLE.WRITE_ERROR, `the body is larger than the ${request.maxBody} bytes the guest can take`);
+    for (let hop = 0; ; hop++) {
+      let url: URL;
+      try {
+        url = new URL(target);
+      } catch {
+        return fail(CURLE.URL_MALFORMAT, `not a URL: ${target}`);
       }
-      chunks.push(chunk);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(CURLE.URL_MALFORMAT, `${url.protocol} is not http or https`);
+      if (!origins.includes('*') && !origins.includes(url.origin)) {
+        return fail(CURLE.REMOTE_ACCESS_DENIED, `${url.origin} is not in the program's fetch_origins${hop ? ` (a redirect led there)` : ''}`);
+      }
+      const res = await undiciRequest(url, {
+        method, headers, body, dispatcher: agent, signal: abort, headersTimeout: request.timeoutMs, bodyTimeout: request.timeoutMs,
+      });
+      const location = res.headers.location;
+      if (request.followRedirects && REDIRECTS.has(res.statusCode) && typeof location === 'string') {
+        await res.body.dump();
+        if (hop + 1 > MAX_REDIRECTS) return fail(CURLE.TOO_MANY_REDIRECTS, `more than ${MAX_REDIRECTS} redirects`);
+        target = new URL(location, url).href;
+        // As curl and browsers do: 303, and 301/302 after a POST, go on as a GET without the body.
+        if (res.statusCode === 303 || (method === 'POST' && res.statusCode !== 307 && res.statusCode !== 308)) {
+          method = 'GET';
+          body = undefined;
+        }
+        continue;
+      }
+      return await readResponse(res, request.maxBody);
     }
-    const type = res.headers['content-type'];
-    return { ok: true, status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', headers: headerBlock(res.statusCode, res.headers), body: ownBytes(chunks, size) };
   } catch (e) {
     return fail(curlCode(e as Error), (e as Error).message);
   }
+}
+
+/** A response's body, up to `maxBody`, with its status, content type and header block. */
+async function readResponse(res: Dispatcher.ResponseData, maxBody: number): Promise<FetchResult> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBody) {
+      res.body.destroy();
+      return fail(CURLE.WRITE_ERROR, `the body is larger than the ${maxBody} bytes the guest can take`);
+    }
+    chunks.push(chunk);
+  }
+  const type = res.headers['content-type'];
+  return { ok: true, status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', headers: headerBlock(res.statusCode, res.headers), body: ownBytes(chunks, size) };
 }
 
 /** The response's header block as curl hands it over: the status line, then `Key: value` lines, then an empty one. */

@@ -274,6 +274,7 @@ t.test('hostile API calls: bad pointers and arguments get error codes, and the h
       t.same(parse(res.body), {
         null_ctype: '-14', wild_body: '-14', wild_field: '-14', bad_where: '-22', find_wild_out: '-14', method_wild_out: '-14',
         meminfo_null: '-14', meminfo_wild: '-14', register_late: '-1', log_wild: '-14',
+        fetch_wild_url: '-14', fetch_wild_op: '-14', fetch_wild_fields: '-14',
       }, `round ${i}: EFAULT for every bad pointer, EINVAL for a bad "where", EPERM for register_func after init`);
     }
   });

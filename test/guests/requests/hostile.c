@@ -12,6 +12,8 @@
  *   meminfo_null, meminfo_wild   get_meminfo(NULL) / get_meminfo(wild)
  *   register_late                register_func during a request (only allowed during init)
  *   log_wild                     sys_log of a wild buffer
+ *   fetch_wild_url, fetch_wild_op, fetch_wild_fields
+ *                                sys_fetch with a wild URL, result struct or field table
  *
  * Natively: prints "hostile: native mode, no hypercalls".
  */
@@ -45,6 +47,11 @@ static void on_get(const char *url, const char *arg)
 	REPORT("meminfo_wild", sys_get_meminfo_rc(WILD));
 	REPORT("register_late", sys_register_rc(1, (void *)on_get));
 	REPORT("log_wild", sys_log_rc(WILD, 10));
+	struct curl_op op;
+	memset(&op, 0, sizeof op);
+	REPORT("fetch_wild_url", sys_fetch(WILD, 10, &op, NULL, NULL));
+	REPORT("fetch_wild_op", sys_fetch("/x", 2, WILD, NULL, NULL));
+	REPORT("fetch_wild_fields", sys_fetch("/x", 2, &op, WILD, NULL));
 	respond(200, "text/plain", out, (size_t)n, NULL);
 }
 

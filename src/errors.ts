@@ -73,7 +73,6 @@ export const ERROR_CODES = {
   TSKVM_ERR_NO_HANDLER: 'the program registered no handler for this kind of request',
   TSKVM_ERR_NO_RESPONSE: 'the handler returned without a response',
   TSKVM_ERR_BAD_RESPONSE: 'the response cannot be sent over HTTP (status, content type, header, body with 204/304)',
-  TSKVM_ERR_UNSUPPORTED: 'the program made a guest-API call tskvm does not implement yet (one only a storage VM may make); 501',
   TSKVM_ERR_STREAM: 'a streamed response failed after its head was sent: its callback stalled, crashed or ran out of time (the connection is cut)',
   TSKVM_ERR_WORKER: 'the worker thread running the request died; the program keeps serving from new forks',
   TSKVM_ERR_WORKER_STUCK: 'the worker thread did not come back in time and was replaced',

@@ -118,7 +118,7 @@ t.test('a syscall that waits until the deadline ends the run as a timeout, namin
   }
 });
 
-t.test('the VMOD calls tskvm lacks: sys_is_storage is 0, a storage call ends the run as unsupported (501), never -ENOSYS', async (t) => {
+t.test('storage calls in a VM that is not a storage VM: sys_is_storage is 0, storage_return ends the run (500), never -ENOSYS', async (t) => {
   const { p } = guest();
   const cpu = fakeCpu();
   cpu.set('rax', 0x10706); // sys_is_storage()
@@ -129,7 +129,7 @@ t.test('the VMOD calls tskvm lacks: sys_is_storage is 0, a storage call ends the
     const cpu = fakeCpu();
     cpu.set('rax', nr);
     const end = handleExit(out(PORT_HYPERCALL), cpu, p, context());
-    t.match(end, { outcome: 'pause', pause: { kind: 'failed', unsupported: true, reason: new RegExp(name) } }, `${name}: the run ends`);
-    t.match(describeFailure({ ...end!, exits: 1 }, false), { code: 'TSKVM_ERR_UNSUPPORTED', status: 501 }, `${name}: 501 TSKVM_ERR_UNSUPPORTED`);
+    t.match(end, { outcome: 'pause', pause: { kind: 'failed', reason: new RegExp(`${name} outside a storage call`) } }, `${name}: the run ends`);
+    t.match(describeFailure({ ...end!, exits: 1 }, false), { code: 'TSKVM_ERR_BAD_RESPONSE', status: 500 }, `${name}: 500 TSKVM_ERR_BAD_RESPONSE`);
   }
 });

@@ -106,14 +106,14 @@ t.test('api: a program using every implemented call', async (t) => {
   });
 });
 
-t.test('api: what the VMOD offers and tskvm does not implement yet answers as documented, never falls through', async (t) => {
+t.test('api: the VMOD calls a program without storage makes answer as documented, never fall through', async (t) => {
   if (!kvmAvailable(t)) return;
   await withProgram('req-api', { concurrency: 3 }, async (p) => {
     const res = await p.request({ url: '/x' });
     t.equal(res.status, 200, res.body.toString());
     const lines = Object.fromEntries(res.body.toString().trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     t.equal(lines.is_storage, '0', 'sys_is_storage: 0 in a request VM (never an errno, which C reads as true)');
-    t.equal(lines.storage, '-1,-1,-1,-1', 'storage_call, storage_task, stop_storage_task, sys_storage_allow: -1, no storage VM');
+    t.equal(lines.storage, '-1,-1,0,-1', 'storage_call, storage_task: -1, stop_storage_task: 0 (no such task), sys_storage_allow: -1 (not the storage VM)');
     t.equal(lines.breakpoint, 'ok', 'sys_breakpoint returns');
     t.match(lines.vcpu, /^0,[0-2]$/, 'vcpuid() is 0 and vcpureqid() a fork number, read through GS without faulting');
     // Three requests at once on three idle forks: each runs in a different one.
@@ -122,8 +122,8 @@ t.test('api: what the VMOD offers and tskvm does not implement yet answers as do
     t.same(reqids, ['0', '1', '2'], 'vcpureqid(): 0, 1 and 2 for the three request VMs of a program of concurrency 3');
     for (const [url, call] of [['/storage_return', 'storage_return'], ['/storage_noreturn', 'storage_noreturn']]) {
       const r = await p.request({ url });
-      t.equal(r.error?.code, 'TSKVM_ERR_UNSUPPORTED', `${url}: the request fails as unsupported`);
-      t.match(r.error?.message, call, `${url}: naming ${call}`);
+      t.equal(r.error?.code, 'TSKVM_ERR_BAD_RESPONSE', `${url}: the request fails`);
+      t.match(r.error?.message, `${call} outside a storage call`, `${url}: naming ${call}`);
       t.notMatch(r.body.toString(), /fell through/, `${url}: the guest never ran past the call`);
     }
     const stream = await p.request({ url: '/stream' });

@@ -74,7 +74,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
   // Every key of the VMOD's configuration, as its documentation and parser name them.
   const everyKey = {
     max_boot_time: 4.0, max_request_time: 2.0, max_storage_time: 5.0, max_memory: 64, address_space: 64, max_request_memory: 16,
-    req_mem_limit_after_reset: 32, shared_memory: 2, concurrency: 2, storage: true, hugepages: false, hugepage_arena_size: 4,
+    req_mem_limit_after_reset: 32, shared_memory: 2, concurrency: 2, storage: true, filename_storage: 'storage/hello.storage', hugepages: false, hugepage_arena_size: 4,
     request_hugepages: 2, request_hugepage_arena_size: 2, split_hugepages: false, transparent_hugepages: true, stdout: false,
     smp: 2, allow_debug: false, remote_debug_on_exception: false, control_ephemeral: true, ephemeral: true,
     ephemeral_keep_working_memory: true, experimental_keep_working_memory: true, relocate_fixed_mmap: true,
@@ -99,7 +99,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
   t.equal(hello.group, 'small');
   t.match(hello.options, {
     maxMemory: 64, maxBootTime: 4, maxRequestTime: 2, maxRequestMemory: 16, reqMemLimitAfterReset: 32, sharedMemory: 2, concurrency: 2,
-    controlEphemeral: true, ephemeral: true, mainArguments: ['--serve'], environment: ['MODE=vmod'], executableHeap: false,
+    controlEphemeral: true, ephemeral: true, storage: true, maxStorageTime: 5, storageFilename: join(dir, 'storage/hello.storage'), mainArguments: ['--serve'], environment: ['MODE=vmod'], executableHeap: false,
     allowedPaths: [{ real: join(process.cwd(), 'data') }, { real: join(process.env.HOME!, 'models'), virtual: '/models', prefix: true }],
   }, 'the keys tskvm implements take effect ($PWD and ${HOME} in allowed_paths)');
   const cached = lib.programs.get('cached')!;
@@ -108,7 +108,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
   t.equal(lib.programs.get('plain')!.group, 'test');
   t.same(lib.warnings.filter((w) => /unknown key/.test(w)), [], 'no key of the VMOD is unknown');
   t.equal(hello.liveUpdateKey, 'secret', 'key: the live-update secret');
-  const ignored = ['max_storage_time', 'storage', 'hugepage_arena_size', 'request_hugepage_arena_size', 'split_hugepages',
+  const ignored = ['hugepage_arena_size', 'request_hugepage_arena_size', 'split_hugepages',
     'transparent_hugepages', 'smp', 'allow_debug', 'remote_debug_on_exception', 'experimental_keep_working_memory',
     'relocate_fixed_mmap', 'remapping', 'executable_remapping', 'blackout_area', 'verbose', 'verbose_pagetables', 'server',
     'websocket_server', 'warmup'];

@@ -17,8 +17,14 @@ import { TskvmError } from '../errors.js';
 import type { ElfImage } from '../elf/parse-elf.js';
 import { Machine, type MachineOptions } from '../hypervisor/machine.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
+import type { ApiRole } from '../syscalls/api/guest-api.js';
+import type { StorageLink } from '../syscalls/api/storage.js';
 
 export interface BootOptions extends MachineOptions {
+  /** 'storage': the program's storage VM starts (sys_is_storage() is 1, it need not register handlers). */
+  role?: ApiRole;
+  /** Reaches the program's storage VM, for storage tasks scheduled while it starts. */
+  storage?: StorageLink | null;
   /** Limit for main() to reach wait_for_requests*, in seconds (max_boot_time). */
   maxBootTimeSec?: number;
   /** The program's last output lines (stdout, stderr, logs) for a failed start; default: its sys_log lines. */
@@ -56,6 +62,8 @@ export function bootProgram(file: Uint8Array, exePath: string, options: BootOpti
       userLog?.(line);
     },
   });
+  machine.process.api.role = options.role ?? 'request';
+  machine.process.api.storage = options.storage ?? null;
   try {
     const result = machine.run();
     const why = (): string => {
@@ -72,7 +80,7 @@ export function bootProgram(file: Uint8Array, exePath: string, options: BootOpti
       throw new TskvmError(code, `${exePath}: ${why()}${log.length ? `\nits last log lines:\n  ${log.join('\n  ')}` : ''}`, { log, outcome: result.outcome, status: result.status });
     }
     const frozen = machine.freeze(result.pause);
-    if (!frozen.paused && frozen.process.state.api.handlers.length === 0) {
+    if (!frozen.paused && frozen.process.state.api.handlers.length === 0 && options.role !== 'storage') {
       throw new TskvmError('TSKVM_ERR_PROGRAM_INIT', `${exePath}: wait_for_requests() was called with no request handler registered (register_func)`, { log });
     }
     return { machine, frozen, image: machine.image, bootTimeMs: performance.now() - started };

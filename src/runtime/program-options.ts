@@ -52,6 +52,12 @@ export interface ProgramOptions {
   queueTimeout?: number;
   /** Origins (`https://host[:port]`) the program's sys_fetch may reach; "*" for any. Default: none. */
   fetchOrigins?: string[];
+  /** A storage VM: one long-lived VM, never reset, that request VMs call into (storage_callv). Default false. */
+  storage?: boolean;
+  /** The storage VM's ELF (the VMOD's filename_storage); default: the program's own. */
+  storageFilename?: string;
+  /** Seconds a storage call or task may run. Default 5. */
+  maxStorageTime?: number;
   /** Called with each line the program logs (stdout, stderr, sys_log). */
   onLog?: (line: string) => void;
   /** Serves the program's self-requests (sys_fetch of a path): the server it runs in sets it. */
@@ -85,6 +91,10 @@ export interface ResolvedProgramOptions {
   queueTimeout: number;
   /** Normalised origins (URL.origin), or "*". */
   fetchOrigins: string[];
+  storage: boolean;
+  /** A path, or null for the program's own ELF. */
+  storageFilename: string | null;
+  maxStorageTime: number;
 }
 
 function bad(key: string, value: unknown, why: string): never {
@@ -157,5 +167,13 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     maxQueue: num('maxQueue', o.maxQueue, 64 * concurrency, 0, 1_000_000, true),
     queueTimeout: num('queueTimeout', o.queueTimeout, 10, 0.001, 3600),
     fetchOrigins: strings('fetchOrigins', o.fetchOrigins).map((origin) => fetchOrigin(origin)),
+    storage: bool('storage', o.storage, false),
+    storageFilename: o.storageFilename ?? null,
+    maxStorageTime: num('maxStorageTime', o.maxStorageTime, 5, 0.001, 3600),
   };
+}
+
+/** The options the storage VM starts with: the program's, but KVM_TYPE=storage (docs/GUEST_ABI.md, "Environment"). */
+export function storageVmOptions(o: ResolvedProgramOptions): ResolvedProgramOptions {
+  return { ...o, env: o.env.map((e) => (e === 'KVM_TYPE=request' ? 'KVM_TYPE=storage' : e)) };
 }

@@ -27,7 +27,10 @@ import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions
 import { DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
 import type { RequestFailure } from './request-failure.js';
 import { guestFetch } from './guest-fetch.js';
-import { acquirePool, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
+import { acquirePool, newVmId, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
+import { StorageHost, type StorageStats } from './storage-host.js';
+import type { Question } from './request-worker.js';
+import type { FetchRequest } from '../syscalls/api/fetch.js';
 
 export type { ProgramOptions };
 
@@ -88,6 +91,8 @@ export interface ProgramStats {
   totals: ForkStats & { reservation_time: number; reservation_timeouts: number; queue_full: number };
   queued: number;
   active: number;
+  /** The storage VM's counters, when the program has one. */
+  storage?: StorageStats;
 }
 
 interface Fork {
@@ -106,7 +111,6 @@ interface Waiter {
 
 const LOG_LINES_KEPT = 100;
 let nextProgramId = 1;
-let nextForkId = 1;
 
 export class Program {
   readonly name: string;
@@ -131,6 +135,7 @@ export class Program {
   private queueFull = 0;
   private active = 0;
   private closing: Promise<void> | null = null;
+  private readonly storage: StorageHost | null;
 
   /** Loads, boots and freezes the program at `path`, and forks its request VMs. */
   static async load(path: string, options: ProgramOptions = {}): Promise<Program> {
@@ -147,42 +152,60 @@ export class Program {
     const id = nextProgramId++;
     const log: string[] = [];
     const { onLog, selfRequest, onFetch } = hooks;
-    pool.setProgramHooks(id, {
-      log: (line) => {
-        log.push(line);
-        if (log.length > LOG_LINES_KEPT) log.shift();
-        onLog?.(line);
-      },
-      fetch: async (request) => {
-        const started = performance.now();
-        const result = await guestFetch(request, options.fetchOrigins, selfRequest);
-        onFetch?.(performance.now() - started);
-        return result;
-      },
-    });
+    const logLine = (line: string): void => {
+      log.push(line);
+      if (log.length > LOG_LINES_KEPT) log.shift();
+      onLog?.(line);
+    };
+    const fetch = async (request: FetchRequest): Promise<unknown> => {
+      const started = performance.now();
+      const result = await guestFetch(request, options.fetchOrigins, selfRequest);
+      onFetch?.(performance.now() - started);
+      return result;
+    };
+    let storage: StorageHost | null = null;
+    const ask = async (q: Question): Promise<unknown> => {
+      if (q.kind === 'fetch') return fetch(q.request);
+      if (!storage) throw new Error('the storage VM is not running');
+      switch (q.kind) {
+        case 'storageCall': return storage.call(q.call, q.deadline);
+        case 'storageTask': return storage.task(q.task);
+        case 'stopStorageTask': return storage.stopTask(q.id);
+      }
+    };
+    pool.setProgramHooks(id, { log: logLine, ask });
     const home = pool.leastLoaded();
     let booted: { frozen: FrozenProgram; binaryType: string; binarySize: number; bootTimeMs: number };
     try {
+      // The storage VM first: the program's main() may call into it while it starts.
+      if (options.storage) {
+        const storageFile = options.storageFilename ? await readProgramFile(options.storageFilename) : file;
+        storage = await StorageHost.start(pool, id, storageFile, options.storageFilename ? resolvePath(options.storageFilename) : exePath, options, logLine);
+      }
       booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], options.maxBootTime * 1000);
     } catch (e) {
+      await storage?.close();
       pool.setProgramHooks(id, null);
       await releasePool(pool);
       throw e;
     }
-    const program = new Program(pool, id, home, options, booted, log, onLog);
+    const program = new Program(pool, id, home, options, booted, log, onLog, storage);
     try {
       await program.startForks(program.options.concurrency);
     } catch (e) {
       await program.close();
       throw e;
     }
+    storage?.open();
     return program;
   }
 
   private constructor(
     pool: WorkerPool, id: number, home: PoolWorker, options: ResolvedProgramOptions,
-    booted: { frozen: FrozenProgram; binaryType: string; binarySize: number; bootTimeMs: number }, log: string[], onLog?: (line: string) => void,
+    booted: { frozen: FrozenProgram; binaryType: string; binarySize: number; bootTimeMs: number }, log: string[], onLog: ((line: string) => void) | undefined,
+    storage: StorageHost | null,
   ) {
+    this.storage = storage;
     this.pool = pool;
     this.id = id;
     this.home = home;
@@ -205,7 +228,7 @@ export class Program {
       worker.placed++;
       let index = 0;
       while (this.forks.some((f) => f.index === index)) index++;
-      const fork: Fork = { id: nextForkId++, index, worker, stats: emptyForkStats() };
+      const fork: Fork = { id: newVmId(), index, worker, stats: emptyForkStats() };
       this.forks.push(fork);
       await worker.send({ op: 'fork', programId: this.id, forkId: fork.id, index, frozen: this.frozen, options: this.options });
       this.releaseFork(fork);
@@ -326,7 +349,9 @@ export class Program {
     for (const f of this.forks) {
       for (const [k, v] of Object.entries(f.stats) as Array<[keyof ForkStats, number]>) totals[k] += v;
     }
-    return { program: { ...this.info }, vms: this.forks.map((f) => ({ ...f.stats })), totals, queued: this.queue.length, active: this.active };
+    const stats: ProgramStats = { program: { ...this.info }, vms: this.forks.map((f) => ({ ...f.stats })), totals, queued: this.queue.length, active: this.active };
+    if (this.storage) stats.storage = this.storage.stats();
+    return stats;
   }
 
   /** Refuses new requests, lets running ones finish, and releases every VM, fd and mapping. Idempotent. */
@@ -346,6 +371,7 @@ export class Program {
         await this.home.send({ op: 'closeProgram', programId: this.id }).catch(() => undefined);
         this.home.placed--;
       }
+      await this.storage?.close();
       this.pool.setProgramHooks(this.id, null);
       await releasePool(this.pool);
     })();

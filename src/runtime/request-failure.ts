@@ -24,9 +24,7 @@ export function describeFailure(run: RunResult, outOfMemory: boolean): RequestFa
   if (run.outcome === 'pause') {
     const pause = run.pause!;
     if (pause.kind === 'failed') {
-      return pause.unsupported
-        ? { code: 'TSKVM_ERR_UNSUPPORTED', status: 501, message: pause.reason }
-        : { code: 'TSKVM_ERR_BAD_RESPONSE', status: 500, message: pause.reason };
+      return { code: 'TSKVM_ERR_BAD_RESPONSE', status: 500, message: pause.reason };
     }
     return { code: 'TSKVM_ERR_NO_RESPONSE', status: 500, message: 'the program finished the request without a response (sys_backend_response was not called)' };
   }

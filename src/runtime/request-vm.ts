@@ -31,7 +31,8 @@ import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
 import { VVAR } from '../paging/vdso.js';
 import { AddressSpace, PROT_READ, PROT_WRITE } from '../syscalls/address-space.js';
 import type { Fetcher } from '../syscalls/api/fetch.js';
-import { GuestApi, HANDLER, type GuestResponse } from '../syscalls/api/guest-api.js';
+import { GuestApi, HANDLER, type ApiRole, type GuestResponse } from '../syscalls/api/guest-api.js';
+import { VIRTBUFFER_SIZE, type StorageCall, type StorageCallResult, type StorageLink } from '../syscalls/api/storage.js';
 import { FileTable } from '../syscalls/fd-table.js';
 import { PathPolicy } from '../syscalls/path-policy.js';
 import { Process } from '../syscalls/process.js';
@@ -69,6 +70,13 @@ export interface RequestVmOptions {
   index?: number;
   /** Makes the guest's sys_fetch requests; without it sys_fetch fails (fetch.ts). */
   fetcher?: Fetcher;
+  /** Reaches the program's storage VM (storage.ts); without it the storage calls fail. */
+  storage?: StorageLink;
+  /**
+   * 'storage': this is the program's storage VM, forked from its own frozen boot and never reset:
+   * it serves storageCall() and storageTask(), not request().
+   */
+  role?: ApiRole;
 }
 
 export interface RequestResult {
@@ -117,6 +125,8 @@ const PTE_ACCESSED_DIRTY = 0x60n;
 export const DEFAULT_ON_ERROR_MS = 1000;
 /** Time a streamed response's callback has for each piece (the VMOD gives 2 s too). */
 export const STREAM_CHUNK_MS = 2000;
+/** Time a storage function has after storage_return to run to its end (the VMOD's 1 s). */
+export const STORAGE_CLEANUP_MS = 1000;
 const RED_ZONE = 128;
 const RIP = 16 * 2;
 const RSP = 6 * 2;
@@ -152,7 +162,7 @@ export class RequestVm {
     this.frozen = frozen;
     this.options = options;
     const chosen = frozen.process.state.api.ephemeral;
-    this.ephemeral = frozen.limits.controlEphemeral && chosen !== null ? chosen : options.ephemeral;
+    this.ephemeral = options.role === 'storage' ? false : frozen.limits.controlEphemeral && chosen !== null ? chosen : options.ephemeral;
     const { fsBase, gsBase } = frozen.process.state.scalars;
     this.bases = { fsBase, gsBase };
     this.ram = GuestRam.fork(frozen.ram);
@@ -297,6 +307,77 @@ export class RequestVm {
   }
 
   /**
+   * Storage VM: `fn(n, bufs, resultMax)` with the caller's buffers copied in, until it gives its result
+   * with storage_return (then it runs on to its end, STORAGE_CLEANUP_MS at most) or storage_noreturn.
+   * The VM keeps whatever the function wrote; a call that fails (faults, runs past `timeMs`, returns
+   * without a result) gets its registers, FPU and segment state put back, so the next call starts
+   * clean, and its caller gets −1.
+   */
+  storageCall(call: StorageCall, timeMs: number): StorageCallResult {
+    return this.inStorage(call.func, call.inputs, call.resultMax, timeMs, true);
+  }
+
+  /** Storage VM: a task, `fn(data, len)`, run to its end (storage_return ends it too). */
+  storageTask(func: number, data: Uint8Array, timeMs: number): StorageCallResult {
+    return this.inStorage(func, [data], 0, timeMs, false);
+  }
+
+  private inStorage(func: number, inputs: Uint8Array[], resultMax: number, timeMs: number, isCall: boolean): StorageCallResult {
+    if (this.closed || this.options.role !== 'storage') throw new TskvmError('TSKVM_ERR_CLOSED', 'this VM is not a storage VM');
+    const p = this.process;
+    const started = performance.now();
+    this.stats.invocations++;
+    // The inputs and their struct virtbuffer array in a mapping of their own, given back after the call.
+    const sizes = inputs.map((b) => Math.ceil(b.length / 8) * 8);
+    const blockSize = Math.max(1, sizes.reduce((a, b) => a + b, 0) + inputs.length * VIRTBUFFER_SIZE);
+    const block = p.mm.map(0, blockSize, PROT_READ | PROT_WRITE, 'any', 'storage call');
+    if (block < 0) return this.storageFailed(`no room in the storage VM for ${blockSize} bytes of input`, started);
+    try {
+      const array = block + sizes.reduce((a, b) => a + b, 0);
+      let at = block;
+      inputs.forEach((bytes, i) => {
+        p.mem.put(at, bytes);
+        p.mem.setU64(array + i * VIRTBUFFER_SIZE, at);
+        p.mem.setU64(array + i * VIRTBUFFER_SIZE + 8, bytes.length);
+        at += sizes[i]!;
+        this.stats.input_bytes += bytes.length;
+      });
+      p.exit = null;
+      p.pause = null;
+      p.api.phase = 'request';
+      p.api.storageCall = { resultMax, result: null };
+      this.callHandler(func, isCall ? [inputs.length, array, resultMax] : [block, inputs[0]!.length]);
+      let run = this.runner.run(timeMs);
+      const result = p.api.storageCall.result;
+      if (run.outcome === 'pause' && run.pause?.kind === 'storageReturn' && !run.pause.noreturn) run = this.runner.run(STORAGE_CLEANUP_MS);
+      const ended = run.outcome === 'pause' && (run.pause?.kind === 'returned' || (run.pause?.kind === 'storageReturn' && (run.pause.noreturn || !result)));
+      if (!ended) return this.storageFailed(describeFailure(run, p.mm.limitHit).message.split('\n')[0]!, started, run.outcome === 'timeout');
+      if (isCall && !result) return this.storageFailed('the storage function returned without storage_return()', started);
+      this.stats.output_bytes += result?.data.length ?? 0;
+      this.stats.request_cpu_time += (performance.now() - started) / 1000;
+      return { ok: true, data: result?.data ?? new Uint8Array(0), length: result?.length ?? 0 };
+    } catch (e) {
+      return this.storageFailed(`the host failed: ${(e as Error)?.message ?? e}`, started);
+    } finally {
+      p.api.storageCall = null;
+      p.mm.unmap(block, blockSize);
+      this.dirtyPages.forgetHostWrites();
+    }
+  }
+
+  private storageFailed(reason: string, started: number, timedOut = false): StorageCallResult {
+    if (timedOut) this.stats.timeouts++;
+    else this.stats.exceptions++;
+    // The memory stays as the function left it (as in the VMOD); the CPU goes back to the frozen state.
+    restoreVcpu(this.guest.vcpu, this.frozen);
+    this.restoreMsrs(true);
+    this.process.fsBase = this.bases.fsBase;
+    this.process.gsBase = this.bases.gsBase;
+    this.stats.exception_cpu_time += (performance.now() - started) / 1000;
+    return { ok: false, reason };
+  }
+
+  /**
    * Puts the fork back in the state the next request needs: a reset when the
    * fork is ephemeral or the request failed, else just its request block given
    * back. Called by request() when the caller did not.
@@ -383,6 +464,8 @@ export class RequestVm {
     });
     thawProcess(p, fp.state, this.options.output);
     p.api.fetcher = this.options.fetcher ?? null;
+    p.api.storage = this.options.storage ?? null;
+    p.api.role = this.options.role ?? 'request';
     return p;
   }
 

@@ -13,6 +13,9 @@ import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_
 import { TskvmError, type ErrorCode } from '../errors.js';
 import type { FetchRequest, FetchResult } from '../syscalls/api/fetch.js';
 import { CURLE } from '../syscalls/api/fetch.js';
+import type { ApiRole } from '../syscalls/api/guest-api.js';
+import type { StorageCall, StorageCallResult, StorageLink, StorageTaskRequest } from '../syscalls/api/storage.js';
+import { passedDeadline, waitLimit } from '../syscalls/deadline.js';
 import { EmptyFile, SinkFile } from '../syscalls/open-files/memory-file.js';
 import { bootProgram, type BootedProgram } from './frozen-program.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
@@ -21,29 +24,43 @@ import { RequestVm, type RequestInput } from './request-vm.js';
 import { nestedRun } from '../hypervisor/run-loop.js';
 import { TRANSFER_MIN, WORKER_FAULT_URLS } from './worker-pool.js';
 
+/**
+ * What a VM on this thread needs the main thread for, and waits for (askMain below): a sys_fetch, or
+ * a storage call, task or timer of its program (storage.ts).
+ */
+export type Question =
+  | { kind: 'fetch'; request: FetchRequest }
+  /** `deadline`: Date.now() time after which the caller no longer waits (the call is then skipped). */
+  | { kind: 'storageCall'; call: StorageCall; deadline: number }
+  | { kind: 'storageTask'; task: StorageTaskRequest }
+  | { kind: 'stopStorageTask'; id: number };
+
 export type WorkerCommand =
-  | { op: 'boot'; id: number; programId: number; file: Uint8Array; exePath: string; options: ResolvedProgramOptions }
-  | { op: 'fork'; id: number; programId: number; forkId: number; index: number; frozen: FrozenProgram; options: ResolvedProgramOptions }
+  /** `role` 'storage': the program's storage VM starts (its options say KVM_TYPE=storage). */
+  | { op: 'boot'; id: number; programId: number; file: Uint8Array; exePath: string; options: ResolvedProgramOptions; role?: ApiRole }
+  | { op: 'fork'; id: number; programId: number; forkId: number; index: number; frozen: FrozenProgram; options: ResolvedProgramOptions; role?: ApiRole }
   | { op: 'request'; id: number; forkId: number; input: RequestInput }
   | { op: 'closeFork'; id: number; forkId: number }
   /** The next piece (at most `max` bytes) of the streamed response fork `forkId` is giving. */
   | { op: 'streamChunk'; id: number; forkId: number; max: number }
   /** The streamed response is over (or its client gone): the fork is settled. */
   | { op: 'streamEnd'; id: number; forkId: number }
-  | { op: 'closeProgram'; id: number; programId: number }
+  /** Runs a call (or a task: `call.inputs` is its one data buffer) in the storage VM `forkId`, within `timeMs`. */
+  | { op: 'storageCall'; id: number; forkId: number; call: StorageCall; task: boolean; timeMs: number }
+  | { op: 'closeProgram'; id: number; programId: number; role?: ApiRole }
   | { op: 'exit'; id: number }
   /** The main thread gave up on command `target` before it started (its deadline passed in the queue). */
   | { op: 'cancel'; id: number; target: number }
-  /** The answer to this thread's `fetch` number `rpc` (sys_fetch waits for it: guestFetcher below). */
-  | { op: 'fetched'; id: number; rpc: number; result: FetchResult };
+  /** The answer to this thread's question number `rpc` (askMain below). */
+  | { op: 'answer'; id: number; rpc: number; answer: unknown };
 
 export type WorkerReply =
   | { op: 'done'; id: number; value?: unknown }
   | { op: 'error'; id: number; error: { code: ErrorCode; message: string; details?: unknown } }
   | { op: 'log'; programId: number; lines: string[] }
-  /** A guest's sys_fetch, for the main thread to make (the worker waits for `fetched`). */
-  | { op: 'fetch'; programId: number; rpc: number; request: FetchRequest }
-  /** Command `id` starts while the one in progress waits in a fetch (its reply comes first). */
+  /** A question for the main thread (the worker waits for its `answer`). */
+  | { op: 'ask'; programId: number; rpc: number; question: Question }
+  /** Command `id` starts while the one in progress waits for an answer (its reply comes first). */
   | { op: 'nested'; id: number }
   | { op: 'ready' };
 
@@ -54,7 +71,10 @@ interface WorkerInit {
 
 const { port, doorbell } = workerData as WorkerInit;
 const bell = new Int32Array(doorbell);
-const programs = new Map<number, BootedProgram>();
+/** The main VMs booted here (they own the memory their forks copy from), by bootKey. */
+const programs = new Map<string, BootedProgram>();
+/** A program's storage VM boots apart from its main VM, maybe on the same thread. */
+const bootKey = (programId: number, role: ApiRole = 'request'): string => `${programId}:${role}`;
 const forks = new Map<number, RequestVm>();
 const loggers = new Map<number, Logger>();
 
@@ -139,6 +159,7 @@ function handle(c: WorkerCommand): unknown {
       let booted: BootedProgram;
       try {
         booted = bootProgram(c.file, c.exePath, {
+          role: c.role, storage: o.storage ? storageLink(c.programId) : null,
           argv0: o.argv[0], args: o.argv.slice(1), env: o.env, allowed: o.allowed, cwd: o.cwd,
           maxMemoryMiB: o.maxMemory, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
           requestMemoryUpperMiB: o.reqMemLimitAfterReset, controlEphemeral: o.controlEphemeral, executableHeap: o.executableHeap, maxBootTimeSec: o.maxBootTime,
@@ -148,7 +169,7 @@ function handle(c: WorkerCommand): unknown {
       } finally {
         log.flush(true);
       }
-      programs.set(c.programId, booted);
+      programs.set(bootKey(c.programId, c.role), booted);
       return {
         frozen: booted.frozen,
         binaryType: booted.image.kind,
@@ -161,23 +182,14 @@ function handle(c: WorkerCommand): unknown {
       const log = logger(c.programId, o);
       forks.set(c.forkId, new RequestVm(c.frozen, {
         maxRequestTimeMs: o.maxRequestTime * 1000, maxWriteBytes: o.maxRequestWrite * 2 ** 20, index: c.index, ephemeral: o.ephemeral, output: log.output, log: log.line, warn: warn(o.name), trace: trace(o),
-        fetcher: guestFetcher(c.programId),
+        fetcher: guestFetcher(c.programId), storage: o.storage ? storageLink(c.programId) : undefined, role: c.role,
       }));
       loggers.set(c.forkId, log);
       return undefined;
     }
     case 'request': {
       if (faultsForTests) injectFault(c.input.url);
-      const fork = forks.get(c.forkId);
-      if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `request VM ${c.forkId} is closed`);
-      let result;
-      running.add(c.forkId);
-      try {
-        result = fork.request(c.input);
-      } finally {
-        running.delete(c.forkId);
-        if (loggers.get(c.forkId)?.flush(true)) fork.stats.output_cut++;
-      }
+      const { fork, value: result } = onFork(c.forkId, true, (fork) => fork.request(c.input));
       // A body with an ArrayBuffer of its own moves to the main thread: cloning would copy it twice.
       const body = result.response.body;
       const own = body.byteLength >= TRANSFER_MIN && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
@@ -187,16 +199,7 @@ function handle(c: WorkerCommand): unknown {
       return NO_REPLY;
     }
     case 'streamChunk': {
-      const fork = forks.get(c.forkId);
-      if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `request VM ${c.forkId} is closed`);
-      let chunk: Uint8Array;
-      running.add(c.forkId);
-      try {
-        chunk = fork.streamChunk(c.max);
-      } finally {
-        running.delete(c.forkId);
-        loggers.get(c.forkId)?.flush(false);
-      }
+      const { fork, value: chunk } = onFork(c.forkId, false, (fork) => fork.streamChunk(c.max));
       port.postMessage({ op: 'done', id: c.id, value: { chunk, stats: fork.stats } } satisfies WorkerReply, [chunk.buffer as ArrayBuffer]);
       return NO_REPLY;
     }
@@ -206,14 +209,19 @@ function handle(c: WorkerCommand): unknown {
       fork?.settle();
       return fork?.stats;
     }
+    case 'storageCall': {
+      const { fork, value: result } = onFork(c.forkId, true, (fork) => (c.task ? fork.storageTask(c.call.func, c.call.inputs[0]!, c.timeMs) : fork.storageCall(c.call, c.timeMs)));
+      port.postMessage({ op: 'done', id: c.id, value: { result, stats: fork.stats } } satisfies WorkerReply, result.ok ? [result.data.buffer as ArrayBuffer] : []);
+      return NO_REPLY;
+    }
     case 'closeFork':
       forks.get(c.forkId)?.close();
       forks.delete(c.forkId);
       loggers.delete(c.forkId);
       return undefined;
     case 'closeProgram':
-      programs.get(c.programId)?.machine.close();
-      programs.delete(c.programId);
+      programs.get(bootKey(c.programId, c.role))?.machine.close();
+      programs.delete(bootKey(c.programId, c.role));
       return undefined;
     case 'cancel':
       return NO_REPLY; // taken care of by the loop below
@@ -226,6 +234,22 @@ function handle(c: WorkerCommand): unknown {
 }
 
 const NO_REPLY = Symbol('no reply');
+
+/**
+ * Runs `work` on VM `forkId`, marked running so that commands for it wait while this one waits for
+ * an answer (askMain), then sends the output it wrote (a whole request's, or a piece's).
+ */
+function onFork<T>(forkId: number, endOfRequest: boolean, work: (fork: RequestVm) => T): { fork: RequestVm; value: T } {
+  const fork = forks.get(forkId);
+  if (!fork) throw new TskvmError('TSKVM_ERR_CLOSED', `VM ${forkId} is closed`);
+  running.add(forkId);
+  try {
+    return { fork, value: work(fork) };
+  } finally {
+    running.delete(forkId);
+    if (loggers.get(forkId)?.flush(endOfRequest)) fork.stats.output_cut++;
+  }
+}
 
 const faultsForTests = process.env.TSKVM_TEST_WORKER_FAULTS === '1';
 
@@ -247,72 +271,97 @@ function drain(): void {
   while ((received = receiveMessageOnPort(port))) {
     const command = received.message as WorkerCommand;
     if (command.op === 'cancel') cancelled.add(command.target);
-    // An answer nobody waits for any more (its fetch gave up) is dropped.
-    else if (command.op === 'fetched') {
-      if (awaited.has(command.rpc)) answers.set(command.rpc, command.result);
+    // An answer nobody waits for any more (its question gave up) is dropped.
+    else if (command.op === 'answer') {
+      if (awaited.has(command.rpc)) answers.set(command.rpc, command.answer);
     }
     else queue.push(command);
   }
 }
 
 let nextRpc = 1;
-/** The fetches this thread waits for (more than one when a nested request fetched too), and the answers that came. */
+/** The questions this thread waits for (more than one when a nested command asked too), and the answers that came. */
 const awaited = new Set<number>();
-const answers = new Map<number, FetchResult>();
-/** Time the main thread gets beyond the fetch's own timeout to send its answer. */
-const FETCH_ANSWER_GRACE_MS = 1000;
+const answers = new Map<number, unknown>();
+/** Time the main thread gets beyond a question's own limit to send its answer. */
+const ANSWER_GRACE_MS = 1000;
+/** How long a storage call waits, queue included, when the run has no deadline of its own. */
+const STORAGE_WAIT_MS = 60_000;
+/** How long scheduling or stopping a storage task waits (the main thread answers at once). */
+const TASK_ANSWER_MS = 5_000;
 
 /**
- * sys_fetch for the forks of a program: the main thread makes the request (it has the event loop and
- * the server), and this thread waits for the answer on its doorbell, as it waits for commands. It
- * does not sit idle meanwhile: commands for its other VMs run (nestedRun keeps the waiting run's
- * deadline, quota and timer), which is also how a self-request served by a fork on this very thread
- * gets its answer instead of waiting for a thread that waits for it. Commands that would touch a fork
- * in the middle of a request wait until the fetch is over.
+ * Asks the main thread (it has the event loop, the server, the storage queue) and waits for the
+ * answer on the doorbell, as this thread waits for commands; null when none came in `timeoutMs`.
+ * The thread does not sit idle meanwhile: commands for its other VMs run (nestedRun keeps the
+ * waiting run's deadline, quota and timer), which is also how a self-request or a storage call
+ * served by a VM on this very thread gets its answer instead of waiting for a thread that waits for
+ * it. Commands that would touch a VM in the middle of a run wait until the answer is in.
  */
+function askMain(programId: number, question: Question, transfer: ArrayBuffer[], timeoutMs: number): unknown {
+  const rpc = nextRpc++;
+  awaited.add(rpc);
+  port.postMessage({ op: 'ask', programId, rpc, question } satisfies WorkerReply, transfer);
+  const end = performance.now() + timeoutMs + ANSWER_GRACE_MS;
+  const held: WorkerCommand[] = [];
+  try {
+    for (;;) {
+      drain();
+      if (answers.has(rpc)) return answers.get(rpc);
+      if (performance.now() >= end) return null;
+      const next = queue.shift();
+      if (next) {
+        if (cancelled.delete(next.id)) continue;
+        if (mustWait(next)) {
+          held.push(next);
+        } else {
+          // The main thread's watchdog times this command now, by its own limit.
+          reply({ op: 'nested', id: next.id });
+          nestedRun(() => run(next));
+        }
+        continue;
+      }
+      const left = end - performance.now();
+      if (left <= 0) return null;
+      Atomics.wait(bell, 0, 0, left);
+      Atomics.store(bell, 0, 0);
+    }
+  } finally {
+    queue.unshift(...held);
+    awaited.delete(rpc);
+    answers.delete(rpc);
+  }
+}
+
+/** sys_fetch for the VMs of a program: the main thread makes the request (guest-fetch.ts). */
 function guestFetcher(programId: number): (request: FetchRequest) => FetchResult {
   return (request) => {
-    const rpc = nextRpc++;
-    awaited.add(rpc);
-    port.postMessage({ op: 'fetch', programId, rpc, request } satisfies WorkerReply, request.body ? [request.body.buffer as ArrayBuffer] : []);
-    const end = performance.now() + request.timeoutMs + FETCH_ANSWER_GRACE_MS;
-    const held: WorkerCommand[] = [];
-    let result: FetchResult | null = null;
-    try {
-      for (;;) {
-        drain();
-        result = answers.get(rpc) ?? null;
-        if (result) break;
-        if (performance.now() >= end) break;
-        const next = queue.shift();
-        if (next) {
-          if (cancelled.delete(next.id)) continue;
-          if (mustWait(next)) {
-            held.push(next);
-          } else {
-            // The main thread's watchdog times this command now, by its own limit.
-            reply({ op: 'nested', id: next.id });
-            nestedRun(() => run(next));
-          }
-          continue;
-        }
-        const left = end - performance.now();
-        if (left <= 0) break;
-        Atomics.wait(bell, 0, 0, left);
-        Atomics.store(bell, 0, 0);
-      }
-    } finally {
-      queue.unshift(...held);
-      awaited.delete(rpc);
-      answers.delete(rpc);
-    }
-    return result ?? { ok: false, code: CURLE.OPERATION_TIMEDOUT, message: `no answer within ${request.timeoutMs} ms` };
+    const answer = askMain(programId, { kind: 'fetch', request }, request.body ? [request.body.buffer as ArrayBuffer] : [], request.timeoutMs) as FetchResult | null;
+    return answer ?? { ok: false, code: CURLE.OPERATION_TIMEDOUT, message: `no answer within ${request.timeoutMs} ms` };
   };
 }
 
-/** Commands that cannot run while a request is stopped in a fetch: those touching a running fork, and exit. */
+/** The storage calls of a program's VMs: the main thread queues them for its storage VM (storage-host.ts). */
+function storageLink(programId: number): StorageLink {
+  return {
+    call: (call) => {
+      const limit = waitLimit(-1);
+      const timeoutMs = limit < 0 ? STORAGE_WAIT_MS : limit;
+      const question: Question = { kind: 'storageCall', call, deadline: Date.now() + timeoutMs };
+      const answer = askMain(programId, question, call.inputs.map((b) => b.buffer as ArrayBuffer), timeoutMs) as StorageCallResult | null;
+      if (answer) return answer;
+      // A wait that ran into the request's deadline ends the request as a timeout, as any wait does.
+      passedDeadline();
+      return { ok: false, reason: `no answer from the storage VM within ${timeoutMs} ms` };
+    },
+    task: (task) => (askMain(programId, { kind: 'storageTask', task }, [task.data.buffer as ArrayBuffer], TASK_ANSWER_MS) as number | null) ?? -1,
+    stopTask: (id) => (askMain(programId, { kind: 'stopStorageTask', id }, [], TASK_ANSWER_MS) as number | null) ?? 0,
+  };
+}
+
+/** Commands that cannot run while a run waits for an answer: those touching a running VM, and exit. */
 function mustWait(c: WorkerCommand): boolean {
-  return c.op === 'exit' || ((c.op === 'request' || c.op === 'closeFork' || c.op === 'streamChunk' || c.op === 'streamEnd') && running.has(c.forkId));
+  return c.op === 'exit' || ((c.op === 'request' || c.op === 'closeFork' || c.op === 'streamChunk' || c.op === 'streamEnd' || c.op === 'storageCall') && running.has(c.forkId));
 }
 
 function run(command: WorkerCommand): void {

@@ -10,8 +10,9 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { TskvmError } from '../errors.js';
-import { CURLE, type FetchRequest, type FetchResult } from '../syscalls/api/fetch.js';
-import type { WorkerCommand, WorkerReply } from './request-worker.js';
+import { CURLE, type FetchResult } from '../syscalls/api/fetch.js';
+import type { StorageCallResult } from '../syscalls/api/storage.js';
+import type { Question, WorkerCommand, WorkerReply } from './request-worker.js';
 
 /**
  * Request and response bodies from this size on move between the threads (a copy of their own, in
@@ -19,6 +20,12 @@ import type { WorkerCommand, WorkerReply } from './request-worker.js';
  * ~0.3 ms here.
  */
 export const TRANSFER_MIN = 16 << 10;
+
+let lastVmId = 0;
+/** A number for a new VM placed on a worker (a request VM, a storage VM): unique in the process. */
+export function newVmId(): number {
+  return ++lastVmId;
+}
 
 type Command = WorkerCommand extends infer C ? (C extends { id: number } ? Omit<C, 'id'> : never) : never;
 
@@ -84,10 +91,10 @@ export class PoolWorker {
         if (log) for (const line of m.lines) log(line);
         return;
       }
-      if (m.op === 'fetch') {
-        const fetch = hooks(m.programId)?.fetch;
-        void (fetch ? fetch(m.request) : Promise.resolve(NO_FETCH)).catch((e: Error): FetchResult => ({ ok: false, code: CURLE.COULDNT_CONNECT, message: e.message }))
-          .then((result) => this.answer(m.rpc, result));
+      if (m.op === 'ask') {
+        const ask = hooks(m.programId)?.ask;
+        void (ask ? ask(m.question) : Promise.reject(new Error('the program is gone'))).catch((e: Error) => unanswered(m.question, e.message))
+          .then((answer) => this.answer(m.rpc, answer));
         return;
       }
       this.lastReply = performance.now();
@@ -135,11 +142,12 @@ export class PoolWorker {
     });
   }
 
-  /** The answer to a worker's sys_fetch: it waits on the doorbell, not for an event-loop turn. */
-  private answer(rpc: number, result: FetchResult): void {
+  /** The answer to a worker's question: it waits on the doorbell, not for an event-loop turn. */
+  private answer(rpc: number, answer: unknown): void {
     if (this.dead) return;
-    const own = result.ok && result.body.byteLength >= TRANSFER_MIN && result.body.byteOffset === 0 && result.body.byteLength === result.body.buffer.byteLength;
-    this.port.postMessage({ op: 'fetched', id: 0, rpc, result } satisfies WorkerCommand, own ? [result.body.buffer as ArrayBuffer] : []);
+    const bytes = (answer as { body?: Uint8Array; data?: Uint8Array } | null)?.body ?? (answer as { data?: Uint8Array } | null)?.data;
+    const own = bytes instanceof Uint8Array && bytes.byteLength >= TRANSFER_MIN && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    this.port.postMessage({ op: 'answer', id: 0, rpc, answer } satisfies WorkerCommand, own ? [bytes.buffer as ArrayBuffer] : []);
     Atomics.add(this.bell, 0, 1);
     Atomics.notify(this.bell, 0);
   }
@@ -218,13 +226,21 @@ export class PoolWorker {
   }
 }
 
-/** What the main thread does for a program's VMs, wherever they run: take their log lines, make their fetches. */
+/** What the main thread does for a program's VMs, wherever they run: take their log lines, answer their questions. */
 export interface ProgramHooks {
   log: (line: string) => void;
-  fetch?: (request: FetchRequest) => Promise<FetchResult>;
+  ask?: (question: Question) => Promise<unknown>;
 }
 
-const NO_FETCH: FetchResult = { ok: false, code: CURLE.COULDNT_CONNECT, message: 'the program is gone' };
+/** The answer to a question nobody could answer (the program is gone, its handler failed): each call's failure value. */
+function unanswered(question: Question, why: string): unknown {
+  switch (question.kind) {
+    case 'fetch': return { ok: false, code: CURLE.COULDNT_CONNECT, message: why } satisfies FetchResult;
+    case 'storageCall': return { ok: false, reason: why } satisfies StorageCallResult;
+    case 'storageTask': return -1;
+    case 'stopStorageTask': return 0;
+  }
+}
 
 export class WorkerPool {
   readonly workers: PoolWorker[];

@@ -81,7 +81,7 @@ export interface LibraryParseOptions {
   configure?: Record<string, Record<string, unknown>>;
 }
 
-type Kind = 'number' | 'bool' | 'number-or-bool' | 'string' | 'strings' | 'paths';
+type Kind = 'number' | 'bool' | 'number-or-bool' | 'string' | 'strings' | 'path' | 'paths';
 
 /** Settings a group may hold and a program may override, and the ProgramOptions key each becomes. */
 const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = {
@@ -106,6 +106,9 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   current_working_directory: { kind: 'string', option: 'currentWorkingDirectory' },
   stdout: { kind: 'bool', option: 'stdout' },
   verbose_syscalls: { kind: 'bool', option: 'verboseSyscalls' },
+  storage: { kind: 'bool', option: 'storage' },
+  filename_storage: { kind: 'path', option: 'storageFilename' },
+  max_storage_time: { kind: 'number', option: 'maxStorageTime' },
   // Not in the VMOD's table (docs/GUEST_ABI.md, "Configuration"): the request queue of the embedding
   // API, and the server's own.
   max_queue: { kind: 'number', option: 'maxQueue' },
@@ -123,9 +126,6 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
  * library written for the VMOD loads, and says what it will not get.
  */
 export const VMOD_IGNORED: Readonly<Record<string, string>> = {
-  storage: 'the storage VM is not supported yet: sys_is_storage() is 0 and storage calls fail',
-  max_storage_time: 'the storage VM is not supported yet',
-  filename_storage: 'the storage VM is not supported yet',
   hugepage_arena_size: 'hugepages are not supported yet; guest memory uses ordinary pages',
   request_hugepage_arena_size: 'hugepages are not supported yet; guest memory uses ordinary pages',
   split_hugepages: 'hugepages are not supported yet; guest memory uses ordinary pages',
@@ -406,6 +406,7 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
     case 'number-or-bool': return typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value)) ? { value } : 'expected a number (MiB) or true or false';
     case 'string': return typeof value === 'string' ? { value } : 'expected a string';
     case 'strings': return Array.isArray(value) && value.every((v) => typeof v === 'string') ? { value } : 'expected an array of strings';
+    case 'path': return typeof value === 'string' && value !== '' ? { value: hostPath(value, baseDir) } : 'expected a path';
     case 'paths': {
       if (!Array.isArray(value)) return 'expected an array of paths or { "real", "virtual", "prefix", "writable" } objects';
       const paths: AllowedPath[] = [];
@@ -418,9 +419,7 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
           return `${JSON.stringify(entry)}: "prefix" and "writable" must be true or false`;
         }
         if (Object.keys(rest).length) return `${JSON.stringify(entry)}: unknown key "${Object.keys(rest)[0]}"`;
-        // A relative host path is relative to the library, so that a library and its data move together.
-        const expanded = expandVars(real);
-        const resolved: AllowedPath = { real: isAbsolute(expanded) ? expanded : resolvePath(baseDir, expanded) };
+        const resolved: AllowedPath = { real: hostPath(real, baseDir) };
         if (virtual !== undefined) resolved.virtual = virtual;
         if (prefix !== undefined) resolved.prefix = prefix;
         if (writable !== undefined) resolved.writable = writable;
@@ -429,6 +428,12 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
       return { value: paths };
     }
   }
+}
+
+/** A host path from a library: variables expanded, and relative to the library, so that a library and its data move together. */
+function hostPath(path: string, baseDir: string): string {
+  const expanded = expandVars(path);
+  return isAbsolute(expanded) ? expanded : resolvePath(baseDir, expanded);
 }
 
 /** `$HOME` and `$PWD` (also as `${HOME}`, `${PWD}`) in a host path, as the VMOD expands them. */

@@ -54,6 +54,8 @@ export interface FrozenApi {
   handlers: Array<[number, number]>;
   /** What the program chose with sys_make_ephemeral, or null. */
   ephemeral: boolean | null;
+  /** A storage VM's allow list (sys_storage_allow); empty: any function may be called. */
+  storageAllowed: number[];
 }
 
 /** The process as the frozen program records it: plain data, transferable to another thread. */
@@ -84,7 +86,7 @@ export function freezeProcess(p: Process): FrozenProcessState {
     signals: p.signals.snapshot(),
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
-    api: { handlers: [...p.api.handlers], ephemeral: p.api.ephemeral },
+    api: { handlers: [...p.api.handlers], ephemeral: p.api.ephemeral, storageAllowed: [...p.api.storageAllowed] },
   };
 }
 
@@ -100,6 +102,7 @@ export function thawProcess(p: Process, f: FrozenProcessState, sink: (name: stri
   restoreScalars(p, f.scalars);
   for (const [index, fn] of f.api.handlers) p.api.handlers.set(index, fn);
   p.api.ephemeral = f.api.ephemeral;
+  for (const fn of f.api.storageAllowed) p.api.storageAllowed.add(fn);
   p.api.phase = 'request';
 }
 

@@ -39,11 +39,10 @@ export type PauseState =
   | { kind: 'response' }
   /** A request handler returned without responding. */
   | { kind: 'returned' }
-  /**
-   * The guest broke the API's rules (bad status, oversized header…), or made a call tskvm does not
-   * implement (`unsupported`): the request fails with `reason`.
-   */
-  | { kind: 'failed'; reason: string; unsupported?: boolean };
+  /** storage_return / storage_noreturn in a storage call: the result is in `Process.api.storageCall`. */
+  | { kind: 'storageReturn'; noreturn: boolean }
+  /** The guest broke the API's rules (bad status, oversized header…): the request fails with `reason`. */
+  | { kind: 'failed'; reason: string };
 
 export interface ProcessParts {
   mem: GuestMemory;

@@ -9,6 +9,7 @@
  * accessors, and nothing survives a request except what `init` set up.
  */
 import type { Fetcher } from './fetch.js';
+import type { StorageCallState, StorageLink } from './storage.js';
 
 /** register_func indices (docs/GUEST_ABI.md, "Program model"). */
 export const HANDLER = { GET: 1, POST: 2, REQUEST: 3, STREAM_POST: 4, ON_ERROR: 5, LIVE_SAVE: 6, LIVE_RESTORE: 7, SOCKET: 12 } as const;
@@ -52,6 +53,8 @@ export interface ApiLimits {
 }
 
 export type ApiPhase = 'init' | 'request';
+/** A request VM (and the main VM it is forked from), or a program's storage VM (storage.ts). */
+export type ApiRole = 'request' | 'storage';
 
 export class GuestApi {
   phase: ApiPhase = 'init';
@@ -66,6 +69,13 @@ export class GuestApi {
   fetcher: Fetcher | null = null;
   /** The request being served is a self-request this deep (0: a client's); set by the host, not the guest. */
   selfDepth = 0;
+  role: ApiRole = 'request';
+  /** Reaches the program's storage VM (storage.ts), when it has one. */
+  storage: StorageLink | null = null;
+  /** Storage VM: the functions sys_storage_allow named while it started (none: any may be called). */
+  readonly storageAllowed = new Set<number>();
+  /** Storage VM: the call or task it is in, and what storage_return gave. */
+  storageCall: StorageCallState | null = null;
 
   // The request being served.
   method = '';

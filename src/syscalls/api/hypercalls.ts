@@ -12,6 +12,7 @@ import { E } from '../../host/errno.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { sysFetch } from './fetch.js';
+import { stopStorageTask, storageAllow, storageCallv, storageReturn, storageTask } from './storage.js';
 import { findHeader, headerKey, HEADER_LIMITS, type CachePolicy } from './guest-api.js';
 
 export const HYPERCALL = {
@@ -64,19 +65,6 @@ function fail(p: Process, reason: string): number {
   p.pause = { kind: 'failed', reason };
   return -E.EINVAL;
 }
-
-/**
- * A call whose program goes on as if it had worked (it never returns, or what follows relies on its
- * effect): answering -ENOSYS would let the guest run into code after a noreturn call. The request
- * (or the program's start) ends instead, with TSKVM_ERR_UNSUPPORTED naming the call.
- */
-function unsupported(p: Process, reason: string): number {
-  p.pause = { kind: 'failed', reason, unsupported: true };
-  return -E.ENOSYS;
-}
-
-/** What the storage calls answer while there is no storage VM (the VMOD's failure value). */
-const NO_STORAGE = -1;
 
 /** A header field from the guest, or a failure of the request when it breaks the limits. */
 function readField(p: Process, addr: number, len: number): string | null {
@@ -290,20 +278,13 @@ const definitions: SyscallDef[] = [
       return beginStreaming(p, a);
     },
   },
-  // The storage VM (storage: true) is not implemented: no VM is ever the storage VM, no call reaches one.
-  { nr: HYPERCALL.SYS_IS_STORAGE, name: 'sys_is_storage', args: [], handler: () => 0 },
-  {
-    nr: HYPERCALL.STORAGE_RETURN, name: 'storage_return', args: ['ptr', 'size'],
-    handler: (p) => unsupported(p, 'storage_return outside a storage call (there is no storage VM: storage is not supported yet)'),
-  },
-  {
-    nr: HYPERCALL.STORAGE_NORETURN, name: 'storage_noreturn', args: ['ptr', 'size'],
-    handler: (p) => unsupported(p, 'storage_noreturn outside a storage call (there is no storage VM: storage is not supported yet)'),
-  },
-  { nr: HYPERCALL.STORAGE_ALLOW, name: 'sys_storage_allow', args: ['hex'], handler: () => NO_STORAGE },
-  { nr: HYPERCALL.STORAGE_CALLV, name: 'storage_callv', args: ['hex', 'size', 'ptr', 'ptr', 'size'], handler: () => NO_STORAGE },
-  { nr: HYPERCALL.STORAGE_TASK, name: 'sys_storage_task', args: ['hex', 'ptr', 'size', 'int', 'int'], handler: () => NO_STORAGE },
-  { nr: HYPERCALL.STOP_STORAGE_TASK, name: 'stop_storage_task', args: ['int'], handler: () => NO_STORAGE },
+  { nr: HYPERCALL.SYS_IS_STORAGE, name: 'sys_is_storage', args: [], handler: (p) => (p.api.role === 'storage' ? 1 : 0) },
+  { nr: HYPERCALL.STORAGE_RETURN, name: 'storage_return', args: ['ptr', 'size'], handler: (p, a) => storageReturn(p, a, false) },
+  { nr: HYPERCALL.STORAGE_NORETURN, name: 'storage_noreturn', args: ['ptr', 'size'], handler: (p, a) => storageReturn(p, a, true) },
+  { nr: HYPERCALL.STORAGE_ALLOW, name: 'sys_storage_allow', args: ['hex'], handler: storageAllow },
+  { nr: HYPERCALL.STORAGE_CALLV, name: 'storage_callv', args: ['hex', 'size', 'ptr', 'ptr', 'size'], handler: storageCallv },
+  { nr: HYPERCALL.STORAGE_TASK, name: 'sys_storage_task', args: ['hex', 'ptr', 'size', 'int', 'int'], handler: storageTask },
+  { nr: HYPERCALL.STOP_STORAGE_TASK, name: 'stop_storage_task', args: ['int'], handler: stopStorageTask },
   { nr: HYPERCALL.SYS_FETCH, name: 'sys_fetch', args: ['inbuf', 'size', 'ptr', 'ptr', 'ptr'], handler: sysFetch },
   {
     nr: HYPERCALL.HANDLER_RETURNED, name: 'handler_returned', args: [],

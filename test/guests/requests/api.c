@@ -36,8 +36,8 @@
  * BackendResponseExtra: X-Api-Extra: 1, X-Api-Extra2: 2 with cached = true, ttl 10 s, grace 2 s,
  * keep 3 s (the same as the sys_set_cacheable hints, so either source gives the same Cache-Control).
  *
- * URLs /storage_return and /storage_noreturn make that call, which never comes back in tskvm (the
- * request fails), and /stream begins a streamed response of length 0 without a callback, which is
+ * URLs /storage_return and /storage_noreturn make that call outside a storage call, which ends the
+ * request (it fails) instead of coming back, and /stream begins a streamed response of length 0 without a callback, which is
  * refused; were one to return, the handler answers 200 "fell through".
  *
  * URL /crash (path, any query) dereferences NULL; on_error then answers
@@ -54,7 +54,7 @@
 static char make_ephemeral_result[32] = "none";
 static long storage_allow_result;
 
-/* Storage functions a program with a storage VM would offer; without one nothing calls them. */
+/* Storage functions a program with a storage VM would offer; this one has none, so nothing calls them. */
 static void storage_get(size_t n, struct virtbuffer buffers[], size_t result_len)
 {
 	(void)n, (void)result_len;

@@ -1,0 +1,225 @@
+/**
+ * The main thread's side of a program's storage VM (storage: true; the guest's side is
+ * syscalls/api/storage.ts): where it runs, the queue that lets one call in at a time, the tasks and
+ * timers, the counters.
+ *
+ *   start()  boot the storage ELF (KVM_TYPE=storage) until wait_for_requests, then fork the one VM
+ *            that serves every call: a fork that is never reset (request-vm.ts, role 'storage')
+ *   call()   a request VM's storage_callv, from whichever worker thread it runs on: refused when the
+ *            function is not on the allow list; else queued, and skipped when its caller stopped
+ *            waiting before its turn came
+ *   task()   sys_storage_task: queued now, or on a timer (one-shot or periodic, STORAGE_LIMITS.timers)
+ *
+ * Tasks wait until the program has started (open()), as the VMOD's do. A worker thread lost with
+ * the storage VM on it takes the VM's state with it: a new one is forked from its start state, and
+ * the program's log says so.
+ */
+import { TskvmError } from '../errors.js';
+import type { FrozenProgram } from '../hypervisor/frozen.js';
+import { STORAGE_LIMITS, type StorageCall, type StorageCallResult, type StorageTaskRequest } from '../syscalls/api/storage.js';
+import { storageVmOptions, type ResolvedProgramOptions } from './program-options.js';
+import { emptyForkStats, STORAGE_CLEANUP_MS, type ForkStats } from './request-vm.js';
+import { newVmId, type PoolWorker, type WorkerPool } from './worker-pool.js';
+
+export interface StorageStats extends ForkStats {
+  /** Calls and tasks waiting for the storage VM now. */
+  queued: number;
+  /** Calls refused for a function not on the allow list (sys_storage_allow). */
+  calls_refused: number;
+  /** Calls whose caller stopped waiting (its deadline) before their turn came: never run. */
+  calls_abandoned: number;
+  tasks_queued: number;
+  tasks_run: number;
+  tasks_failed: number;
+  /** Timers scheduled now (sys_storage_task with a start or a period). */
+  tasks_scheduled: number;
+}
+
+export class StorageHost {
+  private readonly pool: WorkerPool;
+  private readonly programId: number;
+  private readonly frozen: FrozenProgram;
+  private readonly options: ResolvedProgramOptions;
+  private readonly allowed: Set<number>;
+  private readonly log: (line: string) => void;
+  /** The worker that booted the storage ELF (it keeps the boot's memory), and the one the VM runs on. */
+  private home: PoolWorker | null;
+  private worker: PoolWorker;
+  private forkId: number;
+  private forkStats = emptyForkStats();
+  private readonly retired = emptyForkStats();
+  /** The end of the queue: each call or task starts when the one before it has ended. */
+  private tail: Promise<unknown>;
+  private opened!: () => void;
+  private queued = 0;
+  private readonly counters = { calls_refused: 0, calls_abandoned: 0, tasks_queued: 0, tasks_run: 0, tasks_failed: 0 };
+  private readonly timers = new Map<number, { timer: NodeJS.Timeout; busy: boolean }>();
+  private nextTimer = 1;
+  private closed = false;
+  private readonly stopWatchingPool: () => void;
+
+  /** Boots the storage ELF and forks its VM; the program's request VMs come after. */
+  static async start(pool: WorkerPool, programId: number, file: Uint8Array, exePath: string, options: ResolvedProgramOptions, log: (line: string) => void): Promise<StorageHost> {
+    const o = storageVmOptions(options);
+    const home = pool.leastLoaded();
+    home.placed++;
+    let frozen: FrozenProgram;
+    try {
+      ({ frozen } = await home.send<{ frozen: FrozenProgram }>({ op: 'boot', programId, file, exePath, options: o, role: 'storage' }, [], o.maxBootTime * 1000));
+    } catch (e) {
+      home.placed--;
+      if (e instanceof TskvmError) e.message = `the storage VM did not start: ${e.message}`;
+      throw e;
+    }
+    const host = new StorageHost(pool, programId, home, frozen, o, log);
+    try {
+      await host.fork(host.worker, host.forkId);
+    } catch (e) {
+      await host.close();
+      throw e;
+    }
+    return host;
+  }
+
+  private constructor(pool: WorkerPool, programId: number, home: PoolWorker, frozen: FrozenProgram, options: ResolvedProgramOptions, log: (line: string) => void) {
+    this.pool = pool;
+    this.programId = programId;
+    this.home = home;
+    this.frozen = frozen;
+    this.options = options;
+    this.log = log;
+    this.allowed = new Set(frozen.process.state.api.storageAllowed);
+    this.worker = pool.leastLoaded();
+    this.forkId = newVmId();
+    this.tail = new Promise<void>((resolve) => (this.opened = resolve));
+    this.stopWatchingPool = pool.onReplaced((dead) => this.workerReplaced(dead));
+  }
+
+  /** The program has started: queued tasks may run. */
+  open(): void {
+    this.opened();
+  }
+
+  /** A request VM's storage_callv (see the header). */
+  call(call: StorageCall, deadline: number): Promise<StorageCallResult> {
+    if (this.allowed.size > 0 && !this.allowed.has(call.func)) {
+      this.counters.calls_refused++;
+      return Promise.resolve({ ok: false, refused: true, reason: `storage_callv: function 0x${call.func.toString(16)} is not on the storage VM's allow list (sys_storage_allow)` });
+    }
+    return this.enqueue(async (): Promise<StorageCallResult> => {
+      if (Date.now() >= deadline) {
+        this.counters.calls_abandoned++;
+        return { ok: false, reason: 'the caller stopped waiting before the storage VM was free' };
+      }
+      return this.run(call, false);
+    });
+  }
+
+  /** sys_storage_task: 0 for a task queued now, a timer's id for a scheduled one, −1 when refused. */
+  task(task: StorageTaskRequest): number {
+    if (this.closed || (this.allowed.size > 0 && !this.allowed.has(task.func))) return -1;
+    if (task.startMs === 0 && task.periodMs === 0) {
+      this.queueTask(task);
+      return 0;
+    }
+    if (this.timers.size >= STORAGE_LIMITS.timers) return -1;
+    const id = this.nextTimer++;
+    const fire = (): void => {
+      const entry = this.timers.get(id);
+      if (!entry) return;
+      if (task.periodMs === 0) this.timers.delete(id);
+      // A periodic task whose last run has not ended yet skips this turn instead of piling up.
+      if (entry.busy) return;
+      entry.busy = true;
+      void this.queueTask(task).finally(() => (entry.busy = false));
+      if (task.periodMs > 0) {
+        entry.timer = setTimeout(fire, task.periodMs).unref();
+      }
+    };
+    this.timers.set(id, { timer: setTimeout(fire, task.startMs).unref(), busy: false });
+    return id;
+  }
+
+  /** stop_storage_task: 1 when the timer was there and is stopped, else 0. */
+  stopTask(id: number): number {
+    const entry = this.timers.get(id);
+    if (!entry) return 0;
+    clearTimeout(entry.timer);
+    this.timers.delete(id);
+    return 1;
+  }
+
+  stats(): StorageStats {
+    const totals = { ...this.retired };
+    for (const [k, v] of Object.entries(this.forkStats) as Array<[keyof ForkStats, number]>) totals[k] += v;
+    return { ...totals, queued: this.queued, ...this.counters, tasks_scheduled: this.timers.size };
+  }
+
+  /** Stops the timers, lets what is queued finish, and closes the VM and its boot. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.opened();
+    await this.tail.catch(() => undefined);
+    this.stopWatchingPool();
+    await this.worker.send({ op: 'closeFork', forkId: this.forkId }).catch(() => undefined);
+    this.worker.placed--;
+    if (this.home) {
+      await this.home.send({ op: 'closeProgram', programId: this.programId, role: 'storage' }).catch(() => undefined);
+      this.home.placed--;
+    }
+  }
+
+  private queueTask(task: StorageTaskRequest): Promise<unknown> {
+    this.counters.tasks_queued++;
+    return this.enqueue(async () => {
+      const result = await this.run({ func: task.func, inputs: [task.data], resultMax: 0 }, true);
+      if (result.ok) this.counters.tasks_run++;
+      else {
+        this.counters.tasks_failed++;
+        this.log(`tskvm: storage task 0x${task.func.toString(16)} failed: ${result.reason}`);
+      }
+    });
+  }
+
+  private enqueue<T>(job: () => Promise<T>): Promise<T> {
+    this.queued++;
+    const done = this.tail.then(job).finally(() => this.queued--);
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+
+  private async run(call: StorageCall, task: boolean): Promise<StorageCallResult> {
+    if (this.closed && !task) return { ok: false, reason: 'the program is closing' };
+    const timeMs = this.options.maxStorageTime * 1000;
+    try {
+      const { result, stats } = await this.worker.send<{ result: StorageCallResult; stats: ForkStats }>(
+        { op: 'storageCall', forkId: this.forkId, call, task, timeMs }, call.inputs.map((b) => b.buffer as ArrayBuffer), timeMs + STORAGE_CLEANUP_MS);
+      this.forkStats = stats;
+      return result;
+    } catch (e) {
+      return { ok: false, reason: (e as Error).message };
+    }
+  }
+
+  private async fork(worker: PoolWorker, forkId: number): Promise<void> {
+    worker.placed++;
+    await worker.send({ op: 'fork', programId: this.programId, forkId, index: 0, frozen: this.frozen, options: this.options, role: 'storage' });
+  }
+
+  /** The storage VM's worker died: its state is lost; a new VM starts from the storage program's start state. */
+  private workerReplaced(dead: PoolWorker): void {
+    if (this.home === dead) this.home = null;
+    if (this.worker !== dead || this.closed) return;
+    for (const [k, v] of Object.entries(this.forkStats) as Array<[keyof ForkStats, number]>) this.retired[k] += v;
+    this.forkStats = emptyForkStats();
+    this.worker = this.pool.leastLoaded();
+    this.forkId = newVmId();
+    this.log(`tskvm: the storage VM was lost with worker thread ${dead.index}; a new one starts from the storage program's start state`);
+    const replaced = this.fork(this.worker, this.forkId).catch((e: Error) => this.log(`tskvm: the storage VM could not be replaced: ${e.message}`));
+    // Calls queued behind the replacement wait for it.
+    this.tail = this.tail.then(() => replaced);
+  }
+}

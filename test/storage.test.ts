@@ -2,12 +2,17 @@
 // results its header documents; calls that fail leave the storage VM serving with its state; one
 // caller at a time under concurrent load; tasks and timers; the allow list.
 import t from 'tap';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Program, type ProgramOptions } from '../src/runtime/program.js';
 import { STORAGE_LIMITS } from '../src/syscalls/api/storage.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';
 
 async function withProgram(options: ProgramOptions, body: (p: Program) => Promise<void>): Promise<void> {
-  const p = await Program.load(guestPath('req-storage'), { storage: true, concurrency: 2, sharedMemory: 2, maxStorageTime: 0.5, ...options });
+  // A state file of its own: one left by an earlier run would start the counter elsewhere.
+  const stateFile = join(mkdtempSync(join(tmpdir(), 'tskvm-storage-')), 'state');
+  const p = await Program.load(guestPath('req-storage'), { storage: true, concurrency: 2, sharedMemory: 2, maxStorageTime: 0.5, stateFile, ...options });
   try {
     await body(p);
   } finally {
@@ -116,5 +121,22 @@ t.test('a program without storage: no storage VM, storage calls -1', async (t) =
     t.equal(await get(p, '/whoami'), 'request=0,request storage= rc=-1');
     t.equal(await get(p, '/task?1'), 'rc=-1');
     t.equal(p.stats().storage, undefined);
+  });
+});
+
+t.test('the state file: written by the storage VM only, read by all, kept across a restart', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const stateFile = join(mkdtempSync(join(tmpdir(), 'tskvm-state-')), 'counter.state');
+  await withProgram({ stateFile }, async (p) => {
+    t.equal(await get(p, '/get'), 'counter=0 cleanups=0 after_noreturn=0 ticks=0 rc=8', 'an empty state file (created at start): the counter starts at 0');
+    await get(p, '/add?41');
+    t.equal(await get(p, '/save'), 'saved=3 rc=8', 'the storage VM wrote "41\\n" to state');
+    t.equal(readFileSync(stateFile, 'utf8'), '41\n', 'into the host file');
+    t.equal(await get(p, '/state'), 'state=41\n', 'a request VM reads it');
+    t.equal(await get(p, '/write-state'), 'write=Read-only file system', 'a request VM cannot write it (EROFS)');
+  });
+  t.equal(readFileSync(stateFile, 'utf8'), '41\n', 'the failed write from a request VM did not truncate it');
+  await withProgram({ stateFile }, async (p) => {
+    t.equal(await get(p, '/get'), 'counter=41 cleanups=0 after_noreturn=0 ticks=0 rc=8', 'a new start of the program: the storage VM read its state back');
   });
 });

@@ -3,11 +3,14 @@
  * docs/GUEST_ABI.md, "Configuration" (camelCase here, snake_case in library
  * files), checked once and turned into what the boot and the forks need.
  */
-import { basename } from 'node:path';
+import { basename, posix, resolve as resolvePath } from 'node:path';
 import { TskvmError } from '../errors.js';
 import { MAX_ADDRESS_SPACE } from '../paging/layout.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 import type { SelfRequestHandler } from './guest-fetch.js';
+
+/** What the guest opens to reach its state file (the value of KVM_STATE). */
+const STATE_FILE = 'state';
 
 /** Bytes of output lines (stdout, stderr, sys_log) one request, or the boot, may send before the rest is cut. */
 export const OUTPUT_LIMIT = 1 << 20;
@@ -58,6 +61,13 @@ export interface ProgramOptions {
   storageFilename?: string;
   /** Seconds a storage call or task may run. Default 5. */
   maxStorageTime?: number;
+  /**
+   * With storage: the host file the program sees as `state` in its working directory (KVM_STATE), so
+   * that what storage keeps survives a restart: every VM may read it, only the storage VM write it
+   * (a request VM that could would carry data from one request into the next). Created empty when
+   * missing. Default: the ELF's path with `.state` added.
+   */
+  stateFile?: string;
   /** Called with each line the program logs (stdout, stderr, sys_log). */
   onLog?: (line: string) => void;
   /** Serves the program's self-requests (sys_fetch of a path): the server it runs in sets it. */
@@ -95,6 +105,8 @@ export interface ResolvedProgramOptions {
   /** A path, or null for the program's own ELF. */
   storageFilename: string | null;
   maxStorageTime: number;
+  /** The host file behind the guest's `state` (its entry in `allowed`, read-only there), or null without storage. */
+  stateFile: string | null;
 }
 
 function bad(key: string, value: unknown, why: string): never {
@@ -143,6 +155,10 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
   const environment = strings('environment', o.environment);
   for (const e of environment) if (!e.includes('=')) bad('environment', e, 'expected KEY=value');
   const allowed = (o.allowedPaths ?? []).map((a) => (typeof a === 'string' ? { real: a } : a));
+  const cwd = o.currentWorkingDirectory ?? '/';
+  const storage = bool('storage', o.storage, false);
+  const stateFile = storage ? resolvePath(o.stateFile ?? `${path}.state`) : null;
+  if (stateFile) allowed.push({ real: stateFile, virtual: posix.join(cwd, STATE_FILE) });
   return {
     name,
     group,
@@ -159,21 +175,27 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     sharedMemory: num('sharedMemory', o.sharedMemory, 0, 0, 64 * 1024),
     argv: [name, ...strings('mainArguments', o.mainArguments)],
     // docs/GUEST_ABI.md, "Environment the program sees", in this order.
-    env: ['LC_TYPE=C', 'LC_ALL=C', 'USER=root', ...environment, `KVM_NAME=${name}`, `KVM_GROUP=${group}`, 'KVM_TYPE=request', 'KVM_STATE=state', 'KVM_DEBUG=0'],
+    env: ['LC_TYPE=C', 'LC_ALL=C', 'USER=root', ...environment, `KVM_NAME=${name}`, `KVM_GROUP=${group}`, 'KVM_TYPE=request', `KVM_STATE=${STATE_FILE}`, 'KVM_DEBUG=0'],
     allowed,
-    cwd: o.currentWorkingDirectory ?? '/',
+    cwd,
     echo: bool('stdout', o.stdout, false),
     trace: bool('verboseSyscalls', o.verboseSyscalls, false),
     maxQueue: num('maxQueue', o.maxQueue, 64 * concurrency, 0, 1_000_000, true),
     queueTimeout: num('queueTimeout', o.queueTimeout, 10, 0.001, 3600),
     fetchOrigins: strings('fetchOrigins', o.fetchOrigins).map((origin) => fetchOrigin(origin)),
-    storage: bool('storage', o.storage, false),
+    storage,
     storageFilename: o.storageFilename ?? null,
     maxStorageTime: num('maxStorageTime', o.maxStorageTime, 5, 0.001, 3600),
+    stateFile,
   };
 }
 
 /** The options the storage VM starts with: the program's, but KVM_TYPE=storage (docs/GUEST_ABI.md, "Environment"). */
 export function storageVmOptions(o: ResolvedProgramOptions): ResolvedProgramOptions {
-  return { ...o, env: o.env.map((e) => (e === 'KVM_TYPE=request' ? 'KVM_TYPE=storage' : e)) };
+  return {
+    ...o,
+    env: o.env.map((e) => (e === 'KVM_TYPE=request' ? 'KVM_TYPE=storage' : e)),
+    // The state file: writable here only.
+    allowed: o.allowed.map((a) => (a.real === o.stateFile ? { ...a, writable: true } : a)),
+  };
 }

@@ -332,6 +332,8 @@ export class RequestVm {
     const blockSize = Math.max(1, sizes.reduce((a, b) => a + b, 0) + inputs.length * VIRTBUFFER_SIZE);
     const block = p.mm.map(0, blockSize, PROT_READ | PROT_WRITE, 'any', 'storage call');
     if (block < 0) return this.storageFailed(`no room in the storage VM for ${blockSize} bytes of input`, started);
+    // What one call may write to the state file (or any writable path) is bounded like a request's.
+    startWriteQuota(this.options.maxWriteBytes ?? Infinity);
     try {
       const array = block + sizes.reduce((a, b) => a + b, 0);
       let at = block;
@@ -359,6 +361,7 @@ export class RequestVm {
     } catch (e) {
       return this.storageFailed(`the host failed: ${(e as Error)?.message ?? e}`, started);
     } finally {
+      endWriteQuota();
       p.api.storageCall = null;
       p.mm.unmap(block, blockSize);
       this.dirtyPages.forgetHostWrites();

@@ -14,6 +14,7 @@
  * the storage VM on it takes the VM's state with it: a new one is forked from its start state, and
  * the program's log says so.
  */
+import { closeSync, openSync } from 'node:fs';
 import { TskvmError } from '../errors.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { STORAGE_LIMITS, type StorageCall, type StorageCallResult, type StorageTaskRequest } from '../syscalls/api/storage.js';
@@ -61,6 +62,14 @@ export class StorageHost {
   /** Boots the storage ELF and forks its VM; the program's request VMs come after. */
   static async start(pool: WorkerPool, programId: number, file: Uint8Array, exePath: string, options: ResolvedProgramOptions, log: (line: string) => void): Promise<StorageHost> {
     const o = storageVmOptions(options);
+    // The state file must exist to be allowed (a root that is a file); the storage VM fills it.
+    if (o.stateFile) {
+      try {
+        closeSync(openSync(o.stateFile, 'a'));
+      } catch (e) {
+        throw new TskvmError('TSKVM_ERR_CONFIG', `the state file ${o.stateFile} cannot be created: ${(e as Error).message}`);
+      }
+    }
     const home = pool.leastLoaded();
     home.placed++;
     let frozen: FrozenProgram;

@@ -26,9 +26,16 @@
  *   /add-then-crash  storage_call(add, 1), then the request dereferences NULL (it fails; the add stays)
  *   /big?N        storage_call(echo) of N bytes (each byte i % 251), back into a buffer of N:
  *                 "big rc=<rc> same=<1 if every byte came back>"
+ *   /save         storage_call(save): the storage VM writes "<counter>\n" to the file `state`
+ *                                                                      "saved=<bytes written> rc=8"
+ *   /state        the request VM reads `state`                         "state=<its text, or the errno>"
+ *   /write-state  the request VM opens `state` for writing             "write=<0, or the errno>"
+ *
+ * The storage VM starts its counter from the number in `state`, when the file holds one.
  *
  * Natively (KVM_NAME unset) it answers "native" to everything: storage needs the host.
  */
+#include <errno.h>
 #include <inttypes.h>
 
 #include "common.h"
@@ -133,6 +140,21 @@ static void echo(size_t n, struct virtbuffer b[], size_t reslen)
 	storage_return(n == 1 ? b[0].data : NULL, n == 1 ? b[0].len : 0);
 }
 
+static void save(size_t n, struct virtbuffer b[], size_t reslen)
+{
+	(void)n; (void)b; (void)reslen;
+	long written = -1;
+	FILE *f = fopen(getenv("KVM_STATE"), "w");
+	if (f) {
+		written = fprintf(f, "%" PRIu64 "\n", counter);
+		if (fclose(f) != 0)
+			written = -errno;
+	} else {
+		written = -errno;
+	}
+	storage_return(&written, sizeof written);
+}
+
 static void task_add(void *data, size_t len)
 {
 	uint64_t by = 0;
@@ -235,6 +257,25 @@ static void on_get(const char *url, const char *arg)
 		}
 		rc = storage_call(echo, in, n, back, n);
 		snprintf(out, sizeof out, "big rc=%ld same=%d", rc, memcmp(in, back, n) == 0);
+	} else if (strcmp(path, "/save") == 0) {
+		long written = 0;
+		rc = storage_call(save, NULL, 0, &written, sizeof written);
+		snprintf(out, sizeof out, "saved=%ld rc=%ld", written, rc);
+	} else if (strcmp(path, "/state") == 0) {
+		char text[64] = "";
+		FILE *f = fopen(getenv("KVM_STATE"), "r");
+		if (!f) {
+			snprintf(out, sizeof out, "state=%s", strerror(errno));
+		} else {
+			size_t got = fread(text, 1, sizeof text - 1, f);
+			fclose(f);
+			snprintf(out, sizeof out, "state=%.*s", (int)got, text);
+		}
+	} else if (strcmp(path, "/write-state") == 0) {
+		FILE *f = fopen(getenv("KVM_STATE"), "w");
+		snprintf(out, sizeof out, "write=%s", f ? "0" : strerror(errno));
+		if (f)
+			fclose(f);
 	} else {
 		respond_str(404, "unknown");
 		return;
@@ -250,8 +291,14 @@ int main(void)
 	}
 	if (sys_is_storage()) {
 		static void (*const allowed[])(size_t, struct virtbuffer[], size_t) = {
-			add, get, concat, alphabet, spin, crash, noresult, noreturn_fn, cleanup, whoami, nested, echo,
+			add, get, concat, alphabet, spin, crash, noresult, noreturn_fn, cleanup, whoami, nested, echo, save,
 		};
+		FILE *state = fopen(getenv("KVM_STATE"), "r");
+		if (state) {
+			if (fscanf(state, "%" SCNu64, &counter) != 1)
+				counter = 0;
+			fclose(state);
+		}
 		for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
 			STORAGE_ALLOW(allowed[i]);
 		STORAGE_ALLOW(task_add);

@@ -73,6 +73,7 @@ export const ERROR_CODES = {
   TSKVM_ERR_NO_HANDLER: 'the program registered no handler for this kind of request',
   TSKVM_ERR_NO_RESPONSE: 'the handler returned without a response',
   TSKVM_ERR_BAD_RESPONSE: 'the response cannot be sent over HTTP (status, content type, header, body with 204/304)',
+  TSKVM_ERR_LIVE_UPDATE: 'a live update could not hand the storage state over (on_live_update or on_live_restore failed, or the new program has no on_live_restore); the old program keeps serving',
   TSKVM_ERR_STREAM: 'a streamed response failed after its head was sent: its callback stalled, crashed or ran out of time (the connection is cut)',
   TSKVM_ERR_WORKER: 'the worker thread running the request died; the program keeps serving from new forks',
   TSKVM_ERR_WORKER_STUCK: 'the worker thread did not come back in time and was replaced',

@@ -2,10 +2,12 @@
 // results its header documents; calls that fail leave the storage VM serving with its state; one
 // caller at a time under concurrent load; tasks and timers; the allow list.
 import t from 'tap';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'undici';
 import { Program, type ProgramOptions } from '../src/runtime/program.js';
+import { startServer } from '../src/server/server.js';
 import { STORAGE_LIMITS } from '../src/syscalls/api/storage.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';
 
@@ -139,4 +141,42 @@ t.test('the state file: written by the storage VM only, read by all, kept across
   await withProgram({ stateFile }, async (p) => {
     t.equal(await get(p, '/get'), 'counter=41 cleanups=0 after_noreturn=0 ticks=0 rc=8', 'a new start of the program: the storage VM read its state back');
   });
+});
+
+t.test('live update: on_live_update in the old storage VM hands the state to on_live_restore in the new one', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram({}, async (old) => {
+    await get(old, '/add?7');
+    await withProgram({}, async (next) => {
+      t.equal(await old.handStorageTo(next), 'counter=7'.length, 'the bytes handed over');
+      t.equal(await get(next, '/get'), 'counter=7 cleanups=0 after_noreturn=0 ticks=0 rc=8', 'the new storage VM took the state in (it ran on after storage_return to parse it)');
+    });
+    await withProgram({ environment: ['LIVE_RESTORE=crash'] }, async (next) => {
+      await t.rejects(old.handStorageTo(next), { code: 'TSKVM_ERR_LIVE_UPDATE', message: /on_live_restore failed in the new program's storage VM: .*page fault/ });
+    });
+    await withProgram({ storage: false }, async (next) => {
+      t.equal(await old.handStorageTo(next), null, 'a new program without storage: nothing to hand over');
+    });
+    t.equal(await get(old, '/get'), 'counter=7 cleanups=0 after_noreturn=0 ticks=0 rc=8', 'the old storage VM is unchanged and serving');
+  });
+});
+
+t.test("live update over HTTP (X-LiveUpdate): the new program starts with the old one's storage state", async (t) => {
+  if (!kvmAvailable(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'tskvm-storage-live-'));
+  writeFileSync(join(dir, 'counter.elf'), readFileSync(guestPath('req-storage')));
+  const library = join(dir, 'library.json');
+  writeFileSync(library, JSON.stringify({ programs: { counter: { filename: 'counter.elf', key: 'k', storage: true, max_storage_time: 1 } }, routes: { '/': 'counter' } }));
+  const s = await startServer({ library, listen: '127.0.0.1:0', warn: () => {} });
+  try {
+    const text = async (path: string, init: Parameters<typeof request>[1] = {}): Promise<string> => (await (await request(`${s.url}${path}`, init)).body.text());
+    t.equal(await text('/add?12'), 'counter=12 rc=8');
+    const posted = await request(`${s.url}/`, { method: 'POST', headers: { 'x-liveupdate': 'k' }, body: readFileSync(guestPath('req-storage')) });
+    t.equal(posted.statusCode, 201);
+    t.equal(await posted.body.text(), 'Update successful (stored)\n');
+    t.equal(await text('/get'), 'counter=12 cleanups=0 after_noreturn=0 ticks=0 rc=8', 'the updated program has the counter');
+    t.equal(await text('/add?1'), 'counter=13 rc=8');
+  } finally {
+    await s.close();
+  }
 });

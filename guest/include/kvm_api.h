@@ -324,13 +324,17 @@ static inline void set_on_error(void (*f)(const char *url, const char *arg, cons
 	register_func(5, f);
 }
 
-/* Not implemented yet in tskvm (the host accepts the registration but never calls them): streaming POST,
- * live update save / restore. */
+/* Not implemented yet in tskvm (the host accepts the registration but never calls it): streaming POST. */
 static inline void set_backend_stream_post(long (*f)(const char *url, const char *arg, const char *content_type,
                                                      const uint8_t *data, size_t len, size_t off))
 {
 	register_func(4, f);
 }
+/* Live update of a program with storage, in its storage VM: when a new program replaces it, on_live_update()
+ * runs in the old storage VM and gives its state with storage_return(data, len); then on_live_restore(len)
+ * runs in the new storage VM and names where the state goes with storage_return(dst, len) — the host copies
+ * it there, and the function runs on to its end to take it in. If either fails, or the old one gives state
+ * and the new one has no on_live_restore, the update fails and the old program keeps serving. */
 static inline void set_on_live_update(void (*f)(void)) { register_func(6, f); }
 static inline void set_on_live_restore(void (*f)(size_t len)) { register_func(7, f); }
 

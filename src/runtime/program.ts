@@ -28,7 +28,7 @@ import { DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, t
 import type { RequestFailure } from './request-failure.js';
 import { guestFetch } from './guest-fetch.js';
 import { acquirePool, newVmId, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
-import { StorageHost, type StorageStats } from './storage-host.js';
+import { LIVE_STATE_MAX, StorageHost, type StorageStats } from './storage-host.js';
 import type { Question } from './request-worker.js';
 import type { FetchRequest } from '../syscalls/api/fetch.js';
 
@@ -342,6 +342,28 @@ export class Program {
         }
       },
     };
+  }
+
+  /**
+   * Live update: hands this program's storage state to `next`'s storage VM, the VMOD's way:
+   * on_live_update() in this one's storage VM gives it (storage_return), on_live_restore(len) in
+   * next's takes it. Calls that reach this storage VM after the hand-over are not carried over. The
+   * bytes handed over, or null when there is nothing to hand (no storage on either side, or no
+   * on_live_update); TSKVM_ERR_LIVE_UPDATE when a side fails.
+   */
+  async handStorageTo(next: Program): Promise<number | null> {
+    if (!this.storage || !next.storage) return null;
+    const fail = (why: string): never => {
+      throw new TskvmError('TSKVM_ERR_LIVE_UPDATE', `program ${this.name}: the storage state was not handed over: ${why}`);
+    };
+    const saved = await this.storage.liveSave();
+    if (!saved) return null;
+    if (!saved.ok) return fail(`on_live_update failed in the running program's storage VM: ${saved.reason}`);
+    if (saved.length > saved.data.length) return fail(`on_live_update gave ${saved.length} bytes (the limit is ${LIVE_STATE_MAX})`);
+    const restored = await next.storage.liveRestore(saved.data);
+    if (!restored) return fail(`the new program has no on_live_restore to take the ${saved.data.length} bytes the running one gave`);
+    if (!restored.ok) return fail(`on_live_restore failed in the new program's storage VM: ${restored.reason}`);
+    return restored.length;
   }
 
   stats(): ProgramStats {

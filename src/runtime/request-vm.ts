@@ -314,15 +314,39 @@ export class RequestVm {
    * clean, and its caller gets −1.
    */
   storageCall(call: StorageCall, timeMs: number): StorageCallResult {
-    return this.inStorage(call.func, call.inputs, call.resultMax, timeMs, true);
+    return this.inStorage(call.func, call.inputs, call.resultMax, timeMs, { args: (array) => [call.inputs.length, array, call.resultMax] });
   }
 
   /** Storage VM: a task, `fn(data, len)`, run to its end (storage_return ends it too). */
   storageTask(func: number, data: Uint8Array, timeMs: number): StorageCallResult {
-    return this.inStorage(func, [data], 0, timeMs, false);
+    return this.inStorage(func, [data], 0, timeMs, { args: (_, [at]) => [at!, data.length], task: true });
   }
 
-  private inStorage(func: number, inputs: Uint8Array[], resultMax: number, timeMs: number, isCall: boolean): StorageCallResult {
+  /**
+   * Storage VM, live update, old side: on_live_update() (register_func 6) gives the state to hand
+   * over with storage_return(data, len), up to `max` bytes. Null when the program registered none.
+   */
+  liveSave(max: number, timeMs: number): StorageCallResult | null {
+    const fn = this.process.api.handlers.get(HANDLER.LIVE_SAVE);
+    return fn === undefined ? null : this.inStorage(fn, [], max, timeMs, { args: () => [] });
+  }
+
+  /**
+   * Storage VM, live update, new side: on_live_restore(len) (register_func 7) names where the state
+   * goes with storage_return(dst, len); `data` is copied there (at most len bytes), and the function
+   * runs on to its end, within `timeMs`, to take it in. Null when the program registered none.
+   */
+  liveRestore(data: Uint8Array, timeMs: number): StorageCallResult | null {
+    const fn = this.process.api.handlers.get(HANDLER.LIVE_RESTORE);
+    return fn === undefined ? null : this.inStorage(fn, [], 0, timeMs, { args: () => [data.length], restore: data });
+  }
+
+  /**
+   * A call into the storage VM: `inputs` copied into a mapping of their own with their struct
+   * virtbuffer array after them, `how.args(array, addresses)` the function's arguments.
+   */
+  private inStorage(func: number, inputs: Uint8Array[], resultMax: number, timeMs: number,
+    how: { args: (array: number, addresses: number[]) => number[]; task?: boolean; restore?: Uint8Array }): StorageCallResult {
     if (this.closed || this.options.role !== 'storage') throw new TskvmError('TSKVM_ERR_CLOSED', 'this VM is not a storage VM');
     const p = this.process;
     const started = performance.now();
@@ -336,25 +360,27 @@ export class RequestVm {
     startWriteQuota(this.options.maxWriteBytes ?? Infinity);
     try {
       const array = block + sizes.reduce((a, b) => a + b, 0);
+      const addresses: number[] = [];
       let at = block;
       inputs.forEach((bytes, i) => {
         p.mem.put(at, bytes);
         p.mem.setU64(array + i * VIRTBUFFER_SIZE, at);
         p.mem.setU64(array + i * VIRTBUFFER_SIZE + 8, bytes.length);
+        addresses.push(at);
         at += sizes[i]!;
         this.stats.input_bytes += bytes.length;
       });
       p.exit = null;
       p.pause = null;
       p.api.phase = 'request';
-      p.api.storageCall = { resultMax, result: null };
-      this.callHandler(func, isCall ? [inputs.length, array, resultMax] : [block, inputs[0]!.length]);
+      p.api.storageCall = { resultMax, result: null, restore: how.restore };
+      this.callHandler(func, how.args(array, addresses));
       let run = this.runner.run(timeMs);
       const result = p.api.storageCall.result;
-      if (run.outcome === 'pause' && run.pause?.kind === 'storageReturn' && !run.pause.noreturn) run = this.runner.run(STORAGE_CLEANUP_MS);
+      if (run.outcome === 'pause' && run.pause?.kind === 'storageReturn' && !run.pause.noreturn) run = this.runner.run(how.restore ? timeMs : STORAGE_CLEANUP_MS);
       const ended = run.outcome === 'pause' && (run.pause?.kind === 'returned' || (run.pause?.kind === 'storageReturn' && (run.pause.noreturn || !result)));
       if (!ended) return this.storageFailed(describeFailure(run, p.mm.limitHit).message.split('\n')[0]!, started, run.outcome === 'timeout');
-      if (isCall && !result) return this.storageFailed('the storage function returned without storage_return()', started);
+      if (!how.task && !result) return this.storageFailed('the storage function returned without storage_return()', started);
       this.stats.output_bytes += result?.data.length ?? 0;
       this.stats.request_cpu_time += (performance.now() - started) / 1000;
       return { ok: true, data: result?.data ?? new Uint8Array(0), length: result?.length ?? 0 };

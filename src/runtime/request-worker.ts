@@ -35,6 +35,8 @@ export type Question =
   | { kind: 'storageTask'; task: StorageTaskRequest }
   | { kind: 'stopStorageTask'; id: number };
 
+export type StorageCallKind = 'call' | 'task' | 'liveSave' | 'liveRestore';
+
 export type WorkerCommand =
   /** `role` 'storage': the program's storage VM starts (its options say KVM_TYPE=storage). */
   | { op: 'boot'; id: number; programId: number; file: Uint8Array; exePath: string; options: ResolvedProgramOptions; role?: ApiRole }
@@ -45,8 +47,13 @@ export type WorkerCommand =
   | { op: 'streamChunk'; id: number; forkId: number; max: number }
   /** The streamed response is over (or its client gone): the fork is settled. */
   | { op: 'streamEnd'; id: number; forkId: number }
-  /** Runs a call (or a task: `call.inputs` is its one data buffer) in the storage VM `forkId`, within `timeMs`. */
-  | { op: 'storageCall'; id: number; forkId: number; call: StorageCall; task: boolean; timeMs: number }
+  /**
+   * Runs something in the storage VM `forkId` within `timeMs`: a call; a task (`call.inputs` is its
+   * one data buffer); on_live_update (up to `call.resultMax` bytes) or on_live_restore (given
+   * `call.inputs[0]`) of a live update. The value is a StorageCallResult, or null when the program
+   * has no live-update handler.
+   */
+  | { op: 'storageCall'; id: number; forkId: number; kind: StorageCallKind; call: StorageCall; timeMs: number }
   | { op: 'closeProgram'; id: number; programId: number; role?: ApiRole }
   | { op: 'exit'; id: number }
   /** The main thread gave up on command `target` before it started (its deadline passed in the queue). */
@@ -210,8 +217,15 @@ function handle(c: WorkerCommand): unknown {
       return fork?.stats;
     }
     case 'storageCall': {
-      const { fork, value: result } = onFork(c.forkId, true, (fork) => (c.task ? fork.storageTask(c.call.func, c.call.inputs[0]!, c.timeMs) : fork.storageCall(c.call, c.timeMs)));
-      port.postMessage({ op: 'done', id: c.id, value: { result, stats: fork.stats } } satisfies WorkerReply, result.ok ? [result.data.buffer as ArrayBuffer] : []);
+      const { fork, value: result } = onFork(c.forkId, true, (fork) => {
+        switch (c.kind) {
+          case 'call': return fork.storageCall(c.call, c.timeMs);
+          case 'task': return fork.storageTask(c.call.func, c.call.inputs[0]!, c.timeMs);
+          case 'liveSave': return fork.liveSave(c.call.resultMax, c.timeMs);
+          case 'liveRestore': return fork.liveRestore(c.call.inputs[0]!, c.timeMs);
+        }
+      });
+      port.postMessage({ op: 'done', id: c.id, value: { result, stats: fork.stats } } satisfies WorkerReply, result?.ok ? [result.data.buffer as ArrayBuffer] : []);
       return NO_REPLY;
     }
     case 'closeFork':

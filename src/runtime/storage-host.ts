@@ -21,6 +21,10 @@ import { STORAGE_LIMITS, type StorageCall, type StorageCallResult, type StorageT
 import { storageVmOptions, type ResolvedProgramOptions } from './program-options.js';
 import { emptyForkStats, STORAGE_CLEANUP_MS, type ForkStats } from './request-vm.js';
 import { newVmId, type PoolWorker, type WorkerPool } from './worker-pool.js';
+import type { StorageCallKind } from './request-worker.js';
+
+/** Largest state a live update hands from the old storage VM to the new one. */
+export const LIVE_STATE_MAX = 256 << 20;
 
 export interface StorageStats extends ForkStats {
   /** Calls and tasks waiting for the storage VM now. */
@@ -120,7 +124,7 @@ export class StorageHost {
         this.counters.calls_abandoned++;
         return { ok: false, reason: 'the caller stopped waiting before the storage VM was free' };
       }
-      return this.run(call, false);
+      return this.run(call, 'call');
     });
   }
 
@@ -184,7 +188,7 @@ export class StorageHost {
   private queueTask(task: StorageTaskRequest): Promise<unknown> {
     this.counters.tasks_queued++;
     return this.enqueue(async () => {
-      const result = await this.run({ func: task.func, inputs: [task.data], resultMax: 0 }, true);
+      const result = await this.run({ func: task.func, inputs: [task.data], resultMax: 0 }, 'task');
       if (result.ok) this.counters.tasks_run++;
       else {
         this.counters.tasks_failed++;
@@ -200,12 +204,28 @@ export class StorageHost {
     return done;
   }
 
-  private async run(call: StorageCall, task: boolean): Promise<StorageCallResult> {
-    if (this.closed && !task) return { ok: false, reason: 'the program is closing' };
+  /**
+   * Live update, old side: the state on_live_update() hands over (see RequestVm.liveSave), after the
+   * calls queued before it; null when the program has no on_live_update.
+   */
+  liveSave(): Promise<StorageCallResult | null> {
+    return this.enqueue(() => this.run({ func: 0, inputs: [], resultMax: LIVE_STATE_MAX }, 'liveSave'));
+  }
+
+  /** Live update, new side: on_live_restore(len) takes `data` in; null when the program has none. */
+  liveRestore(data: Uint8Array): Promise<StorageCallResult | null> {
+    return this.enqueue(() => this.run({ func: 0, inputs: [data], resultMax: 0 }, 'liveRestore'));
+  }
+
+  private run(call: StorageCall, kind: 'call' | 'task'): Promise<StorageCallResult>;
+  private run(call: StorageCall, kind: StorageCallKind): Promise<StorageCallResult | null>;
+  private async run(call: StorageCall, kind: StorageCallKind): Promise<StorageCallResult | null> {
+    if (this.closed && kind === 'call') return { ok: false, reason: 'the program is closing' };
     const timeMs = this.options.maxStorageTime * 1000;
     try {
-      const { result, stats } = await this.worker.send<{ result: StorageCallResult; stats: ForkStats }>(
-        { op: 'storageCall', forkId: this.forkId, call, task, timeMs }, call.inputs.map((b) => b.buffer as ArrayBuffer), timeMs + STORAGE_CLEANUP_MS);
+      const { result, stats } = await this.worker.send<{ result: StorageCallResult | null; stats: ForkStats }>(
+        { op: 'storageCall', forkId: this.forkId, kind, call, timeMs }, call.inputs.map((b) => b.buffer as ArrayBuffer),
+        kind === 'liveRestore' ? 2 * timeMs : timeMs + STORAGE_CLEANUP_MS);
       this.forkStats = stats;
       return result;
     } catch (e) {

@@ -5,8 +5,9 @@
  * one keeps serving. A program whose library entry names its own file gets the new ELF written there,
  * so a restart keeps it. The answers are the VMOD's texts, with 201 for success.
  *
- * No `key`, no live update: the POST is refused (403), never passed to the program. The storage hand-
- * over of the VMOD (on_live_update / on_live_restore) waits for the storage VM.
+ * No `key`, no live update: the POST is refused (403), never passed to the program. A program with
+ * storage hands its storage VM's state to the new one's (Program.handStorageTo); when that fails,
+ * the update fails and the old program keeps serving.
  */
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { sameSecret } from './admin.js';

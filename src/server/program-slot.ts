@@ -130,9 +130,12 @@ export class ProgramSlot {
   async update(file: Buffer): Promise<void> {
     if (this.closed) throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
     const next = await Program.fromBytes(file, this.entry.path, resolveProgramOptions(this.entry.path, this.entry.options), this.programHooks);
-    if (this.closed) {
+    try {
+      if (this.closed) throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
+      await this.program?.handStorageTo(next);
+    } catch (e) {
       await next.close();
-      throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
+      throw e;
     }
     this.generation++;
     this.updates++;

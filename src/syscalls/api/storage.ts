@@ -58,6 +58,8 @@ export interface StorageLink {
 export interface StorageCallState {
   resultMax: number;
   result: { data: Uint8Array; length: number } | null;
+  /** on_live_restore: the state handed over, which storage_return(dst, len) copies into dst instead. */
+  restore?: Uint8Array;
 }
 
 /** storage_callv(fn, n, bufs, dst, dstlen): the bytes copied into dst, or the length storage gave when dst is NULL; −1 on failure. */
@@ -86,7 +88,10 @@ export function storageCallv(p: Process, a: Float64Array): number {
   return result.data.length;
 }
 
-/** storage_return / storage_noreturn(data, len), in the storage VM during a call or task: its result. */
+/**
+ * storage_return / storage_noreturn(data, len), in the storage VM during a call or task: its result;
+ * in on_live_restore, where the handed-over state goes.
+ */
 export function storageReturn(p: Process, a: Float64Array, noreturn: boolean): number {
   const call = p.api.storageCall;
   if (p.api.role !== 'storage' || !call) {
@@ -94,8 +99,14 @@ export function storageReturn(p: Process, a: Float64Array, noreturn: boolean): n
     return FAILED;
   }
   const [at, len] = [a[0]!, a[1]!];
-  const keep = at === 0 ? 0 : Math.min(len, call.resultMax);
-  call.result = { data: keep === 0 ? new Uint8Array(0) : Uint8Array.from(p.mem.read(at, keep)), length: len };
+  if (call.restore) {
+    const put = at === 0 ? 0 : Math.min(len, call.restore.length);
+    if (put > 0) p.mem.put(at, call.restore.subarray(0, put));
+    call.result = { data: new Uint8Array(0), length: put };
+  } else {
+    const keep = at === 0 ? 0 : Math.min(len, call.resultMax);
+    call.result = { data: keep === 0 ? new Uint8Array(0) : Uint8Array.from(p.mem.read(at, keep)), length: len };
+  }
   p.pause = { kind: 'storageReturn', noreturn };
   return 0;
 }

@@ -31,7 +31,9 @@
  *   /state        the request VM reads `state`                         "state=<its text, or the errno>"
  *   /write-state  the request VM opens `state` for writing             "write=<0, or the errno>"
  *
- * The storage VM starts its counter from the number in `state`, when the file holds one.
+ * The storage VM starts its counter from the number in `state`, when the file holds one. On a live
+ * update it hands the counter over as "counter=<value>" (on_live_update), and the new storage VM
+ * takes it (on_live_restore); with the environment LIVE_RESTORE=crash the new one faults instead.
  *
  * Natively (KVM_NAME unset) it answers "native" to everything: storage needs the host.
  */
@@ -169,6 +171,25 @@ static void tick(void *data, size_t len)
 	ticks++;
 }
 
+static void on_live_update(void)
+{
+	char text[64];
+	int len = snprintf(text, sizeof text, "counter=%" PRIu64, counter);
+	storage_return(text, (size_t)len);
+}
+
+static void on_live_restore(size_t len)
+{
+	char text[64] = "";
+	const char *mode = getenv("LIVE_RESTORE");
+	if (mode && strcmp(mode, "crash") == 0)
+		*(volatile int *)0 = 1;
+	storage_return(text, len < sizeof text - 1 ? len : sizeof text - 1);
+	/* Runs after the host copied the state in. */
+	if (sscanf(text, "counter=%" SCNu64, &counter) != 1)
+		counter = 999999;
+}
+
 static char out[512];
 
 static void answer(void)
@@ -303,6 +324,8 @@ int main(void)
 			STORAGE_ALLOW(allowed[i]);
 		STORAGE_ALLOW(task_add);
 		STORAGE_ALLOW(tick);
+		set_on_live_update(on_live_update);
+		set_on_live_restore(on_live_restore);
 	}
 	set_backend_get(on_get);
 	wait_for_requests();

@@ -279,10 +279,23 @@ typedef struct streaming_content (*content_stream_func)(void *arg, size_t max, s
 extern void begin_streaming_response(int16_t status, const void *ctype, size_t ctype_len, size_t content_length,
                                      content_stream_func content_cb, const void *arg) __attribute__((noreturn));
 
-/* The storage VM (a program's long-lived VM, called into one caller at a time from request VMs).
- * NOT SUPPORTED YET in tskvm: no VM is the storage VM, so sys_is_storage() is 0; storage_callv,
- * sys_storage_task, stop_storage_task and sys_storage_allow answer -1; storage_return and
- * storage_noreturn (which only a storage call may make) end the request with 501 TSKVM_ERR_UNSUPPORTED. */
+/* The storage VM (config storage = true): the program's one long-lived VM, booted apart with
+ * KVM_TYPE=storage and never reset, that request VMs call into one caller at a time.
+ *   storage_callv(fn, n, bufs, dst, dst_len): the n buffers (at most 64, 16 MiB in all) are copied into
+ *     the storage VM and fn(n, copies, dst_len) runs there within max_storage_time; what it gives to
+ *     storage_return(data, len) is copied into dst, min(len, dst_len) bytes, and that count returned —
+ *     or len itself when dst is NULL. -1 when fn faults, runs out of time, returns without
+ *     storage_return, or when the caller is the storage VM itself; a fn not allowed by
+ *     sys_storage_allow is never called, and the calling request fails.
+ *   storage_return: fn then runs on to its end (1 s at most); storage_noreturn: it ends there. Outside
+ *     a storage call either one fails the request.
+ *   A failed call leaves the storage VM's memory as fn left it (its registers are put back).
+ *   sys_storage_allow(fn): only in the storage VM's main(); with no call, every function is allowed.
+ *   sys_storage_task(fn, data, len, 0, 0) queues fn(copy of data, len) (2 MiB at most) and returns 0;
+ *     with a start or period (ms) it is a timer (at most 15), its id returned; -1 when refused.
+ *     stop_storage_task(id): 1 stopped, 0 no such timer.
+ *   The file "state" (getenv("KVM_STATE")) is readable by every VM and writable by the storage VM only.
+ * sys_is_storage() is 1 in the storage VM, 0 elsewhere. Without storage the calls answer -1 (stop: 0). */
 struct virtbuffer {
 	const void *data;
 	size_t len;
@@ -419,7 +432,7 @@ __attribute__((format(printf, 2, 3))) static inline long http_setf(int where, co
 	return sys_http_set(where, buf, (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1);
 }
 
-/* Storage, as the VMOD's header spells it (see "The storage VM" above: not supported yet). */
+/* Storage, as the VMOD's header spells it (see "The storage VM" above). */
 #define IS_STORAGE()       (sys_is_storage() != 0)
 #define IS_REQUEST()       (!IS_STORAGE())
 #define STORAGE_ALLOW(fn)  sys_storage_allow((void (*)(void))(fn))

@@ -1,6 +1,8 @@
 // The example programs (guest/examples/) answer under tskvm exactly what they print natively for the
 // same input, and the bundled library serves them.
 import t from 'tap';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { Program, startServer } from '../src/index.js';
@@ -32,6 +34,30 @@ t.test('each example answers what it prints natively', async (t) => {
   }
 });
 
+t.test('visits: the counts kept in the storage VM are what one native process counts, and its task ticks', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const stateFile = join(mkdtempSync(join(tmpdir(), 'tskvm-visits-')), 'state');
+  const visits = await Program.load(example('visits'), { ...quiet, storage: true, stateFile, concurrency: 2 });
+  try {
+    const urls = ['/a', '/b', '/a?x=1', '/c/d', '/a', '/?top', '/b', '/?top'];
+    const native = runNative(example('visits'), urls).stdout.toString();
+    let answers = '';
+    // One at a time, so that the order is the native one; the two request VMs take turns.
+    for (const url of urls) answers += (await visits.request({ url })).body.toString();
+    t.equal(answers, native, 'every answer, in order, equal to the native run');
+    // Concurrently: every visit counted once.
+    await Promise.all(Array.from({ length: 40 }, () => visits.request({ url: '/many' })));
+    t.equal((await visits.request({ url: '/many' })).body.toString(), 'path=/many visits=41 total=47 paths=4\n');
+    await new Promise((r) => setTimeout(r, 2300));
+    const rate = (await visits.request({ url: '/?rate' })).body.toString();
+    t.match(rate, /^last_second=\d+ ticks=(\d+)\n$/);
+    t.ok(Number(/ticks=(\d+)/.exec(rate)![1]) >= 2, `the periodic storage task ran every second: ${rate.trim()}`);
+    t.match(visits.stats().storage, { tasks_scheduled: 1, calls_refused: 0 });
+  } finally {
+    await visits.close();
+  }
+});
+
 t.test('the bundled library serves the examples', async (t) => {
   if (!kvmAvailable(t)) return;
   const server = await startServer({ library: join(repoRoot, 'guest', 'examples', 'library.json'), listen: '127.0.0.1:0', accessLog: null });
@@ -48,6 +74,10 @@ t.test('the bundled library serves the examples', async (t) => {
     const counts = [];
     for (let i = 0; i < 4; i++) counts.push(Number(/total=(\d+)/.exec(await (await request(`${server.url}/counter/`)).body.text())![1]));
     t.same(counts, [1, 2, 3, 4], 'the counter counts across requests');
+    const visits = [];
+    for (let i = 0; i < 3; i++) visits.push(await (await request(`${server.url}/visits/here`)).body.text());
+    t.match(visits[2], /^path=\/visits\/here visits=\d+ total=\d+ paths=\d+\n$/, 'visits answers from its storage VM');
+    t.equal(Number(/visits=(\d+)/.exec(visits[2])![1]) - Number(/visits=(\d+)/.exec(visits[0])![1]), 2, 'and counts each visit');
   } finally {
     await server.close();
   }

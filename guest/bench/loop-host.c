@@ -351,3 +351,73 @@ int sys_is_debug(void)
 {
 	return 0;
 }
+
+/* ---------------------------------------------------------------------------------------------------
+ * Storage: this process is its own storage VM, so a storage call is a plain call — with the inputs
+ * copied in and the result copied out at storage_return, as the host does, and storage_noreturn
+ * ending the function. Tasks and timers are not run: sys_is_storage() is 0, so a program does not
+ * schedule them here.
+ */
+
+static struct {
+	void *dst;
+	size_t dst_len, copied, given;
+	int returned;
+	jmp_buf noreturn;
+} storage;
+
+long sys_is_storage(void)
+{
+	return 0;
+}
+
+long sys_storage_allow(void (*fn)(void))
+{
+	(void)fn;
+	return -1;
+}
+
+long storage_callv(storage_func fn, size_t n, const struct virtbuffer buffers[], void *dst, size_t dst_len)
+{
+	if (n > 64) return -1;
+	struct virtbuffer copies[64];
+	for (size_t i = 0; i < n; i++) {
+		void *copy = malloc(buffers[i].len ? buffers[i].len : 1);
+		if (!copy) die("out of memory");
+		memcpy(copy, buffers[i].data, buffers[i].len);
+		copies[i] = (struct virtbuffer){ copy, buffers[i].len };
+	}
+	storage.dst = dst;
+	storage.dst_len = dst_len;
+	storage.returned = 0;
+	if (!setjmp(storage.noreturn)) fn(n, copies, dst_len);
+	for (size_t i = 0; i < n; i++) free((void *)copies[i].data);
+	if (!storage.returned) return -1;
+	return dst ? (long)storage.copied : (long)storage.given;
+}
+
+void storage_return(const void *data, size_t len)
+{
+	storage.copied = data && storage.dst ? (len < storage.dst_len ? len : storage.dst_len) : 0;
+	if (storage.copied) memcpy(storage.dst, data, storage.copied);
+	storage.given = len;
+	storage.returned = 1;
+}
+
+void storage_noreturn(const void *data, size_t len)
+{
+	storage_return(data, len);
+	longjmp(storage.noreturn, 1);
+}
+
+long sys_storage_task(storage_task_func task, const void *data, size_t len, uint64_t start_ms, uint64_t period_ms)
+{
+	(void)task, (void)data, (void)len, (void)start_ms, (void)period_ms;
+	return -1;
+}
+
+long stop_storage_task(long id)
+{
+	(void)id;
+	return 0;
+}

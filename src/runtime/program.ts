@@ -180,7 +180,8 @@ export class Program {
       // The storage VM first: the program's main() may call into it while it starts.
       if (options.storage) {
         const storageFile = options.storageFilename ? await readProgramFile(options.storageFilename) : file;
-        storage = await StorageHost.start(pool, id, storageFile, options.storageFilename ? resolvePath(options.storageFilename) : exePath, options, logLine);
+        storage = new StorageHost(pool, id, options, logLine);
+        await storage.start(storageFile, options.storageFilename ? resolvePath(options.storageFilename) : exePath);
       }
       booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], options.maxBootTime * 1000);
     } catch (e) {

@@ -43,14 +43,16 @@ export interface StorageStats extends ForkStats {
 export class StorageHost {
   private readonly pool: WorkerPool;
   private readonly programId: number;
-  private readonly frozen: FrozenProgram;
+  /** The storage VM's options (storageVmOptions). */
   private readonly options: ResolvedProgramOptions;
-  private readonly allowed: Set<number>;
   private readonly log: (line: string) => void;
+  /** Set by start(): the storage program as it froze, and its allow list (sys_storage_allow). */
+  private frozen: FrozenProgram | null = null;
+  private readonly allowed = new Set<number>();
   /** The worker that booted the storage ELF (it keeps the boot's memory), and the one the VM runs on. */
-  private home: PoolWorker | null;
-  private worker: PoolWorker;
-  private forkId: number;
+  private home: PoolWorker | null = null;
+  private worker: PoolWorker | null = null;
+  private forkId = newVmId();
   private forkStats = emptyForkStats();
   private readonly retired = emptyForkStats();
   /** The end of the queue: each call or task starts when the one before it has ended. */
@@ -63,9 +65,22 @@ export class StorageHost {
   private closed = false;
   private readonly stopWatchingPool: () => void;
 
-  /** Boots the storage ELF and forks its VM; the program's request VMs come after. */
-  static async start(pool: WorkerPool, programId: number, file: Uint8Array, exePath: string, options: ResolvedProgramOptions, log: (line: string) => void): Promise<StorageHost> {
-    const o = storageVmOptions(options);
+  constructor(pool: WorkerPool, programId: number, options: ResolvedProgramOptions, log: (line: string) => void) {
+    this.pool = pool;
+    this.programId = programId;
+    this.options = storageVmOptions(options);
+    this.log = log;
+    this.tail = new Promise<void>((resolve) => (this.opened = resolve));
+    this.stopWatchingPool = pool.onReplaced((dead) => this.workerReplaced(dead));
+  }
+
+  /**
+   * Boots the storage ELF and forks its VM; the program's request VMs come after. The host exists
+   * before the boot, so that tasks the storage program schedules in its main() are kept (they run
+   * once the program has started).
+   */
+  async start(file: Uint8Array, exePath: string): Promise<void> {
+    const o = this.options;
     // The state file must exist to be allowed (a root that is a file); the storage VM fills it.
     if (o.stateFile) {
       try {
@@ -74,38 +89,17 @@ export class StorageHost {
         throw new TskvmError('TSKVM_ERR_CONFIG', `the state file ${o.stateFile} cannot be created: ${(e as Error).message}`);
       }
     }
-    const home = pool.leastLoaded();
-    home.placed++;
-    let frozen: FrozenProgram;
+    this.home = this.pool.leastLoaded();
+    this.home.placed++;
     try {
-      ({ frozen } = await home.send<{ frozen: FrozenProgram }>({ op: 'boot', programId, file, exePath, options: o, role: 'storage' }, [], o.maxBootTime * 1000));
+      ({ frozen: this.frozen } = await this.home.send<{ frozen: FrozenProgram }>({ op: 'boot', programId: this.programId, file, exePath, options: o, role: 'storage' }, [], o.maxBootTime * 1000));
     } catch (e) {
-      home.placed--;
       if (e instanceof TskvmError) e.message = `the storage VM did not start: ${e.message}`;
       throw e;
     }
-    const host = new StorageHost(pool, programId, home, frozen, o, log);
-    try {
-      await host.fork(host.worker, host.forkId);
-    } catch (e) {
-      await host.close();
-      throw e;
-    }
-    return host;
-  }
-
-  private constructor(pool: WorkerPool, programId: number, home: PoolWorker, frozen: FrozenProgram, options: ResolvedProgramOptions, log: (line: string) => void) {
-    this.pool = pool;
-    this.programId = programId;
-    this.home = home;
-    this.frozen = frozen;
-    this.options = options;
-    this.log = log;
-    this.allowed = new Set(frozen.process.state.api.storageAllowed);
-    this.worker = pool.leastLoaded();
-    this.forkId = newVmId();
-    this.tail = new Promise<void>((resolve) => (this.opened = resolve));
-    this.stopWatchingPool = pool.onReplaced((dead) => this.workerReplaced(dead));
+    for (const fn of this.frozen.process.state.api.storageAllowed) this.allowed.add(fn);
+    this.worker = this.pool.leastLoaded();
+    await this.fork(this.worker, this.forkId);
   }
 
   /** The program has started: queued tasks may run. */
@@ -128,9 +122,12 @@ export class StorageHost {
     });
   }
 
-  /** sys_storage_task: 0 for a task queued now, a timer's id for a scheduled one, −1 when refused. */
+  /**
+   * sys_storage_task: 0 for a task queued now, a timer's id for a scheduled one, −1 when refused. The
+   * allow list is checked when the task runs (the storage program may schedule before it is known).
+   */
   task(task: StorageTaskRequest): number {
-    if (this.closed || (this.allowed.size > 0 && !this.allowed.has(task.func))) return -1;
+    if (this.closed) return -1;
     if (task.startMs === 0 && task.periodMs === 0) {
       this.queueTask(task);
       return 0;
@@ -177,8 +174,10 @@ export class StorageHost {
     this.opened();
     await this.tail.catch(() => undefined);
     this.stopWatchingPool();
-    await this.worker.send({ op: 'closeFork', forkId: this.forkId }).catch(() => undefined);
-    this.worker.placed--;
+    if (this.worker) {
+      await this.worker.send({ op: 'closeFork', forkId: this.forkId }).catch(() => undefined);
+      this.worker.placed--;
+    }
     if (this.home) {
       await this.home.send({ op: 'closeProgram', programId: this.programId, role: 'storage' }).catch(() => undefined);
       this.home.placed--;
@@ -188,7 +187,9 @@ export class StorageHost {
   private queueTask(task: StorageTaskRequest): Promise<unknown> {
     this.counters.tasks_queued++;
     return this.enqueue(async () => {
-      const result = await this.run({ func: task.func, inputs: [task.data], resultMax: 0 }, 'task');
+      const result: StorageCallResult = this.allowed.size > 0 && !this.allowed.has(task.func)
+        ? { ok: false, reason: 'the function is not on the storage VM\'s allow list (sys_storage_allow)' }
+        : await this.run({ func: task.func, inputs: [task.data], resultMax: 0 }, 'task');
       if (result.ok) this.counters.tasks_run++;
       else {
         this.counters.tasks_failed++;
@@ -221,6 +222,7 @@ export class StorageHost {
   private run(call: StorageCall, kind: StorageCallKind): Promise<StorageCallResult | null>;
   private async run(call: StorageCall, kind: StorageCallKind): Promise<StorageCallResult | null> {
     if (this.closed && kind === 'call') return { ok: false, reason: 'the program is closing' };
+    if (!this.worker) return { ok: false, reason: 'the storage VM did not start' };
     const timeMs = this.options.maxStorageTime * 1000;
     try {
       const { result, stats } = await this.worker.send<{ result: StorageCallResult | null; stats: ForkStats }>(
@@ -235,7 +237,7 @@ export class StorageHost {
 
   private async fork(worker: PoolWorker, forkId: number): Promise<void> {
     worker.placed++;
-    await worker.send({ op: 'fork', programId: this.programId, forkId, index: 0, frozen: this.frozen, options: this.options, role: 'storage' });
+    await worker.send({ op: 'fork', programId: this.programId, forkId, index: 0, frozen: this.frozen!, options: this.options, role: 'storage' });
   }
 
   /** The storage VM's worker died: its state is lost; a new VM starts from the storage program's start state. */

@@ -5,7 +5,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { createHash } from 'node:crypto';
 import { Program, startServer } from '../src/index.js';
+import { STREAM_PIECE } from '../src/runtime/program.js';
 import { kvmAvailable, repoRoot, runNative } from './helpers/differential.js';
 
 const example = (name: string): string => join(repoRoot, 'guest', 'examples', 'bin', name);
@@ -31,6 +33,32 @@ t.test('each example answers what it prints natively', async (t) => {
     for (let i = 0; i < 3; i++) t.equal((await counter.request({ url: '/' })).body.toString(), native[i] + '\n', `counter request ${i + 1}`);
   } finally {
     await Promise.all([hello.close(), echo.close(), counter.close()]);
+  }
+});
+
+t.test('report: the streamed CSV is byte for byte what the program prints natively, pulled piece by piece', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const report = await Program.load(example('report'), { ...quiet, concurrency: 1, maxRequestTime: 30 });
+  try {
+    const native = runNative(example('report'), ['20000', '3']).stdout;
+    const gathered = await report.request({ url: '/report/?rows=20000&seed=3' });
+    t.equal(gathered.status, 200);
+    t.equal(gathered.contentType, 'text/csv');
+    t.equal(gathered.body.length, 41 + 20000 * 46, 'the header and 20 000 rows of 46 bytes');
+    t.ok(gathered.body.equals(native), 'equal to the native run');
+    const streamed = await report.request({ url: '/report/?seed=3&rows=20000' }, { stream: true });
+    const pieces: number[] = [];
+    const hash = createHash('sha256');
+    for await (const piece of streamed.stream!) {
+      pieces.push(piece.length);
+      hash.update(piece);
+    }
+    t.equal(streamed.stream!.length, native.length, 'the length was known before the first piece');
+    t.ok(pieces.length > 1 && Math.max(...pieces) <= STREAM_PIECE, `${pieces.length} pieces of at most ${STREAM_PIECE} bytes`);
+    t.equal(hash.digest('hex'), createHash('sha256').update(native).digest('hex'), 'the same bytes, streamed');
+    t.equal((await report.request({ url: '/report/?rows=50000001' })).status, 400, 'more rows than the program allows: 400');
+  } finally {
+    await report.close();
   }
 });
 
@@ -74,6 +102,11 @@ t.test('the bundled library serves the examples', async (t) => {
     const counts = [];
     for (let i = 0; i < 4; i++) counts.push(Number(/total=(\d+)/.exec(await (await request(`${server.url}/counter/`)).body.text())![1]));
     t.same(counts, [1, 2, 3, 4], 'the counter counts across requests');
+    const csv = await request(`${server.url}/report/?rows=1000000&seed=9`);
+    t.equal(csv.headers['content-length'], String(41 + 1_000_000 * 46), 'report: Content-Length from the start');
+    const digest = createHash('sha256');
+    for await (const piece of csv.body) digest.update(piece);
+    t.equal(digest.digest('hex'), createHash('sha256').update(runNative(example('report'), ['1000000', '9']).stdout).digest('hex'), 'report: 46 MB streamed over HTTP, equal to the native run');
     const visits = [];
     for (let i = 0; i < 3; i++) visits.push(await (await request(`${server.url}/visits/here`)).body.text());
     t.match(visits[2], /^path=\/visits\/here visits=\d+ total=\d+ paths=\d+\n$/, 'visits answers from its storage VM');

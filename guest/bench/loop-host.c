@@ -254,21 +254,50 @@ void register_func(int index, ...)
 	if (index > 0 && index < (int)(sizeof handlers / sizeof *handlers)) handlers[index] = fn;
 }
 
+/* The response's head; its body is appended to last_body (the host copies it out of the VM; so does this). */
+static void response_head(int16_t status, const void *ctype, size_t ctype_len, size_t body_len)
+{
+	if (!in_request) die("a response outside a request");
+	if (body_len > last_cap && !(last_body = realloc(last_body, last_cap = body_len))) die("out of memory");
+	last.status = status;
+	last.len = 0;
+	snprintf(last.ctype, sizeof last.ctype, "%.*s", (int)(ctype_len < 127 ? ctype_len : 127), (const char *)ctype);
+}
+
+static void response_end(void)
+{
+	last.hash = fnv1a(last_body, last.len);
+	responded = 1;
+	if (handlers[3] || handlers[2] || handlers[1]) longjmp(request_end, 1);
+	/* paused style: back to the program, which loops into wait_for_requests_paused() */
+}
+
 void sys_backend_response(int16_t status, const void *ctype, size_t ctype_len, const void *body, size_t body_len,
                           const struct BackendResponseExtra *extra)
 {
 	(void)extra;
-	if (!in_request) die("sys_backend_response outside a request");
-	/* The host copies the body out of the VM; so does this. */
-	if (body_len > last_cap && !(last_body = realloc(last_body, last_cap = body_len))) die("out of memory");
+	response_head(status, ctype, ctype_len, body_len);
 	if (body_len) memcpy(last_body, body, body_len);
-	last.status = status;
 	last.len = body_len;
-	last.hash = fnv1a(body, body_len);
-	snprintf(last.ctype, sizeof last.ctype, "%.*s", (int)(ctype_len < 127 ? ctype_len : 127), (const char *)ctype);
-	responded = 1;
-	if (handlers[3] || handlers[2] || handlers[1]) longjmp(request_end, 1);
-	/* paused style: back to the program, which loops into wait_for_requests_paused() */
+	response_end();
+}
+
+/* As the host does: the body pulled from cb, at most 64 KiB a piece, until content_length bytes came. */
+void begin_streaming_response(int16_t status, const void *ctype, size_t ctype_len, size_t content_length,
+                              content_stream_func cb, const void *arg)
+{
+	response_head(status, ctype, ctype_len, content_length);
+	while (last.len < content_length) {
+		size_t left = content_length - last.len;
+		struct streaming_content c = cb((void *)arg, left < 65536 ? left : 65536, last.len, content_length);
+		if (c.len == 0) die("the streamed response stalled (the callback gave no bytes)");
+		if (c.len > left) c.len = left;
+		memcpy(last_body + last.len, c.data, c.len);
+		last.len += c.len;
+	}
+	response_end();
+	/* A paused-style program would come back here, which a noreturn call cannot do. */
+	die("begin_streaming_response in a paused-style program");
 }
 
 /* ---------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { createHash } from 'node:crypto';
 import { Program, startServer } from '../src/index.js';
 import { STREAM_PIECE } from '../src/runtime/program.js';
+import { startOrigin } from '../src/bench/origin.js';
 import { kvmAvailable, repoRoot, runNative } from './helpers/differential.js';
 
 const example = (name: string): string => join(repoRoot, 'guest', 'examples', 'bin', name);
@@ -62,6 +63,25 @@ t.test('report: the streamed CSV is byte for byte what the program prints native
   }
 });
 
+t.test('linkcheck: what sys_fetch brings from a local origin is what a native HTTP client gets', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const origin = await startOrigin();
+  const linkcheck = await Program.load(example('linkcheck'), { ...quiet, fetchOrigins: [origin.url] });
+  try {
+    const urls = ['/a', '/b/c?d=1', '/status/404', '/status/503', '/' + 'x'.repeat(300)].map((p) => origin.url + p).join('\n') + '\nhttp://10.255.255.1/not-allowed\n';
+    const native = runNative(example('linkcheck'), [], { input: urls }).stdout.toString();
+    t.match(native, /^200 2\d\d\d text\/plain http:\/\/127\.0\.0\.1:\d+\/a\n/, 'natively: status, bytes, content type, URL');
+    const res = await linkcheck.request({ method: 'POST', url: '/', body: urls });
+    t.equal(res.status, 200);
+    const lines = res.body.toString().split('\n');
+    t.equal(lines.at(-2), 'error http://10.255.255.1/not-allowed', 'an origin fetch_origins does not list: an error, the request never made');
+    t.equal(lines.slice(0, 5).join('\n'), native.split('\n').slice(0, 5).join('\n'), 'every fetch from the origin: the same line as natively');
+  } finally {
+    await linkcheck.close();
+    await origin.stop();
+  }
+});
+
 t.test('visits: the counts kept in the storage VM are what one native process counts, and its task ticks', async (t) => {
   if (!kvmAvailable(t)) return;
   const stateFile = join(mkdtempSync(join(tmpdir(), 'tskvm-visits-')), 'state');
@@ -107,6 +127,13 @@ t.test('the bundled library serves the examples', async (t) => {
     const digest = createHash('sha256');
     for await (const piece of csv.body) digest.update(piece);
     t.equal(digest.digest('hex'), createHash('sha256').update(runNative(example('report'), ['1000000', '9']).stdout).digest('hex'), 'report: 46 MB streamed over HTTP, equal to the native run');
+    const expected = [];
+    for (const path of ['/hello/from-linkcheck', '/hello/again', '/no-such-program/']) {
+      const direct = await request(`${server.url}${path}`);
+      const body = Buffer.from(await direct.body.arrayBuffer());
+      expected.push(`${direct.statusCode} ${body.length} ${direct.headers['content-type']} ${path}`);
+    }
+    t.equal(await (await request(`${server.url}/linkcheck/`)).body.text(), expected.join('\n') + '\n', 'linkcheck: its sibling programs by self-request, as a client sees them');
     const visits = [];
     for (let i = 0; i < 3; i++) visits.push(await (await request(`${server.url}/visits/here`)).body.text());
     t.match(visits[2], /^path=\/visits\/here visits=\d+ total=\d+ paths=\d+\n$/, 'visits answers from its storage VM');

@@ -450,3 +450,30 @@ long stop_storage_task(long id)
 	(void)id;
 	return 0;
 }
+
+/* ---------------------------------------------------------------------------------------------------
+ * sys_fetch: made here with a plain HTTP/1.0 client (http:// only); like the host, the body goes into
+ * memory mapped for it, the program's to munmap.
+ */
+#include "../examples/http-get.h"
+
+long sys_fetch(const char *url, size_t url_len, struct curl_op *op, const struct curl_fields *fields,
+               const struct curl_options *opts)
+{
+	(void)fields, (void)opts;
+	char copy[1024];
+	struct http_answer a;
+	if (url_len >= sizeof copy) return -3; /* CURLE_URL_MALFORMAT */
+	memcpy(copy, url, url_len);
+	copy[url_len] = 0;
+	if (http_get(copy, &a) != 0) return -7; /* CURLE_COULDNT_CONNECT */
+	op->status = (uint32_t)a.status;
+	op->content_length = (uint32_t)a.len;
+	op->content = a.len ? mmap(NULL, a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : NULL;
+	if (op->content == MAP_FAILED) die("cannot map a fetched body");
+	if (a.len) memcpy(op->content, a.body, a.len);
+	free(a.body);
+	op->ctlen = (uint32_t)strlen(a.ctype) + 1;
+	memcpy(op->ctype, a.ctype, op->ctlen);
+	return 0;
+}

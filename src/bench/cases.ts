@@ -15,6 +15,8 @@
  *       "requests": 100,                   this case's own count
  *       "check": { "http": "status" },     per mode (or "all"): compare the whole body (default) or the status
  *       "reference": { "label": "lua5.4 process", "command": ["lua5.4", "-"] }   another process to time
+ *       "origin": true                     the run starts a local HTTP origin (origin.ts): "{origin}" in
+ *                                          the body becomes its URL, and the program may fetch from it
  *     }]
  *   }
  *
@@ -22,8 +24,8 @@
  * `path`, plus `?<arg_query>=<arg>` when the case has an arg and the library names an arg_query, since
  * that is how the arg reaches the program over HTTP.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, resolve as resolvePath } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { TskvmError } from '../errors.js';
 import { loadLibrary, type Library, type LibraryProgram } from '../server/library.js';
 
@@ -61,6 +63,8 @@ export interface BenchCase {
   reference: { label: string; command: string[] } | null;
   /** Native build of the program's handler with the loop host. */
   loopBinary: string;
+  /** The case fetches from the run's local origin (withOrigin). */
+  origin: boolean;
 }
 
 export interface BenchSuite {
@@ -78,6 +82,19 @@ export interface SuiteOverrides {
   only?: string[];
   requests?: number;
   warmup?: number;
+}
+
+/**
+ * The case as it runs against the origin at `url`: "{origin}" in its body replaced (the body file the
+ * native modes read is written again, into `dir`), and the origin added to the program's fetch_origins.
+ */
+export function withOrigin(c: BenchCase, url: string, dir: string): BenchCase {
+  if (!c.origin) return c;
+  const body = c.body ? Buffer.from(c.body.toString('latin1').replaceAll('{origin}', url), 'latin1') : null;
+  const bodyFile = body ? join(dir, `${basename(c.loopBinary)}.body`) : null;
+  if (body) writeFileSync(bodyFile!, body);
+  const options = { ...c.program.options, fetchOrigins: [...(c.program.options.fetchOrigins ?? []), url] };
+  return { ...c, body, bodyFile, program: { ...c.program, options } };
 }
 
 export function checkFor(c: BenchCase, mode: Mode): Check {
@@ -158,6 +175,7 @@ export async function loadSuite(file: string, overrides: SuiteOverrides = {}): P
       check: check as BenchCase['check'],
       reference: reference as BenchCase['reference'],
       loopBinary: resolvePath(loopDir, programName),
+      origin: field(raw, 'origin', 'boolean', false, where),
     });
   }
   if (overrides.only) {

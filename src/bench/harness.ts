@@ -13,10 +13,13 @@
  * status, or only the status where the case says so). A mode that fails or answers differently is
  * reported as such, with no times, and makes the run fail.
  */
-import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { TskvmError } from '../errors.js';
 import { platform } from '../hypervisor/platform.js';
-import { checkFor, loadSuite, MODES, type BenchCase, type Mode, type SuiteOverrides } from './cases.js';
+import { checkFor, loadSuite, MODES, withOrigin, type BenchCase, type Mode, type SuiteOverrides } from './cases.js';
+import { startOrigin } from './origin.js';
 import { nativeCommand, referenceCommand, runNativeLoop, runSpawnLoop } from './native.js';
 import { runProgram, ServeProcess } from './tskvm-modes.js';
 
@@ -111,9 +114,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     cases_file: suite.file,
     cases: [],
   };
-  const serve = modes.has('tskvm-http') ? await ServeProcess.start(suite.libraryFile) : null;
+  const origin = suite.cases.some((c) => c.origin) ? await startOrigin() : null;
+  const bodies = origin ? mkdtempSync(join(tmpdir(), 'tskvm-bench-')) : null;
+  const configure = suite.cases.filter((c) => origin && c.origin).map((c) => withOrigin(c, origin!.url, bodies!).program)
+    .map((p) => `${p.name}=${JSON.stringify({ fetch_origins: p.options.fetchOrigins })}`);
+  const serve = modes.has('tskvm-http') ? await ServeProcess.start(suite.libraryFile, configure) : null;
   try {
-    for (const c of suite.cases) {
+    for (const plain of suite.cases) {
+      const c = origin ? withOrigin(plain, origin.url, bodies!) : plain;
       if (c.requests < 1) throw new TskvmError('TSKVM_ERR_BENCH', `${c.name}: requests must be at least 1`);
       const loop = runNativeLoop(suite, c);
       if (loop.error) throw new TskvmError('TSKVM_ERR_BENCH', `${c.name}: the native loop failed: ${loop.error}`);
@@ -168,6 +176,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }
   } finally {
     await serve?.stop();
+    await origin?.stop();
+    if (bodies) rmSync(bodies, { recursive: true, force: true });
   }
   return result;
 }

@@ -63,9 +63,11 @@ export class ServeProcess {
     private readonly client: Client,
   ) {}
 
-  static async start(libraryFile: string): Promise<ServeProcess> {
+  /** `configure`: `NAME=JSON` settings for `--configure`, one each. */
+  static async start(libraryFile: string, configure: string[] = []): Promise<ServeProcess> {
     const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-    const child = spawn(process.execPath, [cli, 'serve', '--library', libraryFile, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [cli, 'serve', '--library', libraryFile, '--listen', '127.0.0.1:0', ...configure.flatMap((c) => ['--configure', c])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.resume(); // the access log, one line per request: read and dropped
     let stderr = '';
     const url = await new Promise<string>((resolve, reject) => {

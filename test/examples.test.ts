@@ -100,7 +100,7 @@ t.test('visits: the counts kept in the storage VM are what one native process co
     const rate = (await visits.request({ url: '/?rate' })).body.toString();
     t.match(rate, /^last_second=\d+ ticks=(\d+)\n$/);
     t.ok(Number(/ticks=(\d+)/.exec(rate)![1]) >= 2, `the periodic storage task ran every second: ${rate.trim()}`);
-    t.match(visits.stats().storage, { tasks_scheduled: 1, calls_refused: 0 });
+    t.match(visits.stats().storage, { tasks_inschedule: 1, calls_refused: 0 });
   } finally {
     await visits.close();
   }

@@ -233,8 +233,16 @@ t.test('failures: each has its error, and the next request on the same fork succ
     t.equal((await p.request({ url: '/ok' })).status, 200);
     const s = p.stats().totals;
     t.equal(s.timeouts, 1, 'stats: timeouts');
-    t.equal(s.exception_oom, 1, 'stats: exception_oom');
+    t.equal(s.exception_mem, 1, 'stats: exception_mem');
     t.ok(s.exceptions >= 8, 'stats: exceptions');
+    t.equal(s.vm_bank_capacity, 16 << 20, 'stats: vm_bank_capacity is max_request_memory');
+    t.equal(s.vm_main_memory, 64 << 20, 'stats: vm_main_memory is max_memory (64 MiB here)');
+    t.ok(s.vm_address_space >= s.vm_main_memory, 'stats: vm_address_space');
+    t.ok(s.vm_bank_highest > 15 << 20 && s.vm_bank_highest <= (16 << 20) + (1 << 20), `stats: vm_bank_highest, the memory bomb's ${s.vm_bank_highest} bytes`);
+    t.equal(s.vm_bank_current, s.dirty_pages * 4096, 'stats: vm_bank_current, the pages the fork holds');
+    const entries = p.stats().program.entry_points;
+    t.same(Object.keys(entries).sort(), ['backend_get', 'on_error'], 'stats: entry_points by name');
+    t.ok(Object.values(entries).every((a) => /^0x[0-9a-f]+$/.test(a)), 'as guest addresses');
   });
 });
 

@@ -199,7 +199,7 @@ t.test('admin endpoints: 401 / 403 / 200, no token → Unix socket only; stats, 
     t.same(Object.keys(st.global).sort(), ['busy_refusals', 'cpu_time', 'fetch_time', 'program_exception', 'program_notfound', 'program_status_4xx', 'program_status_5xx', 'program_timeout', 'self_requests', 'self_requests_failed']);
     const hello = st.programs.hello.stats;
     t.same(Object.keys(hello.program).sort(), ['binary_size', 'binary_type', 'boot_time', 'entry_points', 'name']);
-    for (const field of ['invocations', 'resets', 'resets_full', 'exceptions', 'timeouts', 'exception_oom', 'request_cpu_time', 'exception_cpu_time', 'reset_time', 'reservation_time', 'reservation_timeouts', 'input_bytes', 'output_bytes', 'status_2xx', 'status_3xx', 'status_4xx', 'status_5xx']) {
+    for (const field of ['invocations', 'resets', 'resets_full', 'exceptions', 'timeouts', 'exception_mem', 'request_cpu_time', 'exception_cpu_time', 'reset_time', 'reservation_time', 'reservation_timeouts', 'input_bytes', 'output_bytes', 'status_2xx', 'status_3xx', 'status_4xx', 'status_5xx']) {
       t.type(hello.totals[field], 'number', `totals.${field}`);
     }
     t.equal(hello.totals.invocations, 2);

@@ -112,7 +112,7 @@ t.test('tasks: queued now, on a timer, periodic until stopped; at most 15 timers
     for (let i = 0; i < STORAGE_LIMITS.timers + 1; i++) ids.push(/^id=(-?\d+)$/.exec(await get(p, '/schedule?60000'))?.[1]);
     t.equal(ids.filter((x) => Number(x) > 0).length, STORAGE_LIMITS.timers, `${STORAGE_LIMITS.timers} timers at once`);
     t.equal(ids.at(-1), '-1', 'the next one: -1');
-    t.equal(p.stats().storage!.tasks_scheduled, STORAGE_LIMITS.timers);
+    t.equal(p.stats().storage!.tasks_inschedule, STORAGE_LIMITS.timers);
     t.ok(p.stats().storage!.tasks_run >= 4);
   });
 });

@@ -9,6 +9,7 @@
  * them (request-vm.ts, restoreMsrs). Guest memory has its own reset (src/runtime/dirty-pages.ts).
  */
 import { setTaskRegisterType, type TaskRegisterType } from './cpu-setup.js';
+import { regIndex, type RegName } from './kvm/abi.js';
 import type { Vcpu } from './kvm/vcpu.js';
 
 export interface VcpuSnapshot {
@@ -18,6 +19,12 @@ export interface VcpuSnapshot {
   sregs: Uint8Array;
   /** The FPU/SSE/AVX registers: every request starts from them, so none sees another's vector registers. */
   xsave: Uint8Array;
+}
+
+/** A 64-bit register of a snapshot, as a Number (exact below 2^53, which covers every guest address). */
+export function savedRegister(saved: VcpuSnapshot, reg: RegName): number {
+  const i = regIndex[reg] * 2;
+  return saved.regs[i]! + saved.regs[i + 1]! * 0x1_0000_0000;
 }
 
 /** The vCPU as it is now; TR is recorded with the TSS type forks load it with (platform.ts). */

@@ -190,7 +190,7 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
   };
 }
 
-/** The options the storage VM starts with: the program's, but KVM_TYPE=storage (docs/GUEST_ABI.md, "Environment"). */
+/** The options the storage VM starts with: the program's, but KVM_TYPE=storage (docs/GUEST_ABI.md, "Environment the program sees"). */
 export function storageVmOptions(o: ResolvedProgramOptions): ResolvedProgramOptions {
   return {
     ...o,

@@ -21,10 +21,11 @@
  */
 import { resolve as resolvePath } from 'node:path';
 import { readProgramFile, TskvmError } from '../errors.js';
-import type { CachePolicy } from '../syscalls/api/guest-api.js';
+import { HANDLER, type CachePolicy } from '../syscalls/api/guest-api.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
+import { savedRegister } from '../hypervisor/vcpu-state.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
-import { DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
+import { addForkStats, DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
 import type { RequestFailure } from './request-failure.js';
 import { guestFetch } from './guest-fetch.js';
 import { acquirePool, newVmId, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
@@ -86,7 +87,8 @@ const STREAM_IDLE_MS = 30_000;
 const GATHER_MAX = 256 << 20;
 
 export interface ProgramStats {
-  program: { name: string; binary_type: string; binary_size: number; entry_points: number; boot_time: number };
+  /** `entry_points`: where the program is entered, by name (the header's setter without `set_`), as hex guest addresses. */
+  program: { name: string; binary_type: string; binary_size: number; entry_points: Record<string, string>; boot_time: number };
   vms: ForkStats[];
   totals: ForkStats & { reservation_time: number; reservation_timeouts: number; queue_full: number };
   queued: number;
@@ -219,7 +221,7 @@ export class Program {
     this.onLog = onLog;
     this.info = {
       name: options.name, binary_type: booted.binaryType, binary_size: booted.binarySize,
-      entry_points: booted.frozen.paused ? 1 : booted.frozen.process.state.api.handlers.length, boot_time: booted.bootTimeMs / 1000,
+      entry_points: entryPoints(booted.frozen), boot_time: booted.bootTimeMs / 1000,
     };
   }
 
@@ -247,7 +249,7 @@ export class Program {
       this.forks.splice(this.forks.indexOf(fork), 1);
       const idle = this.idle.indexOf(fork);
       if (idle >= 0) this.idle.splice(idle, 1);
-      for (const [k, v] of Object.entries(fork.stats) as Array<[keyof ForkStats, number]>) this.retired[k] += v;
+      addForkStats(this.retired, fork.stats);
     }
     this.startForks(lost.length).catch((e: Error) => this.onLog?.(`tskvm: could not replace request VMs lost with worker thread ${dead.index}: ${e.message}`));
   }
@@ -369,9 +371,7 @@ export class Program {
 
   stats(): ProgramStats {
     const totals = { ...this.retired, reservation_time: this.reservationTime, reservation_timeouts: this.reservationTimeouts, queue_full: this.queueFull };
-    for (const f of this.forks) {
-      for (const [k, v] of Object.entries(f.stats) as Array<[keyof ForkStats, number]>) totals[k] += v;
-    }
+    for (const f of this.forks) addForkStats(totals, f.stats);
     const stats: ProgramStats = { program: { ...this.info }, vms: this.forks.map((f) => ({ ...f.stats })), totals, queued: this.queue.length, active: this.active };
     if (this.storage) stats.storage = this.storage.stats();
     return stats;
@@ -452,6 +452,20 @@ export class Program {
       this.idle.push(fork);
     }
   }
+}
+
+/** register_func indices by the names kvm_api.h registers them with (set_backend_get → backend_get). */
+const ENTRY_NAMES: Readonly<Record<number, string>> = {
+  [HANDLER.GET]: 'backend_get', [HANDLER.POST]: 'backend_post', [HANDLER.REQUEST]: 'backend_request',
+  [HANDLER.STREAM_POST]: 'backend_stream_post', [HANDLER.ON_ERROR]: 'on_error', [HANDLER.LIVE_SAVE]: 'on_live_update',
+  [HANDLER.LIVE_RESTORE]: 'on_live_restore', [HANDLER.SOCKET]: 'socket',
+};
+
+/** The handlers a program registered, or for the paused style where it waits for requests. */
+function entryPoints(frozen: FrozenProgram): Record<string, string> {
+  const hex = (n: number): string => `0x${n.toString(16)}`;
+  if (frozen.paused) return { wait_for_requests_paused: hex(savedRegister(frozen, 'rip')) };
+  return Object.fromEntries(frozen.process.state.api.handlers.map(([index, fn]) => [ENTRY_NAMES[index] ?? `handler_${index}`, hex(fn)]));
 }
 
 function toInput(req: ProgramRequest): RequestInput {

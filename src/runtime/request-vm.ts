@@ -45,7 +45,7 @@ import { GuestClock } from '../hypervisor/guest-clock.js';
 import { MSR } from '../hypervisor/kvm/abi.js';
 import { createGuestVm, type GuestVm } from '../hypervisor/guest-vm.js';
 import { DirtyPages } from './dirty-pages.js';
-import { restoreVcpu } from '../hypervisor/vcpu-state.js';
+import { restoreVcpu, savedRegister } from '../hypervisor/vcpu-state.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
 import { GuestRunner, type RunResult } from '../hypervisor/run-loop.js';
 import { endWriteQuota, startWriteQuota } from '../syscalls/write-quota.js';
@@ -95,7 +95,7 @@ export interface ForkStats {
   resets_full: number;
   exceptions: number;
   timeouts: number;
-  exception_oom: number;
+  exception_mem: number;
   request_cpu_time: number;
   exception_cpu_time: number;
   reset_time: number;
@@ -107,15 +107,33 @@ export interface ForkStats {
   status_5xx: number;
   /** Pages the fork has written since its last full reset (what a reset copies back). */
   dirty_pages: number;
+  /** The same in bytes: the memory the fork holds of its own (the VMOD's name). */
+  vm_bank_current: number;
+  /** The guest's address space and the program's memory in it (max_memory), bytes. */
+  vm_address_space: number;
+  vm_main_memory: number;
+  /** What one request may map beyond the frozen program (max_request_memory; 0: no limit), bytes. */
+  vm_bank_capacity: number;
+  /** The most any request of this VM mapped beyond the frozen program, bytes. */
+  vm_bank_highest: number;
   /** Requests whose stdout/stderr/log went past the per-request limit and were cut (the worker counts them). */
   output_cut: number;
 }
 
+/** Fields that are sizes, not counts: summing them over VMs means nothing, so totals take the largest. */
+const LARGEST_OF: ReadonlySet<string> = new Set(['vm_address_space', 'vm_main_memory', 'vm_bank_capacity', 'vm_bank_highest']);
+
+/** Adds `from` into `into`, field by field (sizes: the larger). */
+export function addForkStats(into: ForkStats, from: ForkStats): void {
+  for (const [k, v] of Object.entries(from) as Array<[keyof ForkStats, number]>) into[k] = LARGEST_OF.has(k) ? Math.max(into[k], v) : into[k] + v;
+}
+
 export function emptyForkStats(): ForkStats {
   return {
-    invocations: 0, resets: 0, resets_full: 0, exceptions: 0, timeouts: 0, exception_oom: 0, request_cpu_time: 0,
+    invocations: 0, resets: 0, resets_full: 0, exceptions: 0, timeouts: 0, exception_mem: 0, request_cpu_time: 0,
     exception_cpu_time: 0, reset_time: 0, input_bytes: 0, output_bytes: 0, status_2xx: 0, status_3xx: 0, status_4xx: 0,
-    status_5xx: 0, dirty_pages: 0, output_cut: 0,
+    status_5xx: 0, dirty_pages: 0, output_cut: 0, vm_bank_current: 0, vm_address_space: 0, vm_main_memory: 0, vm_bank_capacity: 0,
+    vm_bank_highest: 0,
   };
 }
 
@@ -128,8 +146,6 @@ export const STREAM_CHUNK_MS = 2000;
 /** Time a storage function has after storage_return to run to its end (the VMOD's 1 s). */
 export const STORAGE_CLEANUP_MS = 1000;
 const RED_ZONE = 128;
-const RIP = 16 * 2;
-const RSP = 6 * 2;
 const ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
 
 export class RequestVm {
@@ -187,6 +203,7 @@ export class RequestVm {
     this.saved = saveProcess(p);
     this.baseCommitted = p.mm.committed;
     this.maxRequestMemory = frozen.limits.maxRequestMemory || Infinity;
+    Object.assign(this.stats, { vm_address_space: this.ram.size, vm_main_memory: frozen.limits.maxMemory, vm_bank_capacity: frozen.limits.maxRequestMemory });
     p.api.requestMemoryInUse = () => Math.max(0, p.mm.committed - this.baseCommitted);
     this.ram.memory.onHostWrite = (first, count) => this.dirtyPages.recordHostWrite(first, count);
     this.runner = new GuestRunner(guest.vcpu, p, true, guest.clock);
@@ -517,20 +534,18 @@ export class RequestVm {
    * zone, as a CALL would: rsp ≡ 8 (mod 16) at entry, the return address the
    * HANDLER_RETURN trap.
    */
-  private callHandler(fn: number, args: number[], below = this.frozen.regs[RSP]! + this.frozen.regs[RSP + 1]! * 0x1_0000_0000): void {
+  private callHandler(fn: number, args: number[], below = savedRegister(this.frozen, 'rsp')): void {
     const vcpu = this.guest.vcpu;
-    const regs = vcpu.regs;
-    regs.set(this.frozen.regs);
+    vcpu.regs.set(this.frozen.regs);
     const rsp = ((below - RED_ZONE) & ~0xf) - 8;
     this.process.mem.setU64(rsp, HANDLER_RETURN);
-    regs[RSP] = rsp >>> 0;
-    regs[RSP + 1] = Math.floor(rsp / 0x1_0000_0000);
+    vcpu.set('rsp', rsp);
     this.enterAt(fn);
     args.forEach((value, i) => vcpu.set(ARG_REGS[i]!, value));
   }
 
   private frozenRip(): number {
-    return this.frozen.regs[RIP]! + this.frozen.regs[RIP + 1]! * 0x1_0000_0000;
+    return savedRegister(this.frozen, 'rip');
   }
 
   /**
@@ -561,7 +576,7 @@ export class RequestVm {
     failure = describeFailure(run, p.mm.limitHit);
     if (failure.code === 'TSKVM_ERR_GUEST_TIMEOUT') this.stats.timeouts++;
     else this.stats.exceptions++;
-    if (failure.code === 'TSKVM_ERR_REQUEST_MEMORY') this.stats.exception_oom++;
+    if (failure.code === 'TSKVM_ERR_REQUEST_MEMORY') this.stats.exception_mem++;
     this.pending = { failed: true, placed };
     const onError = p.api.handlers.get(HANDLER.ON_ERROR);
     if (onError !== undefined && placed) {
@@ -621,6 +636,7 @@ export class RequestVm {
     else s.status_5xx++;
     s.output_bytes += result.response.body.length;
     s.request_cpu_time += result.runMs / 1000;
+    s.vm_bank_highest = Math.max(s.vm_bank_highest, this.process.api.requestMemoryInUse());
     return result;
   }
 
@@ -652,6 +668,7 @@ export class RequestVm {
     const ram = this.ram;
     const dirty = this.dirtyPages.restore(this.guest.vm, ram.memory.bytes, ram.master!);
     this.stats.dirty_pages = dirty;
+    this.stats.vm_bank_current = dirty * PAGE_SIZE;
     const upper = this.frozen.limits.requestMemoryUpper;
     if (upper > 0 && dirty * PAGE_SIZE > upper) {
       // Too much kept private: give it all back and track from scratch.
@@ -660,6 +677,7 @@ export class RequestVm {
       this.guest.clock.arm();
       this.stats.resets_full++;
       this.stats.dirty_pages = 0;
+      this.stats.vm_bank_current = 0;
     }
 
     this.restoreMsrs(failed);

@@ -19,7 +19,7 @@ import { TskvmError } from '../errors.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { STORAGE_LIMITS, type StorageCall, type StorageCallResult, type StorageTaskRequest } from '../syscalls/api/storage.js';
 import { storageVmOptions, type ResolvedProgramOptions } from './program-options.js';
-import { emptyForkStats, STORAGE_CLEANUP_MS, type ForkStats } from './request-vm.js';
+import { addForkStats, emptyForkStats, STORAGE_CLEANUP_MS, type ForkStats } from './request-vm.js';
 import { newVmId, type PoolWorker, type WorkerPool } from './worker-pool.js';
 import type { StorageCallKind } from './request-worker.js';
 
@@ -27,17 +27,16 @@ import type { StorageCallKind } from './request-worker.js';
 export const LIVE_STATE_MAX = 256 << 20;
 
 export interface StorageStats extends ForkStats {
-  /** Calls and tasks waiting for the storage VM now. */
-  queued: number;
+  /** Calls and tasks waiting for the storage VM now (the VMOD's name for its queue). */
+  tasks_queued: number;
+  /** Timers scheduled now (sys_storage_task with a start or a period). */
+  tasks_inschedule: number;
+  tasks_run: number;
+  tasks_failed: number;
   /** Calls refused for a function not on the allow list (sys_storage_allow). */
   calls_refused: number;
   /** Calls whose caller stopped waiting (its deadline) before their turn came: never run. */
   calls_abandoned: number;
-  tasks_queued: number;
-  tasks_run: number;
-  tasks_failed: number;
-  /** Timers scheduled now (sys_storage_task with a start or a period). */
-  tasks_scheduled: number;
 }
 
 export class StorageHost {
@@ -59,7 +58,7 @@ export class StorageHost {
   private tail: Promise<unknown>;
   private opened!: () => void;
   private queued = 0;
-  private readonly counters = { calls_refused: 0, calls_abandoned: 0, tasks_queued: 0, tasks_run: 0, tasks_failed: 0 };
+  private readonly counters = { tasks_run: 0, tasks_failed: 0, calls_refused: 0, calls_abandoned: 0 };
   private readonly timers = new Map<number, { timer: NodeJS.Timeout; busy: boolean }>();
   private nextTimer = 1;
   private closed = false;
@@ -161,8 +160,8 @@ export class StorageHost {
 
   stats(): StorageStats {
     const totals = { ...this.retired };
-    for (const [k, v] of Object.entries(this.forkStats) as Array<[keyof ForkStats, number]>) totals[k] += v;
-    return { ...totals, queued: this.queued, ...this.counters, tasks_scheduled: this.timers.size };
+    addForkStats(totals, this.forkStats);
+    return { ...totals, tasks_queued: this.queued, tasks_inschedule: this.timers.size, ...this.counters };
   }
 
   /** Stops the timers, lets what is queued finish, and closes the VM and its boot. */
@@ -185,7 +184,6 @@ export class StorageHost {
   }
 
   private queueTask(task: StorageTaskRequest): Promise<unknown> {
-    this.counters.tasks_queued++;
     return this.enqueue(async () => {
       const result: StorageCallResult = this.allowed.size > 0 && !this.allowed.has(task.func)
         ? { ok: false, reason: 'the function is not on the storage VM\'s allow list (sys_storage_allow)' }
@@ -244,7 +242,7 @@ export class StorageHost {
   private workerReplaced(dead: PoolWorker): void {
     if (this.home === dead) this.home = null;
     if (this.worker !== dead || this.closed) return;
-    for (const [k, v] of Object.entries(this.forkStats) as Array<[keyof ForkStats, number]>) this.retired[k] += v;
+    addForkStats(this.retired, this.forkStats);
     this.forkStats = emptyForkStats();
     this.worker = this.pool.leastLoaded();
     this.forkId = newVmId();

@@ -62,7 +62,7 @@ export function statsReport(counters: GlobalCounters, slots: Iterable<ProgramSlo
   return { global: counters, programs };
 }
 
-const GAUGES = new Set(['dirty_pages']);
+const GAUGES = new Set(['dirty_pages', 'vm_bank_current', 'vm_address_space', 'vm_main_memory', 'vm_bank_capacity', 'vm_bank_highest']);
 
 export function prometheusText(report: StatsReport): string {
   const families = new Map<string, { type: 'counter' | 'gauge'; samples: string[] }>();

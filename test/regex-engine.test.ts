@@ -212,6 +212,8 @@ t.test('what it refuses, and why', async (t) => {
   }
   t.throws(() => compileRegex('(?:a{1000}){1000}'), { constructor: RegexSyntaxError, kind: 'too-large' }, 'a program past the size limit');
   t.throws(() => compileRegex('(?:[a-z]{1,255}\\.){1,100}'), { constructor: RegexSyntaxError, kind: 'too-large' });
+  t.throws(() => compileRegex('(?:(?:(?:){65535}){65535}){65535}'), { constructor: RegexSyntaxError, kind: 'too-large' }, 'repeats of nothing count too (they would take 2^48 steps to compile)');
+  t.throws(() => compileRegex(`[${'[:'.repeat(32_000)}]`), { constructor: RegexSyntaxError }, 'a class full of "[:" is read in linear time');
   t.ok(compileRegex('x'.repeat(19_000)), 'a long literal within the limit compiles');
   t.equal(compileRegex('(a)(b)(c)(d)(e)(f)(g)(h)(i)(?:j)(?<n>)'.replace('(?<n>)', '')).groups, 9, '9 groups, and non-capturing ones beside them');
 });

@@ -448,10 +448,13 @@ class Parser {
     return this.escapeByte(e);
   }
 
-  /** The index of the ':' (or '.', '=') that closes a POSIX class started at this.pos, or -1. */
+  /**
+   * The index of the ':' (or '.', '=') that closes a POSIX class started at this.pos, or -1. Names are
+   * short: looking no further than a few bytes keeps a class full of "[:" linear.
+   */
   private posixEnd(): number {
     const open = this.src[this.pos]!;
-    for (let i = this.pos + 1; i < this.src.length - 1; i++) {
+    for (let i = this.pos + 1; i < Math.min(this.src.length - 1, this.pos + 12); i++) {
       const b = this.src[i]!;
       if (b === 0x5d || b === 0x5c) return -1;
       if (b === open && this.src[i + 1] === 0x5d) return i;
@@ -548,11 +551,15 @@ class Emitter {
   readonly b: number[] = [];
   readonly sets: Uint8Array[] = [];
   private readonly setIndex = new Map<string, number>();
+  /** Nodes compiled, counting each copy of a repeat: a repeat of something that emits nothing, (?:){65535}, adds no instruction but still takes time. */
+  private visits = 0;
+
+  private tooLarge(): never {
+    throw new RegexSyntaxError(`the pattern compiles to more than ${REGEX_ENGINE_LIMITS.programSize} instructions`, 0, 'too-large');
+  }
 
   emit(op: Op, a = 0, b = 0): number {
-    if (this.ops.length >= REGEX_ENGINE_LIMITS.programSize) {
-      throw new RegexSyntaxError(`the pattern compiles to more than ${REGEX_ENGINE_LIMITS.programSize} instructions`, 0, 'too-large');
-    }
+    if (this.ops.length >= REGEX_ENGINE_LIMITS.programSize) this.tooLarge();
     this.ops.push(op);
     this.a.push(a);
     this.b.push(b);
@@ -571,6 +578,7 @@ class Emitter {
   }
 
   node(n: Node): void {
+    if (++this.visits > 4 * REGEX_ENGINE_LIMITS.programSize) this.tooLarge();
     switch (n.t) {
       case 'set':
         this.emit(Op.Set, this.set(n.set));

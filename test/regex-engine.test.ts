@@ -3,7 +3,7 @@
 // corpus and on random patterns, where the two dialects agree; PCRE's own rules where they differ;
 // what it refuses; and patterns that take a backtracker exponential time finish here.
 import t from 'tap';
-import { compileRegex, execRegex, matchCount, RegexSyntaxError, REGEX_ENGINE_LIMITS, substituteRegex } from '../src/syscalls/api/regex-engine.js';
+import { compileRegex, execRegex, matchCount, REGEX_ENGINE_LIMITS, substituteRegex } from '../src/syscalls/api/regex-engine.js';
 import { prng } from './helpers/prng.js';
 
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -162,7 +162,7 @@ t.test("PCRE's rules where RegExp's differ", async (t) => {
   t.same(ours('\\h+', ' \t\xa0x'), [' \t\xa0'], '\\h: space, tab and \\xa0');
   t.same(ours('\\v+', '\n\x0b\x0c\r\x85x'), ['\n\x0b\x0c\r\x85'], '\\v: vertical space, not the VT character only');
   t.same(ours('^b', 'a\nb', 'm'), ['b'], '^ with m after an inner newline');
-  t.same(ours('(?m)^', 'a\n'.slice(0, 2)).length, 1, '^ with m at the start');
+  t.same(ours('(?m)^', 'a\n'), [''], '^ with m at the start');
   t.same(execRegex(compileRegex('(?m)^x?'), latin1('a\n'), { start: 2 }), null, 'but not after a newline that ends the text');
   t.same(ours('(?:(a)|b)+', 'ab'), ['ab', 'a'], 'a group in a repeat keeps its capture from an earlier iteration');
   t.same(ours('[]a]+', 'x]a]b'), [']a]'], '] first in a class is a literal');
@@ -199,7 +199,7 @@ t.test('sys_regex_match counts as pcre2_match does: 1 + the highest group that t
 
 t.test('what it refuses, and why', async (t) => {
   const refused = (pattern: string, kind: string, what: RegExp | string): void => {
-    t.throws(() => compileRegex(pattern), { constructor: RegexSyntaxError, kind, message: what }, `${JSON.stringify(pattern)}: ${kind}`);
+    t.throws(() => compileRegex(pattern), { name: 'RegexSyntaxError', kind, message: what }, `${JSON.stringify(pattern)}: ${kind}`);
   };
   for (const p of ['(a)\\1', 'a(?=b)', 'a(?!b)', '(?<=a)b', '(?<!a)b', '(?>a+)', 'a*+', 'a++', 'a?+', 'a{2}+', '(a)(?1)', '(?R)', '(?(1)a|b)', '(?|(a)|(b))', '\\k<n>', '\\g1', '(?P=n)']) {
     refused(p, 'unsupported', /not supported/);
@@ -208,12 +208,12 @@ t.test('what it refuses, and why', async (t) => {
   refused('(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)', 'unsupported', /more than 9 capturing groups/);
   refused('(?:'.repeat(300) + ')'.repeat(300), 'unsupported', /nested more than 250/);
   for (const p of ['(', ')', 'a)', '[a', '*a', 'a**', 'a{3,2}', 'a{70000}', '\\', '[z-a]', '\\y', '[[:nope:]]', '(?<1a>x)', '[\\d-z]', 'x|+', '^*']) {
-    t.throws(() => compileRegex(p), { constructor: RegexSyntaxError }, `${JSON.stringify(p)} is an error`);
+    t.throws(() => compileRegex(p), { name: 'RegexSyntaxError' }, `${JSON.stringify(p)} is an error`);
   }
-  t.throws(() => compileRegex('(?:a{1000}){1000}'), { constructor: RegexSyntaxError, kind: 'too-large' }, 'a program past the size limit');
-  t.throws(() => compileRegex('(?:[a-z]{1,255}\\.){1,100}'), { constructor: RegexSyntaxError, kind: 'too-large' });
-  t.throws(() => compileRegex('(?:(?:(?:){65535}){65535}){65535}'), { constructor: RegexSyntaxError, kind: 'too-large' }, 'repeats of nothing count too (they would take 2^48 steps to compile)');
-  t.throws(() => compileRegex(`[${'[:'.repeat(32_000)}]`), { constructor: RegexSyntaxError }, 'a class full of "[:" is read in linear time');
+  t.throws(() => compileRegex('(?:a{1000}){1000}'), { name: 'RegexSyntaxError', kind: 'too-large' }, 'a program past the size limit');
+  t.throws(() => compileRegex('(?:[a-z]{1,255}\\.){1,100}'), { name: 'RegexSyntaxError', kind: 'too-large' });
+  t.throws(() => compileRegex('(?:(?:(?:){65535}){65535}){65535}'), { name: 'RegexSyntaxError', kind: 'too-large' }, 'repeats of nothing count too (they would take 2^48 steps to compile)');
+  t.throws(() => compileRegex(`[${'[:'.repeat(32_000)}]`), { name: 'RegexSyntaxError' }, 'a class full of "[:" is read in linear time');
   t.ok(compileRegex('x'.repeat(19_000)), 'a long literal within the limit compiles');
   t.equal(compileRegex('(a)(b)(c)(d)(e)(f)(g)(h)(i)(?:j)(?<n>)'.replace('(?<n>)', '')).groups, 9, '9 groups, and non-capturing ones beside them');
 });

@@ -4,6 +4,8 @@
 // what it refuses; and patterns that take a backtracker exponential time finish here.
 import t from 'tap';
 import { compileRegex, execRegex, matchCount, REGEX_ENGINE_LIMITS, substituteRegex } from '../src/syscalls/api/regex-engine.js';
+import { E } from '../src/host/errno.js';
+import { RegexTable, REGEX_LIMITS } from '../src/syscalls/api/regex.js';
 import { prng } from './helpers/prng.js';
 
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -215,6 +217,10 @@ t.test('what it refuses, and why', async (t) => {
   t.throws(() => compileRegex('(?:(?:(?:){65535}){65535}){65535}'), { name: 'RegexSyntaxError', kind: 'too-large' }, 'repeats of nothing count too (they would take 2^48 steps to compile)');
   t.throws(() => compileRegex(`[${'[:'.repeat(32_000)}]`), { name: 'RegexSyntaxError' }, 'a class full of "[:" is read in linear time');
   t.ok(compileRegex('x'.repeat(19_000)), 'a long literal within the limit compiles');
+  const hex = (b: number): string => `\\x${b.toString(16).padStart(2, '0')}`;
+  const classes = (n: number): string => Array.from({ length: n }, (_, i) => `[${hex(i >> 7)}-${hex(128 + (i & 127))}]`).join('');
+  t.ok(compileRegex(classes(REGEX_ENGINE_LIMITS.sets)), `${REGEX_ENGINE_LIMITS.sets} different classes compile`);
+  t.throws(() => compileRegex(classes(REGEX_ENGINE_LIMITS.sets + 1)), { name: 'RegexSyntaxError', kind: 'too-large' }, 'one more does not');
   t.equal(compileRegex('(a)(b)(c)(d)(e)(f)(g)(h)(i)(?:j)(?<n>)'.replace('(?<n>)', '')).groups, 9, '9 groups, and non-capturing ones beside them');
 });
 
@@ -261,4 +267,28 @@ t.test('Varnish regsub: \\0–\\9, backslashes, the first match or all of them',
   t.same([cut.cut, cut.output.length], [true, 50], 'an output that reaches its limit is cut there');
   t.equal(sub('a', 'xay', 'bb', false, 4), 'xbby', 'and one that fits exactly is not');
   t.throws(() => substituteRegex(compileRegex('(?:a|b|c|d)*z'), latin1('abcd'.repeat(100_000)), latin1(''), true, 1 << 20, { steps: 10_000 }), { name: 'RegexBudgetError' });
+});
+
+t.test("a VM's table of handles: the VMOD's order, and its limits", async (t) => {
+  const table = new RegexTable();
+  t.same([table.compile('a'), table.compile('b'), table.compile('a')], [0, 1, 0], 'a new pattern appended; a known one gets its handle');
+  t.equal(table.free(0), true);
+  t.equal(table.free(0), false, 'freed already');
+  t.equal(table.free(99), false, 'never given');
+  t.equal(table.compile('c'), 2, 'appended while the table has room, not in the freed slot');
+  const saved = table.snapshot();
+  for (let i = 3; i < REGEX_LIMITS.regexes; i++) t.equal(table.compile(`p${i}`), i, `handle ${i}`);
+  t.equal(table.compile('q'), 0, 'then the freed slot is taken');
+  t.equal(table.compile('d'), -E.EMFILE, 'and with all 64 in use, none');
+  table.free(5);
+  t.equal(table.compile('d'), 5, 'and a free slot is taken');
+  table.restore(saved);
+  t.same(table.freeze(), [null, 'b', 'c'], 'restore puts the saved table back');
+  const big = (ch: string): string => `${ch}{19000}`;
+  const handles = ['e', 'f', 'g', 'h', 'i', 'j'].map((ch) => table.compile(big(ch)));
+  t.same(handles, [3, 4, 5, 6, 7, -E.ENOMEM], `the table's programs together stay under ${REGEX_LIMITS.instructions} instructions`);
+  const thawed = new RegexTable();
+  thawed.thaw(structuredClone(table.freeze()));
+  t.same(thawed.freeze(), table.freeze(), 'a frozen table thaws to the same handles');
+  t.equal(thawed.get(3)?.size, table.get(3)?.size, 'compiled again');
 });

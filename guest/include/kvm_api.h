@@ -275,7 +275,8 @@ extern long sys_fetch(const char *url, size_t url_len, struct curl_op *op, const
  *
  * 0x10030: a handle (0..63) for the pattern, len bytes (up to a NUL); the same handle for the same
  *   pattern. Negative when it does not compile: -EINVAL refused or malformed, -E2BIG longer than
- *   65535 bytes or too large a program, -EMFILE all 64 handles in use.
+ *   65535 bytes or too large a program, -EMFILE all 64 handles in use, -ENOMEM the VM's regexes
+ *   would be too large together.
  * 0x10031: frees a handle. The VMOD's prototype is void; tskvm's rax is 0, or -EBADF for a handle
  *   with nothing behind it.
  * 0x10032: matches len bytes (at most 16 MiB): > 0 when the regex matches somewhere in them (1 + the

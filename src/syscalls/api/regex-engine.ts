@@ -24,6 +24,8 @@
 export const REGEX_ENGINE_LIMITS = {
   /** Instructions of a compiled program: bounds the work per input byte. */
   programSize: 20_000,
+  /** Different byte sets (classes, literals) of a program, 256 bytes each in memory. */
+  sets: 512,
   /** Group nesting depth (PCRE2's default parenthesis limit is 250). */
   nesting: 250,
   /** Capturing groups (Varnish's VRE_MAX_CAPTURES). */
@@ -554,8 +556,8 @@ class Emitter {
   /** Nodes compiled, counting each copy of a repeat: a repeat of something that emits nothing, (?:){65535}, adds no instruction but still takes time. */
   private visits = 0;
 
-  private tooLarge(): never {
-    throw new RegexSyntaxError(`the pattern compiles to more than ${REGEX_ENGINE_LIMITS.programSize} instructions`, 0, 'too-large');
+  private tooLarge(what = `${REGEX_ENGINE_LIMITS.programSize} instructions`): never {
+    throw new RegexSyntaxError(`the pattern compiles to more than ${what}`, 0, 'too-large');
   }
 
   emit(op: Op, a = 0, b = 0): number {
@@ -570,6 +572,7 @@ class Emitter {
     const key = Buffer.from(set).toString('latin1');
     let index = this.setIndex.get(key);
     if (index === undefined) {
+      if (this.sets.length >= REGEX_ENGINE_LIMITS.sets) this.tooLarge(`${REGEX_ENGINE_LIMITS.sets} different character classes`);
       index = this.sets.length;
       this.sets.push(set);
       this.setIndex.set(key, index);

@@ -32,6 +32,12 @@ export const REGEX_LIMITS = {
   stringBytes: 1 << 20,
   /** Bytes sys_regex_subst's result may have. */
   outputBytes: 1 << 20,
+  /**
+   * Instructions and byte sets of a VM's regexes together (-ENOMEM past them), so that 64 handles of
+   * the largest programs cannot take the host's memory: 1.2 MB of instructions and 1 MiB of sets.
+   */
+  instructions: 100_000,
+  sets: 4_096,
 } as const;
 
 /** pcre2_match's answers that sys_regex_match passes on, as the VMOD does. */
@@ -57,14 +63,22 @@ export class RegexTable {
 
   /**
    * A handle for `pattern`: the one it already has, else a new one, appended while the table has
-   * room and then in the first free slot (the VMOD's order). Throws RegexSyntaxError; -EMFILE when full.
+   * room and then in the first free slot (the VMOD's order). Throws RegexSyntaxError; -EMFILE when
+   * full, -ENOMEM when the table's programs would be too large together.
    */
   compile(pattern: string): number {
     const known = this.slots.findIndex((e) => e?.pattern === pattern);
     if (known >= 0) return known;
     const free = this.slots.length < REGEX_LIMITS.regexes ? this.slots.length : this.slots.indexOf(null);
     if (free < 0) return -E.EMFILE;
-    this.slots[free] = { pattern, regex: compileRegex(Buffer.from(pattern, 'latin1')) };
+    const regex = compileRegex(Buffer.from(pattern, 'latin1'));
+    let instructions = regex.size, sets = regex.sets.length / 256;
+    for (const e of this.slots) {
+      instructions += e?.regex.size ?? 0;
+      sets += (e?.regex.sets.length ?? 0) / 256;
+    }
+    if (instructions > REGEX_LIMITS.instructions || sets > REGEX_LIMITS.sets) return -E.ENOMEM;
+    this.slots[free] = { pattern, regex };
     return free;
   }
 

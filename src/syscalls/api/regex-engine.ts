@@ -79,8 +79,6 @@ type Node =
   | { t: 'group'; index: number; node: Node }
   | { t: 'assert'; kind: Assert };
 
-const EMPTY: Node = { t: 'cat', items: [] };
-
 interface Flags {
   i: boolean;
   m: boolean;

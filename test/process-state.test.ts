@@ -36,6 +36,7 @@ function observe(p: Process): Record<string, unknown> {
     cwd: p.paths.cwd,
     scalars: [p.umask, [...p.threadName], p.clearChildTid, p.fsBase, p.gsBase, p.exit, p.pause],
     api: [p.api.phase, [...p.api.handlers], p.api.ephemeral],
+    regexes: p.regexes.freeze(),
   };
 }
 
@@ -56,6 +57,8 @@ function change(p: Process): void {
   p.gsBase = 0x5678;
   p.exit = { status: 1 };
   p.api.phase = 'init';
+  p.regexes.free(0);
+  p.regexes.compile('b+');
 }
 
 t.test('every field of a Process is in one piece of the state, or fixed', async (t) => {
@@ -72,6 +75,7 @@ t.test('every field of a Process is in one piece of the state, or fixed', async 
 t.test('restoring the saved process undoes a change to every piece', async (t) => {
   const p = newProcess();
   p.api.phase = 'request';
+  p.regexes.compile('a*');
   const saved = saveProcess(p);
   const before = observe(p);
   change(p);
@@ -95,6 +99,6 @@ t.test('a process thawed from a frozen one is the same process', async (t) => {
   const frozen = structuredClone(freezeProcess(p));
   const thawed = newProcess(new FileTable([], frozen.files.maxFiles));
   thawProcess(thawed, frozen, () => () => {});
-  t.same(observe(thawed), observe(p), 'files, mappings, break, signals, cwd, scalars and the guest API');
+  t.same(observe(thawed), observe(p), 'files, mappings, break, signals, cwd, scalars, the guest API and its regexes');
   t.throws(() => thawed.files.thaw(frozen.files, () => () => {}), { code: 'TSKVM_ERR_INTERNAL' }, 'a table is thawed only when empty');
 });

@@ -266,6 +266,36 @@ KVM_API_STATIC_ASSERT(sizeof(struct curl_options) == 24, "curl_options size");
 extern long sys_fetch(const char *url, size_t url_len, struct curl_op *op, const struct curl_fields *fields,
                       const struct curl_options *opts);
 
+/* Regular expressions, compiled and run by the host: PCRE2's syntax (8-bit: a byte is a character),
+ * the part of it an engine that cannot backtrack can do. tskvm runs them in linear time, so no
+ * pattern can stall the host; it refuses at compile time what needs backtracking (backreferences,
+ * lookaround, atomic groups, possessive quantifiers, recursion, conditionals, \K, \G) and more than 9
+ * capturing groups. The handles compiled in main() are there in every request; what a request
+ * compiles or frees is undone when its VM is reset. docs/GUEST_ABI.md, "Regular expressions".
+ *
+ * 0x10030: a handle (0..63) for the pattern, len bytes (up to a NUL); the same handle for the same
+ *   pattern. Negative when it does not compile: -EINVAL refused or malformed, -E2BIG longer than
+ *   65535 bytes or too large a program, -EMFILE all 64 handles in use, -ENOMEM the VM's regexes
+ *   would be too large together.
+ * 0x10031: frees a handle. The VMOD's prototype is void; tskvm's rax is 0, or -EBADF for a handle
+ *   with nothing behind it.
+ * 0x10032: matches len bytes (at most 16 MiB): > 0 when the regex matches somewhere in them (1 + the
+ *   number of the highest group that took part, as PCRE2 counts), -1 when it does not, -47 when the
+ *   call ran out of steps (PCRE2's match limit), -EBADF for a bad handle.
+ * 0x10033: Varnish's regsub: the NUL-terminated buf with its first match (every match with flags
+ *   ALL = 0x1) replaced by subst, where \0 to \9 are the groups; buf itself when nothing matches.
+ *   Copies the result and a NUL into dst as far as dstlen goes and returns the bytes copied,
+ *   min(dstlen, length + 1): a result cut at dstlen has no NUL. buf and subst up to 1 MiB each, the
+ *   result up to 1 MiB (-E2BIG past it, unless dstlen is smaller); -47 as above.
+ * 0x10035: appends every header field of srchp (REQ or RESP) that matches to dsthp; returns how many
+ *   (a full list takes no more, and those are not counted).
+ * (0x10034 is not a call.) */
+extern int sys_regex_compile(const char *pattern, size_t len);
+extern void sys_regex_free(int rgx);
+extern int sys_regex_match(int rgx, const char *subject, size_t len);
+extern long sys_regex_subst(int rgx, const char *buf, const char *subst, char *dst, size_t dstlen, int flags);
+extern int sys_regex_copyto(int rgx, int srchp, int dsthp);
+
 /* 0x10012: a streamed response. The status, content type and the response fields added so far go out
  * now; the body, content_length bytes (it must be known: 1 or more), is pulled from content_cb, which
  * the host calls in this VM, below the frame that began the stream (so arg may point into it), with
@@ -501,6 +531,11 @@ __asm__(".pushsection .text\n"
 	KVM_API_STUB(sys_http_set, 0x10021)
 	KVM_API_STUB(sys_http_find, 0x10022)
 	KVM_API_STUB(sys_http_method, 0x10023)
+	KVM_API_STUB(sys_regex_compile, 0x10030)
+	KVM_API_STUB(sys_regex_free, 0x10031)
+	KVM_API_STUB(sys_regex_match, 0x10032)
+	KVM_API_STUB(sys_regex_subst, 0x10033)
+	KVM_API_STUB(sys_regex_copyto, 0x10035)
 	KVM_API_STUB(shared_memory_area, 0x10700)
 	KVM_API_STUB(sys_make_ephemeral, 0x10703)
 	KVM_API_STUB(sys_is_storage, 0x10706)

@@ -21,6 +21,7 @@ import type { AddressSpaceSnapshot } from './address-space.js';
 import type { FileTableSnapshot, FrozenFileTable } from './fd-table.js';
 import type { Process } from './process.js';
 import type { SignalSnapshot } from './signal-state.js';
+import type { FrozenRegexes, RegexSnapshot } from './api/regex.js';
 
 /** Each piece of the process's state, and the Process fields it covers. */
 export const PROCESS_STATE = {
@@ -30,6 +31,7 @@ export const PROCESS_STATE = {
   cwd: ['paths'],
   scalars: ['umask', 'threadName', 'clearChildTid', 'fsBase', 'gsBase', 'exit', 'pause'],
   api: ['api'],
+  regexes: ['regexes'],
 } as const satisfies Record<string, ReadonlyArray<keyof Process>>;
 
 /** Process fields that are wiring or configuration, set once: no request can change them. */
@@ -66,6 +68,8 @@ export type FrozenProcessState = StateRecord<{
   cwd: string;
   scalars: ProcessScalars;
   api: FrozenApi;
+  /** The handles main() compiled: a request starts with them. */
+  regexes: FrozenRegexes;
 }>;
 
 /** The process as a fork keeps it, to reset to. Open files are held by reference (discardSaved releases them). */
@@ -77,6 +81,7 @@ export type SavedProcess = StateRecord<{
   scalars: ProcessScalars;
   /** A fork always serves requests: the API is back in its request phase. */
   api: null;
+  regexes: RegexSnapshot;
 }>;
 
 export function freezeProcess(p: Process): FrozenProcessState {
@@ -87,6 +92,7 @@ export function freezeProcess(p: Process): FrozenProcessState {
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
     api: { handlers: [...p.api.handlers], ephemeral: p.api.ephemeral, storageAllowed: [...p.api.storageAllowed] },
+    regexes: p.regexes.freeze(),
   };
 }
 
@@ -104,6 +110,7 @@ export function thawProcess(p: Process, f: FrozenProcessState, sink: (name: stri
   p.api.ephemeral = f.api.ephemeral;
   for (const fn of f.api.storageAllowed) p.api.storageAllowed.add(fn);
   p.api.phase = 'request';
+  p.regexes.thaw(f.regexes);
 }
 
 export function saveProcess(p: Process): SavedProcess {
@@ -114,6 +121,7 @@ export function saveProcess(p: Process): SavedProcess {
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
     api: null,
+    regexes: p.regexes.snapshot(),
   };
 }
 
@@ -124,6 +132,7 @@ export function restoreProcess(p: Process, s: SavedProcess): void {
   p.paths.restore(s.cwd);
   restoreScalars(p, s.scalars);
   p.api.phase = 'request';
+  p.regexes.restore(s.regexes);
 }
 
 /** Releases what a saved process holds (open files keep their host fds alive). */

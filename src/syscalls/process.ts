@@ -13,6 +13,7 @@ import type { PathPolicy } from './path-policy.js';
 import type { AddressSpace } from './address-space.js';
 import type { SignalState } from './signal-state.js';
 import { GuestApi } from './api/guest-api.js';
+import { RegexTable } from './api/regex.js';
 
 /** Why the guest stopped running, set by exit_group, a fatal signal to itself, … */
 export interface ExitState {
@@ -77,6 +78,8 @@ export class Process {
   readonly warn: (message: string) => void;
   readonly log: (line: string) => void;
   readonly api: GuestApi;
+  /** sys_regex_compile's handles. */
+  readonly regexes = new RegexTable();
   umask = 0o022;
   /** Guest address given to set_tid_address (cleared on exit by Linux; kept for completeness). */
   clearChildTid = 0;

@@ -29,7 +29,10 @@ export interface SyscallDef {
   nr: number;
   name: string;
   args: ArgKind[];
-  /** How to print the result: a number (default), hex (addresses), or fd. */
-  ret?: 'int' | 'hex' | 'fd';
+  /**
+   * How to print the result: a number (default), hex (addresses), fd, or pcre (a regex hypercall:
+   * -1 and -47 are PCRE2's "no match" and "match limit", not errnos).
+   */
+  ret?: 'int' | 'hex' | 'fd' | 'pcre';
   handler: SyscallHandler;
 }

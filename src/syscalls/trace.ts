@@ -112,7 +112,11 @@ function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: Gues
   }
 }
 
+/** The PCRE2 answers the regex hypercalls pass on (regex.ts). */
+const PCRE2_RESULTS: Record<number, string> = { [-1]: 'no match', [-47]: 'match limit' };
+
 function formatResult(result: number, ret: SyscallDef['ret']): string {
+  if (ret === 'pcre' && PCRE2_RESULTS[result]) return `${result} (${PCRE2_RESULTS[result]})`;
   if (result < 0 && result > -4096) return `-1 ${errnoName(-result)} (${errnoMessage(-result)})`;
   return ret === 'hex' ? hex(result) : String(result);
 }

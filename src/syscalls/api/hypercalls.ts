@@ -12,6 +12,7 @@ import { E } from '../../host/errno.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { sysFetch } from './fetch.js';
+import { regexCompile, regexCopyto, regexFree, regexMatch, regexSubst } from './regex.js';
 import { stopStorageTask, storageAllow, storageCallv, storageReturn, storageTask } from './storage.js';
 import { findHeader, headerKey, HEADER_LIMITS, type CachePolicy } from './guest-api.js';
 
@@ -25,6 +26,11 @@ export const HYPERCALL = {
   HTTP_SET: 0x10021,
   HTTP_FIND: 0x10022,
   HTTP_METHOD: 0x10023,
+  REGEX_COMPILE: 0x10030,
+  REGEX_FREE: 0x10031,
+  REGEX_MATCH: 0x10032,
+  REGEX_SUBST: 0x10033,
+  REGEX_COPYTO: 0x10035,
   STORAGE_RETURN: 0x10011,
   BEGIN_STREAMING_RESPONSE: 0x10012,
   STORAGE_NORETURN: 0x10013,
@@ -285,6 +291,11 @@ const definitions: SyscallDef[] = [
   { nr: HYPERCALL.STORAGE_CALLV, name: 'storage_callv', args: ['hex', 'size', 'ptr', 'ptr', 'size'], handler: storageCallv },
   { nr: HYPERCALL.STORAGE_TASK, name: 'sys_storage_task', args: ['hex', 'ptr', 'size', 'int', 'int'], handler: storageTask },
   { nr: HYPERCALL.STOP_STORAGE_TASK, name: 'stop_storage_task', args: ['int'], handler: stopStorageTask },
+  { nr: HYPERCALL.REGEX_COMPILE, name: 'sys_regex_compile', args: ['inbuf', 'size'], handler: regexCompile },
+  { nr: HYPERCALL.REGEX_FREE, name: 'sys_regex_free', args: ['int'], handler: regexFree },
+  { nr: HYPERCALL.REGEX_MATCH, name: 'sys_regex_match', args: ['int', 'inbuf', 'size'], ret: 'pcre', handler: regexMatch },
+  { nr: HYPERCALL.REGEX_SUBST, name: 'sys_regex_subst', args: ['int', 'str', 'str', 'outbuf', 'size', 'hex'], ret: 'pcre', handler: regexSubst },
+  { nr: HYPERCALL.REGEX_COPYTO, name: 'sys_regex_copyto', args: ['int', 'int', 'int'], ret: 'pcre', handler: regexCopyto },
   { nr: HYPERCALL.SYS_FETCH, name: 'sys_fetch', args: ['inbuf', 'size', 'ptr', 'ptr', 'ptr'], handler: sysFetch },
   {
     nr: HYPERCALL.HANDLER_RETURNED, name: 'handler_returned', args: [],

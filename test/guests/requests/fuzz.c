@@ -128,8 +128,9 @@ static void run(uint64_t seed, uint64_t count)
 		int hyper = next() % 10 == 0;
 		if (hyper) {
 			/* Calls that end the request (a response, a handler return, a pause) one time in ten. */
-			static const long api[] = {0x10000, 0x10005, 0x10020, 0x10021, 0x10022, 0x10023, 0x10700,
-			                           0x10703, 0x10A00, 0x7F000, 0x7FDEB, 0x10030, 0x10101};
+			static const long api[] = {0x10000, 0x10005, 0x10020, 0x10021, 0x10022, 0x10023, 0x10030,
+			                           0x10031, 0x10032, 0x10033, 0x10035, 0x10700, 0x10703, 0x10A00,
+			                           0x7F000, 0x7FDEB, 0x10034, 0x10101};
 			static const long ending[] = {0x10001, 0x10002, 0x10010, 0x7ffff};
 			nr = next() % 10 == 0 ? ending[next() % 4] : api[next() % (sizeof api / sizeof api[0])];
 		} else {

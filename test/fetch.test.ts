@@ -180,3 +180,26 @@ t.test('embedded (Program, no server): no self-requests; fetch_origins still app
     }
   });
 });
+
+t.test('during main(): what the program fetched before wait_for_requests is in the frozen program', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withOrigin(async (origin, seen) => {
+    const program = await Program.load(guestPath('req-fetch'), { concurrency: 2, fetchOrigins: [origin], environment: [`FETCH_AT_START=${origin}/hello`] });
+    try {
+      t.equal(seen.filter((r) => r.url === '/hello').length, 1, 'main() fetched once, before any request');
+      for (let i = 0; i < 3; i++) {
+        const res = await program.request({ url: '/boot' });
+        t.match(res.body.toString(), /^rc=0 status=200 ctype=text\/x-greeting len=21\nbody=hello from the origin\n/, `request ${i + 1}: the body main() fetched`);
+      }
+      t.equal(seen.length, 1, 'and the requests fetched nothing');
+    } finally {
+      await program.close();
+    }
+    const refused = await Program.load(guestPath('req-fetch'), { concurrency: 1, environment: [`FETCH_AT_START=${origin}/hello`] });
+    try {
+      t.match((await refused.request({ url: '/boot' })).body.toString(), /^rc=-9 /, 'fetch_origins holds during main() too');
+    } finally {
+      await refused.close();
+    }
+  });
+});

@@ -19,12 +19,15 @@ import { Machine, type MachineOptions } from '../hypervisor/machine.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import type { ApiRole } from '../syscalls/api/guest-api.js';
 import type { StorageLink } from '../syscalls/api/storage.js';
+import type { Fetcher } from '../syscalls/api/fetch.js';
 
 export interface BootOptions extends MachineOptions {
   /** 'storage': the program's storage VM starts (sys_is_storage() is 1, it need not register handlers). */
   role?: ApiRole;
   /** Reaches the program's storage VM, for storage tasks scheduled while it starts. */
   storage?: StorageLink | null;
+  /** Makes main()'s sys_fetch requests (as for requests: fetch.ts); without it sys_fetch fails. */
+  fetcher?: Fetcher | null;
   /** Limit for main() to reach wait_for_requests*, in seconds (max_boot_time). */
   maxBootTimeSec?: number;
   /** The program's last output lines (stdout, stderr, logs) for a failed start; default: its sys_log lines. */
@@ -64,6 +67,7 @@ export function bootProgram(file: Uint8Array, exePath: string, options: BootOpti
   });
   machine.process.api.role = options.role ?? 'request';
   machine.process.api.storage = options.storage ?? null;
+  machine.process.api.fetcher = options.fetcher ?? null;
   try {
     const result = machine.run();
     const why = (): string => {

@@ -166,7 +166,7 @@ function handle(c: WorkerCommand): unknown {
       let booted: BootedProgram;
       try {
         booted = bootProgram(c.file, c.exePath, {
-          role: c.role, storage: o.storage ? storageLink(c.programId) : null,
+          role: c.role, storage: o.storage ? storageLink(c.programId) : null, fetcher: guestFetcher(c.programId),
           argv0: o.argv[0], args: o.argv.slice(1), env: o.env, allowed: o.allowed, cwd: o.cwd,
           maxMemoryMiB: o.maxMemory, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
           requestMemoryUpperMiB: o.reqMemLimitAfterReset, controlEphemeral: o.controlEphemeral, executableHeap: o.executableHeap, maxBootTimeSec: o.maxBootTime,

@@ -10,9 +10,16 @@
  *
  * Body (text/plain, 200): "rc=<rc> status=<status> ctype=<ctype> len=<content_length>\n" and, when rc
  * is 0, "body=<the body>\n" and "header=<the first header line>\n" (when there are headers).
+ *   /boot    no fetch: what main() fetched from $FETCH_AT_START before wait_for_requests, reported the
+ *            same way (rc=-1 status=0 when the variable is unset)
+ *
  * Natively no hypercall is possible: prints "fetch: native mode" and exits 0.
  */
 #include "common.h"
+
+/* What main() fetched: kept in the frozen program, so every request sees it. */
+static long boot_rc = -1;
+static struct curl_op boot_op;
 
 static void on_get(const char *url, const char *arg)
 {
@@ -46,7 +53,13 @@ static void on_get(const char *url, const char *arg)
 		snprintf(self, sizeof self, "/fetch/self?%s", target);
 		target = self;
 	}
-	long rc = sys_fetch(target, strlen(target), &op, f, o);
+	long rc;
+	if (strcmp(how, "/boot") == 0) {
+		rc = boot_rc;
+		op = boot_op;
+	} else {
+		rc = sys_fetch(target, strlen(target), &op, f, o);
+	}
 	char *out = NULL;
 	size_t out_len = 0;
 	FILE *m = open_memstream(&out, &out_len);
@@ -68,6 +81,9 @@ int main(void)
 		puts("fetch: native mode");
 		return 0;
 	}
+	const char *at_start = getenv("FETCH_AT_START");
+	if (at_start)
+		boot_rc = sys_fetch(at_start, strlen(at_start), &boot_op, NULL, NULL);
 	set_backend_get(on_get);
 	wait_for_requests();
 }

@@ -2,6 +2,7 @@
 // results its header documents; calls that fail leave the storage VM serving with its state; one
 // caller at a time under concurrent load; tasks and timers; the allow list.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -179,4 +180,52 @@ t.test("live update over HTTP (X-LiveUpdate): the new program starts with the ol
   } finally {
     await s.close();
   }
+});
+
+t.test('hostile storage calls: bad pointers, sizes and functions get an error; the storage VM keeps serving with its state', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const symbols = new Map(spawnSync('nm', [guestPath('req-storage')], { encoding: 'utf8' }).stdout.split('\n')
+    .map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 3).map(([addr, , name]) => [name!, BigInt(`0x${addr}`)]));
+  const counterAt = symbols.get('counter');
+  t.ok(counterAt, 'the storage counter\'s address, from the ELF');
+  await withProgram({ environment: ['NO_ALLOW=1'] }, async (p) => {
+    await get(p, '/add?5');
+    const cases: Array<[string, string, string]> = [
+      ['/bad-bufs', 'rc=-14', 'a virtbuffer array outside guest memory: EFAULT, nothing called'],
+      ['/bad-data', 'rc=-14', 'a buffer pointing outside guest memory: EFAULT'],
+      ['/many-bufs', 'rc=-1', '65 buffers: refused'],
+      ['/huge-len', 'rc=-1', 'a buffer of 2^40 bytes: refused before anything is read'],
+      ['/bad-dst', 'rc=-14', 'a result for a dst outside guest memory: EFAULT'],
+      ['/bad-result', 'rc=-1', 'storage_return of a pointer outside the storage VM\'s memory: no result, -1'],
+      ['/cleanup-spin', 'rc=-1', 'a function that never ends after storage_return: -1 after the cleanup second'],
+      ['/wild?0', 'rc=-1', 'a NULL function'],
+      [`/wild?${0x1000}`, 'rc=-1', 'a function in the hypervisor\'s pages'],
+      [`/wild?${0xf100}`, 'rc=-1', 'a function in the vvar page'],
+      [`/wild?${counterAt}`, 'rc=-1', 'a function in data (no-execute)'],
+      [`/wild?${2 ** 47 - 4096}`, 'rc=-1', 'a function at an unmapped address'],
+      [`/wild?${2n ** 64n - 2n ** 31n}`, 'rc=-1', 'a function at a kernel address'],
+    ];
+    for (const [url, expected, what] of cases) {
+      t.equal(await get(p, url), expected, what);
+      t.equal(await get(p, '/get'), 'counter=5 cleanups=0 after_noreturn=0 ticks=0 rc=8', `after ${url}: the storage VM serves, its state as it was`);
+    }
+  });
+  await withProgram({}, async (p) => {
+    const r = await p.request({ url: '/wild?0' });
+    t.equal(r.error?.code, 'TSKVM_ERR_BAD_RESPONSE', 'with an allow list, a wild function is refused and the request fails');
+  });
+});
+
+t.test('a call whose request stopped waiting is dropped before it runs', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await withProgram({ concurrency: 1, maxRequestTime: 0.3, maxStorageTime: 1.5 }, async (p) => {
+    // A task that spins holds the storage VM for max_storage_time (1.5 s); the adds behind it wait past their 0.3 s.
+    t.equal(await get(p, '/spin-task'), 'rc=0');
+    const adds = await Promise.all([p.request({ url: '/add?1' }), p.request({ url: '/add?1' })]);
+    for (const r of adds) t.equal(r.error?.code, 'TSKVM_ERR_GUEST_TIMEOUT', 'a request whose storage call waited past its deadline times out');
+    await new Promise((r) => setTimeout(r, 1200));
+    t.equal(p.stats().storage!.calls_abandoned, 2, 'both queued calls were dropped, never run');
+    t.match(await get(p, '/get'), /^counter=0 /, 'so the counter never moved');
+    t.match(p.stats().storage!, { timeouts: 1, tasks_failed: 1 }, 'the spinning task was stopped and counted');
+  });
 });

@@ -97,7 +97,9 @@ export class StorageHost {
       throw e;
     }
     for (const fn of this.frozen.process.state.api.storageAllowed) this.allowed.add(fn);
-    this.worker = this.pool.leastLoaded();
+    // The storage VM stays on the thread that booted it: its program's request VMs then go to the others
+    // first, and a long storage call holds up as few of them as can be.
+    this.worker = this.home;
     await this.fork(this.worker, this.forkId);
   }
 
@@ -112,12 +114,23 @@ export class StorageHost {
       this.counters.calls_refused++;
       return Promise.resolve({ ok: false, refused: true, reason: `storage_callv: function 0x${call.func.toString(16)} is not on the storage VM's allow list (sys_storage_allow)` });
     }
-    return this.enqueue(async (): Promise<StorageCallResult> => {
-      if (Date.now() >= deadline) {
-        this.counters.calls_abandoned++;
-        return { ok: false, reason: 'the caller stopped waiting before the storage VM was free' };
-      }
-      return this.run(call, 'call');
+    // The caller hears at its deadline when the call is still queued then (it is dropped when its turn
+    // comes); a call that has started is waited for, so that its caller learns what it did.
+    const abandoned: StorageCallResult = { ok: false, reason: 'the storage VM was not free before the request\'s deadline' };
+    return new Promise((resolve) => {
+      let gaveUp = false;
+      const timer = setTimeout(() => {
+        gaveUp = true;
+        resolve(abandoned);
+      }, Math.max(0, deadline - Date.now())).unref();
+      void this.enqueue(async () => {
+        if (gaveUp || Date.now() >= deadline) {
+          this.counters.calls_abandoned++;
+          return;
+        }
+        clearTimeout(timer);
+        resolve(await this.run(call, 'call'));
+      });
     });
   }
 

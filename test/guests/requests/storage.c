@@ -21,6 +21,7 @@
  *   /whoami       "request=<sys_is_storage()>,<KVM_TYPE> storage=<sys_is_storage()>,<KVM_TYPE> rc=<n>"
  *   /nested       a storage function that calls storage itself         "nested=-1 rc=8"
  *   /task?N       storage_task(task_add, N): queued, adds N later      "rc=0"
+ *   /spin-task    storage_task(spin_task): a task that never ends       "rc=0"
  *   /schedule?MS  schedule_storage_task(tick, MS, MS): a periodic tick "id=<timer id>"
  *   /stop?ID      stop_storage_task(ID)                                "rc=<1 stopped, 0 unknown>"
  *   /add-then-crash  storage_call(add, 1), then the request dereferences NULL (it fails; the add stays)
@@ -30,6 +31,17 @@
  *                                                                      "saved=<bytes written> rc=8"
  *   /state        the request VM reads `state`                         "state=<its text, or the errno>"
  *   /write-state  the request VM opens `state` for writing             "write=<0, or the errno>"
+ *
+ * Hostile calls, each answering "rc=<what storage_callv returned>":
+ *   /wild?ADDR     storage_callv of the function at ADDR (decimal): refused by the allow list, unless
+ *                  the program runs with NO_ALLOW=1, when the storage VM runs whatever is there
+ *   /bad-bufs      a virtbuffer array at an address outside guest memory
+ *   /bad-data      one buffer whose data pointer is outside guest memory
+ *   /many-bufs     65 buffers (the limit is 64)
+ *   /huge-len      one buffer claiming 2^40 bytes
+ *   /bad-dst       a result for a dst outside guest memory
+ *   /bad-result    a storage function that gives storage_return a pointer outside its memory
+ *   /cleanup-spin  a storage function that never ends after storage_return
  *
  * The storage VM starts its counter from the number in `state`, when the file holds one. On a live
  * update it hands the counter over as "counter=<value>" (on_live_update), and the new storage VM
@@ -157,12 +169,31 @@ static void save(size_t n, struct virtbuffer b[], size_t reslen)
 	storage_return(&written, sizeof written);
 }
 
+static void bad_result(size_t n, struct virtbuffer b[], size_t reslen)
+{
+	(void)n; (void)b; (void)reslen;
+	storage_return((const void *)0x7ffffffff000, 4096);
+}
+
+static void cleanup_spin(size_t n, struct virtbuffer b[], size_t reslen)
+{
+	(void)n; (void)b; (void)reslen;
+	storage_return("x", 1);
+	for (volatile int i = 0;; i++) {}
+}
+
 static void task_add(void *data, size_t len)
 {
 	uint64_t by = 0;
 	if (len == sizeof by)
 		memcpy(&by, data, sizeof by);
 	counter += by;
+}
+
+static void spin_task(void *data, size_t len)
+{
+	(void)data; (void)len;
+	for (volatile int i = 0;; i++) {}
 }
 
 static void tick(void *data, size_t len)
@@ -264,6 +295,8 @@ static void on_get(const char *url, const char *arg)
 	} else if (strcmp(path, "/task") == 0) {
 		uint64_t by = strtoull(param, NULL, 10);
 		snprintf(out, sizeof out, "rc=%ld", storage_task(task_add, &by, sizeof by));
+	} else if (strcmp(path, "/spin-task") == 0) {
+		snprintf(out, sizeof out, "rc=%ld", storage_task(spin_task, NULL, 0));
 	} else if (strcmp(path, "/schedule") == 0) {
 		float seconds = (float)strtoull(param, NULL, 10) / 1000.0f;
 		snprintf(out, sizeof out, "id=%ld", schedule_storage_task(tick, NULL, 0, seconds, seconds));
@@ -278,6 +311,29 @@ static void on_get(const char *url, const char *arg)
 		}
 		rc = storage_call(echo, in, n, back, n);
 		snprintf(out, sizeof out, "big rc=%ld same=%d", rc, memcmp(in, back, n) == 0);
+	} else if (strcmp(path, "/wild") == 0) {
+		rc = storage_call((storage_func)(uintptr_t)strtoull(param, NULL, 10), NULL, 0, &value, sizeof value);
+		snprintf(out, sizeof out, "rc=%ld", rc);
+	} else if (strcmp(path, "/bad-bufs") == 0) {
+		rc = storage_callv(get, 1, (const struct virtbuffer *)0x7ffffffff000, NULL, 0);
+		snprintf(out, sizeof out, "rc=%ld", rc);
+	} else if (strcmp(path, "/bad-data") == 0) {
+		struct virtbuffer b = { (const void *)0x7ffffffff000, 16 };
+		snprintf(out, sizeof out, "rc=%ld", storage_callv(get, 1, &b, NULL, 0));
+	} else if (strcmp(path, "/many-bufs") == 0) {
+		static struct virtbuffer b[65];
+		snprintf(out, sizeof out, "rc=%ld", storage_callv(get, 65, b, NULL, 0));
+	} else if (strcmp(path, "/huge-len") == 0) {
+		struct virtbuffer b = { "x", 1ull << 40 };
+		snprintf(out, sizeof out, "rc=%ld", storage_callv(get, 1, &b, NULL, 0));
+	} else if (strcmp(path, "/bad-dst") == 0) {
+		snprintf(out, sizeof out, "rc=%ld", storage_call(get, NULL, 0, (void *)0x7ffffffff000, 100));
+	} else if (strcmp(path, "/bad-result") == 0) {
+		char text[16];
+		snprintf(out, sizeof out, "rc=%ld", storage_call(bad_result, NULL, 0, text, sizeof text));
+	} else if (strcmp(path, "/cleanup-spin") == 0) {
+		char text[16];
+		snprintf(out, sizeof out, "rc=%ld", storage_call(cleanup_spin, NULL, 0, text, sizeof text));
 	} else if (strcmp(path, "/save") == 0) {
 		long written = 0;
 		rc = storage_call(save, NULL, 0, &written, sizeof written);
@@ -313,6 +369,7 @@ int main(void)
 	if (sys_is_storage()) {
 		static void (*const allowed[])(size_t, struct virtbuffer[], size_t) = {
 			add, get, concat, alphabet, spin, crash, noresult, noreturn_fn, cleanup, whoami, nested, echo, save,
+			bad_result, cleanup_spin,
 		};
 		FILE *state = fopen(getenv("KVM_STATE"), "r");
 		if (state) {
@@ -320,10 +377,14 @@ int main(void)
 				counter = 0;
 			fclose(state);
 		}
-		for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+		const char *no_allow = getenv("NO_ALLOW");
+		for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && !(no_allow && *no_allow == '1'); i++)
 			STORAGE_ALLOW(allowed[i]);
-		STORAGE_ALLOW(task_add);
-		STORAGE_ALLOW(tick);
+		if (!(no_allow && *no_allow == '1')) {
+			STORAGE_ALLOW(task_add);
+			STORAGE_ALLOW(tick);
+			STORAGE_ALLOW(spin_task);
+		}
 		set_on_live_update(on_live_update);
 		set_on_live_restore(on_live_restore);
 	}

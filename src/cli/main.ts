@@ -2,7 +2,7 @@
 /**
  * The `tskvm` command.
  *
- *   tskvm run [--allow P] [--allow-write P] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] [--executable-heap] ELF [ARGS…]
+ *   tskvm run [--allow P] [--allow-write P] [--symlink LINK=TARGET] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] [--executable-heap] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
  *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token-file F | --admin-token T] [--configure NAME=JSON]…
  *   tskvm platform [--json]
@@ -54,6 +54,8 @@ Runs a static x86-64 Linux program in a KVM micro-VM.
 options:
   --allow PATH        let the program read PATH (a file or a directory tree)
   --allow-write PATH  let the program read and write PATH
+  --symlink LINK=TARGET  show the program a symlink at LINK with the text TARGET,
+                      followed through what it may see (allowed_paths' "symlink")
   --env KEY=VALUE     add to the program's environment (it starts empty)
   --max-memory MIB    guest memory, address space included (default 1024)
   --timeout SECONDS   stop the program after this long (exit status 124)
@@ -137,6 +139,13 @@ function parseRun(argv: string[]): RunCommand {
     switch (a) {
       case '--allow': cmd.allowed.push({ real: value(a) }); break;
       case '--allow-write': cmd.allowed.push({ real: value(a), writable: true }); break;
+      case '--symlink': {
+        const link = value(a);
+        const eq = link.indexOf('=');
+        if (eq <= 0 || eq === link.length - 1) throw new UsageError(`--symlink needs LINK=TARGET, not "${link}"`);
+        cmd.allowed.push({ real: link.slice(eq + 1), virtual: link.slice(0, eq), symlink: true });
+        break;
+      }
       case '--env': {
         const kv = value(a);
         if (!kv.includes('=')) throw new UsageError(`--env needs KEY=VALUE, not "${kv}"`);
@@ -172,7 +181,9 @@ function parseRun(argv: string[]): RunCommand {
  */
 function guestCwd(allowed: AllowedPath[]): string {
   const here = process.cwd();
+  // A symlink's `real` is its text, not a host directory the guest could stand in.
   const inside = allowed.some((a) => {
+    if (a.symlink) return false;
     try {
       const root = realpathSync(a.real);
       return here === root || here.startsWith(root.endsWith('/') ? root : root + '/');

@@ -28,6 +28,7 @@ import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions
 import { addForkStats, DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
 import type { RequestFailure } from './request-failure.js';
 import { guestFetch } from './guest-fetch.js';
+import { unpackProgram } from './program-archive.js';
 import { acquirePool, newVmId, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
 import { LIVE_STATE_MAX, StorageHost, type StorageStats } from './storage-host.js';
 import type { Question } from './request-worker.js';
@@ -139,17 +140,19 @@ export class Program {
   private closing: Promise<void> | null = null;
   private readonly storage: StorageHost | null;
 
-  /** Loads, boots and freezes the program at `path`, and forks its request VMs. */
+  /** Loads, boots and freezes the program at `path` (an ELF or an archive, see fromBytes), and forks its request VMs. */
   static async load(path: string, options: ProgramOptions = {}): Promise<Program> {
     const resolved = resolveProgramOptions(path, options);
     return Program.fromBytes(await readProgramFile(path), resolvePath(path), resolved, options);
   }
 
   /**
-   * Like load(), from the ELF's bytes; `exePath` is what the guest sees as its own path. `hooks`: the
-   * main-thread functions of ProgramOptions (they cannot go to a worker with the resolved options).
+   * Like load(), from the file's bytes: an ELF, or a .tar or .tar.xz holding the program and maybe its
+   * storage program (program-archive.ts). `exePath` is what the guest sees as its own path. `hooks`:
+   * the main-thread functions of ProgramOptions (they cannot go to a worker with the resolved options).
    */
-  static async fromBytes(file: Uint8Array, exePath: string, options: ResolvedProgramOptions, hooks: Pick<ProgramOptions, 'onLog' | 'selfRequest' | 'onFetch'> = {}): Promise<Program> {
+  static async fromBytes(bytes: Uint8Array, exePath: string, options: ResolvedProgramOptions, hooks: Pick<ProgramOptions, 'onLog' | 'selfRequest' | 'onFetch'> = {}): Promise<Program> {
+    const { program: file, storage: storageEntry } = await unpackProgram(bytes, exePath);
     const pool = acquirePool();
     const id = nextProgramId++;
     const log: string[] = [];
@@ -181,9 +184,11 @@ export class Program {
     try {
       // The storage VM first: the program's main() may call into it while it starts.
       if (options.storage) {
-        const storageFile = options.storageFilename ? await readProgramFile(options.storageFilename) : file;
+        // The archive's storage entry, as the VMOD takes it; else filename_storage; else the program itself.
+        const fromFile = storageEntry === undefined && options.storageFilename !== null;
+        const storageFile = storageEntry ?? (fromFile ? await readProgramFile(options.storageFilename!) : file);
         storage = new StorageHost(pool, id, options, logLine);
-        await storage.start(storageFile, options.storageFilename ? resolvePath(options.storageFilename) : exePath);
+        await storage.start(storageFile, fromFile ? resolvePath(options.storageFilename!) : exePath);
       }
       booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], options.maxBootTime * 1000);
     } catch (e) {

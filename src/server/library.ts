@@ -408,21 +408,23 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
     case 'strings': return Array.isArray(value) && value.every((v) => typeof v === 'string') ? { value } : 'expected an array of strings';
     case 'path': return typeof value === 'string' && value !== '' ? { value: hostPath(value, baseDir) } : 'expected a path';
     case 'paths': {
-      if (!Array.isArray(value)) return 'expected an array of paths or { "real", "virtual", "prefix", "writable" } objects';
+      if (!Array.isArray(value)) return 'expected an array of paths or { "real", "virtual", "prefix", "writable", "symlink" } objects';
       const paths: AllowedPath[] = [];
       for (const entry of value) {
         const p = typeof entry === 'string' ? { real: entry } : entry;
         if (!isObject(p) || typeof p.real !== 'string') return `${JSON.stringify(entry)}: expected a path or an object with "real"`;
-        const { real, virtual, prefix, writable, ...rest } = p as AllowedPath & Record<string, unknown>;
+        const { real, virtual, prefix, writable, symlink, ...rest } = p as AllowedPath & Record<string, unknown>;
         if (virtual !== undefined && typeof virtual !== 'string') return `${JSON.stringify(entry)}: "virtual" must be a string`;
-        if ((prefix !== undefined && typeof prefix !== 'boolean') || (writable !== undefined && typeof writable !== 'boolean')) {
-          return `${JSON.stringify(entry)}: "prefix" and "writable" must be true or false`;
+        if ([prefix, writable, symlink].some((flag) => flag !== undefined && typeof flag !== 'boolean')) {
+          return `${JSON.stringify(entry)}: "prefix", "writable" and "symlink" must be true or false`;
         }
         if (Object.keys(rest).length) return `${JSON.stringify(entry)}: unknown key "${Object.keys(rest)[0]}"`;
-        const resolved: AllowedPath = { real: hostPath(real, baseDir) };
+        // A symlink's `real` is its text, a path in the guest's view: not a host path to resolve.
+        const resolved: AllowedPath = { real: symlink ? real : hostPath(real, baseDir) };
         if (virtual !== undefined) resolved.virtual = virtual;
         if (prefix !== undefined) resolved.prefix = prefix;
         if (writable !== undefined) resolved.writable = writable;
+        if (symlink !== undefined) resolved.symlink = symlink;
         paths.push(resolved);
       }
       return { value: paths };

@@ -123,9 +123,10 @@ export class ProgramSlot {
   }
 
   /**
-   * Live update: boots `file` as this program and, once it has initialised, puts it in place of
-   * the running one, whose requests finish on it. If the new one fails to start, nothing changes
-   * and the error says why. The update lives in memory: an invalidation reloads the library's file.
+   * Live update: boots `file` (an ELF or an archive, as a library's) as this program and, once it
+   * has initialised, puts it in place of the running one, whose requests finish on it. If the new
+   * one fails to start, nothing changes and the error says why. The update lives in memory: an
+   * invalidation reloads the library's file.
    */
   async update(file: Buffer): Promise<void> {
     if (this.closed) throw new TskvmError('TSKVM_ERR_CLOSED', `program ${this.entry.name}: the server is shutting down`);
@@ -157,12 +158,12 @@ export class ProgramSlot {
 /** The main-thread functions a Program may be given (ProgramOptions'). */
 type ProgramHooks = Pick<ProgramOptions, 'selfRequest' | 'onFetch'>;
 
-/** Reads the ELF and boots it. */
+/** Reads the program's file (an ELF, or an archive: Program.fromBytes) and boots it. */
 async function loadProgram(entry: LibraryProgram, hooks: ProgramHooks): Promise<Program> {
   return Program.fromBytes(await programBytes(entry), entry.path, resolveProgramOptions(entry.path, entry.options), hooks);
 }
 
-/** The ELF's bytes: read, or fetched into its copy first when it comes from a URL; its digest checked. */
+/** The program file's bytes, as they are (an archive is unpacked by Program.fromBytes): read, or fetched into its copy first when it comes from a URL; its digest checked. */
 export async function programBytes(entry: Pick<LibraryProgram, 'name' | 'path' | 'url' | 'sha256'>): Promise<Buffer> {
   // A local copy that already has the pinned digest is the program: no download (the VMOD does the same).
   const pinned = entry.url && entry.sha256 ? await readFile(entry.path).then((b) => (sha256Hex(b) === entry.sha256 ? b : null), () => null) : null;

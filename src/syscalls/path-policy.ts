@@ -50,6 +50,16 @@
  * for a root shown under another name, `/x` in a link means the guest's `/x` — as
  * in a chroot — not the host's.
  *
+ * An entry with `symlink` (the VMOD's) is a symlink the configuration adds to the
+ * view: at `virtual` the guest sees a link whose text is `real` (`/etc/localtime`
+ * → `/usr/share/zoneinfo/UTC`). The walk follows it as it follows any link, by
+ * walking its text through the view, so it reaches only what some root shows and
+ * adds no way out. For the calls that act on the link itself (lstat, readlink,
+ * AT_SYMLINK_NOFOLLOW), the entry is a real host symlink with that text, which
+ * tskvm makes in a directory of its own (linkDirectory) and never follows: the
+ * calls act on it with NOFOLLOW like on any entry. It is read-only (EROFS to
+ * remove, rename or replace it), even inside a writable root.
+ *
  * Refusals, consistently:
  *   -ENOENT  the path never enters the guest's view (no root covers it): to the
  *            guest such files simply do not exist;
@@ -63,21 +73,26 @@
  * (each fork has its own); close() lets them go. Known limits: guest paths that
  * are not valid UTF-8 cannot be named.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { E } from '../host/errno.js';
 import { errno as lastErrno, libc } from '../host/libc.js';
 import { TskvmError } from '../errors.js';
 import { O } from './open-files/open-file.js';
 
 export interface AllowedPath {
-  /** Host path. */
+  /** Host path; for a `symlink`, the link's text (a guest path). */
   real: string;
-  /** Path the guest sees (default: `real`). */
+  /** Path the guest sees (default: `real`); a `symlink` needs one. */
   virtual?: string;
   /** Everything under it (a directory root always covers everything under it). */
   prefix?: boolean;
   writable?: boolean;
+  /** `virtual` is a symlink to `real`, followed through the guest's view (see the header). */
+  symlink?: boolean;
 }
 
 export type PathWant = 'read' | 'write' | 'stat';
@@ -124,6 +139,8 @@ interface Root {
   id: string;
   /** Roots whose host path lies strictly inside this one's: directories met below must be checked against them. */
   inner: Root[];
+  /** The directory of the host symlinks behind `symlink` entries, met inside a root: never entered (EACCES). */
+  hidden?: true;
 }
 
 /** A directory the walk stands in: an fd inside `root`, or a name outside every root (fd -1, root null). */
@@ -145,24 +162,41 @@ const OUTSIDE: Frame = { fd: -1, owned: false, root: null };
 export class PathPolicy {
   private readonly roots: Root[];
   private readonly byVirtual = new Map<string, Root>();
+  /** The `symlink` entries by guest path: their text, and the host symlink that stands for them (a file root). */
+  private readonly links = new Map<string, { target: string; root: Root }>();
   /** The program's ELF, a read-only file root reached only by its guest path and /proc/self/exe. */
   private readonly exe: Root;
   private cwdPath: string;
 
   constructor(opts: { allowed: AllowedPath[]; cwd?: string; exe: { hostPath: string; guestPath: string } }) {
-    this.roots = opts.allowed.map((entry) => {
-      if (typeof entry.real !== 'string' || entry.real === '') {
-        throw new TskvmError('TSKVM_ERR_CONFIG_ALLOWED_PATH', 'allowed_paths: every entry needs a non-empty "real" host path', { entry });
-      }
+    const invalid = (entry: AllowedPath, why: string): TskvmError => new TskvmError('TSKVM_ERR_CONFIG_ALLOWED_PATH', `allowed_paths: ${why}`, { entry });
+    const roots: Root[] = [];
+    for (const entry of opts.allowed) {
+      if (typeof entry.real !== 'string' || entry.real === '') throw invalid(entry, 'every entry needs a non-empty "real" host path');
+      if (entry.symlink && entry.virtual === undefined) throw invalid(entry, `the symlink to "${entry.real}" needs "virtual", the path the guest sees it at`);
       const virtual = entry.virtual ?? path.resolve(entry.real);
-      if (!virtual.startsWith('/')) {
-        throw new TskvmError('TSKVM_ERR_CONFIG_ALLOWED_PATH', `allowed_paths: virtual path "${virtual}" must be absolute`, { entry });
+      if (!virtual.startsWith('/')) throw invalid(entry, `virtual path "${virtual}" must be absolute`);
+      const at = path.posix.normalize(virtual);
+      if (!entry.symlink) {
+        roots.push(makeRoot(hostRealpath(path.resolve(entry.real)), at, entry.writable === true));
+        continue;
       }
-      return makeRoot(hostRealpath(path.resolve(entry.real)), path.posix.normalize(virtual), entry.writable === true);
-    });
+      if (at === '/') throw invalid(entry, 'a symlink cannot be "/"');
+      if (entry.writable) throw invalid(entry, `the symlink at "${at}" cannot be writable: what is written through it goes to its target, as its target's root allows`);
+      if (path.posix.normalize(entry.real) === at) throw invalid(entry, `the symlink at "${at}" points at itself`);
+      if (this.links.has(at)) throw invalid(entry, `two symlinks at "${at}"`);
+      this.links.set(at, { target: entry.real, root: linkRoot(entry.real, at) });
+    }
+    this.roots = roots;
+    for (const root of this.roots) {
+      if (this.links.has(root.virtual)) throw invalid({ real: root.real, virtual: root.virtual }, `"${root.virtual}" is both a symlink and a path shown from the host`);
+    }
+    const links = this.links.size > 0 ? linkDirectory() : null;
     for (const root of this.roots) {
       if (!this.byVirtual.has(root.virtual)) this.byVirtual.set(root.virtual, root);
       root.inner = this.roots.filter((other) => other.id !== root.id && other.id !== '' && root.directory && isWithin(other.real, root.real));
+      // A guest that could change the host symlinks would change what lstat and readlink show every program.
+      if (links && root.directory && isWithin(links.path, root.real)) root.inner.push(links.root);
     }
     this.exe = makeRoot(hostRealpath(path.resolve(opts.exe.hostPath)), path.posix.normalize(opts.exe.guestPath), false);
     const cwd = opts.cwd ?? '/';
@@ -248,7 +282,10 @@ export class PathPolicy {
   isAboveRoot(guestPath: string, opts: { baseGuestDir?: string } = {}): boolean {
     const lexical = path.posix.normalize(this.absolute(guestPath, opts.baseGuestDir));
     const prefix = lexical === '/' ? '/' : lexical.replace(/\/$/, '') + '/';
-    return this.roots.some((root) => root.virtual !== lexical && root.virtual.startsWith(prefix));
+    return [...this.roots, ...this.links.keys()].some((entry) => {
+      const at = typeof entry === 'string' ? entry : entry.virtual;
+      return at !== lexical && at.startsWith(prefix);
+    });
   }
 
   /** For a request fork: the cwd is the only state that changes. */
@@ -262,7 +299,7 @@ export class PathPolicy {
 
   /** Closes the roots' fds (they open again if the policy is used after). */
   close(): void {
-    for (const root of [...this.roots, this.exe]) {
+    for (const root of [...this.roots, ...[...this.links.values()].map((l) => l.root), this.exe]) {
       if (root.fd !== undefined && root.fd >= 0) libc.close(root.fd);
       root.fd = undefined;
     }
@@ -311,6 +348,15 @@ export class PathPolicy {
         const dir = frames[frames.length - 1]!;
         here.push(name);
         const guestPath = '/' + here.join('/');
+        const link = this.links.get(guestPath);
+        if (link) {
+          entered = true;
+          if (last && !followLast) return this.rootEntry(link.root, guestPath);
+          here.pop();
+          const failed = restart(link.target);
+          if (failed < 0) return failed;
+          continue;
+        }
         const named = this.byVirtual.get(guestPath);
         if (named) {
           entered = true;
@@ -327,7 +373,7 @@ export class PathPolicy {
         }
         if (last && !followLast) {
           const nested = this.nestedRoot(dir.root, dir.fd, name);
-          if (nested) return this.rootEntry(nested, nested.virtual);
+          if (nested) return nested.hidden ? -E.EACCES : this.rootEntry(nested, nested.virtual);
           keep = dir;
           return this.entry(dir, name, guestPath);
         }
@@ -341,6 +387,7 @@ export class PathPolicy {
               continue;
             }
             libc.close(fd);
+            if (nested.hidden) return -E.EACCES;
             here.pop();
             const failed = restart(nested.virtual + '/');
             if (failed < 0) return failed;
@@ -355,7 +402,7 @@ export class PathPolicy {
           if (!last) return target === -E.EINVAL ? -E.ENOTDIR : target;
           if (target !== -E.EINVAL && target !== -E.ENOENT) return target;
           const nested = this.nestedRoot(dir.root, dir.fd, name);
-          if (nested) return this.rootEntry(nested, nested.virtual);
+          if (nested) return nested.hidden ? -E.EACCES : this.rootEntry(nested, nested.virtual);
           keep = dir;
           return this.entry(dir, name, guestPath);
         }
@@ -428,6 +475,47 @@ function makeRoot(real: string, virtual: string, writable: boolean): Root {
     id: st ? `${st.dev}:${st.ino}` : '', inner: [],
   };
 }
+
+/**
+ * A `symlink` entry's stand-in: a file root on a host symlink with the entry's text, in
+ * linkDirectory(), read-only. Links with the same text share one host symlink.
+ */
+function linkRoot(target: string, virtual: string): Root {
+  const dir = linkDirectory().path;
+  const name = createHash('sha256').update(target).digest('hex').slice(0, 32);
+  try {
+    fs.symlinkSync(target, path.join(dir, name));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  return { real: path.join(dir, name), virtual, writable: false, directory: false, name, id: '', inner: [] };
+}
+
+/**
+ * The directory of the host symlinks behind `symlink` entries: one per process, shared by its
+ * threads (so that each knows it by identity and hides it from every guest), private (0700, ours),
+ * removed when the process exits. Nothing in it is ever followed by tskvm.
+ */
+const LINK_DIR = path.join(os.tmpdir(), `tskvm-links-${process.pid}`);
+let linkDir: { path: string; root: Root } | undefined;
+
+function linkDirectory(): { path: string; root: Root } {
+  if (linkDir === undefined) {
+    try {
+      fs.mkdirSync(LINK_DIR, { mode: 0o700 });
+    } catch (e) {
+      // Another thread of this process made it; anything else there is not ours to use.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const st = fs.lstatSync(LINK_DIR);
+    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) {
+      throw new TskvmError('TSKVM_ERR_CONFIG_ALLOWED_PATH', `allowed_paths: ${LINK_DIR}, where tskvm keeps the symlinks of "symlink" entries, is not a private directory of this user`);
+    }
+    linkDir = { path: LINK_DIR, root: { real: LINK_DIR, virtual: '', writable: false, directory: true, name: '.', id: `${st.dev}:${st.ino}`, inner: [], hidden: true } };
+  }
+  return linkDir;
+}
+if (isMainThread) process.once('exit', () => fs.rmSync(LINK_DIR, { recursive: true, force: true }));
 
 /** The root's fd, opened the first time it is needed (a root that cannot be opened: -errno, every time). */
 function rootFd(root: Root): number {

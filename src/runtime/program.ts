@@ -218,7 +218,7 @@ export class Program {
     this.onLog = onLog;
     this.info = {
       name: options.name, binary_type: booted.binaryType, binary_size: booted.binarySize,
-      entry_points: booted.frozen.paused ? 1 : booted.frozen.process.state.api.handlers.length, boot_time: booted.bootTimeMs / 1000,
+      entry_points: booted.frozen.process.state.api.handlers.length + (booted.frozen.paused ? 1 : 0), boot_time: booted.bootTimeMs / 1000,
     };
   }
 

@@ -3,8 +3,9 @@
 // program paused in wait_for_requests_paused resumes. req-dispatch registers the handlers its
 // main_arguments name and says in its answer which code took each request.
 import t from 'tap';
-import { Program, type ProgramRequest } from '../src/runtime/program.js';
-import { guestPath, kvmAvailable } from './helpers/differential.js';
+import type { ProgramRequest } from '../src/runtime/program.js';
+import { kvmAvailable } from './helpers/differential.js';
+import { withProgram } from './helpers/programs.js';
 
 const GET: ProgramRequest = { method: 'GET', url: '/a' };
 const POST: ProgramRequest = { method: 'POST', url: '/b', body: 'xyz' };
@@ -14,8 +15,7 @@ const PUT: ProgramRequest = { method: 'PUT', url: '/e', body: 'q' };
 
 /** What each request got: the body, or the error code when it failed; then the program's entry_points statistic. */
 async function answers(handlers: string, style: 'wait' | 'paused', requests: ProgramRequest[], ephemeral = true): Promise<string[]> {
-  const p = await Program.load(guestPath('req-dispatch'), { concurrency: 1, mainArguments: [handlers, style], ephemeral });
-  try {
+  return withProgram('req-dispatch', { concurrency: 1, mainArguments: [handlers, style], ephemeral }, async (p) => {
     const out: string[] = [];
     for (const r of requests) {
       const res = await p.request(r);
@@ -23,9 +23,7 @@ async function answers(handlers: string, style: 'wait' | 'paused', requests: Pro
     }
     out.push(`entry_points=${p.stats().program.entry_points}`);
     return out;
-  } finally {
-    await p.close();
-  }
+  });
 }
 
 // Each test loads its programs at once: they share one pool of worker threads, which starts once.

@@ -4,22 +4,12 @@
 import t from 'tap';
 import { Program, type ProgramOptions } from '../src/runtime/program.js';
 import { STORAGE_LIMITS } from '../src/syscalls/api/storage.js';
-import { guestPath, kvmAvailable } from './helpers/differential.js';
+import { kvmAvailable } from './helpers/differential.js';
+import { okBody, withProgram as withStorageProgram } from './helpers/programs.js';
 
-async function withProgram(options: ProgramOptions, body: (p: Program) => Promise<void>): Promise<void> {
-  const p = await Program.load(guestPath('req-storage'), { storage: true, concurrency: 2, sharedMemory: 2, maxStorageTime: 0.5, ...options });
-  try {
-    await body(p);
-  } finally {
-    await p.close();
-  }
-}
-
-const get = async (p: Program, url: string): Promise<string> => {
-  const r = await p.request({ url });
-  if (r.status !== 200) throw new Error(`${url}: ${r.status} ${r.body.toString()}`);
-  return r.body.toString();
-};
+const withProgram = (options: ProgramOptions, body: (p: Program) => Promise<void>): Promise<void> =>
+  withStorageProgram('req-storage', { storage: true, concurrency: 2, sharedMemory: 2, maxStorageTime: 0.5, ...options }, body);
+const get = okBody;
 
 t.test('calls into the storage VM: inputs copied in, results copied back, as req-storage documents', async (t) => {
   if (!kvmAvailable(t)) return;

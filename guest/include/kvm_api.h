@@ -78,12 +78,16 @@ struct kvm_request {
 	size_t         content_len;
 	const struct kvm_request_header *headers;
 	uint16_t    num_headers;
-	uint16_t    info_flags;   /* KVM_REQUEST_WARMUP */
+	uint16_t    info_flags;   /* bit 0 (KVM_REQUEST_WARMUP): a warm-up request */
 	uint32_t    reserved0;
 	uint64_t    prng[2];      /* fresh random bytes for every request */
 	uint64_t    reserved1[2];
 };
 #define KVM_REQUEST_WARMUP 0x1
+/* A warm-up request (the `warmup` setting): run once, before the program is frozen, and what it leaves
+ * is what every request starts from. Only handler 3 and the paused loop see the struct; a GET or POST
+ * handler can tell a warm-up by its fields ("User-Agent: tinykvm" unless the setting changes them). */
+#define IS_WARMUP_REQUEST(req) (((req)->info_flags & KVM_REQUEST_WARMUP) != 0)
 
 /* A response header field, "Key: value". */
 struct ResponseHeader {

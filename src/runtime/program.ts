@@ -25,6 +25,8 @@ import type { CachePolicy } from '../syscalls/api/guest-api.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
 import { DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
+import { requestProblem } from './request-data.js';
+import { WARMUP_RUN_ON_MS } from './warmup.js';
 import type { RequestFailure } from './request-failure.js';
 import { guestFetch } from './guest-fetch.js';
 import { acquirePool, newVmId, releasePool, TRANSFER_MIN, type PoolWorker, type WorkerPool } from './worker-pool.js';
@@ -182,7 +184,7 @@ export class Program {
         const storageFile = options.storageFilename ? await readProgramFile(options.storageFilename) : file;
         storage = await StorageHost.start(pool, id, storageFile, options.storageFilename ? resolvePath(options.storageFilename) : exePath, options, logLine);
       }
-      booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], options.maxBootTime * 1000);
+      booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], bootLimitMs(options));
     } catch (e) {
       await storage?.close();
       pool.setProgramHooks(id, null);
@@ -431,6 +433,11 @@ export class Program {
   }
 }
 
+/** What a boot may take: main() to its wait, then each warm-up request and its way back to the wait. */
+function bootLimitMs(o: ResolvedProgramOptions): number {
+  return o.maxBootTime * 1000 + (o.warmup?.requests ?? 0) * (o.maxRequestTime * 1000 + WARMUP_RUN_ON_MS);
+}
+
 function toInput(req: ProgramRequest): RequestInput {
   if (typeof req?.url !== 'string') throw new TskvmError('TSKVM_ERR_REQUEST', 'a request needs a url (string)');
   const method = req.method ?? (req.body !== undefined ? 'POST' : 'GET');
@@ -440,14 +447,8 @@ function toInput(req: ProgramRequest): RequestInput {
   } else if (req.headers) {
     for (const [k, v] of Object.entries(req.headers)) for (const value of Array.isArray(v) ? v : [v]) headers.push(`${k}: ${value}`);
   }
-  for (const field of headers) {
-    if (typeof field !== 'string' || !field.includes(':') || /[\r\n\0]/.test(field)) {
-      throw new TskvmError('TSKVM_ERR_REQUEST', `invalid header field ${JSON.stringify(field)} (expected "Key: value")`);
-    }
-  }
-  for (const [key, value] of [['method', method], ['url', req.url], ['arg', req.arg ?? '']] as const) {
-    if (Buffer.byteLength(value, 'latin1') > 0xffff) throw new TskvmError('TSKVM_ERR_REQUEST', `${key} longer than 65535 bytes`);
-  }
+  const problem = requestProblem(method, req.url, req.arg ?? '', headers);
+  if (problem) throw new TskvmError('TSKVM_ERR_REQUEST', problem);
   const contentType = req.contentType
     ?? headers.find((f) => f.slice(0, f.indexOf(':')).trim().toLowerCase() === 'content-type')?.slice(13).trim() ?? '';
   const body = typeof req.body === 'string' ? Buffer.from(req.body) : req.body;

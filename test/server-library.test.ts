@@ -56,7 +56,7 @@ t.test('settings: snake_case keys become ProgramOptions; group inheritance; --co
 t.test('unknown keys warn, naming program (or group) and key', async (t) => {
   const lib = parseLibrary({
     groups: { g: { colour: 'red', filename: 'x' } },
-    programs: { p: { filename: 'p', group: 'g', turbo: true, hugepages: true, address_space: 512 } },
+    programs: { p: { filename: 'p', group: 'g', turbo: true, hugepages: true, address_space: 512, warmup: { url: '/w', colour: 'red' } } },
     extra: 1,
   }, base);
   t.match(lib.warnings, [
@@ -64,6 +64,7 @@ t.test('unknown keys warn, naming program (or group) and key', async (t) => {
     /group "g": unknown key "colour"/,
     /group "g": "filename" belongs to a program/,
     /program "p": unknown key "turbo"/,
+    /program "p": warmup: unknown key "colour" \(ignored\)/,
     /program "p": hugepages are not supported yet/,
     /program "p": an address_space other than max_memory is not supported yet/,
   ]);
@@ -101,6 +102,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
     maxMemory: 64, maxBootTime: 4, maxRequestTime: 2, maxRequestMemory: 16, reqMemLimitAfterReset: 32, sharedMemory: 2, concurrency: 2,
     controlEphemeral: true, ephemeral: true, storage: true, maxStorageTime: 5, storageFilename: join(dir, 'storage/hello.storage'), mainArguments: ['--serve'], environment: ['MODE=vmod'], executableHeap: false,
     allowedPaths: [{ real: join(process.cwd(), 'data') }, { real: join(process.env.HOME!, 'models'), virtual: '/models', prefix: true }],
+    warmup: { numRequests: 5, url: '/warm' },
   }, 'the keys tskvm implements take effect ($PWD and ${HOME} in allowed_paths)');
   const cached = lib.programs.get('cached')!;
   t.equal(cached.url, 'https://example.com/cached.elf', 'uri with filename: fetched from the uri');
@@ -111,7 +113,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
   const ignored = ['hugepage_arena_size', 'request_hugepage_arena_size', 'split_hugepages',
     'transparent_hugepages', 'smp', 'allow_debug', 'remote_debug_on_exception', 'experimental_keep_working_memory',
     'relocate_fixed_mmap', 'remapping', 'executable_remapping', 'blackout_area', 'verbose', 'verbose_pagetables', 'server',
-    'websocket_server', 'warmup'];
+    'websocket_server'];
   for (const key of ignored) t.ok(lib.warnings.some((w) => w.includes(`program "hello": "${key}" is ignored: `)), `${key}: a warning names it and says why`);
   t.ok(lib.warnings.some((w) => /program "hello": hugepages are not supported yet/.test(w)), 'request_hugepages as MiB: accepted, with a warning');
   libraryError(t, { web: { group: 'small' }, small: {} }, /program "web": it names a group but has neither "filename" nor "uri"/, 'a program without a source');
@@ -131,6 +133,11 @@ t.test('malformed libraries: each error names the program and the key', async (t
   libraryError(t, prog({ main_arguments: [1] }), /program "web": main_arguments: .*array of strings/, 'strings');
   libraryError(t, prog({ allowed_paths: [{ virtual: '/x' }] }), /program "web": allowed_paths: .*"real"/, 'allowed path');
   libraryError(t, prog({ sha256: 'abc' }), /program "web": sha256: expected 64 hex digits/, 'sha256');
+  libraryError(t, prog({ warmup: 20 }), /program "web": warmup: 20 is invalid: expected an object/, 'warmup: an object, as the VMOD requires');
+  libraryError(t, prog({ warmup: { num_requests: 70000 } }), /program "web": warmup\.num_requests: 70000 is invalid: expected 0–65535/, 'warmup: the count, in the library\'s name');
+  libraryError(t, prog({ warmup: { headers: 'X-A: 1' } }), /program "web": warmup: .*"headers" must be an array/, 'warmup: headers');
+  libraryError(t, prog({ warmup: { headers: ['X-A'] } }), /program "web": warmup: .*invalid header field "X-A"/, 'warmup: a field without a colon');
+  libraryError(t, prog({ warmup: { method: '' } }), /program "web": warmup\.method: "" is invalid: expected a non-empty string/, 'warmup: an empty method');
   libraryError(t, prog({ group: 'nope' }), /program "web": group: "nope" is not in "groups"/, 'group');
   libraryError(t, { programs: { web: {} } }, /program "web": filename: a program needs "filename"/, 'no source');
   libraryError(t, { programs: { web: { uri: 'ftp://x/w' } } }, /program "web": uri: .*file:\/\//, 'scheme');

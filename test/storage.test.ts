@@ -11,23 +11,14 @@ import { Program, type ProgramOptions } from '../src/runtime/program.js';
 import { startServer } from '../src/server/server.js';
 import { STORAGE_LIMITS } from '../src/syscalls/api/storage.js';
 import { guestPath, kvmAvailable } from './helpers/differential.js';
+import { okBody, withProgram as withStorageProgram } from './helpers/programs.js';
 
 async function withProgram(options: ProgramOptions, body: (p: Program) => Promise<void>): Promise<void> {
   // A state file of its own: one left by an earlier run would start the counter elsewhere.
   const stateFile = join(mkdtempSync(join(tmpdir(), 'tskvm-storage-')), 'state');
-  const p = await Program.load(guestPath('req-storage'), { storage: true, concurrency: 2, sharedMemory: 2, maxStorageTime: 0.5, stateFile, ...options });
-  try {
-    await body(p);
-  } finally {
-    await p.close();
-  }
+  await withStorageProgram('req-storage', { storage: true, concurrency: 2, sharedMemory: 2, maxStorageTime: 0.5, stateFile, ...options }, body);
 }
-
-const get = async (p: Program, url: string): Promise<string> => {
-  const r = await p.request({ url });
-  if (r.status !== 200) throw new Error(`${url}: ${r.status} ${r.body.toString()}`);
-  return r.body.toString();
-};
+const get = okBody;
 
 t.test('calls into the storage VM: inputs copied in, results copied back, as req-storage documents', async (t) => {
   if (!kvmAvailable(t)) return;

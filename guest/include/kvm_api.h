@@ -32,6 +32,10 @@
  * VM, `out` in user mode is SIGSEGV, so a program that also runs natively tests kvm_is_sandboxed()
  * (KVM_NAME is set in the guest environment) before calling any of them.
  *
+ * Everything the VMOD's header declares is here, with the same names and numbers. What tskvm does not
+ * implement is declared too, each with what tskvm answers instead: multiprocessing, ActiveDNS,
+ * sys_request, sockets.
+ *
  * The stubs are emitted by a top-level asm block as weak symbols, so several .c files of one program
  * may include this header. Define KVM_API_ALREADY_DEFINED to leave them out (e.g. when another object
  * provides them).
@@ -78,12 +82,18 @@ struct kvm_request {
 	size_t         content_len;
 	const struct kvm_request_header *headers;
 	uint16_t    num_headers;
-	uint16_t    info_flags;   /* KVM_REQUEST_WARMUP */
+	uint16_t    info_flags;   /* bit 0 (KVM_REQUEST_WARMUP): a warm-up request */
 	uint32_t    reserved0;
 	uint64_t    prng[2];      /* fresh random bytes for every request */
 	uint64_t    reserved1[2];
 };
 #define KVM_REQUEST_WARMUP 0x1
+/* A warm-up request (the `warmup` setting): run once, before the program is frozen, and what it leaves
+ * is what every request starts from. Only handler 3 and the paused loop see the struct; a GET or POST
+ * handler can tell a warm-up by its fields ("User-Agent: tinykvm" unless the setting changes them). */
+#define IS_WARMUP_REQUEST(req) (((req)->info_flags & KVM_REQUEST_WARMUP) != 0)
+/* The VMOD's older headers call the struct backend_request (its first 48 bytes, the same layout). */
+#define backend_request kvm_request
 
 /* A response header field, "Key: value". */
 struct ResponseHeader {
@@ -171,7 +181,9 @@ extern void register_func(int index, ...);
 /* 0x10001: freeze the VM; from now on requests call the registered handlers. Never returns. */
 extern void wait_for_requests(void) __attribute__((noreturn));
 
-/* 0x10002: freeze the VM here; each request resumes right after this call with *req filled in. */
+/* 0x10002: freeze the VM here; each request resumes right after this call with *req filled in, unless
+ * a handler the program registered takes it: handler 3 any, GET one without a body, POST one with a
+ * body (the VMOD's order). */
 extern void wait_for_requests_paused(struct kvm_request *req);
 
 /* 0x10005: caching hints for the response (Cache-Control), durations in milliseconds. */
@@ -296,6 +308,11 @@ extern int sys_regex_match(int rgx, const char *subject, size_t len);
 extern long sys_regex_subst(int rgx, const char *buf, const char *subst, char *dst, size_t dstlen, int flags);
 extern int sys_regex_copyto(int rgx, int srchp, int dsthp);
 
+/* 0x20001: the VMOD's self-request of a path, through Varnish. NOT IMPLEMENTED in tskvm: it answers
+ * -ENOSYS (-38). sys_fetch of a path ("/...") is tskvm's self-request, with the same arguments. */
+extern long sys_request(const char *url, size_t url_len, struct curl_op *op, const struct curl_fields *fields,
+                        const struct curl_options *opts);
+
 /* 0x10012: a streamed response. The status, content type and the response fields added so far go out
  * now; the body, content_length bytes (it must be known: 1 or more), is pulled from content_cb, which
  * the host calls in this VM, below the frame that began the stream (so arg may point into it), with
@@ -342,24 +359,110 @@ typedef void (*storage_task_func)(void *data, size_t len);
 /* 0x10011 */ extern void storage_return(const void *data, size_t len);
 /* 0x10013 */ extern void storage_noreturn(const void *data, size_t len) __attribute__((noreturn));
 
+/* 0x10710–0x10713: more vCPUs for one request (the VMOD's `smp`). NOT IMPLEMENTED in tskvm, which gives
+ * a VM one vCPU: each answers -ENOSYS (-38) and starts nothing, so a program that checks the result
+ * does the work on its own vCPU. */
+typedef void (*multiprocess_t)(void *arg);
+typedef void (*multiprocess_array_t)(int vcpu, void *array, size_t element_size);
+extern long multiprocess(size_t n, multiprocess_t func, void *arg);
+extern long multiprocess_array(size_t n, multiprocess_array_t func, void *array, size_t element_size);
+extern long multiprocess_clone(size_t n, void *stack_base, size_t stack_size);
+extern long multiprocess_wait(void);
+
+/* 0x10200–0x10203: Varnish's ActiveDNS (the VMOD's older headers). NOT IMPLEMENTED in tskvm: each
+ * answers -ENOSYS (-38); sys_fetch resolves host names itself. */
+enum adns_ipv_rule { ADNS_IPV_NONE = 0, ADNS_IPV_AUTO, ADNS_IPV_IPV4, ADNS_IPV_IPV6, ADNS_IPV_ALL };
+enum adns_ttl_rule { ADNS_TTL_NONE = 0, ADNS_TTL_FORCE, ADNS_TTL_ABIDE, ADNS_TTL_MORETHAN, ADNS_TTL_LESSTHAN };
+enum adns_port_rule { ADNS_PORT_NONE = 0, ADNS_PORT_ABIDE, ADNS_PORT_FORCE };
+enum adns_mode_rule { ADNS_MODE_NONE = 0, ADNS_MODE_AUTO, ADNS_MODE_HOST, ADNS_MODE_DNS, ADNS_MODE_SRV };
+enum adns_update_rule { ADNS_UPDATE_NONE = 0, ADNS_UPDATE_ALWAYS, ADNS_UPDATE_IGNORE_EMPTY, ADNS_UPDATE_IGNORE_ERROR };
+enum adns_nsswitch_rule {
+	ADNS_NSSWITCH_NONE = 0, ADNS_NSSWITCH_AUTO, ADNS_NSSWITCH_DNS_ONLY, ADNS_NSSWITCH_DNS_FIRST,
+	ADNS_NSSWITCH_FILES_ONLY, ADNS_NSSWITCH_FILES_FIRST
+};
+union adns_rules {
+	struct {
+		uint8_t ipv, ttl, port, mode, update, nsswitch;
+	} b;
+	uint64_t reg;
+};
+#define ADNS_HASH_LEN 32u
+struct adns {
+	uint8_t  ipv;
+	uint8_t  addrlen;      /* of address: IPv4, IPv6 or a host name */
+	uint8_t  address[126];
+	int8_t   touched;
+	uint16_t priority;
+	uint16_t weight;
+	uint8_t  hash[ADNS_HASH_LEN];
+};
+extern int sys_adns_new(uint32_t key);
+extern int sys_adns_free(int idx);
+extern int sys_adns_config(int idx, const char *host, const char *service, long ttl, uint64_t rules);
+extern int sys_adns_get(int idx, int entry, const struct adns *adns, size_t size);
+static inline int adns_new(uint32_t key) { return sys_adns_new(key); }
+static inline int adns_config(int idx, const char *host, const char *service, float ttl, const union adns_rules *rules)
+{
+	return sys_adns_config(idx, host, service, (long)(ttl * 1024), rules->reg);
+}
+static inline int adns_get(int idx, int entry, const struct adns *adns) { return sys_adns_get(idx, entry, adns, sizeof *adns); }
+static inline int adns_get_count(int idx, int entry) { return sys_adns_get(idx, entry, NULL, 0); }
+
+/* Sockets (the VMOD's `server` setting: a TCP server whose connections the program handles). tskvm
+ * serves HTTP only: register_func refuses handlers 8–11 (-EINVAL) and accepts 12, which is never
+ * called. */
+static inline void set_socket_on_connect(int (*f)(int fd, const char *remote, const char *arg)) { register_func(8, f); }
+static inline void set_socket_on_read(void (*f)(int fd, const uint8_t *data, size_t len)) { register_func(9, f); }
+static inline void set_socket_on_writable(void (*f)(int fd)) { register_func(10, f); }
+static inline void set_socket_on_disconnect(void (*f)(int fd, const char *reason)) { register_func(11, f); }
+static inline void set_socket_prepare_for_pause(void (*f)(int fd)) { register_func(12, f); }
+enum SocketEvent { SOCKET_CONNECT = 0, SOCKET_READ, SOCKET_WRITABLE, SOCKET_DISCONNECT };
+struct kvm_socket_event {
+	int fd;
+	enum SocketEvent event;
+	const char *remote;
+	const char *arg;
+	const uint8_t *data;
+	size_t data_len;
+};
+/* The VMOD's is wait_for_requests_paused (0x10002) given a struct kvm_socket_event. In tskvm that call
+ * freezes the program like wait_for_requests_paused and writes a 104-byte struct kvm_request over the
+ * 40-byte event for every HTTP request, so a call to it does not compile here. */
+extern void wait_for_socket_event_paused(struct kvm_socket_event *se)
+	__attribute__((error("tskvm has no socket events: wait_for_socket_event_paused would receive HTTP requests")));
+
 /* ---------------------------------------------------------------------------------------------------
  * Convenience wrappers (TinyKVM's names, plus a few short ones)
  */
 
 /* True when running in a tskvm (or TinyKVM compute) VM; false natively. */
 static inline bool kvm_is_sandboxed(void) { return getenv("KVM_NAME") != NULL; }
-/* TinyKVM's test, from main(): in a VM argv[0] is the bare program name, natively it has a '/'. */
-#define IS_SANDBOXED_MAIN() (__builtin_strchr(argv[0], '/') == (void *)0)
-#define IS_LINUX_MAIN()     (!IS_SANDBOXED_MAIN())
+/* The environment variable `key` is `value`; false when it is unset (natively). */
+static inline bool kvm_env_is(const char *key, const char *value)
+{
+	const char *v = getenv(key);
+	return v != NULL && __builtin_strcmp(v, value) == 0;
+}
+/* The VMOD's names, all from the environment the host gives, as kvm_is_sandboxed(): natively all but
+ * IS_LINUX_MAIN() are false, and none of them makes a hypercall. The VMOD's header tests argv[0] for a
+ * '/' instead (in its VMs, and in tskvm's, argv[0] is the program's name without one); that test
+ * would call a native program started through PATH sandboxed, and needs argv. IS_STORAGE() is
+ * sys_is_storage() != 0 without the hypercall; IS_DEBUG() is always false in tskvm (KVM_DEBUG=0). */
+#define IS_SANDBOXED_MAIN() kvm_is_sandboxed()
+#define IS_LINUX_MAIN()     (!kvm_is_sandboxed())
+#define IS_STORAGE()        kvm_env_is("KVM_TYPE", "storage")
+#define IS_REQUEST()        kvm_env_is("KVM_TYPE", "request")
+#define IS_DEBUG()          kvm_env_is("KVM_DEBUG", "1")
 
-/* Handler registration. The handler is called on a fresh stack for every request. */
+/* Handler registration. The handler is called on a fresh stack for every request: handler 3 for any
+ * request, else GET for one without a body, else POST for one with a body (whatever the method). */
 static inline void set_backend_get(void (*f)(const char *url, const char *arg)) { register_func(1, f); }
 static inline void set_backend_post(void (*f)(const char *url, const char *arg, const char *content_type,
                                               const uint8_t *data, size_t len))
 {
 	register_func(2, f);
 }
-/* Any method; takes precedence over GET/POST handlers. */
+/* Any method; takes precedence over GET/POST handlers and over a paused loop. */
 static inline void set_backend_request(void (*f)(const struct kvm_request *req)) { register_func(3, f); }
 /* Called (with a ~1 s budget) when a request crashed, timed out or ran out of memory; may respond. */
 static inline void set_on_error(void (*f)(const char *url, const char *arg, const char *exception))
@@ -438,6 +541,35 @@ static inline unsigned http_find_str(int where, const char *key, char *out, size
 	return http_find(where, key, out, out_len);
 }
 
+/* Copies in memory the caller free()s (NULL only when malloc fails). The VMOD's go through fixed
+ * buffers, 4 KiB for a field and 15 bytes for a method, and give "" for anything longer; these ask
+ * the host for the length first and fit any. The VMOD's header defines HAS_BUILTIN_MALLOC where it
+ * offers them; they always exist here. */
+#define HAS_BUILTIN_MALLOC
+/* The whole "Key: value" field of `key`, or "" when there is none. */
+static inline const char *http_alloc_find(int where, const char *key)
+{
+	const size_t key_len = __builtin_strlen(key);
+	const unsigned need = sys_http_find(where, key, key_len, NULL, 0);
+	char *result = (char *)malloc((size_t)need + 1);
+	if (result == NULL)
+		return NULL;
+	const unsigned len = need ? sys_http_find(where, key, key_len, result, (size_t)need + 1) : 0;
+	result[len] = 0;
+	return result;
+}
+/* The request's method. */
+static inline const char *http_alloc_method(void)
+{
+	const unsigned long need = sys_http_method(NULL, 0);
+	char *result = (char *)malloc(need + 1);
+	if (result == NULL)
+		return NULL;
+	const unsigned long len = sys_http_method(result, need + 1);
+	result[len] = 0;
+	return result;
+}
+
 /* printf-style; fields longer than HTTP_FMT_SIZE - 1 are cut. */
 __attribute__((format(printf, 2, 3))) static inline long http_appendf(int where, const char *fmt, ...)
 {
@@ -463,8 +595,6 @@ __attribute__((format(printf, 2, 3))) static inline long http_setf(int where, co
 }
 
 /* Storage, as the VMOD's header spells it (see "The storage VM" above). */
-#define IS_STORAGE()       (sys_is_storage() != 0)
-#define IS_REQUEST()       (!IS_STORAGE())
 #define STORAGE_ALLOW(fn)  sys_storage_allow((void (*)(void))(fn))
 static inline long storage_call(storage_func fn, const void *src, size_t len, void *dst, size_t dst_len)
 {
@@ -479,6 +609,31 @@ static inline long storage_task(storage_task_func task, const void *data, size_t
 static inline long schedule_storage_task(storage_task_func task, const void *data, size_t len, float start, float period)
 {
 	return sys_storage_task(task, data, len, (uint64_t)(start * 1000), (uint64_t)(period * 1000));
+}
+
+/* Allocations in the shared region (shared_memory_area()), aligned (SHM_ALLOC_BYTES: 8), one after
+ * the other; NULL once it is full, or when the program has no shared_memory. Where the next one goes
+ * is kept in this translation unit's own memory, not in the region, so allocate in main(), before the
+ * freeze: every request VM starts from there, and what a request allocates is forgotten at its VM's
+ * reset (the next request gets the same bytes again), while what is written in the region stays. */
+#define SHM_ALLOC_BYTES(n) internal_shm_alloc((n), 8)
+#ifdef __cplusplus
+#define SHM_ALLOC_TYPE(type) (type *)internal_shm_alloc(sizeof(type), alignof(type))
+#define SHM_ALLOC(x)         (decltype(x) *)internal_shm_alloc(sizeof(x), alignof(x))
+#else
+#define SHM_ALLOC_TYPE(type) (type *)internal_shm_alloc(sizeof(type), _Alignof(type))
+#define SHM_ALLOC(x)         (__typeof__(x) *)internal_shm_alloc(sizeof(x), _Alignof(x))
+#endif
+static inline void *internal_shm_alloc(size_t size, size_t align)
+{
+	static struct shared_memory_info free_part;
+	if (free_part.ptr == 0)
+		free_part = shared_memory_area();
+	const uint64_t at = (free_part.ptr + (align - 1)) & ~(uint64_t)(align - 1);
+	if (free_part.ptr == 0 || at + size > free_part.end || at + size < at)
+		return NULL;
+	free_part.ptr = at + size;
+	return (void *)(uintptr_t)at;
 }
 
 /* Caching hints in seconds. */
@@ -499,7 +654,26 @@ __attribute__((format(printf, 1, 2))) static inline void kvm_logf(const char *fm
 	if (len >= 0)
 		sys_log(buf, (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1);
 }
-#define vlogf kvm_logf /* TinyKVM's name */
+#define vlogf kvm_logf /* TinyKVM's name; a longer line is cut here, the VMOD logs an error line instead */
+
+/* Puts the bytes of file `filename` (a string literal, found as the assembler finds .incbin files:
+ * from the compiler's working directory, or a -I directory) in the program's read-only data as
+ * `char name[]`, followed by 4 zero bytes, and their count as `unsigned name_size`. No alignment is
+ * guaranteed. */
+#define EMBED_BINARY(name, filename)                                                                     \
+	__asm__(".pushsection .rodata\n"                                                                   \
+	        ".global " #name "\n" #name ":\n"                                                          \
+	        "\t.incbin " #filename "\n" #name "_end:\n"                                                \
+	        "\t.int 0\n"                                                                               \
+	        ".global " #name "_size\n.type " #name "_size, @object\n.align 4\n" #name "_size:\n"       \
+	        "\t.int " #name "_end - " #name "\n"                                                        \
+	        ".popsection\n");                                                                          \
+	extern char name[];                                                                              \
+	extern unsigned name##_size;
+
+/* A pointer as a plain void *, whatever it was (const, an integer address): the VMOD's way of saying
+ * "this is guest memory I own". */
+#define TRUST_ME(ptr) ((void *)(uintptr_t)(ptr))
 
 /* ---------------------------------------------------------------------------------------------------
  * The asm stubs: `mov $NR, %eax; out %eax, $0; ret`. Weak, so that every translation unit of a program
@@ -536,6 +710,10 @@ __asm__(".pushsection .text\n"
 	KVM_API_STUB(sys_regex_match, 0x10032)
 	KVM_API_STUB(sys_regex_subst, 0x10033)
 	KVM_API_STUB(sys_regex_copyto, 0x10035)
+	KVM_API_STUB(sys_adns_new, 0x10200)
+	KVM_API_STUB(sys_adns_free, 0x10201)
+	KVM_API_STUB(sys_adns_config, 0x10202)
+	KVM_API_STUB(sys_adns_get, 0x10203)
 	KVM_API_STUB(shared_memory_area, 0x10700)
 	KVM_API_STUB(sys_make_ephemeral, 0x10703)
 	KVM_API_STUB(sys_is_storage, 0x10706)
@@ -543,10 +721,15 @@ __asm__(".pushsection .text\n"
 	KVM_API_STUB(storage_callv, 0x10708)
 	KVM_API_STUB(sys_storage_task, 0x10709)
 	KVM_API_STUB(stop_storage_task, 0x1070A)
+	KVM_API_STUB(multiprocess, 0x10710)
+	KVM_API_STUB(multiprocess_array, 0x10711)
+	KVM_API_STUB(multiprocess_clone, 0x10712)
+	KVM_API_STUB(multiprocess_wait, 0x10713)
 	KVM_API_STUB(get_meminfo, 0x10A00)
 	KVM_API_STUB(sys_log, 0x7F000)
 	KVM_API_STUB(sys_is_debug, 0x7FDEB)
 	KVM_API_STUB(sys_fetch, 0x20000)
+	KVM_API_STUB(sys_request, 0x20001)
 	KVM_API_STUB(sys_breakpoint, 0x7F7F7)
 	/* no exit: the vCPU block GS base points at (see vcpuid above) */
 	".p2align 4\n.globl vcpuid\n.weak vcpuid\n.type vcpuid, @function\nvcpuid:\n.cfi_startproc\n"

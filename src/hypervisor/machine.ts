@@ -27,13 +27,14 @@ import { StdioFile } from '../syscalls/open-files/host-file.js';
 import type { OpenFile } from '../syscalls/open-files/open-file.js';
 import { PathPolicy, type AllowedPath } from '../syscalls/path-policy.js';
 import { freezeProcess } from '../syscalls/process-state.js';
-import { saveVcpu } from './vcpu-state.js';
+import { saveVcpu, type VcpuSnapshot } from './vcpu-state.js';
 import { Process } from '../syscalls/process.js';
 import { SignalState } from '../syscalls/signal-state.js';
 import { cpuControl } from './cpu-setup.js';
 import { GuestRunner, type RunResult } from './run-loop.js';
 import { Kvm } from './kvm/system.js';
 import { createGuestVm, writeSystemArea, type GuestVm } from './guest-vm.js';
+import type { Vcpu } from './kvm/vcpu.js';
 import { platform, type Platform } from './platform.js';
 
 export type { RunResult };
@@ -164,6 +165,35 @@ export class Machine {
     return this.runner.run(this.timeoutMs);
   }
 
+  /** Runs on, as run() does, for at most `timeoutMs` (0: no limit) instead of the machine's own limit. */
+  runFor(timeoutMs: number): RunResult {
+    return this.runner.run(timeoutMs);
+  }
+
+  /**
+   * The vCPU, for whoever runs requests in this VM before it is frozen (the warm-up,
+   * src/runtime/warmup.ts); nothing may run it after the freeze.
+   */
+  get vcpu(): Vcpu {
+    return this.guest.vcpu;
+  }
+
+  /** Ring 3 has WRFSBASE here (platform.ts): the request entry stub sets FS's and GS's bases itself. */
+  get fsgsbase(): boolean {
+    return this.platform.fsgsbase;
+  }
+
+  /**
+   * The vCPU's state now, for restoreVcpu (vcpu-state.ts), with the guest API call it stopped in
+   * completed first: on hardware KVM rip moves past the `out` only at the next KVM_RUN, and a
+   * snapshot taken before would run the call again.
+   */
+  snapshot(): VcpuSnapshot {
+    const vcpu = this.guest.vcpu;
+    vcpu.completeExit();
+    return saveVcpu(vcpu, this.platform.taskRegister);
+  }
+
   /**
    * The program as request VMs need it, after run() paused in
    * wait_for_requests*: registers, segment state, memory (by memfd), and the
@@ -173,15 +203,12 @@ export class Machine {
    */
   freeze(pause: Extract<PauseState, { kind: 'freeze' }>): FrozenProgram {
     const p = this.process;
-    const vcpu = this.guest.vcpu;
-    // The pausing hypercall's `out` must be behind rip in the snapshot, or every fork runs it again.
-    vcpu.completeExit();
     return {
       ram: this.ram.source,
       entryKind: this.platform.syscallEntry,
       fsgsbase: this.platform.fsgsbase,
       taskRegister: this.platform.taskRegister,
-      ...saveVcpu(vcpu, this.platform.taskRegister),
+      ...this.snapshot(),
       paused: pause.paused,
       requestAddress: pause.requestAddress,
       limits: { ...p.api.limits },

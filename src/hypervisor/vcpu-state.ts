@@ -21,10 +21,13 @@ export interface VcpuSnapshot {
   xsave: Uint8Array;
 }
 
-/** A 64-bit register of a snapshot, as a Number (exact below 2^53, which covers every guest address). */
-export function savedRegister(saved: VcpuSnapshot, reg: RegName): number {
+/**
+ * A 64-bit register of a kvm_regs word array (Vcpu.regs, or a snapshot's), as a Number: exact below
+ * 2^53, which covers every guest address.
+ */
+export function registerOf(regs: Uint32Array, reg: RegName): number {
   const i = regIndex[reg] * 2;
-  return saved.regs[i]! + saved.regs[i + 1]! * 0x1_0000_0000;
+  return regs[i]! + regs[i + 1]! * 0x1_0000_0000;
 }
 
 /** The vCPU as it is now; TR is recorded with the TSS type forks load it with (platform.ts). */

@@ -10,8 +10,12 @@
  *                                         ▼
  *                             RequestVm × concurrency (request-vm.ts)
  *
+ * With a warm-up (warmup.ts), its requests run in the main VM between the
+ * pause and the freeze, and the freeze takes the state they leave.
+ *
  * A program that exits, crashes or runs past max_boot_time never freezes: it
- * fails to load with an error that carries its log.
+ * fails to load with an error that carries its log; so does one whose
+ * warm-up fails.
  */
 import { TskvmError } from '../errors.js';
 import type { ElfImage } from '../elf/parse-elf.js';
@@ -20,6 +24,8 @@ import type { FrozenProgram } from '../hypervisor/frozen.js';
 import type { ApiRole } from '../syscalls/api/guest-api.js';
 import type { StorageLink } from '../syscalls/api/storage.js';
 import type { Fetcher } from '../syscalls/api/fetch.js';
+import type { ResolvedWarmup } from './program-options.js';
+import { warmUp } from './warmup.js';
 
 export interface BootOptions extends MachineOptions {
   /** 'storage': the program's storage VM starts (sys_is_storage() is 1, it need not register handlers). */
@@ -32,6 +38,10 @@ export interface BootOptions extends MachineOptions {
   maxBootTimeSec?: number;
   /** The program's last output lines (stdout, stderr, logs) for a failed start; default: its sys_log lines. */
   recentLog?: () => string[];
+  /** Requests to run before the freeze (warmup.ts); a storage VM gets none. */
+  warmup?: ResolvedWarmup | null;
+  /** Limit of each warm-up request, in seconds (max_request_time). */
+  maxRequestTimeSec?: number;
 }
 
 export interface BootedProgram {
@@ -42,6 +52,7 @@ export interface BootedProgram {
 }
 
 const DEFAULT_BOOT_TIME_SEC = 16;
+const DEFAULT_REQUEST_TIME_SEC = 8;
 /** Log lines kept to explain a failed start. */
 const BOOT_LOG_LINES = 40;
 
@@ -68,6 +79,10 @@ export function bootProgram(file: Uint8Array, exePath: string, options: BootOpti
   machine.process.api.role = options.role ?? 'request';
   machine.process.api.storage = options.storage ?? null;
   machine.process.api.fetcher = options.fetcher ?? null;
+  const failed = (code: 'TSKVM_ERR_PROGRAM_BOOT_TIMEOUT' | 'TSKVM_ERR_PROGRAM_INIT', why: string, details: Record<string, unknown> = {}): TskvmError => {
+    if (options.recentLog) log.splice(0, log.length, ...options.recentLog().slice(-BOOT_LOG_LINES));
+    return new TskvmError(code, `${exePath}: ${why}${log.length ? `\nits last log lines:\n  ${log.join('\n  ')}` : ''}`, { log, ...details });
+  };
   try {
     const result = machine.run();
     const why = (): string => {
@@ -78,15 +93,24 @@ export function bootProgram(file: Uint8Array, exePath: string, options: BootOpti
         default: return `the program crashed while starting: ${result.message}`;
       }
     };
-    if (options.recentLog) log.splice(0, log.length, ...options.recentLog().slice(-BOOT_LOG_LINES));
     if (result.outcome !== 'pause' || result.pause?.kind !== 'freeze') {
-      const code = result.outcome === 'timeout' ? 'TSKVM_ERR_PROGRAM_BOOT_TIMEOUT' : 'TSKVM_ERR_PROGRAM_INIT';
-      throw new TskvmError(code, `${exePath}: ${why()}${log.length ? `\nits last log lines:\n  ${log.join('\n  ')}` : ''}`, { log, outcome: result.outcome, status: result.status });
+      throw failed(result.outcome === 'timeout' ? 'TSKVM_ERR_PROGRAM_BOOT_TIMEOUT' : 'TSKVM_ERR_PROGRAM_INIT', why(), { outcome: result.outcome, status: result.status });
     }
-    const frozen = machine.freeze(result.pause);
-    if (!frozen.paused && frozen.process.state.api.handlers.length === 0 && options.role !== 'storage') {
-      throw new TskvmError('TSKVM_ERR_PROGRAM_INIT', `${exePath}: wait_for_requests() was called with no request handler registered (register_func)`, { log });
+    let pause = result.pause;
+    if (options.role !== 'storage') {
+      if (!pause.paused && machine.process.api.handlers.size === 0) {
+        throw failed('TSKVM_ERR_PROGRAM_INIT', 'wait_for_requests() was called with no request handler registered (register_func)');
+      }
+      if (options.warmup) {
+        try {
+          pause = warmUp(machine, pause, options.warmup, (options.maxRequestTimeSec ?? DEFAULT_REQUEST_TIME_SEC) * 1000);
+        } catch (e) {
+          if (e instanceof TskvmError) throw e;
+          throw failed('TSKVM_ERR_PROGRAM_INIT', (e as Error).message);
+        }
+      }
     }
+    const frozen = machine.freeze(pause);
     return { machine, frozen, image: machine.image, bootTimeMs: performance.now() - started };
   } catch (e) {
     machine.close();

@@ -8,6 +8,8 @@ import { TskvmError } from '../errors.js';
 import { MAX_ADDRESS_SPACE } from '../paging/layout.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 import type { SelfRequestHandler } from './guest-fetch.js';
+import { requestProblem } from './request-data.js';
+import { HEADER_LIMITS } from '../syscalls/api/guest-api.js';
 
 /** What the guest opens to reach its state file (the value of KVM_STATE). */
 const STATE_FILE = 'state';
@@ -68,6 +70,12 @@ export interface ProgramOptions {
    * missing. Default: the ELF's path with `.state` added.
    */
   stateFile?: string;
+  /**
+   * Warm-up requests (the VMOD's `warmup`): run in the main VM once main() waits for requests and
+   * before any request VM is forked, so what they leave is the state every request starts from
+   * (warmup.ts). Default: none.
+   */
+  warmup?: WarmupOptions;
   /** Called with each line the program logs (stdout, stderr, sys_log). */
   onLog?: (line: string) => void;
   /** Serves the program's self-requests (sys_fetch of a path): the server it runs in sets it. */
@@ -75,6 +83,29 @@ export interface ProgramOptions {
   /** Hears of each sys_fetch done (outbound or self-request), with its time: the server's fetch_time. */
   onFetch?: (ms: number) => void;
 }
+
+/** The warm-up request, the VMOD's defaults in parentheses. */
+export interface WarmupOptions {
+  /** How many, 0–65535 (20). */
+  numRequests?: number;
+  /** ("/") */
+  url?: string;
+  /** ("GET") */
+  method?: string;
+  /** `Key: value` fields, added to "User-Agent: tinykvm", which is always there. */
+  headers?: string[];
+}
+
+/** A warm-up, checked: `requests` times this request (without a body), each with bit 0 of info_flags set. */
+export interface ResolvedWarmup {
+  requests: number;
+  method: string;
+  url: string;
+  headers: string[];
+}
+
+/** The field every warm-up request carries, as the VMOD's does. */
+export const WARMUP_USER_AGENT = 'User-Agent: tinykvm';
 
 /** The checked options, as plain data (they cross to worker threads). */
 export interface ResolvedProgramOptions {
@@ -107,6 +138,8 @@ export interface ResolvedProgramOptions {
   maxStorageTime: number;
   /** The host file behind the guest's `state` (its entry in `allowed`, read-only there), or null without storage. */
   stateFile: string | null;
+  /** null: no warm-up. */
+  warmup: ResolvedWarmup | null;
 }
 
 function bad(key: string, value: unknown, why: string): never {
@@ -131,6 +164,27 @@ function strings(key: string, value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) bad(key, value, 'expected an array of strings');
   return value as string[];
+}
+
+function warmup(value: unknown): ResolvedWarmup | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('warmup', value, 'expected an object: { numRequests, url, method, headers }');
+  const w = value as WarmupOptions;
+  const text = (key: 'url' | 'method', fallback: string): string => {
+    const v = w[key] ?? fallback;
+    if (typeof v !== 'string' || v === '') bad(`warmup.${key}`, v, 'expected a non-empty string');
+    return v;
+  };
+  const resolved = {
+    requests: num('warmup.numRequests', w.numRequests, 20, 0, 0xffff, true),
+    method: text('method', 'GET'),
+    url: text('url', '/'),
+    headers: [...new Set([WARMUP_USER_AGENT, ...strings('warmup.headers', w.headers)])],
+  };
+  const problem = requestProblem(resolved.method, resolved.url, '', resolved.headers);
+  if (problem) bad('warmup', value, problem);
+  if (resolved.headers.length > HEADER_LIMITS.count) bad('warmup.headers', w.headers, `more than ${HEADER_LIMITS.count} fields`);
+  return resolved.requests > 0 ? resolved : null;
 }
 
 /** An origin as URL.origin spells it (scheme, host, port if not the default), or "*". */
@@ -187,6 +241,7 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     storageFilename: o.storageFilename ?? null,
     maxStorageTime: num('maxStorageTime', o.maxStorageTime, 5, 0.001, 3600),
     stateFile,
+    warmup: warmup(o.warmup),
   };
 }
 

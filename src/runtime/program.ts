@@ -23,9 +23,11 @@ import { resolve as resolvePath } from 'node:path';
 import { readProgramFile, TskvmError } from '../errors.js';
 import { HANDLER, type CachePolicy } from '../syscalls/api/guest-api.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
-import { savedRegister } from '../hypervisor/vcpu-state.js';
+import { registerOf } from '../hypervisor/vcpu-state.js';
 import { resolveProgramOptions, type ProgramOptions, type ResolvedProgramOptions } from './program-options.js';
 import { addForkStats, DEFAULT_ON_ERROR_MS, emptyForkStats, STREAM_CHUNK_MS, type ForkStats, type RequestInput, type RequestResult } from './request-vm.js';
+import { requestProblem } from './request-data.js';
+import { WARMUP_RUN_ON_MS } from './warmup.js';
 import type { RequestFailure } from './request-failure.js';
 import { guestFetch } from './guest-fetch.js';
 import { unpackProgram } from './program-archive.js';
@@ -190,7 +192,7 @@ export class Program {
         storage = new StorageHost(pool, id, options, logLine);
         await storage.start(storageFile, fromFile ? resolvePath(options.storageFilename!) : exePath);
       }
-      booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], options.maxBootTime * 1000);
+      booted = await home.send({ op: 'boot', programId: id, file, exePath, options }, [], bootLimitMs(options));
     } catch (e) {
       await storage?.close();
       pool.setProgramHooks(id, null);
@@ -466,11 +468,17 @@ const ENTRY_NAMES: Readonly<Record<number, string>> = {
   [HANDLER.LIVE_RESTORE]: 'on_live_restore', [HANDLER.SOCKET]: 'socket',
 };
 
-/** The handlers a program registered, or for the paused style where it waits for requests. */
+/** The handlers a program registered, and for the paused style where it waits for requests. */
 function entryPoints(frozen: FrozenProgram): Record<string, string> {
   const hex = (n: number): string => `0x${n.toString(16)}`;
-  if (frozen.paused) return { wait_for_requests_paused: hex(savedRegister(frozen, 'rip')) };
-  return Object.fromEntries(frozen.process.state.api.handlers.map(([index, fn]) => [ENTRY_NAMES[index] ?? `handler_${index}`, hex(fn)]));
+  const entries = Object.fromEntries(frozen.process.state.api.handlers.map(([index, fn]) => [ENTRY_NAMES[index] ?? `handler_${index}`, hex(fn)]));
+  if (frozen.paused) entries.wait_for_requests_paused = hex(registerOf(frozen.regs, 'rip'));
+  return entries;
+}
+
+/** What a boot may take: main() to its wait, then each warm-up request and its way back to the wait. */
+function bootLimitMs(o: ResolvedProgramOptions): number {
+  return o.maxBootTime * 1000 + (o.warmup?.requests ?? 0) * (o.maxRequestTime * 1000 + WARMUP_RUN_ON_MS);
 }
 
 function toInput(req: ProgramRequest): RequestInput {
@@ -482,14 +490,8 @@ function toInput(req: ProgramRequest): RequestInput {
   } else if (req.headers) {
     for (const [k, v] of Object.entries(req.headers)) for (const value of Array.isArray(v) ? v : [v]) headers.push(`${k}: ${value}`);
   }
-  for (const field of headers) {
-    if (typeof field !== 'string' || !field.includes(':') || /[\r\n\0]/.test(field)) {
-      throw new TskvmError('TSKVM_ERR_REQUEST', `invalid header field ${JSON.stringify(field)} (expected "Key: value")`);
-    }
-  }
-  for (const [key, value] of [['method', method], ['url', req.url], ['arg', req.arg ?? '']] as const) {
-    if (Buffer.byteLength(value, 'latin1') > 0xffff) throw new TskvmError('TSKVM_ERR_REQUEST', `${key} longer than 65535 bytes`);
-  }
+  const problem = requestProblem(method, req.url, req.arg ?? '', headers);
+  if (problem) throw new TskvmError('TSKVM_ERR_REQUEST', problem);
   const contentType = req.contentType
     ?? headers.find((f) => f.slice(0, f.indexOf(':')).trim().toLowerCase() === 'content-type')?.slice(13).trim() ?? '';
   const body = typeof req.body === 'string' ? Buffer.from(req.body) : req.body;

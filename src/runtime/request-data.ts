@@ -56,6 +56,17 @@ export interface PlacedRequest {
 
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
 
+/** Why a request's method, url, arg or header fields cannot be laid out as struct kvm_request says (16-bit lengths, `Key: value` fields), or null. */
+export function requestProblem(method: string, url: string, arg: string, headers: readonly unknown[]): string | null {
+  for (const field of headers) {
+    if (typeof field !== 'string' || !field.includes(':') || /[\r\n\0]/.test(field)) return `invalid header field ${JSON.stringify(field)} (expected "Key: value")`;
+  }
+  for (const [key, value] of [['method', method], ['url', url], ['arg', arg]] as const) {
+    if (Buffer.byteLength(value, 'latin1') > 0xffff) return `${key} longer than 65535 bytes`;
+  }
+  return null;
+}
+
 /** Bytes `blockSize` needs for `input` (before page rounding). */
 export function requestBlockSize(input: RequestInput): number {
   const fields = input.headers ?? [];

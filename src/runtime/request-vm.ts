@@ -27,7 +27,6 @@ import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
 import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
 import { pageTableRanges } from '../paging/page-tables.js';
-import { HANDLER_RETURN, REQUEST_ENTRY } from '../paging/stubs.js';
 import { VVAR } from '../paging/vdso.js';
 import { AddressSpace, PROT_READ, PROT_WRITE } from '../syscalls/address-space.js';
 import type { Fetcher } from '../syscalls/api/fetch.js';
@@ -45,8 +44,9 @@ import { GuestClock } from '../hypervisor/guest-clock.js';
 import { MSR } from '../hypervisor/kvm/abi.js';
 import { createGuestVm, type GuestVm } from '../hypervisor/guest-vm.js';
 import { DirtyPages } from './dirty-pages.js';
-import { restoreVcpu, savedRegister } from '../hypervisor/vcpu-state.js';
+import { registerOf, restoreVcpu } from '../hypervisor/vcpu-state.js';
 import { copyRequestStruct, placeExceptionText, placeRequest, requestBlockSize, type PlacedRequest, type RequestInput } from './request-data.js';
+import { callOnFreshStack, enterAt, requestEntry, type GuestEntry } from './dispatch.js';
 import { GuestRunner, type RunResult } from '../hypervisor/run-loop.js';
 import { endWriteQuota, startWriteQuota } from '../syscalls/write-quota.js';
 
@@ -145,8 +145,6 @@ export const DEFAULT_ON_ERROR_MS = 1000;
 export const STREAM_CHUNK_MS = 2000;
 /** Time a storage function has after storage_return to run to its end (the VMOD's 1 s). */
 export const STORAGE_CLEANUP_MS = 1000;
-const RED_ZONE = 128;
-const ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
 
 export class RequestVm {
   readonly frozen: FrozenProgram;
@@ -157,6 +155,8 @@ export class RequestVm {
   private readonly guest: GuestVm;
   private readonly process: Process;
   private readonly runner: GuestRunner;
+  /** How requests, on_error, storage calls and stream callbacks enter the guest (dispatch.ts). */
+  private readonly entry: GuestEntry;
   /** The process's state as the fork started (process-state.ts): what every reset puts back. */
   private readonly saved: SavedProcess;
   /** The FS and GS bases the fork started with (the frozen program's). */
@@ -207,6 +207,7 @@ export class RequestVm {
     p.api.requestMemoryInUse = () => Math.max(0, p.mm.committed - this.baseCommitted);
     this.ram.memory.onHostWrite = (first, count) => this.dirtyPages.recordHostWrite(first, count);
     this.runner = new GuestRunner(guest.vcpu, p, true, guest.clock);
+    this.entry = { vcpu: guest.vcpu, process: p, base: frozen.regs, fsgsbase: frozen.fsgsbase };
   }
 
   /** Runs one request to its response (or failure). Blocks the calling thread; call settle() after. */
@@ -260,25 +261,25 @@ export class RequestVm {
     }
     placed = placeRequest(p.mem, at, blockSize, input);
 
-    const vcpu = this.guest.vcpu;
-    if (this.frozen.paused) {
+    const entry = requestEntry(p.api.handlers, this.frozen.paused, (input.body?.length ?? 0) > 0);
+    if (!entry) {
+      result = this.failed({ code: 'TSKVM_ERR_NO_HANDLER', status: 500, message: `the program registered no handler for a ${input.method} request${input.body?.length ? ' with a body' : ' without a body'}` }, started);
+      this.pending = { failed: false, placed };
+      return this.count(result);
+    }
+    if (entry.kind === 'resume') {
+      const vcpu = this.guest.vcpu;
       if (!run) {
         vcpu.regs.set(this.frozen.regs);
-        this.enterAt(this.frozenRip());
+        enterAt(this.entry, registerOf(this.frozen.regs, 'rip'));
       }
       copyRequestStruct(p.mem, placed, run?.pause?.kind === 'freeze' ? run.pause.requestAddress : this.frozen.requestAddress);
       vcpu.set('rax', 0);
     } else {
-      const handler = this.handlerFor(input);
-      if (handler === undefined) {
-        result = this.failed({ code: 'TSKVM_ERR_NO_HANDLER', status: 500, message: `the program registered no handler for a ${input.method} request${input.body?.length ? ' with a body' : ''}` }, started);
-        this.pending = { failed: false, placed };
-        return this.count(result);
-      }
-      this.callHandler(handler.fn, handler.args(placed));
+      this.callHandler(entry.fn, entry.args(placed));
     }
     run = this.runner.run(this.options.maxRequestTimeMs);
-    return this.finish(run, placed, started);
+    return this.finish(run, placed, started, entry.kind === 'resume');
   }
 
   /**
@@ -515,59 +516,17 @@ export class RequestVm {
     return p;
   }
 
-  /** Dispatch rules (docs/GUEST_ABI.md, "Program model"): any-method handler, else POST when there is a body, else GET. */
-  private handlerFor(input: RequestInput): { fn: number; args: (r: PlacedRequest) => number[] } | undefined {
-    const h = this.process.api.handlers;
-    const any = h.get(HANDLER.REQUEST);
-    if (any !== undefined) return { fn: any, args: (r) => [r.struct] };
-    const post = h.get(HANDLER.POST);
-    if (post !== undefined && (input.body?.length ?? 0) > 0) {
-      return { fn: post, args: (r) => [r.url, r.arg, r.contentType, r.body, r.bodyLength] };
-    }
-    const get = h.get(HANDLER.GET);
-    if (get !== undefined) return { fn: get, args: (r) => [r.url, r.arg] };
-    return undefined;
+  /** A call on a fresh stack below main's frozen frame, or below `below` (dispatch.ts). */
+  private callHandler(fn: number, args: number[], below?: number): void {
+    callOnFreshStack(this.entry, fn, args, below);
   }
 
-  /**
-   * Calls `fn(args…)` on a fresh stack below main's frozen stack and its red
-   * zone, as a CALL would: rsp ≡ 8 (mod 16) at entry, the return address the
-   * HANDLER_RETURN trap.
-   */
-  private callHandler(fn: number, args: number[], below = savedRegister(this.frozen, 'rsp')): void {
-    const vcpu = this.guest.vcpu;
-    vcpu.regs.set(this.frozen.regs);
-    const rsp = ((below - RED_ZONE) & ~0xf) - 8;
-    this.process.mem.setU64(rsp, HANDLER_RETURN);
-    vcpu.set('rsp', rsp);
-    this.enterAt(fn);
-    args.forEach((value, i) => vcpu.set(ARG_REGS[i]!, value));
-  }
-
-  private frozenRip(): number {
-    return savedRegister(this.frozen, 'rip');
-  }
-
-  /**
-   * The request starts in the entry stub (stubs.ts), which clears the data segment selectors, puts
-   * FS's and GS's bases back (from r11 and rax, where ring 3 has WRFSBASE) and goes on to `rip`.
-   */
-  private enterAt(rip: number): void {
-    const vcpu = this.guest.vcpu;
-    vcpu.set('r10', rip);
-    vcpu.set('rip', REQUEST_ENTRY);
-    if (this.frozen.fsgsbase) {
-      // The process's own bases: the frozen ones after a reset, arch_prctl's in a fork that keeps state.
-      vcpu.set('r11', this.process.fsBase);
-      vcpu.set('rax', this.process.gsBase);
-    }
-  }
-
-  private finish(run: RunResult, placed: PlacedRequest | null, started: number): RequestResult {
+  /** `resumed`: the request resumed the paused program (not a handler call), which a persistent fork lets loop back into its wait. */
+  private finish(run: RunResult, placed: PlacedRequest | null, started: number, resumed = false): RequestResult {
     const p = this.process;
     let failure: RequestFailure | null = null;
     if (run.outcome === 'pause' && run.pause?.kind === 'response' && p.api.response) {
-      if (this.frozen.paused && !this.ephemeral) this.resumeToPause = true;
+      if (resumed && !this.ephemeral) this.resumeToPause = true;
       this.pending = { failed: false, placed };
       // The stream's callbacks run below the frame that began it, which the program's state may live in.
       if (p.api.response.stream) this.streaming = { rsp: this.guest.vcpu.get('rsp'), delivered: 0 };

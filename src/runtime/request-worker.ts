@@ -170,6 +170,7 @@ function handle(c: WorkerCommand): unknown {
           argv0: o.argv[0], args: o.argv.slice(1), env: o.env, allowed: o.allowed, cwd: o.cwd,
           maxMemoryMiB: o.maxMemory, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
           requestMemoryUpperMiB: o.reqMemLimitAfterReset, controlEphemeral: o.controlEphemeral, executableHeap: o.executableHeap, maxBootTimeSec: o.maxBootTime,
+          warmup: o.warmup, maxRequestTimeSec: o.maxRequestTime,
           stdio: [new EmptyFile(), new SinkFile(log.output('stdout'), 'stdout'), new SinkFile(log.output('stderr'), 'stderr')],
           log: log.line, warn: warn(o.name), trace: trace(o), recentLog: () => log.recent,
         });

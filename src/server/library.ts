@@ -30,7 +30,7 @@ import { homedir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TskvmError } from '../errors.js';
 import { cachePath, defaultCacheDir, fetchToCache, isHttpUrl, sha256Hex } from './fetch-cache.js';
-import { resolveProgramOptions, type ProgramOptions } from '../runtime/program-options.js';
+import { resolveProgramOptions, type ProgramOptions, type WarmupOptions } from '../runtime/program-options.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 export interface LibraryProgram {
@@ -81,7 +81,7 @@ export interface LibraryParseOptions {
   configure?: Record<string, Record<string, unknown>>;
 }
 
-type Kind = 'number' | 'bool' | 'number-or-bool' | 'string' | 'strings' | 'path' | 'paths';
+type Kind = 'number' | 'bool' | 'number-or-bool' | 'string' | 'strings' | 'path' | 'paths' | 'warmup';
 
 /** Settings a group may hold and a program may override, and the ProgramOptions key each becomes. */
 const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = {
@@ -109,6 +109,7 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   storage: { kind: 'bool', option: 'storage' },
   filename_storage: { kind: 'path', option: 'storageFilename' },
   max_storage_time: { kind: 'number', option: 'maxStorageTime' },
+  warmup: { kind: 'warmup', option: 'warmup' },
   // Not in the VMOD's table (docs/GUEST_ABI.md, "Configuration"): the request queue of the embedding
   // API, and the server's own.
   max_queue: { kind: 'number', option: 'maxQueue' },
@@ -142,7 +143,6 @@ export const VMOD_IGNORED: Readonly<Record<string, string>> = {
   verbose_pagetables: 'tskvm builds its page tables once (see `tskvm platform`)',
   server: 'tskvm serve is the server; a program does not listen on its own socket',
   websocket_server: 'tskvm serve is the server; a program does not listen on its own socket',
-  warmup: 'warm-up requests are not supported yet',
   md5: 'only sha256 pins a program\'s bytes',
 };
 
@@ -350,6 +350,7 @@ function parseProgram(
     }
     const checked = checkKind(setting.kind, value, opts.baseDir);
     if (typeof checked === 'string') fail(key, `${JSON.stringify(value)} is invalid: ${checked}`);
+    for (const inner of checked.ignored ?? []) warn(`${key}: unknown key "${inner}" (ignored)`);
     if (setting.option) (options as Record<string, unknown>)[setting.option] = checked.value;
   }
   const source = programSource(settings, opts, fail);
@@ -371,7 +372,7 @@ function parseProgram(
     if (!(e instanceof TskvmError)) throw e;
     // resolveProgramOptions names its camelCase option; say the key as the library spells it.
     const option = e.details.key;
-    const key = Object.keys(SETTINGS).find((k) => SETTINGS[k]!.option === option) ?? String(option);
+    const key = Object.keys(SETTINGS).find((k) => SETTINGS[k]!.option === option) ?? String(option).replace('warmup.numRequests', 'warmup.num_requests');
     fail(key, e.message.startsWith(`${String(option)}: `) ? e.message.slice(String(option).length + 2) : e.message);
   }
   return program;
@@ -398,8 +399,8 @@ function programSource(settings: Record<string, unknown>, opts: LibraryParseOpti
   }
 }
 
-/** The value, checked for its type (ranges are resolveProgramOptions's job), or why it is wrong. */
-function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknown } | string {
+/** The value, checked for its type (ranges are resolveProgramOptions's job), or why it is wrong; `ignored`: keys inside it tskvm does not know. */
+function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknown; ignored?: string[] } | string {
   switch (kind) {
     case 'number': return typeof value === 'number' && Number.isFinite(value) ? { value } : 'expected a number';
     case 'bool': return typeof value === 'boolean' ? { value } : 'expected true or false';
@@ -428,6 +429,19 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
         paths.push(resolved);
       }
       return { value: paths };
+    }
+    case 'warmup': {
+      if (!isObject(value)) return 'expected an object: { "num_requests", "url", "method", "headers" }';
+      const { num_requests: numRequests, url, method, headers, ...rest } = value;
+      if (numRequests !== undefined && (typeof numRequests !== 'number' || !Number.isFinite(numRequests))) return '"num_requests" must be a number';
+      if ((url !== undefined && typeof url !== 'string') || (method !== undefined && typeof method !== 'string')) return '"url" and "method" must be strings';
+      if (headers !== undefined && (!Array.isArray(headers) || headers.some((h) => typeof h !== 'string'))) return '"headers" must be an array of "Key: value" strings';
+      const warmup: WarmupOptions = {};
+      if (numRequests !== undefined) warmup.numRequests = numRequests as number;
+      if (url !== undefined) warmup.url = url as string;
+      if (method !== undefined) warmup.method = method as string;
+      if (headers !== undefined) warmup.headers = headers as string[];
+      return { value: warmup, ignored: Object.keys(rest) };
     }
   }
 }

@@ -101,7 +101,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
   t.match(hello.options, {
     maxMemory: 64, maxBootTime: 4, maxRequestTime: 2, maxRequestMemory: 16, reqMemLimitAfterReset: 32, sharedMemory: 2, concurrency: 2,
     controlEphemeral: true, ephemeral: true, storage: true, maxStorageTime: 5, storageFilename: join(dir, 'storage/hello.storage'), mainArguments: ['--serve'], environment: ['MODE=vmod'], executableHeap: false,
-    allowedPaths: [{ real: join(process.cwd(), 'data') }, { real: join(process.env.HOME!, 'models'), virtual: '/models', prefix: true }],
+    allowedPaths: [{ real: join(process.cwd(), 'data'), prefix: false }, { real: join(process.env.HOME!, 'models'), virtual: '/models', prefix: true }],
     warmup: { numRequests: 5, url: '/warm' },
   }, 'the keys tskvm implements take effect ($PWD and ${HOME} in allowed_paths)');
   const cached = lib.programs.get('cached')!;

@@ -257,6 +257,19 @@ t.test('roots shown under another name', async (t) => {
   t.equal(g.open(join(dir, 'secret.txt'), O_RDONLY), -E.ENOENT);
 });
 
+t.test('prefix: false (a VMOD library\'s entry without prefix): the entry itself, nothing below it', async (t) => {
+  const { ro } = tempTree(t);
+  const exact = new Guest({ allowed: [{ real: ro, virtual: '/data', prefix: false }, { real: join(ro, 'hello.txt'), virtual: '/one.txt', prefix: false }] });
+  t.ok(exact.open('/data', O_RDONLY | O_DIRECTORY) >= 0, 'the directory itself opens');
+  t.equal(exact.open('/data/hello.txt', O_RDONLY), -E.ENOENT, 'a file below it is not in the view');
+  t.equal(exact.open('/data/./hello.txt', O_RDONLY), -E.ENOENT, 'nor by another spelling');
+  t.equal(exact.read(exact.open('/one.txt', O_RDONLY), 5), 'hello', 'a file entry is that file');
+  const covering = new Guest({ allowed: [{ real: ro, virtual: '/data' }] });
+  t.equal(covering.read(covering.open('/data/hello.txt', O_RDONLY), 5), 'hello', 'without prefix (tskvm\'s own format): a directory covers what is below it');
+  const prefixed = new Guest({ allowed: [{ real: ro, virtual: '/data', prefix: true }] });
+  t.equal(prefixed.read(prefixed.open('/data/hello.txt', O_RDONLY), 5), 'hello', 'prefix: true: everything below');
+});
+
 t.test('roots themselves, hard links between roots, roots nested in another on the host', async (t) => {
   const { dir, rw } = tempTree(t);
   const rw2 = join(dir, 'rw2');

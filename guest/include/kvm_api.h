@@ -470,7 +470,10 @@ static inline void set_on_error(void (*f)(const char *url, const char *arg, cons
 	register_func(5, f);
 }
 
-/* Not implemented yet in tskvm (the host accepts the registration but never calls it): streaming POST. */
+/* Streaming POST: with a POST handler registered too, f is called before it for each piece of a
+ * request's body in order (64 KiB at most each, off its offset) and must return len, having taken the
+ * piece (else the request fails); the POST handler then gets a NULL body and the whole length. In
+ * tskvm the pieces come from a body that has arrived whole. */
 static inline void set_backend_stream_post(long (*f)(const char *url, const char *arg, const char *content_type,
                                                      const uint8_t *data, size_t len, size_t off))
 {

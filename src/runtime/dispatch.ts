@@ -4,6 +4,8 @@
  *   handler 3 (any method)            registered              → call it with the struct kvm_request
  *   handler 1 (GET)                   registered, no body     → call it with url, arg
  *   handler 2 (POST)                  registered, a body      → call it with url, arg, content type, body
+ *     and handler 4 (streaming POST)  registered too          → first call 4 with each piece of the body,
+ *                                                               then 2 with no body pointer, only its length
  *   paused in wait_for_requests_paused                        → fill its struct and resume after the call
  *   none of these                                             → the request fails (TSKVM_ERR_NO_HANDLER)
  *
@@ -24,7 +26,8 @@ import { registerOf } from '../hypervisor/vcpu-state.js';
 import type { PlacedRequest } from './request-data.js';
 
 export type RequestEntry =
-  | { kind: 'call'; fn: number; args: (r: PlacedRequest) => number[] }
+  /** `streamPost`: the streaming POST handler, which gets the body first, piece by piece (request-vm.ts). */
+  | { kind: 'call'; fn: number; args: (r: PlacedRequest) => number[]; streamPost?: number }
   | { kind: 'resume' };
 
 /** Which way a request goes in (the table above), or null when nothing of the program takes it. */
@@ -34,6 +37,9 @@ export function requestEntry(handlers: ReadonlyMap<number, number>, paused: bool
   const get = handlers.get(HANDLER.GET);
   if (!hasBody && get !== undefined) return { kind: 'call', fn: get, args: (r) => [r.url, r.arg] };
   const post = handlers.get(HANDLER.POST);
+  const streamPost = handlers.get(HANDLER.STREAM_POST);
+  // After a streaming POST handler took the body, the POST handler gets no pointer to it, only its length (the VMOD's way).
+  if (hasBody && post !== undefined && streamPost !== undefined) return { kind: 'call', fn: post, args: (r) => [r.url, r.arg, r.contentType, 0, r.bodyLength], streamPost };
   if (hasBody && post !== undefined) return { kind: 'call', fn: post, args: (r) => [r.url, r.arg, r.contentType, r.body, r.bodyLength] };
   return paused ? { kind: 'resume' } : null;
 }

@@ -143,6 +143,8 @@ const PTE_ACCESSED_DIRTY = 0x60n;
 export const DEFAULT_ON_ERROR_MS = 1000;
 /** Time a streamed response's callback has for each piece (the VMOD gives 2 s too). */
 export const STREAM_CHUNK_MS = 2000;
+/** Bytes of the body a streaming POST handler gets per call: what a piece of an HTTP body often is. */
+export const STREAM_POST_PIECE = 64 << 10;
 /** Time a storage function has after storage_return to run to its end (the VMOD's 1 s). */
 export const STORAGE_CLEANUP_MS = 1000;
 
@@ -276,10 +278,40 @@ export class RequestVm {
       copyRequestStruct(p.mem, placed, run?.pause?.kind === 'freeze' ? run.pause.requestAddress : this.frozen.requestAddress);
       vcpu.set('rax', 0);
     } else {
+      if (entry.streamPost !== undefined) {
+        const failed = this.streamBody(entry.streamPost, placed, started);
+        if (failed) return this.finish(failed, placed, started);
+      }
       this.callHandler(entry.fn, entry.args(placed));
     }
-    run = this.runner.run(this.options.maxRequestTimeMs);
+    run = this.runner.run(this.timeLeft(started));
     return this.finish(run, placed, started, entry.kind === 'resume');
+  }
+
+  /** What is left of max_request_time for a request that started at `started` (0: no limit). */
+  private timeLeft(started: number): number {
+    const limit = this.options.maxRequestTimeMs;
+    return limit > 0 ? Math.max(1, limit - (performance.now() - started)) : 0;
+  }
+
+  /**
+   * The streaming POST handler (register_func 4): `fn(url, arg, content type, data, len, offset)` for
+   * each piece of the body in order, STREAM_POST_PIECE bytes at most, each of which it must take whole
+   * (return len). The run that ended it, when one did not return so; else null.
+   */
+  private streamBody(fn: number, placed: PlacedRequest, started: number): RunResult | null {
+    for (let offset = 0; offset < placed.bodyLength; offset += STREAM_POST_PIECE) {
+      const len = Math.min(STREAM_POST_PIECE, placed.bodyLength - offset);
+      this.callHandler(fn, [placed.url, placed.arg, placed.contentType, placed.body + offset, len, offset]);
+      const run = this.runner.run(this.timeLeft(started));
+      if (!(run.outcome === 'pause' && run.pause?.kind === 'returned')) return run;
+      // The handler-return stub keeps rax in rdi (stubs.ts).
+      const took = this.guest.vcpu.get('rdi');
+      if (took !== len) {
+        return { ...run, pause: { kind: 'failed', reason: `the streaming POST handler took ${took} of the ${len} bytes at offset ${offset} (it must take each piece whole)` } };
+      }
+    }
+    return null;
   }
 
   /**

@@ -471,11 +471,24 @@ function fromVmodFormat(top: Record<string, unknown>, fail: (what: string, reaso
   const groups: Record<string, unknown> = {};
   const programs: Record<string, unknown> = {};
   for (const [name, entry] of Object.entries(top)) {
-    if (isProgramEntry(entry)) programs[name] = entry;
+    if (isProgramEntry(entry)) programs[name] = vmodPaths(entry as Record<string, unknown>);
     else if (isObject(entry) && 'group' in entry) fail(`program "${name}"`, 'it names a group but has neither "filename" nor "uri": nothing to run');
-    else groups[name] = entry;
+    else groups[name] = isObject(entry) ? vmodPaths(entry) : entry;
   }
   return { groups, programs };
+}
+
+/**
+ * The VMOD's allowed_paths: an entry is that file or directory only, unless it says `prefix` — stricter
+ * than tskvm's own format, where a directory covers what is below it. So a library written for the
+ * VMOD grants here exactly what it granted there.
+ */
+function vmodPaths(settings: Record<string, unknown>): Record<string, unknown> {
+  const paths = settings.allowed_paths;
+  if (!Array.isArray(paths)) return settings;
+  const exact = paths.map((p) => (typeof p === 'string' ? { real: p, prefix: false }
+    : isObject(p) && p.prefix === undefined && p.symlink !== true ? { ...p, prefix: false } : p));
+  return { ...settings, allowed_paths: exact };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -88,7 +88,11 @@ export interface AllowedPath {
   real: string;
   /** Path the guest sees (default: `real`); a `symlink` needs one. */
   virtual?: string;
-  /** Everything under it (a directory root always covers everything under it). */
+  /**
+   * true: everything under it. false: only the entry itself, nothing below it (the VMOD's meaning of an
+   * entry without `prefix`, which its library format gets). Absent: a directory covers everything
+   * under it, a file itself.
+   */
   prefix?: boolean;
   writable?: boolean;
   /** `virtual` is a symlink to `real`, followed through the guest's view (see the header). */
@@ -141,6 +145,8 @@ interface Root {
   inner: Root[];
   /** The directory of the host symlinks behind `symlink` entries, met inside a root: never entered (EACCES). */
   hidden?: true;
+  /** `prefix: false`: the root is only itself; no name below it is in the view. */
+  exact?: true;
 }
 
 /** A directory the walk stands in: an fd inside `root`, or a name outside every root (fd -1, root null). */
@@ -178,7 +184,9 @@ export class PathPolicy {
       if (!virtual.startsWith('/')) throw invalid(entry, `virtual path "${virtual}" must be absolute`);
       const at = path.posix.normalize(virtual);
       if (!entry.symlink) {
-        roots.push(makeRoot(hostRealpath(path.resolve(entry.real)), at, entry.writable === true));
+        const root = makeRoot(hostRealpath(path.resolve(entry.real)), at, entry.writable === true);
+        if (entry.prefix === false) root.exact = true;
+        roots.push(root);
         continue;
       }
       if (at === '/') throw invalid(entry, 'a symlink cannot be "/"');
@@ -371,6 +379,7 @@ export class PathPolicy {
           frames.push(OUTSIDE);
           continue;
         }
+        if (dir.root.exact) return -E.ENOENT;
         if (last && !followLast) {
           const nested = this.nestedRoot(dir.root, dir.fd, name);
           if (nested) return nested.hidden ? -E.EACCES : this.rootEntry(nested, nested.virtual);

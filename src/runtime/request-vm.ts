@@ -277,21 +277,18 @@ export class RequestVm {
       }
       copyRequestStruct(p.mem, placed, run?.pause?.kind === 'freeze' ? run.pause.requestAddress : this.frozen.requestAddress);
       vcpu.set('rax', 0);
+    } else if (entry.streamPost !== undefined) {
+      const failed = this.streamBody(entry.streamPost, placed, started);
+      if (failed) return this.finish(failed, placed, started);
+      this.callHandler(entry.fn, entry.args(placed));
+      // The pieces took part of the request's time; the POST handler has what is left.
+      run = this.runner.run(this.timeLeft(started));
+      return this.finish(run, placed, started);
     } else {
-      if (entry.streamPost !== undefined) {
-        const failed = this.streamBody(entry.streamPost, placed, started);
-        if (failed) return this.finish(failed, placed, started);
-      }
       this.callHandler(entry.fn, entry.args(placed));
     }
-    run = this.runner.run(this.timeLeft(started));
+    run = this.runner.run(this.options.maxRequestTimeMs);
     return this.finish(run, placed, started, entry.kind === 'resume');
-  }
-
-  /** What is left of max_request_time for a request that started at `started` (0: no limit). */
-  private timeLeft(started: number): number {
-    const limit = this.options.maxRequestTimeMs;
-    return limit > 0 ? Math.max(1, limit - (performance.now() - started)) : 0;
   }
 
   /**
@@ -312,6 +309,12 @@ export class RequestVm {
       }
     }
     return null;
+  }
+
+  /** What is left of max_request_time for a request that started at `started` (0: no limit). */
+  private timeLeft(started: number): number {
+    const limit = this.options.maxRequestTimeMs;
+    return limit > 0 ? Math.max(1, limit - (performance.now() - started)) : 0;
   }
 
   /**

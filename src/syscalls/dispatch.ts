@@ -19,6 +19,7 @@ import { mmSyscalls } from './mm.js';
 import { procSyscalls } from './proc.js';
 import { signalSyscalls } from './signal.js';
 import { timeSyscalls } from './time.js';
+import { threadSyscalls } from './threads.js';
 
 const MAX_SYSCALL = 512;
 /** Distinct unsupported calls reported per VM; the rest are answered alike, unreported. */
@@ -33,7 +34,7 @@ function buildTable(families: SyscallDef[][]): Array<SyscallDef | undefined> {
   return table;
 }
 
-export const syscallTable = buildTable([fsSyscalls, mmSyscalls, procSyscalls, signalSyscalls, timeSyscalls]);
+export const syscallTable = buildTable([fsSyscalls, mmSyscalls, procSyscalls, signalSyscalls, timeSyscalls, threadSyscalls]);
 
 /**
  * Runs one guest→host call (`def`, found by number `nr`, or undefined when

@@ -1,0 +1,116 @@
+/* Threads as C programs use them: pthread_create/join, a barrier of 64 threads, mutexes and
+ * condition variables, thread-local storage, a spinning thread that needs another to run (time
+ * slices), sleeps in threads, detached threads and the clear-and-wake at exit; with argument
+ * `cancel`, pthread_cancel too.
+ * Everything printed is the same however the threads interleave. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#define N 64
+
+static pthread_barrier_t barrier;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static long total;
+static int arrived;
+static __thread int mine = 7;
+static atomic_int flag;
+static atomic_int tids_distinct;
+
+static void *worker(void *arg) {
+  long i = (long)arg;
+  mine = (int)i;                     /* TLS: every thread its own */
+  pthread_barrier_wait(&barrier);    /* all 64 alive at once */
+  pthread_mutex_lock(&lock);
+  total += i;
+  arrived++;
+  pthread_cond_broadcast(&cond);
+  pthread_mutex_unlock(&lock);
+  sched_yield();
+  if (mine != (int)i) return (void *)-1L;
+  if (syscall(SYS_gettid) != getpid()) atomic_fetch_add(&tids_distinct, 1);
+  return (void *)(i * i);
+}
+
+static void *spinner(void *arg) {
+  (void)arg;
+  while (!atomic_load(&flag)) { } /* needs the main thread to run: only a time slice lets it */
+  return (void *)42L;
+}
+
+static void *sleeper(void *arg) {
+  struct timespec ts = { 0, 20 * 1000 * 1000 };
+  nanosleep(&ts, NULL);
+  return arg;
+}
+
+static void *cancelled(void *arg) {
+  (void)arg;
+  for (;;) { pause(); }   /* a cancellation point */
+  return NULL;
+}
+
+static atomic_int detached_done;
+static void *detached(void *arg) {
+  (void)arg;
+  atomic_store(&detached_done, 1);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  pthread_t t[N];
+  pthread_barrier_init(&barrier, NULL, N);
+  for (long i = 0; i < N; i++) {
+    if (pthread_create(&t[i], NULL, worker, (void *)i) != 0) { printf("create %ld failed\n", i); return 1; }
+  }
+  pthread_mutex_lock(&lock);
+  while (arrived < N) pthread_cond_wait(&cond, &lock);
+  pthread_mutex_unlock(&lock);
+  long squares = 0;
+  for (int i = 0; i < N; i++) {
+    void *r;
+    pthread_join(t[i], &r);
+    squares += (long)r;
+  }
+  printf("64 threads: sum %ld, sum of squares %ld, distinct tids %d, main tls %d\n", total, squares, atomic_load(&tids_distinct), mine);
+
+  pthread_t s;
+  pthread_create(&s, NULL, spinner, NULL);
+  struct timespec ts = { 0, 10 * 1000 * 1000 };
+  nanosleep(&ts, NULL);
+  atomic_store(&flag, 1);
+  void *r;
+  pthread_join(s, &r);
+  printf("spinner returned %ld\n", (long)r);
+
+  pthread_t z[4];
+  for (long i = 0; i < 4; i++) pthread_create(&z[i], NULL, sleeper, (void *)(i + 100));
+  long zs = 0;
+  for (int i = 0; i < 4; i++) { pthread_join(z[i], &r); zs += (long)r; }
+  printf("sleepers returned %ld\n", zs);
+
+  if (argc > 1 && strcmp(argv[1], "cancel") == 0) { /* glibc cancels with a signal (SIGCANCEL) */
+    pthread_t c;
+    pthread_create(&c, NULL, cancelled, NULL);
+    nanosleep(&ts, NULL);
+    pthread_cancel(c);
+    pthread_join(c, &r);
+    printf("cancelled: %s\n", r == PTHREAD_CANCELED ? "yes" : "no");
+  }
+
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t d;
+  pthread_create(&d, &attr, detached, NULL);
+  while (!atomic_load(&detached_done)) sched_yield();
+  printf("detached thread ran\n");
+  return 0;
+}

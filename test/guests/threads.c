@@ -1,7 +1,8 @@
 /* Threads as C programs use them: pthread_create/join, a barrier of 64 threads, mutexes and
  * condition variables, thread-local storage, a spinning thread that needs another to run (time
  * slices), sleeps in threads, detached threads and the clear-and-wake at exit; with argument
- * `cancel`, pthread_cancel too.
+ * `cancel`, pthread_cancel too. `mainexit`: main() calls pthread_exit and a thread finishes later;
+ * `deadlock`: main joins a thread that waits forever.
  * Everything printed is the same however the threads interleave. */
 #include <pthread.h>
 #include <sched.h>
@@ -64,7 +65,33 @@ static void *detached(void *arg) {
   return NULL;
 }
 
+static void *late_worker(void *arg) {
+  struct timespec ts = { 0, 20 * 1000 * 1000 };
+  nanosleep(&ts, NULL);
+  printf("worker %ld outlived main\n", (long)arg);
+  return NULL;
+}
+
+static void *forever(void *arg) {
+  pthread_mutex_lock(&lock);
+  for (;;) pthread_cond_wait(&cond, &lock);
+  return arg;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "mainexit") == 0) { /* the process lives on until its last thread ends */
+    pthread_t w;
+    pthread_create(&w, NULL, late_worker, (void *)1L);
+    printf("main exits first\n");
+    fflush(stdout);
+    pthread_exit(NULL);
+  }
+  if (argc > 1 && strcmp(argv[1], "deadlock") == 0) { /* natively a hang; in tskvm a guest fault */
+    pthread_t w;
+    pthread_create(&w, NULL, forever, NULL);
+    pthread_join(w, NULL);
+    return 0;
+  }
   pthread_t t[N];
   pthread_barrier_init(&barrier, NULL, N);
   for (long i = 0; i < N; i++) {

@@ -220,7 +220,7 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
     }
     case 'interrupted': {
       if (!ctx.timerFired()) return null; // another signal: go back in
-      if (timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
+      if (!ctx.slicing || timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
       // A time slice ended: the next runnable thread gets the vCPU.
       p.threads.preempt(p);
       ctx.rearm();
@@ -266,7 +266,11 @@ function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omi
   // A call run again when its thread next runs keeps its number in rax.
   if (!threads.switchWanted || threads.current.wait?.kind !== 'file') cpu.set('rax', result);
   if (threads.switchWanted && !threads.switchThreads(p)) {
-    if (deadlineReached()) return timedOut(ctx.timeoutMs, `while every thread waited (the last in ${def?.name ?? `call ${nr}`})`, cpu.get('rip'));
+    if (deadlineReached()) {
+      const name = def?.name ?? `call ${nr}`;
+      const waiting = threads.count > 1 ? `while all ${threads.count} threads waited (this one in ${name})` : `while it waited in ${name}`;
+      return timedOut(ctx.timeoutMs, waiting, viaStub ? cpu.get('rcx') : cpu.get('rip'));
+    }
     const { status, signal, reason: why } = p.exit!;
     return { status, signal, outcome: 'signal', message: why };
   }

@@ -52,15 +52,9 @@ export function contextSwitch(vcpu: Vcpu, choice: VcpuChoice): ContextSwitch {
     return regs;
   }
 
-  function segmentBases(): [number, number] {
-    const [fs, gs] = vcpu.getMsrs([MSR.FS_BASE, MSR.GS_BASE]);
-    return [Number(fs), Number(gs)];
-  }
-
   return {
-    saveContext(exact) {
+    saveContext(exact, fsBase, gsBase) {
       const regs = exact ? (vcpu.completeExit(), Uint32Array.from(vcpu.regs)) : userRegs();
-      const [fsBase, gsBase] = segmentBases();
       const sregs = exact && ring0 ? Uint8Array.from(setTaskRegisterType(vcpu.getSregs(), choice.taskRegister)) : null;
       return { regs, xsave: Uint8Array.from(vcpu.getXsave()), sregs, fsBase, gsBase };
     },
@@ -82,12 +76,11 @@ export function contextSwitch(vcpu: Vcpu, choice: VcpuChoice): ContextSwitch {
       install(regs, null);
     },
 
-    childContext(stack, tls) {
+    childContext(stack, fsBase, gsBase) {
       const regs = userRegs();
       write(regs, 'rax', 0);
       if (stack) write(regs, 'rsp', stack);
-      const [fsBase, gsBase] = segmentBases();
-      return { regs, xsave: Uint8Array.from(vcpu.getXsave()), sregs: null, fsBase: tls ?? fsBase, gsBase };
+      return { regs, xsave: Uint8Array.from(vcpu.getXsave()), sregs: null, fsBase, gsBase };
     },
   };
 

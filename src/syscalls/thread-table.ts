@@ -40,8 +40,8 @@ export type ThreadWait =
   | { kind: 'futex'; addr: number; bitset: number; until: number }
   /** A sleep: ends at `until` with 0. */
   | { kind: 'sleep'; until: number }
-  /** A call that would block on a host file: it runs again once the file is ready (or at `until`). */
-  | { kind: 'file'; hostFd: number; events: number; until: number };
+  /** A call that would block on host files: it runs again once one is ready (`ready`), or returns `onTimeout` at `until`. */
+  | { kind: 'file'; files: Array<{ hostFd: number; events: number }>; until: number; onTimeout: number; ready: boolean };
 
 export interface GuestThread {
   tid: number;
@@ -67,14 +67,17 @@ export type Resume = number | 'retry' | 'asis';
 
 /** What the vCPU code does for the scheduler (CpuControl's thread part). */
 export interface ContextSwitch {
-  /** The running thread's registers as they will be when it runs on (its call returned with rax as set). */
-  saveContext(exact: boolean): ThreadContext;
+  /**
+   * The running thread's registers as they will be when it runs on: after its call, with rax as set
+   * (or, `exact`, wherever it was interrupted); its segment bases are the ones given.
+   */
+  saveContext(exact: boolean, fsBase: number, gsBase: number): ThreadContext;
   /** Makes `ctx` the running thread's registers, going on as `resume` says. */
   loadContext(ctx: ThreadContext, resume: Resume): void;
   /** The running thread's call ends as `resume` says (a number or 'retry'), with no switch. */
   finishCall(resume: Resume): void;
-  /** A new thread's first registers: the running thread's as its clone call returns, with rax 0, rsp `stack`, FS base `tls`. */
-  childContext(stack: number, tls: number | null): ThreadContext;
+  /** A new thread's first registers: the running thread's as its clone call returns, with rax 0, rsp `stack` (0: the same). */
+  childContext(stack: number, fsBase: number, gsBase: number): ThreadContext;
 }
 
 /** Wall-clock ms: comparable across host threads, as a frozen program's waits move between them. */
@@ -231,7 +234,7 @@ export class ThreadTable {
       return true;
     }
     if (!this.currentExited) {
-      out.context = cpu.saveContext(false);
+      out.context = cpu.saveContext(false, host.fsBase, host.gsBase);
       // A thread that blocked gets its result when its wait ends; one that yields returns 0.
       if (out.wait === null) out.resume = 0;
       this.parked.push(out);
@@ -249,7 +252,7 @@ export class ThreadTable {
     const next = this.parked.find((t) => t.wait === null);
     if (!next) return false;
     const out = this.current;
-    out.context = host.cpu!.saveContext(true);
+    out.context = host.cpu!.saveContext(true, host.fsBase, host.gsBase);
     out.resume = 'asis';
     this.parked.push(out);
     this.run(next, host);
@@ -274,9 +277,9 @@ export class ThreadTable {
     const now = wallMs();
     const end = (t: GuestThread): void => {
       const w = t.wait;
-      if (!w || w.until > now) return;
+      if (!w || (w.until > now && !(w.kind === 'file' && w.ready))) return;
       t.wait = null;
-      t.resume = w.kind === 'futex' ? -E.ETIMEDOUT : w.kind === 'sleep' ? 0 : 'retry';
+      t.resume = w.kind === 'futex' ? -E.ETIMEDOUT : w.kind === 'sleep' ? 0 : w.ready ? 'retry' : w.onTimeout;
     };
     this.parked.forEach(end);
     if (!this.currentExited) end(this.current);
@@ -298,12 +301,13 @@ export class ThreadTable {
       return false;
     }
     const ms = until === Infinity ? -1 : Math.max(0, Math.ceil(until - wallMs()));
-    const fds = Buffer.alloc(files.length * 8);
-    files.forEach((w, i) => { fds.writeInt32LE(w.hostFd, i * 8); fds.writeUInt16LE(w.events, i * 8 + 4); });
-    const n = libc.poll(fds, files.length, waitLimit(ms)) as number;
-    if (n < 0 && lastErrno() !== E.EINTR) throw new Error(`poll of ${files.length} host files failed: errno ${lastErrno()}`);
-    // A file that is ready ends its wait at the next look (POLLNVAL too: the call runs again and fails).
-    if (n > 0) files.forEach((w, i) => { if (fds.readUInt16LE(i * 8 + 6) !== 0) w.until = 0; });
+    const entries = files.flatMap((w) => w.files.map((f) => ({ wait: w, ...f })));
+    const fds = Buffer.alloc(entries.length * 8);
+    entries.forEach((e, i) => { fds.writeInt32LE(e.hostFd, i * 8); fds.writeUInt16LE(e.events, i * 8 + 4); });
+    const n = libc.poll(fds, entries.length, waitLimit(ms)) as number;
+    if (n < 0 && lastErrno() !== E.EINTR) throw new Error(`poll of ${entries.length} host files failed: errno ${lastErrno()}`);
+    // A wait with a file ready ends at the next look (POLLNVAL too: the call runs again and fails).
+    if (n > 0) entries.forEach((e, i) => { if (fds.readUInt16LE(i * 8 + 6) !== 0) e.wait.ready = true; });
     else if (passedDeadline()) return false;
     return true;
   }

@@ -46,7 +46,7 @@ function cloneThread(p: Process, req: CloneRequest): number {
   if (flags & ~THREAD_FLAGS & ~CSIGNAL) return -E.EINVAL;
   if (flags & CSIGNAL) return -E.EINVAL; // a thread has no exit signal
   if ((flags & CLONE_SETTLS) && (req.tls < 0 || req.tls >= 2 ** 47)) return -E.EPERM;
-  const context = p.cpu!.childContext(req.stack, flags & CLONE_SETTLS ? req.tls : null);
+  const context = p.cpu!.childContext(req.stack, flags & CLONE_SETTLS ? req.tls : p.fsBase, p.gsBase);
   const child = p.threads.spawn(context);
   if (!child) return -E.EAGAIN;
   const writeTid = (addr: number): void => {

@@ -1,6 +1,6 @@
 /* Threads as C programs use them: pthread_create/join, a barrier of 64 threads, mutexes and
  * condition variables, thread-local storage, a spinning thread that needs another to run (time
- * slices), sleeps in threads, detached threads and the clear-and-wake at exit; with argument
+ * slices), sleeps in threads, a pipe and poll between threads, detached threads and the clear-and-wake at exit; with argument
  * `cancel`, pthread_cancel too. `mainexit`: main() calls pthread_exit and a thread finishes later;
  * `deadlock`: main joins a thread that waits forever.
  * Everything printed is the same however the threads interleave. */
@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <poll.h>
 
 #define N 64
 
@@ -78,6 +79,47 @@ static void *forever(void *arg) {
   return arg;
 }
 
+static int pipe_fds[2], back_fds[2];
+
+/* Reads the pipe until end of file, checking the bytes; writes the count back through another pipe. */
+static void *consumer(void *arg) {
+  (void)arg;
+  unsigned char buf[4096];
+  long count = 0, bad = 0;
+  ssize_t n;
+  while ((n = read(pipe_fds[0], buf, sizeof buf)) > 0) {
+    for (ssize_t i = 0; i < n; i++) bad += buf[i] != (unsigned char)((count + i) * 7);
+    count += n;
+  }
+  char line[64];
+  int len = snprintf(line, sizeof line, "%ld bytes, %ld wrong", count, bad);
+  write(back_fds[1], line, len);
+  close(back_fds[1]);
+  return NULL;
+}
+
+static void pipe_between_threads(void) {
+  pipe(pipe_fds);
+  pipe(back_fds);
+  pthread_t c;
+  pthread_create(&c, NULL, consumer, NULL);
+  /* poll waits for the consumer's answer while the consumer waits for bytes: both must park */
+  static unsigned char data[300000];
+  for (long i = 0; i < (long)sizeof data; i++) data[i] = (unsigned char)(i * 7);
+  for (long off = 0; off < (long)sizeof data;) {
+    ssize_t n = write(pipe_fds[1], data + off, sizeof data - off);
+    if (n <= 0) { printf("write failed\n"); return; }
+    off += n;
+  }
+  close(pipe_fds[1]);
+  struct pollfd pfd = { back_fds[0], POLLIN, 0 };
+  int ready = poll(&pfd, 1, 5000);
+  char line[64] = { 0 };
+  read(back_fds[0], line, sizeof line - 1);
+  pthread_join(c, NULL);
+  printf("pipe between threads: poll %d, %s\n", ready, line);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "mainexit") == 0) { /* the process lives on until its last thread ends */
     pthread_t w;
@@ -131,6 +173,8 @@ int main(int argc, char **argv) {
     pthread_join(c, &r);
     printf("cancelled: %s\n", r == PTHREAD_CANCELED ? "yes" : "no");
   }
+
+  pipe_between_threads();
 
   pthread_attr_t attr;
   pthread_attr_init(&attr);

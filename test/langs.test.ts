@@ -1,0 +1,28 @@
+// Programs from other languages' toolchains (test/langs: C++, Rust, Go, all static), each compared
+// with its native run: stdout, stderr and exit status. A thread id in a message is the only thing
+// allowed to differ (natively it is the host's).
+import t from 'tap';
+import { join } from 'node:path';
+import { assertSameOutcome, kvmAvailable, repoRoot, runNative, runTskvm, type RunOutcome } from './helpers/differential.js';
+
+const lang = (name: string): string => join(repoRoot, 'test', 'langs', 'bin', name);
+
+/** The outcome with thread ids in Rust's "thread 'name' (TID)" messages replaced. */
+function withoutTids(run: RunOutcome): RunOutcome {
+  return { ...run, stderr: Buffer.from(run.stderr.toString().replace(/(thread '[^']*') \(\d+\)/g, '$1 (TID)')) };
+}
+
+t.test('C++: a std::thread pool with futures and condition variables, std::async', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const native = runNative(lang('pool'), []);
+  t.match(native.stdout.toString(), /^pool total 15149905, async 42, deferred 8\n$/);
+  assertSameOutcome(t, runTskvm(lang('pool'), [], { timeoutSec: 60 }), native, 'pool');
+});
+
+t.test('Rust: threads with channels and a Mutex, thread::scope, a panic caught at join', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const native = runNative(lang('threads-rs'), []);
+  t.match(native.stdout.toString(), /channel sum 140 counter 8000\nscoped \[10, 20, 30, 40, 50, 60\]\ncaught panic: true\n/);
+  t.match(native.stderr.toString(), /thread 'worker' \(\d+\) panicked at .*boom in a thread/s);
+  assertSameOutcome(t, withoutTids(runTskvm(lang('threads-rs'), [], { timeoutSec: 60 })), withoutTids(native), 'rust');
+});

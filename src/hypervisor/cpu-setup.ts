@@ -36,7 +36,8 @@ export interface VcpuChoice {
   taskRegister: TaskRegisterType;
 }
 
-function writeSegment(b: Buffer, at: number, selector: number, code: boolean, dpl: number): void {
+/** A flat 64-bit segment descriptor (code or data, of privilege `dpl`) into a kvm_sregs buffer at `at`. */
+export function writeSegment(b: Buffer, at: number, selector: number, code: boolean, dpl: number): void {
   b.writeBigUInt64LE(0n, at + seg.base);
   b.writeUInt32LE(0xffffffff, at + seg.limit);
   b.writeUInt16LE(selector, at + seg.selector);

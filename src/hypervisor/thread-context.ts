@@ -5,17 +5,20 @@
  *
  * A thread parked in a syscall is saved as it will be when the call has returned: rip after the
  * `syscall`, as Linux's sysret leaves it. Where the syscall entry is in ring 0 (hardware KVM), the
- * vCPU stops in the ring-0 stub, on its `sysretq`; a thread loaded there goes back to ring 3 through
- * that `sysretq`, with rcx and r11 carrying its rip and rflags (which a syscall clobbers anyway).
+ * vCPU stops in the ring-0 stub, on its `sysretq`; a thread loaded there goes to ring 3 directly, its
+ * registers with the user code and stack segments a sysret would load (KVM_SET_SREGS). Loading it
+ * through the stub's `sysretq` instead, rip and rflags in rcx and r11, hung the vCPU on hardware
+ * KVM (AMD SVM, in the lane).
  * A thread interrupted by its time slice is saved exactly, anywhere, with its segment state on
  * hardware KVM (it may have been stopped in ring 0), and loaded back exactly.
  *
  * On hardware KVM rip moves past the `out` of an exit only at the next KVM_RUN, which would also
  * overwrite a rip set before it: every save and load completes the exit first (Vcpu.completeExit).
  */
-import { MSR, regIndex } from './kvm/abi.js';
+import { MSR, regIndex, sregs as sregsLayout } from './kvm/abi.js';
+import { SELECTOR } from '../paging/descriptors.js';
 import type { Vcpu } from './kvm/vcpu.js';
-import { setTaskRegisterType, type VcpuChoice } from './cpu-setup.js';
+import { setTaskRegisterType, writeSegment, type VcpuChoice } from './cpu-setup.js';
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
 import type { ContextSwitch, Resume, ThreadContext } from '../syscalls/thread-table.js';
 
@@ -86,18 +89,20 @@ export function contextSwitch(vcpu: Vcpu, choice: VcpuChoice): ContextSwitch {
 
   /**
    * Puts `regs` in the vCPU (its exit completed). Exact segment state goes in with them; without it,
-   * user-state registers go back to ring 3 the way the vCPU stands: directly, or through the ring-0
-   * stub's sysretq (rip from rcx, rflags from r11).
+   * user-state registers go in as they are where the vCPU is in ring 3, and with ring 3's code and
+   * stack segments where it stands in the ring-0 stub.
    */
   function install(regs: Uint32Array, sregs: Uint8Array | null): void {
-    const inSysretStub = ring0 && vcpu.get('rip') === afterOut;
+    const inRing0Stub = ring0 && vcpu.get('rip') === afterOut;
     vcpu.regs.set(regs);
     if (sregs) {
       vcpu.setSregs(Buffer.from(sregs));
-    } else if (inSysretStub) {
-      write(vcpu.regs, 'rcx', read(regs, 'rip'));
-      write(vcpu.regs, 'r11', read(regs, 'rflags'));
-      write(vcpu.regs, 'rip', afterOut);
+    } else if (inRing0Stub) {
+      // Back to ring 3 with the segment state a sysret would give.
+      const s = setTaskRegisterType(vcpu.getSregs(), choice.taskRegister);
+      writeSegment(s, sregsLayout.cs, SELECTOR.USER_CS, true, 3);
+      writeSegment(s, sregsLayout.ss, SELECTOR.USER_DS, false, 3);
+      vcpu.setSregs(s);
     }
     vcpu.markRegsDirty();
   }

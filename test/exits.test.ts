@@ -8,7 +8,7 @@ import { regIndex, sregs as sregsLayout, type RegName } from '../src/hypervisor/
 import type { VcpuExit } from '../src/hypervisor/kvm/exit.js';
 import { handleExit, type ExitContext, type ExitCpu } from '../src/hypervisor/run-loop.js';
 import { describeFailure } from '../src/runtime/request-failure.js';
-import { endDeadline, startDeadline } from '../src/syscalls/deadline.js';
+import { endDeadline, startDeadline, timeLeft } from '../src/syscalls/deadline.js';
 import { FileTable } from '../src/syscalls/fd-table.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import { PathPolicy } from '../src/syscalls/path-policy.js';
@@ -95,7 +95,10 @@ t.test('an exception stub\'s exit is the exception; the others end the run as a 
   t.match(handleExit({ kind: 'shutdown' }, cpu, p, context()), { outcome: 'fault', fault: { summary: /triple fault/ } });
   t.match(handleExit({ kind: 'mmio', address: 0x1_0000_0000, write: true, size: 8 }, cpu, p, context()), { outcome: 'fault', fault: { summary: /0x100000000/ } });
   t.equal(handleExit({ kind: 'interrupted' }, cpu, p, context(false)), null, 'another signal: back in');
+  startDeadline(0.001); // the run's deadline has passed when its timer fires
+  while (timeLeft() > 0) { /* a microsecond */ }
   t.match(handleExit({ kind: 'interrupted' }, cpu, p, context(true)), { outcome: 'timeout', status: 124, message: /longer than 1 s and was stopped at rip/ }, 'the timer: a timeout');
+  endDeadline();
   t.throws(() => handleExit({ kind: 'internal-error', suberror: 1 }, cpu, p, context()), { code: 'TSKVM_ERR_KVM_EXIT', message: /KVM_EXIT_INTERNAL_ERROR \(suberror 1\)/ });
   t.throws(() => handleExit({ kind: 'fail-entry', hardwareReason: 0x80000021n }, cpu, p, context()), { code: 'TSKVM_ERR_KVM_EXIT', message: /hardware reason 0x80000021/ });
 });

@@ -26,3 +26,13 @@ t.test('Rust: threads with channels and a Mutex, thread::scope, a panic caught a
   t.match(native.stderr.toString(), /thread 'worker' \(\d+\) panicked at .*boom in a thread/s);
   assertSameOutcome(t, withoutTids(runTskvm(lang('threads-rs'), [], { timeoutSec: 60 })), withoutTids(native), 'rust');
 });
+
+t.test('Go: goroutines, channels, a WaitGroup, time.Sleep, encoding/json, crypto/sha256, a recovered panic', async (t) => {
+  if (!kvmAvailable(t)) return;
+  for (const procs of ['1', '4']) {
+    const env = { GOMAXPROCS: procs };
+    const native = runNative(lang('goroutines'), [], { env });
+    t.match(native.stdout.toString(), new RegExp(`^GOMAXPROCS ${procs}\\nsum of squares 328350\\n`));
+    assertSameOutcome(t, runTskvm(lang('goroutines'), [], { env, timeoutSec: 60 }), native, `GOMAXPROCS=${procs}`);
+  }
+});

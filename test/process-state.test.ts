@@ -54,7 +54,7 @@ function change(p: Process): void {
   p.umask = 0o777;
   p.threads.current.name.fill(65);
   p.threads.current.clearChildTid = 0x4000;
-  p.threads.spawn({ regs: new Uint32Array(36), xsave: new Uint8Array(16), sregs: null, fsBase: 1, gsBase: 2 });
+  p.threads.spawn({ regs: new Uint32Array(36), xsave: new Uint8Array(16), fsBase: 1, gsBase: 2 });
   p.fsBase = 0x1234;
   p.gsBase = 0x5678;
   p.exit = { status: 1 };

@@ -220,9 +220,10 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
     }
     case 'interrupted': {
       if (!ctx.timerFired()) return null; // another signal: go back in
-      if (!ctx.slicing || timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
-      // A time slice ended: the next runnable thread gets the vCPU.
-      p.threads.preempt(p);
+      if (timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
+      // A time slice ended: the next runnable thread gets the vCPU. (A slice's signal may also come
+      // after the program is back to one thread, armed before; it is no timeout.)
+      if (ctx.slicing) p.threads.preempt(p);
       ctx.rearm();
       return null;
     }

@@ -6,9 +6,8 @@
  * A thread parked in a syscall is saved as it will be when the call has returned: rip after the
  * `syscall`, as Linux's sysret leaves it. Where the syscall entry is in ring 0 (hardware KVM), the
  * vCPU stops in the ring-0 stub, on its `sysretq`; a thread loaded there goes to ring 3 directly, its
- * registers with the user code and stack segments a sysret would load (KVM_SET_SREGS). Loading it
- * through the stub's `sysretq` instead, rip and rflags in rcx and r11, hung the vCPU on hardware
- * KVM (AMD SVM, in the lane).
+ * registers with the user code and stack segments a sysret would load (KVM_SET_SREGS), so that
+ * every thread's registers, general and segment, are those of ring 3 and nothing depends on the stub.
  * A thread interrupted by its time slice is saved exactly, anywhere, with its segment state on
  * hardware KVM (it may have been stopped in ring 0), and loaded back exactly.
  *
@@ -20,6 +19,7 @@ import { SELECTOR } from '../paging/descriptors.js';
 import type { Vcpu } from './kvm/vcpu.js';
 import { setTaskRegisterType, writeSegment, type VcpuChoice } from './cpu-setup.js';
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
+import { PAGE, RING0_STUBS_ADDR } from '../paging/layout.js';
 import type { ContextSwitch, Resume, ThreadContext } from '../syscalls/thread-table.js';
 
 /** Where each syscall stub goes on after its 2-byte `out`: `jmp *%rcx` (ring 3, PVM) or `sysretq` (ring 0). */
@@ -57,16 +57,18 @@ export function contextSwitch(vcpu: Vcpu, choice: VcpuChoice): ContextSwitch {
 
   return {
     saveContext(exact, fsBase, gsBase) {
-      const regs = exact ? (vcpu.completeExit(), Uint32Array.from(vcpu.regs)) : userRegs();
-      const sregs = exact && ring0 ? Uint8Array.from(setTaskRegisterType(vcpu.getSregs(), choice.taskRegister)) : null;
-      return { regs, xsave: Uint8Array.from(vcpu.getXsave()), sregs, fsBase, gsBase };
+      vcpu.completeExit();
+      const rip = vcpu.get('rip');
+      // Interrupted in a ring-0 exception stub: not a place to leave a thread (its exit comes next).
+      if (exact && rip !== afterOut && rip >= RING0_STUBS_ADDR && rip < RING0_STUBS_ADDR + PAGE) return null;
+      return { regs: userRegs(), xsave: Uint8Array.from(vcpu.getXsave()), fsBase, gsBase };
     },
 
     loadContext(ctx, resume) {
       vcpu.completeExit();
       const regs = Uint32Array.from(ctx.regs);
       applyResume(regs, resume);
-      install(regs, ctx.sregs);
+      install(regs);
       vcpu.setXsave(ctx.xsave);
       vcpu.setMsrs([[MSR.FS_BASE, ctx.fsBase], [MSR.GS_BASE, ctx.gsBase]]);
     },
@@ -76,29 +78,25 @@ export function contextSwitch(vcpu: Vcpu, choice: VcpuChoice): ContextSwitch {
       if (resume === 'asis') return;
       const regs = userRegs();
       applyResume(regs, resume);
-      install(regs, null);
+      install(regs);
     },
 
     childContext(stack, fsBase, gsBase) {
       const regs = userRegs();
       write(regs, 'rax', 0);
       if (stack) write(regs, 'rsp', stack);
-      return { regs, xsave: Uint8Array.from(vcpu.getXsave()), sregs: null, fsBase, gsBase };
+      return { regs, xsave: Uint8Array.from(vcpu.getXsave()), fsBase, gsBase };
     },
   };
 
   /**
-   * Puts `regs` in the vCPU (its exit completed). Exact segment state goes in with them; without it,
-   * user-state registers go in as they are where the vCPU is in ring 3, and with ring 3's code and
-   * stack segments where it stands in the ring-0 stub.
+   * Puts user-state `regs` in the vCPU (its exit completed): as they are where the vCPU is in ring 3,
+   * and with ring 3's code and stack segments where it stands in the ring-0 stub.
    */
-  function install(regs: Uint32Array, sregs: Uint8Array | null): void {
+  function install(regs: Uint32Array): void {
     const inRing0Stub = ring0 && vcpu.get('rip') === afterOut;
     vcpu.regs.set(regs);
-    if (sregs) {
-      vcpu.setSregs(Buffer.from(sregs));
-    } else if (inRing0Stub) {
-      // Back to ring 3 with the segment state a sysret would give.
+    if (inRing0Stub) {
       const s = setTaskRegisterType(vcpu.getSregs(), choice.taskRegister);
       writeSegment(s, sregsLayout.cs, SELECTOR.USER_CS, true, 3);
       writeSegment(s, sregsLayout.ss, SELECTOR.USER_DS, false, 3);

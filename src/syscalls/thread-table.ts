@@ -28,8 +28,6 @@ export interface ThreadContext {
   regs: Uint32Array;
   /** The XSAVE area (x87/SSE/AVX). */
   xsave: Uint8Array;
-  /** struct kvm_sregs, kept only for a thread interrupted where ring 0 state may differ (hardware KVM). */
-  sregs: Uint8Array | null;
   fsBase: number;
   gsBase: number;
 }
@@ -69,9 +67,10 @@ export type Resume = number | 'retry' | 'asis';
 export interface ContextSwitch {
   /**
    * The running thread's registers as they will be when it runs on: after its call, with rax as set
-   * (or, `exact`, wherever it was interrupted); its segment bases are the ones given.
+   * (or, `exact`, wherever the time slice interrupted it: null where it cannot be left); its
+   * segment bases are the ones given.
    */
-  saveContext(exact: boolean, fsBase: number, gsBase: number): ThreadContext;
+  saveContext(exact: boolean, fsBase: number, gsBase: number): ThreadContext | null;
   /** Makes `ctx` the running thread's registers, going on as `resume` says. */
   loadContext(ctx: ThreadContext, resume: Resume): void;
   /** The running thread's call ends as `resume` says (a number or 'retry'), with no switch. */
@@ -234,7 +233,7 @@ export class ThreadTable {
       return true;
     }
     if (!this.currentExited) {
-      out.context = cpu.saveContext(false, host.fsBase, host.gsBase);
+      out.context = cpu.saveContext(false, host.fsBase, host.gsBase)!;
       // A thread that blocked gets its result when its wait ends; one that yields returns 0.
       if (out.wait === null) out.resume = 0;
       this.parked.push(out);
@@ -253,6 +252,7 @@ export class ThreadTable {
     if (!next) return false;
     const out = this.current;
     out.context = host.cpu!.saveContext(true, host.fsBase, host.gsBase);
+    if (!out.context) return false;
     out.resume = 'asis';
     this.parked.push(out);
     this.run(next, host);

@@ -97,3 +97,71 @@ const MAX_IMAGE_TABLES = (USER_START - IMAGE_PT_ADDR) / PAGE;
 export function pageTableRanges(addressSpace: number): Array<[number, number]> {
   return [[PML4_ADDR, PD_ADDR + pageDirectoryCount(addressSpace) * PAGE], [IMAGE_PT_ADDR, USER_START]];
 }
+
+/**
+ * Sets or clears no-execute on the user pages [start, end) (page aligned) after the first run: a
+ * library the guest maps with PROT_EXEC, or an mprotect/munmap that takes it away. `executable`
+ * (sorted, disjoint ranges) are the pages to make executable, `untouched` those to leave as they
+ * are (the ELF images, made so before the first run); the rest become no-execute. Every table byte it
+ * changes goes through `record` (a host write a request VM's reset must undo). A 2 MiB page that must
+ * hold both gets a page table of its own from the free ones between IMAGE_PT_ADDR and USER_START; a
+ * 2 MiB page mapped executable whole (past the room for tables, or `executable: 'all'`) is left so.
+ * Returns whether any entry changed (the caller must then drop the translations the CPU or the
+ * hypervisor derived from the old ones), or null when no table was free to make a page executable.
+ */
+export function setUserExecutable(memory: Uint8Array, addressSpace: number, start: number, end: number,
+  ranges: { executable: Array<[number, number]>; untouched: Array<[number, number]> }, record: (addr: number, len: number) => void): boolean | null {
+  const within = (list: Array<[number, number]>, from: number, to: number): boolean => list.some(([s, e]) => s < to && e > from);
+  const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
+  const read = (at: number): bigint => view.getBigUint64(at, true);
+  const write = (at: number, value: bigint): void => {
+    record(at, 8);
+    view.setBigUint64(at, value, true);
+  };
+  const frame = (e: bigint): number => Number(e & 0x000f_ffff_ffff_f000n);
+  let free: number[] | null = null;
+  let changed = false;
+  for (let huge = start - (start % HUGE_PAGE); huge < end && huge < addressSpace; huge += HUGE_PAGE) {
+    if (huge < USER_START) continue;
+    const pdEntry = PD_ADDR + (huge / HUGE_PAGE) * 8;
+    const pde = read(pdEntry);
+    if ((pde & P) === 0n) continue;
+    const from = Math.max(start, huge);
+    const to = Math.min(end, huge + HUGE_PAGE);
+    if (pde & PS) {
+      if ((pde & NX) === 0n || !within(ranges.executable, from, to)) continue;
+      free ??= freeTables(view, addressSpace);
+      const table = free.shift();
+      if (table === undefined) return null;
+      for (let j = 0; j < 512; j++) write(table + j * 8, BigInt(huge + j * PAGE) | (pde & (P | RW | US | NX)));
+      write(LOW_PT_ADDR + (table / PAGE) * 8, BigInt(table) | P | RW | NX);
+      write(pdEntry, BigInt(table) | P | RW | US);
+      changed = true;
+    }
+    const table = frame(read(pdEntry));
+    for (let page = from; page < to; page += PAGE) {
+      const at = table + ((page - huge) / PAGE) * 8;
+      if (within(ranges.untouched, page, page + PAGE)) continue;
+      const pte = read(at);
+      const want = within(ranges.executable, page, page + PAGE) ? pte & ~NX : pte | NX;
+      if (want !== pte) {
+        write(at, want);
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+/** The page-table pages below USER_START that no page directory entry uses. */
+function freeTables(view: DataView, addressSpace: number): number[] {
+  const used = new Set<number>();
+  const entries = Math.ceil(addressSpace / HUGE_PAGE);
+  for (let i = USER_START / HUGE_PAGE; i < entries; i++) {
+    const pde = view.getBigUint64(PD_ADDR + i * 8, true);
+    if ((pde & P) !== 0n && (pde & PS) === 0n) used.add(Number(pde & 0x000f_ffff_ffff_f000n));
+  }
+  const free: number[] = [];
+  for (let table = IMAGE_PT_ADDR; table < USER_START; table += PAGE) if (!used.has(table)) free.push(table);
+  return free;
+}

@@ -160,6 +160,15 @@ export function parseElf(file: Uint8Array, limits: ElfLimits, source = 'the ELF 
   };
 }
 
+/**
+ * The dynamic loader an ELF file names (PT_INTERP), or null for a static program, without the rest of
+ * parseElf's checks: for deciding what a program needs before it is loaded. Throws as parseElf does.
+ */
+export function elfInterpreter(file: Uint8Array, source = 'the ELF file'): string | null {
+  const header = readHeader(file, source);
+  return interpreterOf(file, decodeProgramHeaders(file, header, source), source);
+}
+
 function checkLimits(limits: ElfLimits): void {
   const { minAddress, maxAddress, pieBase } = limits;
   const ok = [minAddress, maxAddress, pieBase].every(

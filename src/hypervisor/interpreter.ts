@@ -18,7 +18,18 @@ import { parseElf, pageDown, type ElfImage, type ElfLimits } from '../elf/parse-
 import { errno as lastErrno, libc } from '../host/libc.js';
 import { errnoName } from '../host/errno.js';
 import { O } from '../syscalls/open-files/open-file.js';
-import type { PathPolicy } from '../syscalls/path-policy.js';
+import type { AllowedPath, PathPolicy } from '../syscalls/path-policy.js';
+
+/**
+ * Where a Linux system keeps its dynamic loader and shared libraries, and the loader's cache of
+ * them: what a dynamically linked program needs to read before main() (read-only).
+ */
+export const SYSTEM_LIBRARY_PATHS = ['/lib', '/lib64', '/usr/lib', '/usr/lib64', '/usr/local/lib', '/etc/ld.so.cache'];
+
+/** SYSTEM_LIBRARY_PATHS that exist here, as allowed paths (read-only, each at its own path). */
+export function systemLibraryPaths(): AllowedPath[] {
+  return SYSTEM_LIBRARY_PATHS.filter((path) => fs.existsSync(path)).map((path) => ({ real: path }));
+}
 
 /** ld.so is ~250 KiB; anything past this is not a loader, and reading it would only cost memory. */
 export const MAX_INTERPRETER_BYTES = 64 << 20;

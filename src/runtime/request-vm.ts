@@ -661,6 +661,8 @@ export class RequestVm {
     const started = performance.now();
     const ram = this.ram;
     const dirty = this.dirtyPages.restore(this.guest.vm, ram.memory.bytes, ram.master!);
+    // Page tables the request changed are the frozen ones again: KVM must forget what it built from them.
+    if (this.dirtyPages.systemRestored) this.guest.vm.flushTranslations();
     this.stats.dirty_pages = dirty;
     this.stats.vm_bank_current = dirty * PAGE_SIZE;
     const upper = this.frozen.limits.requestMemoryUpper;

@@ -112,6 +112,7 @@ t.test('the tiny static ELF', (t) => {
   const image = parseElf(fixture('tiny-exit7.elf'), limits);
   t.same(image, {
     kind: 'static',
+    interpreter: null,
     base: 0,
     entry: 0x400078,
     segments: [{ vaddr: 0x400000, memsz: 132, fileOffset: 0, filesz: 132, readable: true, writable: false, executable: true }],

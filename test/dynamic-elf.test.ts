@@ -11,7 +11,7 @@ import { assertSameOutcome, guestPath, kvmAvailable, repoRoot, runNative, runTsk
 import { bootProgram } from '../src/runtime/frozen-program.js';
 import { RequestVm } from '../src/runtime/request-vm.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
-import { systemLibraryPaths } from '../src/hypervisor/interpreter.js';
+import { Program, systemLibraryPaths, TskvmError } from '../src/index.js';
 
 // Short: the hostile loaders' paths must fit where PT_INTERP's 28 bytes were.
 const scratch = mkdtempSync('/tmp/tkd-');
@@ -202,4 +202,23 @@ t.test('a dynamic request program: its libraries survive the freeze, and a reque
     }
   }
   booted.machine.close();
+});
+
+t.test('the Program API: a dynamic request program on worker threads, its libraries from allowedPaths', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const path = guestPath('req-dynmap.dyn');
+  const native = execFileSync(path, ['/hello'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const refused = await Program.load(path, { maxMemory: 256, onLog: () => {} }).then(() => null, (e: TskvmError) => e);
+  t.equal(refused?.code, 'TSKVM_ERR_ELF_INTERP_NOT_FOUND', 'without allowedPaths the program cannot start');
+  t.match(refused?.message, /ld-linux-x86-64\.so\.2, which the program may not read/, 'and the error says why');
+  const program = await Program.load(path, { maxMemory: 256, concurrency: 2, allowedPaths: systemLibraryPaths(), onLog: () => {} });
+  try {
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => program.request({ url: i % 3 === 0 ? '/map' : '/hello' })));
+    answers.forEach((res, i) => {
+      if (i % 3 === 0) t.match(res.body.toString(), /^42 [0-9a-f]+$/, `request ${i}: /map`);
+      else t.equal(res.body.toString(), native, `request ${i}: /hello, as natively`);
+    });
+  } finally {
+    await program.close();
+  }
 });

@@ -81,6 +81,16 @@ t.test('test guests built with plain gcc (dynamic PIEs) run as they do natively'
       if (native.status !== 0) t.match(vm.stderr.toString(), /instruction fetch at 0x[0-9a-f]+ \(protection violation\)/, `execmap.${flavour} ${mode}: names the fetch`);
     }
   }
+  // Code spread over 700 separate 2 MiB pages: each needs a page table of its own, and past the room
+  // for them (below USER_START), mmap says ENOMEM; what was mapped before still runs.
+  for (const flavour of ['glibc', 'dyn']) {
+    const bin = guestPath(`execmap.${flavour}`);
+    t.equal(runNative(bin, ['spread']).stdout.toString(), 'mapped 700\n42\n', `execmap.${flavour} spread: all 700 natively`);
+    const vm = runTskvm(bin, ['spread'], { maxMemoryMiB: 2048 });
+    const got = /^mapped (\d+): Cannot allocate memory\n42\n$/.exec(vm.stdout.toString());
+    t.ok(got && Number(got[1]) > 400, `execmap.${flavour} spread: ENOMEM after ${got?.[1]} (room for ~490 tables)`);
+    t.equal(vm.status, 0, `execmap.${flavour} spread: exits normally`);
+  }
   const crash = runTskvm(guestPath('crash.dyn'), ['segv']);
   t.equal(crash.status, runNative(guestPath('crash.dyn'), ['segv']).status, 'a dynamic program crashes as natively');
   t.match(crash.stderr.toString(), /page fault \(#PF\)/);

@@ -10,8 +10,14 @@
  *   unmap     map with PROT_EXEC, call, MAP_FIXED anonymous read-write memory over it with the same
  *             bytes copied in, call: 42 then SIGSEGV (anonymous memory is not executable)
  *   fixed     reserve PROT_NONE, MAP_FIXED the file over it with PROT_EXEC (the loader's way), call: 42
+ *   spread    reserve 700 × 2 MiB, map the code with PROT_EXEC into each 2 MiB until a mapping fails:
+ *             prints "mapped N" (and the error, if one failed), then calls the first: 42. Natively all
+ *             700 succeed; tskvm, which needs a page table of its own for each 2 MiB that holds code
+ *             beside no-execute memory, runs out of them first (ENOMEM, as Linux past max_map_count)
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +98,21 @@ int main(int argc, char **argv) {
     unsigned char *r = mmap(NULL, 8 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (r == MAP_FAILED) { perror("reserve"); return 2; }
     printf("%d\n", call(map(r + 2 * page, PROT_READ | PROT_EXEC, MAP_FIXED)));
+  } else if (!strcmp(mode, "spread")) {
+    const long huge = 2L << 20, count = 700;
+    unsigned char *r = mmap(NULL, count * huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) { perror("reserve"); return 2; }
+    unsigned char *first = NULL;
+    long mapped = 0;
+    for (; mapped < count; mapped++) {
+      unsigned char *at = (unsigned char *)(((uintptr_t)r + huge - 1) / huge * huge) + mapped * huge;
+      if (at + 2 * page > r + count * huge) break;
+      unsigned char *m = mmap(at, 2 * page, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_FIXED, fd, offset - offset % page);
+      if (m == MAP_FAILED) { printf("mapped %ld: %s\n", mapped, strerror(errno)); break; }
+      if (!first) first = m;
+    }
+    if (mapped == count || first == NULL) printf("mapped %ld\n", mapped);
+    printf("%d\n", call(first));
   } else {
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;

@@ -3,9 +3,11 @@
  * the emulated Linux process around them. Creation reads top to bottom like
  * the list of steps it is:
  *
- *   parse the ELF → guest RAM (memfd) → system area (page tables, GDT/TSS/IDT,
- *   stubs) → ELF segments → entry stack (argv, envp, auxv) → process state
- *   (files, paths, address space, signals) → VM + vCPU in ring 3 at the entry
+ *   parse the ELF (and, for a dynamically linked one, find its loader through the
+ *   guest's file view: interpreter.ts) → guest RAM (memfd) → system area (page
+ *   tables, GDT/TSS/IDT, stubs) → ELF segments (the loader's too) → entry stack
+ *   (argv, envp, auxv) → process state (files, paths, address space, signals) →
+ *   VM + vCPU in ring 3 at the entry (the loader's, which then runs the program's)
  *
  * `run()` is the vCPU loop: KVM_RUN, look at why the guest exited, emulate,
  * repeat — until the program exits, faults or runs out of time.

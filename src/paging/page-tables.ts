@@ -12,9 +12,10 @@
  * code is mapped through a page table of its own (at IMAGE_PT_ADDR), so that
  * the data next to the code is no-execute too.
  *
- * Built once into guest memory before the first run. The guest never needs to
- * change them: mmap/munmap/mprotect are bookkeeping in the host
- * (docs/ARCHITECTURE.md, "Memory and mappings").
+ * Built once into guest memory before the first run. mmap/munmap/mprotect are
+ * bookkeeping in the host (docs/ARCHITECTURE.md, "Memory and mappings"), except
+ * for one bit: a file mapped with PROT_EXEC (a shared library) is made executable
+ * afterwards, and no-execute again when it goes (setUserExecutable).
  */
 import {
   EXCEPTION_STACK_TOP, GDT_ADDR, HUGE_PAGE, IDT_ADDR, IMAGE_PT_ADDR, LOW_PT_ADDR, PAGE, PD_ADDR, PDPT_ADDR, PML4_ADDR, RING0_STUBS_ADDR, STUBS_ADDR, TSS_ADDR,

@@ -1,10 +1,10 @@
 /**
  * The process's view of its address space: which ranges are mapped (ELF image,
  * stack, mmap regions), where the program break is, and how memory is handed
- * out. Pure bookkeeping — the page tables map every guest address from the start
- * and are never edited (docs/ARCHITECTURE.md, "Memory and mappings") — plus one
- * side effect: ranges the guest gives back are released to the host and read as
- * zero, as fresh mappings must.
+ * out. Bookkeeping — the page tables map every guest address from the start
+ * (docs/ARCHITECTURE.md, "Memory and mappings"); only whether a file mapping may be
+ * executed reaches them, through mm.ts — plus one side effect: ranges the guest
+ * gives back are released to the host and read as zero, as fresh mappings must.
  *
  *   userStart   image        brk→                 ←mmap (top-down)   stack   end
  *   |-----------[ELF]--[heap.....]     ........   [m3][m2][m1] guard [stack]|

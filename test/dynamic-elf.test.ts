@@ -197,6 +197,11 @@ t.test('a dynamic request program: its libraries survive the freeze, and a reque
       const mapped = get('/map');
       t.match(mapped.body, /^42 [0-9a-f]+$/, `ephemeral ${ephemeral}: a request maps code and runs it`);
       const at = mapped.body.split(' ')[1]!;
+      if (!ephemeral) {
+        const seen = vm.inspect();
+        t.ok(seen.differingPages.some((page) => page * 4096 < 0x200000), 'a persistent fork keeps the page tables its request changed');
+        t.same(seen.systemWrites, [], 'and they are executable-mapping edits, nothing else');
+      }
       if (ephemeral) {
         t.same(vm.inspect().differingPages, [], 'the reset put the page tables back');
         // The same address, written without mapping anything: no-execute again after the reset.

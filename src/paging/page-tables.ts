@@ -166,3 +166,51 @@ function freeTables(view: DataView, addressSpace: number): number[] {
   for (let table = IMAGE_PT_ADDR; table < USER_START; table += PAGE) if (!used.has(table)) free.push(table);
   return free;
 }
+
+/**
+ * Whether the page-table page at `page` in `fork` differs from `master` only as setUserExecutable and
+ * the CPU change tables: accessed and dirty bits, no-execute bits of user pages, a 2 MiB page split
+ * into a table below USER_START whose entries map the same 2 MiB one to one, with the same user
+ * permissions, and that table's own supervisor entry. Anything else (a system page made user, a user
+ * page mapped somewhere else) is a write to the hypervisor's pages that nothing may make.
+ */
+export function onlyExecutableEdits(fork: Uint8Array, master: Uint8Array, page: number, addressSpace: number): boolean {
+  const forkView = new DataView(fork.buffer, fork.byteOffset, fork.byteLength);
+  const masterView = new DataView(master.buffer, master.byteOffset, master.byteLength);
+  const pdEnd = PD_ADDR + pageDirectoryCount(addressSpace) * PAGE;
+  const USER = P | RW | US;
+  const frame = (e: bigint): number => Number(e & 0x000f_ffff_ffff_f000n);
+  const isTable = (addr: number): boolean => addr >= IMAGE_PT_ADDR && addr < USER_START && addr % PAGE === 0;
+  /** The 2 MiB page a table serves in the fork, or -1. */
+  const servedBy = (table: number): number => {
+    for (let at = PD_ADDR + (USER_START / HUGE_PAGE) * 8; at < pdEnd; at += 8) {
+      const pde = forkView.getBigUint64(at, true);
+      if ((pde & (P | PS)) === P && frame(pde) === table) return ((at - PD_ADDR) / 8) * HUGE_PAGE;
+    }
+    return -1;
+  };
+  /** Every entry of `table` maps its page of the 2 MiB at `base`, as a user page. */
+  const identity = (table: number, base: number): boolean => {
+    for (let j = 0; j < 512; j++) {
+      const e = forkView.getBigUint64(table + j * 8, true);
+      if (((e & ~(0x000f_ffff_ffff_f000n | PTE_ACCESSED_DIRTY)) & ~NX) !== USER || frame(e) !== base + j * PAGE) return false;
+    }
+    return true;
+  };
+  const served = isTable(page) ? servedBy(page) : -1;
+  for (let at = page; at < page + PAGE; at += 8) {
+    const f = forkView.getBigUint64(at, true);
+    const m = masterView.getBigUint64(at, true);
+    if (f === m || (f & ~(NX | PTE_ACCESSED_DIRTY)) === (m & ~(NX | PTE_ACCESSED_DIRTY))) continue;
+    const flags = f & ~(0x000f_ffff_ffff_f000n | PTE_ACCESSED_DIRTY);
+    if (at >= PD_ADDR && at < pdEnd && (m & PS) !== 0n && flags === USER && isTable(frame(f)) &&
+        served === -1 && servedBy(frame(f)) === ((at - PD_ADDR) / 8) * HUGE_PAGE && identity(frame(f), ((at - PD_ADDR) / 8) * HUGE_PAGE)) continue;
+    if (served >= 0 && (flags & ~NX) === USER && frame(f) === served + ((at - page) / 8) * PAGE) continue;
+    if (page === LOW_PT_ADDR && isTable((at - LOW_PT_ADDR) / 8 * PAGE) && (f & ~PTE_ACCESSED_DIRTY) === (BigInt((at - LOW_PT_ADDR) / 8 * PAGE) | P | RW | NX)) continue;
+    return false;
+  }
+  return true;
+}
+
+/** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
+const PTE_ACCESSED_DIRTY = 0x60n;

@@ -43,6 +43,9 @@ t.test("Debian's own dynamically linked programs run as they do natively", async
     "print(hashlib.sha256(b'tskvm').hexdigest(), hashlib.md5(b'x').hexdigest()); print(re.findall(r'\\d+', 'a12b345c6'))";
   // /usr/bin/python3's standard library lives in /usr/lib/python3.X: a system library directory.
   same(t, 'python3', '/usr/bin/python3', ['-c', py]);
+  same(t, 'python3 threading', '/usr/bin/python3', ['-c',
+    'import threading\nout = []\ndef work(i): out.append(sum(range(i * 1000)))\n' +
+    'ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]\n[t.start() for t in ts]; [t.join() for t in ts]\nprint(sorted(out))']);
   same(t, 'lua5.4', '/usr/bin/lua5.4', ['-e', 'local t = {} for i = 1, 10 do t[#t + 1] = i * i end print(table.concat(t, ","), string.format("%5.2f", math.pi))']);
   // HOME: sqlite3 looks for ~/.sqliterc there, and warns natively too when it has none.
   const home = join(scratch, 'home');
@@ -91,6 +94,8 @@ t.test('test guests built with plain gcc (dynamic PIEs) run as they do natively'
     t.ok(got && Number(got[1]) > 400, `execmap.${flavour} spread: ENOMEM after ${got?.[1]} (room for ~490 tables)`);
     t.equal(vm.status, 0, `execmap.${flavour} spread: exits normally`);
   }
+  // Threads (src/syscalls/threads.ts) in a dynamic program: libc.so's pthread_create, its TLS for each.
+  for (const mode of [[], ['mainexit']]) same(t, `threads.dyn ${mode.join(' ')}`, guestPath('threads.dyn'), mode);
   const crash = runTskvm(guestPath('crash.dyn'), ['segv']);
   t.equal(crash.status, runNative(guestPath('crash.dyn'), ['segv']).status, 'a dynamic program crashes as natively');
   t.match(crash.stderr.toString(), /page fault \(#PF\)/);

@@ -70,3 +70,23 @@ export function sleep(ms: number): boolean {
   if (limit !== 0) Atomics.wait(sleeper, 0, 0, limit < 0 ? Infinity : limit);
   return !passedDeadline();
 }
+
+/**
+ * Thrown by a wait inside a call of a process with other threads (see mayPark): rather than hold the
+ * vCPU's host thread, the calling guest thread parks until one of `files` is ready, when its call
+ * runs again, or `timeoutMs` (-1: never) passes, when the call returns `onTimeout` (dispatch.ts).
+ */
+export class WouldBlock {
+  constructor(readonly files: Array<{ hostFd: number; events: number }>, readonly timeoutMs: number, readonly onTimeout: number) {}
+}
+
+let parkable = false;
+
+/** Set by the dispatcher around each call: whether a wait may park its thread (throw WouldBlock). */
+export function setParkable(on: boolean): void {
+  parkable = on;
+}
+
+export function mayPark(): boolean {
+  return parkable;
+}

@@ -4,7 +4,7 @@
  */
 import { E } from '../../host/errno.js';
 import { errno as lastErrno, libc } from '../../host/libc.js';
-import { passedDeadline, waitLimit } from '../deadline.js';
+import { mayPark, passedDeadline, waitLimit, WouldBlock } from '../deadline.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { inGuest, int, uint } from './args.js';
@@ -43,6 +43,11 @@ function pollFiles(p: Process, entries: Array<{ fd: number; events: number }>, t
     }
   });
   const wait = revents.some((r) => r !== 0) ? 0 : timeoutMs;
+  if (wait !== 0 && mayPark() && (hostEntries.length === 0 || (libc.poll(host, hostEntries.length, 0) as number) === 0)) {
+    // Other threads run meanwhile: this one parks, and its call runs again when a file is ready.
+    const files = hostEntries.map((_, k) => ({ hostFd: host.readInt32LE(k * 8), events: host.readUInt16LE(k * 8 + 4) }));
+    throw new WouldBlock(files, timeoutMs, 0);
+  }
   const n = libc.poll(host, hostEntries.length, waitLimit(wait)) as number;
   if (n < 0) return -lastErrno();
   if (n === 0 && wait !== 0 && passedDeadline()) return -E.EINTR;

@@ -146,6 +146,12 @@ t.test('a loader that cannot be used is refused with a code, before the program 
     ['huge', join(dir, 'huge'), () => { writeFileSync(join(dir, 'huge'), ''); truncateSync(join(dir, 'huge'), 65 << 20); }, /TSKVM_ERR_ELF_BAD_INTERPRETER.*more than the \d+ a loader may have/],
     ['a FIFO', join(dir, 'fifo'), () => execFileSync('mkfifo', [join(dir, 'fifo')]), /TSKVM_ERR_ELF_BAD_INTERPRETER.*not a regular file/],
     ['a directory', dir, () => {}, /TSKVM_ERR_ELF_BAD_INTERPRETER.*not a regular file/],
+    // A tiny loader that asks for 3 GiB of memory (p_memsz) in a 1 GiB guest.
+    ['asking for more memory than there is', join(dir, 'big'), () => {
+      const tiny = Buffer.from(readFileSync(join(repoRoot, 'test', 'fixtures', 'elf', 'tiny-pie-exit7.elf')));
+      tiny.writeBigUInt64LE(3n << 30n, 64 + 40);
+      writeFileSync(join(dir, 'big'), tiny);
+    }, /TSKVM_ERR_ELF_BAD_INTERPRETER.*more than the guest has room for/],
     // A static ET_EXEC at 0x400000, where the PIE program is placed too.
     ['overlapping the program', join(dir, 'static'), () => copyFileSync(guestPath('hello.glibc'), join(dir, 'static')), /TSKVM_ERR_ELF_BAD_INTERPRETER.*overlapping the program's/],
   ];

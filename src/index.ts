@@ -19,6 +19,7 @@
 export { Program, type ProgramOptions, type ProgramRequest, type ProgramResponse, type ProgramStats } from './runtime/program.js';
 export { startServer, type ServerOptions } from './server/server.js';
 export { Machine, type MachineOptions, type RunResult } from './hypervisor/machine.js';
+export { SYSTEM_LIBRARY_PATHS, systemLibraryPaths } from './hypervisor/interpreter.js';
 export { TskvmError } from './errors.js';
 export { platform, type Platform } from './hypervisor/platform.js';
 export type { GuestFaultReport } from './hypervisor/guest-fault.js';

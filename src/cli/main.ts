@@ -2,7 +2,7 @@
 /**
  * The `tskvm` command.
  *
- *   tskvm run [--allow P] [--allow-write P] [--symlink LINK=TARGET] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] [--executable-heap] ELF [ARGS…]
+ *   tskvm run [--allow P] [--allow-write P] [--symlink LINK=TARGET] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] [--executable-heap] [--no-system-libs] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
  *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token-file F | --admin-token T] [--configure NAME=JSON]…
  *   tskvm platform [--json]
@@ -15,7 +15,9 @@
  *
  * `run` behaves like running the program natively: its stdin, stdout and stderr
  * are ours, and our exit status is its exit status (128+signal when it died of
- * one). tskvm's own messages start with "tskvm:" and go to stderr.
+ * one). tskvm's own messages start with "tskvm:" and go to stderr. A dynamically linked
+ * program may also read the system's loader and libraries (SYSTEM_LIBRARY_PATHS), unless
+ * --no-system-libs.
  *
  * `serve` runs the HTTP compute server (src/server/) until SIGTERM or SIGINT, then lets running
  * requests finish (10 s at most), closes every program and exits 0. The access log goes to stdout.
@@ -34,6 +36,8 @@ import { failures, textReport } from '../bench/report.js';
 import { readProgramFileSync, TskvmError } from '../errors.js';
 import { TR_AVAILABLE } from '../hypervisor/cpu-setup.js';
 import { Machine } from '../hypervisor/machine.js';
+import { SYSTEM_LIBRARY_PATHS, systemLibraryPaths } from '../hypervisor/interpreter.js';
+import { elfInterpreter } from '../elf/parse-elf.js';
 import { platform } from '../hypervisor/platform.js';
 import { bootProgram } from '../runtime/frozen-program.js';
 import { STREAM_PIECE } from '../runtime/program.js';
@@ -49,7 +53,7 @@ const USAGE = `usage: tskvm run [options] ELF [ARGS...]
        tskvm bench [bench options]
        tskvm platform [--json]
 
-Runs a static x86-64 Linux program in a KVM micro-VM.
+Runs an x86-64 Linux program in a KVM micro-VM.
 
 options:
   --allow PATH        let the program read PATH (a file or a directory tree)
@@ -62,6 +66,9 @@ options:
   --trace             print every syscall, strace-style, to stderr
   --executable-heap   let the program run code anywhere in its memory (JITs); by default
                       the stack, the heap and mappings are no-execute
+  --no-system-libs    a dynamically linked program may not read the system's loader and
+                      libraries (${SYSTEM_LIBRARY_PATHS.join(', ')}), read-only by default;
+                      it then needs them from --allow
   --request METHOD URL  boot a program that serves requests and send it one
   --body FILE         the request body (- for stdin)
   --header 'K: V'     a request header (repeatable)
@@ -117,11 +124,12 @@ interface RunCommand {
   timeoutSec?: number;
   trace: boolean;
   executableHeap?: boolean;
+  systemLibs: boolean;
   request?: { method: string; url: string; body?: string; headers: string[]; arg: string };
 }
 
 function parseRun(argv: string[]): RunCommand {
-  const cmd: RunCommand = { elf: '', args: [], allowed: [], env: [], trace: false };
+  const cmd: RunCommand = { elf: '', args: [], allowed: [], env: [], trace: false, systemLibs: true };
   let i = 0;
   const value = (flag: string): string => {
     const v = argv[++i];
@@ -156,6 +164,7 @@ function parseRun(argv: string[]): RunCommand {
       case '--timeout': cmd.timeoutSec = number(a); break;
       case '--trace': cmd.trace = true; break;
       case '--executable-heap': cmd.executableHeap = true; break;
+      case '--no-system-libs': cmd.systemLibs = false; break;
       case '--request': cmd.request = { method: value(a), url: value(a), headers: [], arg: '', ...cmd.request }; break;
       case '--body': (cmd.request ??= { method: 'POST', url: '/', headers: [], arg: '' }).body = value(a); break;
       case '--header': {
@@ -173,6 +182,13 @@ function parseRun(argv: string[]): RunCommand {
   cmd.elf = elf;
   cmd.args = argv.slice(i + 1);
   return cmd;
+}
+
+/** What the program may read: --allow's paths, and the system's libraries for a dynamically linked one. */
+function allowedFor(cmd: RunCommand, file: Uint8Array): AllowedPath[] {
+  if (!cmd.systemLibs || elfInterpreter(file, cmd.elf) === null) return cmd.allowed;
+  // The user's own entries first: at the same guest path, theirs (a writable one, say) wins.
+  return [...cmd.allowed, ...systemLibraryPaths()];
 }
 
 /**
@@ -198,8 +214,10 @@ function run(argv: string[]): number {
   const cmd = parseRun(argv);
   if (cmd.request) return runRequest(cmd, cmd.request);
   const trace = cmd.trace ? (line: string) => writeSync(2, line + '\n') : null;
-  const machine = Machine.fromFile(cmd.elf, {
-    args: cmd.args, env: cmd.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed), maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
+  const file = readProgramFileSync(cmd.elf);
+  const allowed = allowedFor(cmd, file);
+  const machine = new Machine(file, resolvePath(cmd.elf), {
+    argv0: cmd.elf, args: cmd.args, env: cmd.env, allowed, cwd: guestCwd(allowed), maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
     executableHeap: cmd.executableHeap,
   });
   try {
@@ -226,8 +244,10 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
   // The program's own stdout goes to our stderr: stdout carries the response body alone.
   const toStderr = () => (bytes: Uint8Array): void => { writeSync(2, bytes); };
   const warn = (m: string): void => say(m);
-  const booted = bootProgram(readProgramFileSync(cmd.elf), resolvePath(cmd.elf), {
-    argv0: cmd.elf, args: cmd.args, env: options.env, allowed: cmd.allowed, cwd: guestCwd(cmd.allowed),
+  const file = readProgramFileSync(cmd.elf);
+  const allowed = allowedFor(cmd, file);
+  const booted = bootProgram(file, resolvePath(cmd.elf), {
+    argv0: cmd.elf, args: cmd.args, env: options.env, allowed, cwd: guestCwd(allowed),
     maxMemoryMiB: cmd.maxMemoryMiB ?? options.maxMemory, maxRequestMemoryMiB: options.maxRequestMemory,
     executableHeap: cmd.executableHeap,
     stdio: [new EmptyFile(), new SinkFile(toStderr(), 'stdout'), new SinkFile(toStderr(), 'stderr')],

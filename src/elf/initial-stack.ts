@@ -182,10 +182,12 @@ export interface AuxvOptions {
   minSigStackSize?: number;
   /** AT_SYSINFO_EHDR: where the vDSO's ELF image is. Default: none (libc then makes real syscalls). */
   vdso?: number;
+  /** AT_BASE: where the dynamic loader was placed, for a dynamically linked program. Default 0 (none). */
+  interpreterBase?: number;
 }
 
 /**
- * The auxiliary vector Linux gives a static program, in Linux's order, minus the
+ * The auxiliary vector Linux gives a program, in Linux's order, minus the
  * entries `buildInitialStack` adds (AT_RANDOM, AT_EXECFN, AT_PLATFORM).
  * `hwcap` is CPUID.1:EDX of the guest's CPU, as Linux reports it.
  */
@@ -199,7 +201,7 @@ export function standardAuxv(image: ElfImage, hwcap: number, options: AuxvOption
     [AT.PHDR, image.phdrAddress],
     [AT.PHENT, image.phentsize],
     [AT.PHNUM, image.phnum],
-    [AT.BASE, 0], // no interpreter
+    [AT.BASE, options.interpreterBase ?? 0],
     [AT.FLAGS, 0],
     [AT.ENTRY, image.entry],
     [AT.UID, 0],

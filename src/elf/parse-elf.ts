@@ -13,7 +13,7 @@
  *   ELF header       machine, type, phentsize/phnum  NOT_X86_64, NOT_EXECUTABLE, BAD_PROGRAM_HEADERS
  *   phdr table       inside the file                 TRUNCATED
  *   decoding         elfy                            MALFORMED
- *   PT_INTERP        we load no interpreter          DYNAMIC
+ *   PT_INTERP        one, a NUL-ended absolute path  BAD_INTERP
  *   each PT_LOAD     file range, sizes, alignment    SEGMENT_OUTSIDE_FILE, BAD_SEGMENT
  *   all PT_LOADs     some, none overlapping          NO_LOAD_SEGMENTS, SEGMENTS_OVERLAP
  *   placement        inside the guest's range        TOO_LARGE
@@ -47,7 +47,10 @@ export interface LoadSegment {
 }
 
 export interface ElfImage {
+  /** ET_EXEC ('static') or ET_DYN ('static-pie'), whether or not it names an interpreter. */
   kind: 'static' | 'static-pie';
+  /** The PT_INTERP path (the dynamic loader) for a dynamically linked program; null for a static one. */
+  interpreter: string | null;
   /** Load bias: 0 for ET_EXEC, `limits.pieBase` for ET_DYN. */
   base: number;
   /** Absolute entry point. */
@@ -111,14 +114,7 @@ export function parseElf(file: Uint8Array, limits: ElfLimits, source = 'the ELF 
   const header = readHeader(file, source);
   const programs = decodeProgramHeaders(file, header, source);
 
-  const interp = programs.find((p) => p.type === 'interp');
-  if (interp !== undefined) {
-    const interpreter = interpreterPath(file, interp);
-    fail('DYNAMIC',
-      `${source} is dynamically linked (needs the interpreter ${interpreter}); tskvm runs static and ` +
-      'static-pie programs only for now — build with `gcc -static` or `-static-pie`',
-      { interpreter });
-  }
+  const interpreter = interpreterOf(file, programs, source);
 
   const kind = header.type === ET_DYN ? 'static-pie' : 'static';
   const base = kind === 'static-pie' ? limits.pieBase : 0;
@@ -149,6 +145,7 @@ export function parseElf(file: Uint8Array, limits: ElfLimits, source = 'the ELF 
 
   return {
     kind,
+    interpreter,
     base,
     entry,
     segments,
@@ -161,6 +158,15 @@ export function parseElf(file: Uint8Array, limits: ElfLimits, source = 'the ELF 
     tls: tlsOf(programs, base, source),
     size: file.length,
   };
+}
+
+/**
+ * The dynamic loader an ELF file names (PT_INTERP), or null for a static program, without the rest of
+ * parseElf's checks: for deciding what a program needs before it is loaded. Throws as parseElf does.
+ */
+export function elfInterpreter(file: Uint8Array, source = 'the ELF file'): string | null {
+  const header = readHeader(file, source);
+  return interpreterOf(file, decodeProgramHeaders(file, header, source), source);
 }
 
 function checkLimits(limits: ElfLimits): void {
@@ -284,17 +290,34 @@ function decodeProgramHeaders(file: Uint8Array, header: Header, source: string):
   return programs;
 }
 
-/** The interpreter named by PT_INTERP, for the error message only: bounded and printable. */
-function interpreterPath(file: Uint8Array, interp: ElfyProgram): string {
-  const { offset, filesz } = interp;
-  if (filesz === 0 || filesz > 4096 || offset > file.length || offset + filesz > file.length) {
-    return '(unreadable)';
+/** Linux refuses a PT_INTERP of more than PATH_MAX bytes or fewer than 2 (binfmt_elf.c). */
+const PATH_MAX = 4096;
+
+/**
+ * The path PT_INTERP names, checked as Linux checks it: one PT_INTERP, its bytes inside the file,
+ * 2 to PATH_MAX of them, the last a NUL and no NUL before it. tskvm also wants it absolute (the
+ * guest has no cwd yet at exec) and printable, since it ends up in error messages.
+ */
+function interpreterOf(file: Uint8Array, programs: ElfyProgram[], source: string): string | null {
+  const interps = programs.filter((p) => p.type === 'interp');
+  if (interps.length === 0) return null;
+  const bad = (why: string, details: Record<string, unknown> = {}): never => fail('BAD_INTERP',
+    `${source}: its PT_INTERP (the dynamic loader's path) ${why}; the file is corrupt — rebuild it`, details);
+  if (interps.length > 1) bad(`appears ${interps.length} times`);
+  const { offset, filesz } = interps[0]!;
+  if (filesz < 2 || filesz > PATH_MAX) bad(`is ${filesz} bytes long (2 to ${PATH_MAX} allowed)`, { filesz });
+  if (offset > file.length || offset + filesz > file.length) {
+    bad(`takes bytes ${offset} to ${offset + filesz}, past the end of the ${file.length}-byte file`, { offset, filesz });
   }
+  const bytes = file.subarray(offset, offset + filesz);
+  const nul = bytes.indexOf(0);
+  if (nul !== filesz - 1) bad(nul < 0 ? 'does not end with a NUL' : 'has a NUL before its end', { filesz, nul });
   let path = '';
-  for (const byte of file.subarray(offset, offset + filesz)) {
-    if (byte === 0) break;
-    path += byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : '?';
+  for (const byte of bytes.subarray(0, nul)) {
+    if (byte < 0x20 || byte >= 0x7f) bad('holds a byte that is not printable ASCII', { byte });
+    path += String.fromCharCode(byte);
   }
+  if (!path.startsWith('/')) bad(`is "${path}", not an absolute path`, { interpreter: path });
   return path;
 }
 

@@ -30,6 +30,7 @@ export const libc = {
   madvise: lib.func('madvise', 'int', ['uintptr_t', 'size_t', 'int']),
   memfdCreate: lib.func('int memfd_create(const char *name, unsigned int flags)'),
   ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
+  fstatfs: lib.func('int fstatfs(int fd, void *buf)'),
   fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
   gettid: lib.func('int gettid()'),
   pthreadSigmask: lib.func('int pthread_sigmask(int how, const void *set, void *oldset)'),

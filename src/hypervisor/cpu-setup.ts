@@ -155,5 +155,6 @@ export function cpuControl(vcpu: Vcpu, choice: VcpuChoice): CpuControl {
     setFsBase: (v) => vcpu.setMsrs([[MSR.FS_BASE, v]]),
     setGsBase: (v) => vcpu.setMsrs([[MSR.GS_BASE, v]]),
     setRdx: (v) => vcpu.set('rdx', v),
+    flushTranslations: () => vcpu.vm.flushTranslations(),
   };
 }

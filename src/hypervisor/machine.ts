@@ -3,9 +3,11 @@
  * the emulated Linux process around them. Creation reads top to bottom like
  * the list of steps it is:
  *
- *   parse the ELF → guest RAM (memfd) → system area (page tables, GDT/TSS/IDT,
- *   stubs) → ELF segments → entry stack (argv, envp, auxv) → process state
- *   (files, paths, address space, signals) → VM + vCPU in ring 3 at the entry
+ *   parse the ELF (and, for a dynamically linked one, find its loader through the
+ *   guest's file view: interpreter.ts) → guest RAM (memfd) → system area (page
+ *   tables, GDT/TSS/IDT, stubs) → ELF segments (the loader's too) → entry stack
+ *   (argv, envp, auxv) → process state (files, paths, address space, signals) →
+ *   VM + vCPU in ring 3 at the entry (the loader's, which then runs the program's)
  *
  * `run()` is the vCPU loop: KVM_RUN, look at why the guest exited, emulate,
  * repeat — until the program exits, faults or runs out of time.
@@ -15,6 +17,7 @@ import { resolve as resolvePath } from 'node:path';
 import { readProgramFileSync, TskvmError } from '../errors.js';
 import { parseElf, type ElfImage } from '../elf/parse-elf.js';
 import { loadSegments } from '../elf/load-elf.js';
+import { loadInterpreter, type Interpreter } from './interpreter.js';
 import { buildInitialStack, standardAuxv } from '../elf/initial-stack.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { HUGE_PAGE, MAX_ADDRESS_SPACE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZE, USER_START, VDSO_ADDR } from '../paging/layout.js';
@@ -116,21 +119,32 @@ export class Machine {
     this.exePath = exePath;
     this.platform = platform();
     this.allowed = options.allowed ?? [];
+    const paths = new PathPolicy({ allowed: this.allowed, cwd: options.cwd ?? '/', exe: { hostPath: exePath, guestPath: exePath } });
+    let loader: Interpreter | null;
+    try {
+      loader = this.image.interpreter === null ? null : loadInterpreter(this.image, paths, { minAddress: USER_START, top: guardStart }, exePath);
+    } catch (e) {
+      paths.close();
+      throw e;
+    }
     this.layout = {
       userStart: USER_START, end: mainSize, imageStart: this.image.start, brkStart: this.image.brkStart,
-      stackTop, stackSize: STACK_SIZE, stackGuard: STACK_GUARD,
+      ...(loader ? { loader: [loader.image.start, loader.image.end] as [number, number] } : {}),
+      stackTop, stackSize: STACK_SIZE, stackGuard: STACK_GUARD, fileExec: this.platform.nx && !options.executableHeap,
     };
     this.timeoutMs = (options.timeoutSec ?? 0) * 1000;
 
     this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath);
     try {
-      const executable: Array<[number, number]> = this.image.segments.filter((seg) => seg.executable).map((seg) => [seg.vaddr, seg.vaddr + seg.memsz]);
+      const images = loader ? [this.image, loader.image] : [this.image];
+      const executable: Array<[number, number]> = images.flatMap((image) => image.segments).filter((seg) => seg.executable).map((seg) => [seg.vaddr, seg.vaddr + seg.memsz]);
       writeSystemArea(this.ram, this.platform, { nx: this.platform.nx, executable: options.executableHeap ? 'all' : executable }, [[guardStart, stackBottom]]);
       loadSegments(this.image, file, this.ram.memory.bytes);
+      if (loader) loadSegments(loader.image, loader.file, this.ram.memory.bytes);
       const argv = [options.argv0 ?? exePath, ...(options.args ?? [])];
       const stack = buildInitialStack({
         stackTop, argv, envp: options.env ?? [], execfn: argv[0]!, random: randomBytes(16),
-        auxv: standardAuxv(this.image, Kvm.shared().cpuidLeaf(1)[3], { vdso: VDSO_ADDR }),
+        auxv: standardAuxv(this.image, Kvm.shared().cpuidLeaf(1)[3], { vdso: VDSO_ADDR, interpreterBase: loader?.image.base }),
       });
       this.ram.memory.put(stack.sp, stack.bytes);
 
@@ -138,7 +152,7 @@ export class Machine {
       this.process = new Process({
         mem: this.ram.memory,
         files: new FileTable(options.stdio ?? [new StdioFile(0), new StdioFile(1), new StdioFile(2)], options.maxOpenFiles ?? 1024),
-        paths: new PathPolicy({ allowed: this.allowed, cwd: options.cwd ?? '/', exe: { hostPath: exePath, guestPath: exePath } }),
+        paths,
         mm: new AddressSpace({ ...this.layout, release: (addr, len) => this.ram.release(addr, len) }),
         signals: new SignalState(),
         argv, env: options.env ?? [], trace: options.trace ?? null, warn, log: options.log,
@@ -151,8 +165,9 @@ export class Machine {
           controlEphemeral: options.controlEphemeral ?? false,
         }),
       });
-      this.guest = createGuestVm(this.ram, { rip: this.image.entry, rsp: stack.sp }, this.platform);
+      this.guest = createGuestVm(this.ram, { rip: loader?.image.entry ?? this.image.entry, rsp: stack.sp }, this.platform);
     } catch (e) {
+      paths.close();
       this.ram.close();
       throw e;
     }

@@ -121,7 +121,8 @@ export class GuestRunner {
    * and r11, so leaving them intact is within the ABI.
    *
    * A guest can also jump into the stub with any rcx, so the site is only
-   * patched inside the program's own executable image, and the patch is a
+   * patched inside code: the ELF images (the program's own and its dynamic
+   * loader) or a file mapped with PROT_EXEC (a shared library); the patch is a
    * recorded host write: a request VM's reset copies the frozen page back. A
    * request could otherwise rewrite any 0f 05 of its code (the middle of some
    * other instruction, say) and change what the next request runs.
@@ -130,7 +131,7 @@ export class GuestRunner {
     const { mem, mm } = this.process;
     if (site < USER_START || site + 2 > mem.size || mem.bytes[site] !== 0x0f || mem.bytes[site + 1] !== 0x05) return;
     const mapping = mm.mappingAt(site, site + 2);
-    if (!mapping || mapping.label !== 'image' || (mapping.prot & PROT_EXEC) === 0) return;
+    if (!mapping || (mapping.label !== 'image' && mapping.label !== 'file') || (mapping.prot & PROT_EXEC) === 0) return;
     mem.recordWrite(site, 2);
     mem.bytes[site] = 0xe7;
     mem.bytes[site + 1] = PORT_SYSCALL;

@@ -1,7 +1,8 @@
 /**
  * The guest address space, as one table. Guest virtual = guest physical
- * (identity mapping), built once before the first KVM_RUN and never edited:
- * on PVM the guest would not see host edits of page tables (docs/PLATFORMS.md, "PVM and page tables").
+ * (identity mapping), built once before the first KVM_RUN; only no-execute bits
+ * change later, each change followed by a flush, since on PVM the guest would not
+ * see host edits of page tables otherwise (docs/PLATFORMS.md, "PVM and page tables").
  *
  *   0x000000  null page                      not present: NULL dereferences fault
  *   0x001000  GDT                            supervisor

@@ -12,9 +12,10 @@
  * code is mapped through a page table of its own (at IMAGE_PT_ADDR), so that
  * the data next to the code is no-execute too.
  *
- * Built once into guest memory before the first run. The guest never needs to
- * change them: mmap/munmap/mprotect are bookkeeping in the host
- * (docs/ARCHITECTURE.md, "Memory and mappings").
+ * Built once into guest memory before the first run. mmap/munmap/mprotect are
+ * bookkeeping in the host (docs/ARCHITECTURE.md, "Memory and mappings"), except
+ * for one bit: a file mapped with PROT_EXEC (a shared library) is made executable
+ * afterwards, and no-execute again when it goes (setUserExecutable).
  */
 import {
   EXCEPTION_STACK_TOP, GDT_ADDR, HUGE_PAGE, IDT_ADDR, IMAGE_PT_ADDR, LOW_PT_ADDR, PAGE, PD_ADDR, PDPT_ADDR, PML4_ADDR, RING0_STUBS_ADDR, STUBS_ADDR, TSS_ADDR,
@@ -97,3 +98,119 @@ const MAX_IMAGE_TABLES = (USER_START - IMAGE_PT_ADDR) / PAGE;
 export function pageTableRanges(addressSpace: number): Array<[number, number]> {
   return [[PML4_ADDR, PD_ADDR + pageDirectoryCount(addressSpace) * PAGE], [IMAGE_PT_ADDR, USER_START]];
 }
+
+/**
+ * Sets or clears no-execute on the user pages [start, end) (page aligned) after the first run: a
+ * library the guest maps with PROT_EXEC, or an mprotect/munmap that takes it away. `executable`
+ * (sorted, disjoint ranges) are the pages to make executable, `untouched` those to leave as they
+ * are (the ELF images, made so before the first run); the rest become no-execute. Every table byte it
+ * changes goes through `record` (a host write a request VM's reset must undo). A 2 MiB page that must
+ * hold both gets a page table of its own from the free ones between IMAGE_PT_ADDR and USER_START; a
+ * 2 MiB page mapped executable whole (past the room for tables, or `executable: 'all'`) is left so.
+ * Returns whether any entry changed (the caller must then drop the translations the CPU or the
+ * hypervisor derived from the old ones), or null when no table was free to make a page executable.
+ */
+export function setUserExecutable(memory: Uint8Array, addressSpace: number, start: number, end: number,
+  ranges: { executable: Array<[number, number]>; untouched: Array<[number, number]> }, record: (addr: number, len: number) => void): boolean | null {
+  const within = (list: Array<[number, number]>, from: number, to: number): boolean => list.some(([s, e]) => s < to && e > from);
+  const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
+  const read = (at: number): bigint => view.getBigUint64(at, true);
+  const write = (at: number, value: bigint): void => {
+    record(at, 8);
+    view.setBigUint64(at, value, true);
+  };
+  const frame = (e: bigint): number => Number(e & 0x000f_ffff_ffff_f000n);
+  let free: number[] | null = null;
+  let changed = false;
+  for (let huge = start - (start % HUGE_PAGE); huge < end && huge < addressSpace; huge += HUGE_PAGE) {
+    if (huge < USER_START) continue;
+    const pdEntry = PD_ADDR + (huge / HUGE_PAGE) * 8;
+    const pde = read(pdEntry);
+    if ((pde & P) === 0n) continue;
+    const from = Math.max(start, huge);
+    const to = Math.min(end, huge + HUGE_PAGE);
+    if (pde & PS) {
+      if ((pde & NX) === 0n || !within(ranges.executable, from, to)) continue;
+      free ??= freeTables(view, addressSpace);
+      const table = free.shift();
+      if (table === undefined) return null;
+      for (let j = 0; j < 512; j++) write(table + j * 8, BigInt(huge + j * PAGE) | (pde & (P | RW | US | NX)));
+      write(LOW_PT_ADDR + (table / PAGE) * 8, BigInt(table) | P | RW | NX);
+      write(pdEntry, BigInt(table) | P | RW | US);
+      changed = true;
+    }
+    const table = frame(read(pdEntry));
+    for (let page = from; page < to; page += PAGE) {
+      const at = table + ((page - huge) / PAGE) * 8;
+      if (within(ranges.untouched, page, page + PAGE)) continue;
+      const pte = read(at);
+      const want = within(ranges.executable, page, page + PAGE) ? pte & ~NX : pte | NX;
+      if (want !== pte) {
+        write(at, want);
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+/** The page-table pages below USER_START that no page directory entry uses. */
+function freeTables(view: DataView, addressSpace: number): number[] {
+  const used = new Set<number>();
+  const entries = Math.ceil(addressSpace / HUGE_PAGE);
+  for (let i = USER_START / HUGE_PAGE; i < entries; i++) {
+    const pde = view.getBigUint64(PD_ADDR + i * 8, true);
+    if ((pde & P) !== 0n && (pde & PS) === 0n) used.add(Number(pde & 0x000f_ffff_ffff_f000n));
+  }
+  const free: number[] = [];
+  for (let table = IMAGE_PT_ADDR; table < USER_START; table += PAGE) if (!used.has(table)) free.push(table);
+  return free;
+}
+
+/**
+ * Whether the page-table page at `page` in `fork` differs from `master` only as setUserExecutable and
+ * the CPU change tables: accessed and dirty bits, no-execute bits of user pages, a 2 MiB page split
+ * into a table below USER_START whose entries map the same 2 MiB one to one, with the same user
+ * permissions, and that table's own supervisor entry. Anything else (a system page made user, a user
+ * page mapped somewhere else) is a write to the hypervisor's pages that nothing may make.
+ */
+export function onlyExecutableEdits(fork: Uint8Array, master: Uint8Array, page: number, addressSpace: number): boolean {
+  const forkView = new DataView(fork.buffer, fork.byteOffset, fork.byteLength);
+  const masterView = new DataView(master.buffer, master.byteOffset, master.byteLength);
+  const pdEnd = PD_ADDR + pageDirectoryCount(addressSpace) * PAGE;
+  const USER = P | RW | US;
+  const frame = (e: bigint): number => Number(e & 0x000f_ffff_ffff_f000n);
+  const isTable = (addr: number): boolean => addr >= IMAGE_PT_ADDR && addr < USER_START && addr % PAGE === 0;
+  /** The 2 MiB page a table serves in the fork, or -1. */
+  const servedBy = (table: number): number => {
+    for (let at = PD_ADDR + (USER_START / HUGE_PAGE) * 8; at < pdEnd; at += 8) {
+      const pde = forkView.getBigUint64(at, true);
+      if ((pde & (P | PS)) === P && frame(pde) === table) return ((at - PD_ADDR) / 8) * HUGE_PAGE;
+    }
+    return -1;
+  };
+  /** Every entry of `table` maps its page of the 2 MiB at `base`, as a user page. */
+  const identity = (table: number, base: number): boolean => {
+    for (let j = 0; j < 512; j++) {
+      const e = forkView.getBigUint64(table + j * 8, true);
+      if (((e & ~(0x000f_ffff_ffff_f000n | PTE_ACCESSED_DIRTY)) & ~NX) !== USER || frame(e) !== base + j * PAGE) return false;
+    }
+    return true;
+  };
+  const served = isTable(page) ? servedBy(page) : -1;
+  for (let at = page; at < page + PAGE; at += 8) {
+    const f = forkView.getBigUint64(at, true);
+    const m = masterView.getBigUint64(at, true);
+    if (f === m || (f & ~(NX | PTE_ACCESSED_DIRTY)) === (m & ~(NX | PTE_ACCESSED_DIRTY))) continue;
+    const flags = f & ~(0x000f_ffff_ffff_f000n | PTE_ACCESSED_DIRTY);
+    if (at >= PD_ADDR && at < pdEnd && (m & PS) !== 0n && flags === USER && isTable(frame(f)) &&
+        served === -1 && servedBy(frame(f)) === ((at - PD_ADDR) / 8) * HUGE_PAGE && identity(frame(f), ((at - PD_ADDR) / 8) * HUGE_PAGE)) continue;
+    if (served >= 0 && (flags & ~NX) === USER && frame(f) === served + ((at - page) / 8) * PAGE) continue;
+    if (page === LOW_PT_ADDR && isTable((at - LOW_PT_ADDR) / 8 * PAGE) && (f & ~PTE_ACCESSED_DIRTY) === (BigInt((at - LOW_PT_ADDR) / 8 * PAGE) | P | RW | NX)) continue;
+    return false;
+  }
+  return true;
+}
+
+/** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
+const PTE_ACCESSED_DIRTY = 0x60n;

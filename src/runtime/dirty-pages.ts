@@ -8,12 +8,13 @@
  * memory (the request block, read() buffers, …) KVM never sees; GuestMemory reports them here.
  */
 import { PAGE_SIZE } from '../paging/guest-memory.js';
-import { VVAR_ADDR } from '../paging/layout.js';
+import { USER_START, VVAR_ADDR } from '../paging/layout.js';
 import { MAIN_SLOT } from '../hypervisor/guest-vm.js';
 import type { Vm } from '../hypervisor/kvm/vm.js';
 import { libc, MAP_ANONYMOUS, MAP_PRIVATE, mapOrThrow, PROT_READ, PROT_WRITE, viewOf } from '../host/libc.js';
 
 const VVAR_PAGE = VVAR_ADDR / PAGE_SIZE;
+const SYSTEM_PAGES = USER_START / PAGE_SIZE;
 
 export class DirtyPages {
   readonly pages: number;
@@ -24,6 +25,11 @@ export class DirtyPages {
   private readonly bitmapBytes: number;
   /** Pages the host wrote since the last reset, each once. */
   private hostWritten: number[] = [];
+  /**
+   * The last restore() put back a page of the hypervisor's area that the host had written: a page
+   * table the guest's mmap or mprotect changed (mm.ts), whose old translations must then be dropped.
+   */
+  systemRestored = false;
   private readonly hostWrittenFlag: Uint8Array;
 
   constructor(mainSize: number) {
@@ -46,10 +52,18 @@ export class DirtyPages {
     }
   }
 
-  /** Forgets the host's writes without restoring them (a persistent fork keeps its memory). */
+  /**
+   * Forgets the host's writes without restoring them (a persistent fork keeps its memory), except in
+   * the hypervisor's area: page tables a request changed stay listed, so that the next reset, which
+   * puts the mappings back, puts the tables back with them.
+   */
   forgetHostWrites(): void {
-    for (const page of this.hostWritten) this.hostWrittenFlag[page] = 0;
-    this.hostWritten = [];
+    const kept: number[] = [];
+    for (const page of this.hostWritten) {
+      if (page < SYSTEM_PAGES) kept.push(page);
+      else this.hostWrittenFlag[page] = 0;
+    }
+    this.hostWritten = kept;
   }
 
   /**
@@ -73,8 +87,10 @@ export class DirtyPages {
         dirty++;
       }
     }
+    this.systemRestored = false;
     for (const page of this.hostWritten) {
       this.hostWrittenFlag[page] = 0;
+      if (page < SYSTEM_PAGES) this.systemRestored = true;
       if ((bitmap[page >>> 5]! & (1 << (page & 31))) === 0) {
         const at = page * PAGE_SIZE;
         bytes.set(master.subarray(at, at + PAGE_SIZE), at);

@@ -26,7 +26,7 @@ import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
 import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
-import { pageTableRanges } from '../paging/page-tables.js';
+import { onlyExecutableEdits, pageTableRanges } from '../paging/page-tables.js';
 import { VVAR } from '../paging/vdso.js';
 import { AddressSpace, PROT_READ, PROT_WRITE } from '../syscalls/address-space.js';
 import type { Fetcher } from '../syscalls/api/fetch.js';
@@ -138,8 +138,6 @@ export function emptyForkStats(): ForkStats {
 }
 
 const SEEK_CUR = 1;
-/** A page-table entry's accessed (5) and dirty (6) bits, which the CPU sets as it walks the tables. */
-const PTE_ACCESSED_DIRTY = 0x60n;
 export const DEFAULT_ON_ERROR_MS = 1000;
 /** Time a streamed response's callback has for each piece (the VMOD gives 2 s too). */
 export const STREAM_CHUNK_MS = 2000;
@@ -489,8 +487,9 @@ export class RequestVm {
    * tskvm sets, and where main memory differs from the frozen program (the vvar page, this VM's own
    * clock, left out). After settle(), all of it equals a fresh fork's. `systemWrites`: pages of the
    * hypervisor's area that differ by more than what the CPU itself writes there while the guest runs
-   * (the frame of an exception on the exception stack; accessed and dirty bits in page-table entries):
-   * empty at any time, or something wrote the hypervisor's pages.
+   * (the frame of an exception on the exception stack; accessed and dirty bits in page-table entries)
+   * and what a file mapped with PROT_EXEC changes in them (onlyExecutableEdits): empty at any time, or
+   * something wrote the hypervisor's pages.
    */
   inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[]; systemWrites: number[]; process: string } {
     const vcpu = this.guest.vcpu;
@@ -507,10 +506,7 @@ export class RequestVm {
       if (at >= USER_START) return false;
       if (at >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && at < EXCEPTION_STACK_TOP) return false;
       if (!tables.some(([start, end]) => at >= start && at < end)) return true;
-      for (let e = at; e < at + PAGE_SIZE; e += 8) {
-        if ((fork.readBigUInt64LE(e) & ~PTE_ACCESSED_DIRTY) !== (master.readBigUInt64LE(e) & ~PTE_ACCESSED_DIRTY)) return true;
-      }
-      return false;
+      return !onlyExecutableEdits(fork, master, at, this.ram.size);
     });
     const p = this.process;
     // The emulated process as the guest could observe it: open fds (and where each stands), mappings,
@@ -661,6 +657,8 @@ export class RequestVm {
     const started = performance.now();
     const ram = this.ram;
     const dirty = this.dirtyPages.restore(this.guest.vm, ram.memory.bytes, ram.master!);
+    // Page tables the request changed are the frozen ones again: KVM must forget what it built from them.
+    if (this.dirtyPages.systemRestored) this.guest.vm.flushTranslations();
     this.stats.dirty_pages = dirty;
     this.stats.vm_bank_current = dirty * PAGE_SIZE;
     const upper = this.frozen.limits.requestMemoryUpper;

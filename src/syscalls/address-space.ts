@@ -1,10 +1,10 @@
 /**
  * The process's view of its address space: which ranges are mapped (ELF image,
  * stack, mmap regions), where the program break is, and how memory is handed
- * out. Pure bookkeeping — the page tables map every guest address from the start
- * and are never edited (docs/ARCHITECTURE.md, "Memory and mappings") — plus one
- * side effect: ranges the guest gives back are released to the host and read as
- * zero, as fresh mappings must.
+ * out. Bookkeeping — the page tables map every guest address from the start
+ * (docs/ARCHITECTURE.md, "Memory and mappings"); only whether a file mapping may be
+ * executed reaches them, through mm.ts — plus one side effect: ranges the guest
+ * gives back are released to the host and read as zero, as fresh mappings must.
  *
  *   userStart   image        brk→                 ←mmap (top-down)   stack   end
  *   |-----------[ELF]--[heap.....]     ........   [m3][m2][m1] guard [stack]|
@@ -25,6 +25,13 @@ export interface AddressSpaceOptions {
   end: number;
   imageStart: number;
   brkStart: number;
+  /** The dynamic loader's range, a second image, for a dynamically linked program (interpreter.ts). */
+  loader?: [number, number];
+  /**
+   * PROT_EXEC of file mappings is what makes their pages executable (mm.ts, syncExecutable): true
+   * where the CPU has NX and not every page is executable already (`executable_heap`).
+   */
+  fileExec?: boolean;
   stackTop: number;
   stackSize: number;
   /** Unmapped bytes below the stack (never handed out). */
@@ -48,6 +55,7 @@ export class AddressSpace {
   readonly brkStart: number;
   readonly stackTop: number;
   readonly stackBottom: number;
+  readonly fileExec: boolean;
   /**
    * Most bytes the heap and the mappings (guard excluded) may cover together:
    * a request's memory budget (max_request_memory beyond the frozen program).
@@ -68,8 +76,10 @@ export class AddressSpace {
     this.brkValue = o.brkStart;
     this.stackTop = o.stackTop;
     this.stackBottom = o.stackTop - o.stackSize;
+    this.fileExec = o.fileExec ?? false;
     this.release = o.release;
     this.insert({ start: o.imageStart, end: o.brkStart, prot: PROT_READ | PROT_WRITE | PROT_EXEC, label: 'image' });
+    if (o.loader) this.insert({ start: o.loader[0], end: o.loader[1], prot: PROT_READ | PROT_WRITE | PROT_EXEC, label: 'image' });
     this.insert({ start: this.stackBottom, end: o.stackTop, prot: PROT_READ | PROT_WRITE, label: 'stack' });
     this.insert({ start: this.stackBottom - o.stackGuard, end: this.stackBottom, prot: 0, label: 'guard' });
   }

@@ -19,6 +19,7 @@ import type { SyscallArgs, SyscallDef } from './syscall.js';
 import { formatCall, formatRawCall } from './trace.js';
 import { fsSyscalls } from './fs/index.js';
 import { mmSyscalls } from './mm.js';
+import { netSyscalls } from './net.js';
 import { procSyscalls } from './proc.js';
 import { signalSyscalls } from './signal.js';
 import { timeSyscalls } from './time.js';
@@ -37,7 +38,7 @@ function buildTable(families: SyscallDef[][]): Array<SyscallDef | undefined> {
   return table;
 }
 
-export const syscallTable = buildTable([fsSyscalls, mmSyscalls, procSyscalls, signalSyscalls, timeSyscalls, threadSyscalls]);
+export const syscallTable = buildTable([fsSyscalls, mmSyscalls, netSyscalls, procSyscalls, signalSyscalls, timeSyscalls, threadSyscalls]);
 
 /**
  * Runs one guest→host call (`def`, found by number `nr`, or undefined when

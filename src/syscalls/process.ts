@@ -34,6 +34,8 @@ export interface CpuControl extends ContextSwitch {
   setGsBase(value: number): void;
   /** rdx, for guest API calls that return a 16-byte struct in rax:rdx. */
   setRdx(value: number): void;
+  /** After an edit of the guest's page tables: drop what the CPU and KVM derived from the old ones. */
+  flushTranslations(): void;
 }
 
 /** A guest API call that hands control back to the host (the run loop returns it). */

@@ -3,9 +3,16 @@
  */
 import { caps, clearDirtyLog, clockData, dirtyLog, enableCap, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, memoryRegion } from './abi.js';
 import { ioctl } from './ioctl.js';
-import { libc } from '../../host/libc.js';
+import { libc, mapOrThrow, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../host/libc.js';
 import type { Kvm } from './system.js';
 import { Vcpu } from './vcpu.js';
+
+const PAGE = 4096;
+/** Slots 0 and 1 hold guest memory (guest-vm.ts); this one only ever exists for a moment. */
+const FLUSH_SLOT = 2;
+/** Above the largest guest (4 GiB, layout.ts), below any CPU's physical address width. */
+const FLUSH_GPA = 2 ** 36;
+let scratchPage: bigint | undefined;
 
 export class Vm {
   readonly kvm: Kvm;
@@ -65,6 +72,18 @@ export class Vm {
     b.writeBigUInt64LE(BigInt(firstPage), clearDirtyLog.firstPage);
     b.writeBigUInt64LE(bitmapAddress, clearDirtyLog.bitmap);
     ioctl(this.fd, 'KVM_CLEAR_DIRTY_LOG', b);
+  }
+
+  /**
+   * Drops every translation KVM derived from the guest's page tables, after the host edited them:
+   * on PVM its shadow page tables (docs/PLATFORMS.md, "PVM and page tables"), on hardware KVM the
+   * guest's TLB. Removing a memory slot zaps them all, so a one-page slot is added and removed, far
+   * above guest memory (the slots that hold it, and their dirty logs, stay as they are).
+   */
+  flushTranslations(): void {
+    scratchPage ??= mapOrThrow(PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 'the flush slot').address;
+    this.setMemoryRegion(FLUSH_SLOT, FLUSH_GPA, PAGE, scratchPage);
+    this.setMemoryRegion(FLUSH_SLOT, FLUSH_GPA, 0, scratchPage);
   }
 
   createVcpu(id = 0): Vcpu {

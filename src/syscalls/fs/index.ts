@@ -11,6 +11,7 @@
  * EFAULT, ERANGE before EFAULT in getcwd, …).
  */
 import type { SyscallDef } from '../syscall.js';
+import { attributeSyscalls } from './attributes.js';
 import { descriptorSyscalls } from './descriptors.js';
 import { directorySyscalls } from './directories.js';
 import { ioSyscalls } from './io.js';
@@ -25,4 +26,5 @@ export const fsSyscalls: SyscallDef[] = [
   ...pollingSyscalls,
   ...metadataSyscalls,
   ...directorySyscalls,
+  ...attributeSyscalls,
 ];

@@ -11,6 +11,8 @@
  *
  * One vCPU runs at a time on a thread, so one deadline per thread is all the state there is.
  */
+import { E } from '../host/errno.js';
+import { errno as lastErrno, libc } from '../host/libc.js';
 
 /** When the run in progress must end, in performance.now() milliseconds. */
 let deadline = Infinity;
@@ -69,4 +71,17 @@ export function sleep(ms: number): boolean {
   const limit = waitLimit(ms);
   if (limit !== 0) Atomics.wait(sleeper, 0, 0, limit < 0 ? Infinity : limit);
   return !passedDeadline();
+}
+
+/**
+ * The one place a guest waits for host fds: poll(2) over `count` struct pollfd in `pollfds` for at
+ * most `ms` (-1: forever), cut at the run's deadline. Every blocking call on a host object (a pipe,
+ * a socket, an eventfd or timerfd, an epoll set, poll and select themselves) waits here. Returns the
+ * number of ready entries, 0 when `ms` passed, -EINTR when the deadline ended the wait (the run is
+ * then over), or the host's -errno.
+ */
+export function waitForHost(pollfds: Buffer, count: number, ms: number): number {
+  const n = libc.poll(pollfds, count, waitLimit(ms)) as number;
+  if (n < 0) return -lastErrno();
+  return n === 0 && ms !== 0 && passedDeadline() ? -E.EINTR : n;
 }

@@ -20,7 +20,7 @@ export type ArgKind =
   | 'outbuf'   // bytes the host fills; printed after the call, up to the result
   | 'iov' | 'oflags' | 'mode' | 'prot' | 'mapflags' | 'whence' | 'clock' | 'signal'
   | 'atflags' | 'ioctl' | 'fcntl' | 'futexop' | 'arch_prctl' | 'rlimit'
-  | 'epollop' | 'epollevent' | 'sockdomain' | 'socktype' | 'msgflags';
+  | 'epollop' | 'epollevent' | 'sockdomain' | 'socktype' | 'msgflags' | 'fdflags' | 'efdflags' | 'shuthow';
 
 export type SyscallArgs = Float64Array;
 

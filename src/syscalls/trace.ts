@@ -23,6 +23,8 @@ const flagSets: Record<string, Array<[number, string]>> = {
   epollevents: [[0x1, 'EPOLLIN'], [0x2, 'EPOLLPRI'], [0x4, 'EPOLLOUT'], [0x8, 'EPOLLERR'], [0x10, 'EPOLLHUP'], [0x2000, 'EPOLLRDHUP'],
     [1 << 28, 'EPOLLEXCLUSIVE'], [1 << 29, 'EPOLLWAKEUP'], [1 << 30, 'EPOLLONESHOT'], [-(2 ** 31), 'EPOLLET']],
   socktype: [[0o4000, 'SOCK_NONBLOCK'], [0o2000000, 'SOCK_CLOEXEC']],
+  fdflags: [[0o4000, 'O_NONBLOCK'], [0o2000000, 'O_CLOEXEC']],
+  efdflags: [[1, 'EFD_SEMAPHORE'], [0o4000, 'EFD_NONBLOCK'], [0o2000000, 'EFD_CLOEXEC']],
   atflags: [[0x100, 'AT_SYMLINK_NOFOLLOW'], [0x200, 'AT_REMOVEDIR'], [0x400, 'AT_SYMLINK_FOLLOW'], [0x800, 'AT_NO_AUTOMOUNT'], [0x1000, 'AT_EMPTY_PATH']],
 };
 
@@ -34,6 +36,7 @@ const names: Record<string, Record<number, string>> = {
   futexop: { 0: 'FUTEX_WAIT', 1: 'FUTEX_WAKE', 9: 'FUTEX_WAIT_BITSET', 10: 'FUTEX_WAKE_BITSET', 128: 'FUTEX_WAIT_PRIVATE', 129: 'FUTEX_WAKE_PRIVATE', 137: 'FUTEX_WAIT_BITSET_PRIVATE', 138: 'FUTEX_WAKE_BITSET_PRIVATE' },
   arch_prctl: { 0x1001: 'ARCH_SET_GS', 0x1002: 'ARCH_SET_FS', 0x1003: 'ARCH_GET_FS', 0x1004: 'ARCH_GET_GS', 0x3001: 'ARCH_CET_STATUS' },
   rlimit: { 0: 'RLIMIT_CPU', 1: 'RLIMIT_FSIZE', 2: 'RLIMIT_DATA', 3: 'RLIMIT_STACK', 4: 'RLIMIT_CORE', 5: 'RLIMIT_RSS', 6: 'RLIMIT_NPROC', 7: 'RLIMIT_NOFILE', 8: 'RLIMIT_MEMLOCK', 9: 'RLIMIT_AS' },
+  shuthow: { 0: 'SHUT_RD', 1: 'SHUT_WR', 2: 'SHUT_RDWR' },
   epollop: { 1: 'EPOLL_CTL_ADD', 2: 'EPOLL_CTL_DEL', 3: 'EPOLL_CTL_MOD' },
   sockdomain: { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK' },
   signal: Object.fromEntries(Object.entries(SIG).map(([k, v]) => [v, k])),
@@ -116,6 +119,8 @@ function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: Gues
     }
     case 'atflags': return flags(v, flagSets.atflags!, '0');
     case 'msgflags': return flags(v, flagSets.msgflags!, '0');
+    case 'fdflags': return flags(v, flagSets.fdflags!, '0');
+    case 'efdflags': return flags(v, flagSets.efdflags!, '0');
     case 'socktype': {
       const type = ({ 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET' } as Record<number, string>)[v & 0xf] ?? String(v & 0xf);
       const rest = flags(v & ~0xf, flagSets.socktype!, '');

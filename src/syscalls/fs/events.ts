@@ -120,7 +120,7 @@ function timerfdGettime(p: Process, fd: number, addr: number): number {
 
 export const eventSyscalls: SyscallDef[] = [
   { nr: 213, name: 'epoll_create', args: ['int'], ret: 'fd', handler: (p, a) => (int(a[0]!) <= 0 ? -E.EINVAL : epollCreate(p, 0)) },
-  { nr: 291, name: 'epoll_create1', args: ['oflags'], ret: 'fd', handler: (p, a) => epollCreate(p, int(a[0]!)) },
+  { nr: 291, name: 'epoll_create1', args: ['fdflags'], ret: 'fd', handler: (p, a) => epollCreate(p, int(a[0]!)) },
   { nr: 233, name: 'epoll_ctl', args: ['fd', 'epollop', 'fd', 'epollevent'], handler: (p, a) => epollCtl(p, int(a[0]!), int(a[1]!), int(a[2]!), a[3]!) },
   // A negative timeout waits forever.
   { nr: 232, name: 'epoll_wait', args: ['fd', 'ptr', 'int', 'int'], handler: (p, a) => epollWait(p, int(a[0]!), a[1]!, int(a[2]!), Math.max(-1, int(a[3]!))) },
@@ -137,8 +137,8 @@ export const eventSyscalls: SyscallDef[] = [
     },
   },
   { nr: 284, name: 'eventfd', args: ['uint'], ret: 'fd', handler: (p, a) => eventfd(p, uint(a[0]!), 0) },
-  { nr: 290, name: 'eventfd2', args: ['uint', 'oflags'], ret: 'fd', handler: (p, a) => eventfd(p, uint(a[0]!), int(a[1]!)) },
-  { nr: 283, name: 'timerfd_create', args: ['clock', 'oflags'], ret: 'fd', handler: (p, a) => timerfdCreate(p, int(a[0]!), int(a[1]!)) },
+  { nr: 290, name: 'eventfd2', args: ['uint', 'efdflags'], ret: 'fd', handler: (p, a) => eventfd(p, uint(a[0]!), int(a[1]!)) },
+  { nr: 283, name: 'timerfd_create', args: ['clock', 'fdflags'], ret: 'fd', handler: (p, a) => timerfdCreate(p, int(a[0]!), int(a[1]!)) },
   { nr: 286, name: 'timerfd_settime', args: ['fd', 'hex', 'ptr', 'ptr'], handler: (p, a) => timerfdSettime(p, int(a[0]!), int(a[1]!), a[2]!, a[3]!) },
   { nr: 287, name: 'timerfd_gettime', args: ['fd', 'ptr'], handler: (p, a) => timerfdGettime(p, int(a[0]!), a[1]!) },
 ];

@@ -5,7 +5,7 @@
  * iovecs point into guest RAM, so datagram and SEQPACKET boundaries are the host's.
  *
  * The guest can name no socket (there is no bind or connect), so a datagram sent to an address is
- * refused (ECONNREFUSED), and no address ever reaches the host. Control messages are not carried
+ * refused (ENOENT for a path, ECONNREFUSED for an abstract name), and no address ever reaches the host. Control messages are not carried
  * (EINVAL): SCM_RIGHTS would hand host fds across.
  */
 import { E } from '../../host/errno.js';
@@ -15,6 +15,8 @@ import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { inGuest, installNew, int, ioLength, IOV_MAX, iovecSegments, uint } from './args.js';
 
+const AF_INET = 2;
+const AF_INET6 = 10;
 const SOCK_TYPE_MASK = 0xf;
 const MSG_PEEK = 0x2;
 const MSG_WAITALL = 0x100;
@@ -37,6 +39,8 @@ function socketFor(p: Process, fd: number): SocketFile | number {
 
 function socketpair(p: Process, domain: number, type: number, protocol: number, svAddr: number): number {
   if (type & ~SOCK_TYPE_MASK & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
+  // Internet sockets exist in Linux but come in no pairs; tskvm has no other family.
+  if (domain === AF_INET || domain === AF_INET6) return -E.EOPNOTSUPP;
   if (domain !== AF_UNIX) return -E.EAFNOSUPPORT;
   if (!inGuest(p, svAddr, 8)) return -E.EFAULT;
   const pair = SocketFile.pair(type & SOCK_TYPE_MASK, type & SOCK_NONBLOCK, protocol);
@@ -68,7 +72,8 @@ function destinationError(p: Process, sock: SocketFile, addr: number, len: numbe
   if (sock.type === SOCK_STREAM) return -E.EISCONN;
   if (sock.type === SOCK_SEQPACKET) return 0;
   if (len <= SUN_PATH || len > SOCKADDR_UN_SIZE || p.mem.view.getUint16(addr, true) !== AF_UNIX) return -E.EINVAL;
-  return -E.ECONNREFUSED;
+  // A path names no socket the guest can see; an abstract name (a leading NUL) has no listener.
+  return p.mem.bytes[addr + SUN_PATH] === 0 ? -E.ECONNREFUSED : -E.ENOENT;
 }
 
 /**
@@ -221,7 +226,7 @@ export const socketSyscalls: SyscallDef[] = [
   { nr: 45, name: 'recvfrom', args: ['fd', 'outbuf', 'size', 'msgflags', 'ptr', 'ptr'], handler: (p, a) => recvfrom(p, int(a[0]!), a[1]!, a[2]!, uint(a[3]!), a[4]!, a[5]!) },
   { nr: 46, name: 'sendmsg', args: ['fd', 'ptr', 'msgflags'], handler: (p, a) => sendmsg(p, int(a[0]!), a[1]!, uint(a[2]!)) },
   { nr: 47, name: 'recvmsg', args: ['fd', 'ptr', 'msgflags'], handler: (p, a) => recvmsg(p, int(a[0]!), a[1]!, uint(a[2]!)) },
-  { nr: 48, name: 'shutdown', args: ['fd', 'int'], handler: (p, a) => shutdown(p, int(a[0]!), int(a[1]!)) },
+  { nr: 48, name: 'shutdown', args: ['fd', 'shuthow'], handler: (p, a) => shutdown(p, int(a[0]!), int(a[1]!)) },
   { nr: 51, name: 'getsockname', args: ['fd', 'ptr', 'ptr'], handler: (p, a) => sockName(p, int(a[0]!), a[1]!, a[2]!, false) },
   { nr: 52, name: 'getpeername', args: ['fd', 'ptr', 'ptr'], handler: (p, a) => sockName(p, int(a[0]!), a[1]!, a[2]!, true) },
 ];

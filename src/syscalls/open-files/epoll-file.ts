@@ -130,6 +130,11 @@ export class EpollFile extends HostFile implements FileWatcher {
     }
   }
 
+  /** Linux's noop_llseek: lseek succeeds and the position stays 0. */
+  override seek(): number {
+    return 0;
+  }
+
   /** How many watches it holds: no wait can report more events. */
   get watchCount(): number {
     let n = 0;

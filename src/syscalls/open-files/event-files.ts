@@ -48,6 +48,11 @@ abstract class HostEventFile extends HostFile {
     super(hostFd, flags, { positioning: 'stream', mutable: true, hostNonblocking: true });
   }
 
+  /** Linux's noop_llseek: lseek succeeds and the position stays 0. */
+  override seek(): number {
+    return 0;
+  }
+
   /** The 8-byte value a read returns or a write takes. */
   protected readU64(): bigint | number {
     const value = Buffer.alloc(8);

@@ -386,9 +386,13 @@ static void part_sockets(void)
 	SHOW("socketpair bad type flags", socketpair(AF_UNIX, SOCK_STREAM | 0x100, 0, sv));
 	SHOW("socketpair bad protocol", socketpair(AF_UNIX, SOCK_STREAM, 6, sv));
 	SHOW("socketpair bad pointer", socketpair(AF_UNIX, SOCK_STREAM, 0, bad));
-	SHOW("send on a pipe", send(1, "x", 1, 0));
+	int p[2];
+	pipe(p);
+	SHOW("send on a pipe", send(p[1], "x", 1, 0));
 	SHOW("recv on a closed fd", recv(99, buf, 1, 0));
-	SHOW("shutdown stdout", shutdown(1, SHUT_RDWR));
+	SHOW("shutdown a pipe", shutdown(p[0], SHUT_RDWR));
+	close(p[0]);
+	close(p[1]);
 }
 
 static void part_hostile(void)

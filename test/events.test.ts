@@ -1,0 +1,97 @@
+// Event descriptors (epoll sets, eventfds, timerfds, socket pairs) over host objects of the same kind.
+// test/guests/events.c prints what each call returns, never a time: under tskvm the output must be
+// the native run's, byte for byte, hostile calls included. Each blocking call ends at the run's
+// deadline. A request program (requests/events.c) makes them in main(): every request must see them
+// as main() left them, whatever the request before did.
+import t from 'tap';
+import { Program } from '../src/index.js';
+import { assertSameOutcome, guestPath, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
+
+const BLOCKING = ['epoll_wait', 'epoll_pwait', 'eventfd', 'timerfd', 'recv', 'recvmsg', 'send'];
+
+t.test('eventfd, timerfd, epoll, socketpair and hostile calls: the same output as natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  for (const flavour of ['glibc', 'pie', 'musl']) {
+    const bin = guestPath(`events.${flavour}`);
+    const native = runNative(bin, []);
+    t.equal(native.status, 0, `${flavour}: runs natively`);
+    t.match(native.stdout.toString(), /== hostile\n/, `${flavour}: natively, every part ran`);
+    assertSameOutcome(t, runTskvm(bin, []), native, flavour);
+  }
+});
+
+t.test('--trace names the new calls and their flags', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const vm = runTskvm(guestPath('events.glibc'), ['epoll', 'sockets'], { trace: true });
+  const trace = vm.stderr.toString();
+  for (const line of [
+    /epoll_create1\(O_CLOEXEC\) = 3\n/,
+    /epoll_ctl\(3, EPOLL_CTL_ADD, \d+, \{events=EPOLLIN\|EPOLLET, data=0xe7e7e7e7e7e7e7e7\}\) = 0\n/,
+    /eventfd2\(0, EFD_NONBLOCK\) = \d+\n/,
+    /timerfd_create\(CLOCK_MONOTONIC, O_NONBLOCK\) = \d+\n/,
+    /epoll_wait\(3, 0x[0-9a-f]+, 8, 0\) = 0\n/,
+    /socketpair\(AF_UNIX, SOCK_DGRAM\|SOCK_NONBLOCK\|SOCK_CLOEXEC, 0, 0x[0-9a-f]+\) = 0\n/,
+    /recvfrom\(\d+, "ping", 64, 0, NULL, NULL\) = 4\n/,
+    /sendto\(\d+, "x", 1, MSG_NOSIGNAL, NULL, 0\) = -1 EPIPE/,
+    /shutdown\(\d+, SHUT_WR\) = 0\n/,
+  ]) t.match(trace, line, `trace has ${line}`);
+});
+
+t.test('each blocking call ends at --timeout with exit 124, as timeout(1) ends it natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const bin = guestPath('events.glibc');
+  for (const call of BLOCKING) {
+    const native = runNative('/usr/bin/timeout', ['0.5', bin, 'block', call]);
+    const started = Date.now();
+    const vm = runTskvm(bin, ['block', call], { timeoutSec: 0.5, timeoutMs: 30_000 });
+    const elapsed = Date.now() - started;
+    t.equal(native.status, 124, `${call}: blocks natively until timeout(1) ends it`);
+    t.equal(vm.status, 124, `${call}: exit status 124`);
+    t.equal(vm.stdout.toString(), native.stdout.toString(), `${call}: the same output`);
+    t.match(vm.stderr.toString(), /stopped while it waited in (epoll_wait|epoll_pwait|read|recvfrom|recvmsg|sendto) at/, `${call}: says where it waited`);
+    t.ok(elapsed < 10_000, `${call}: stopped in ${elapsed} ms`);
+  }
+});
+
+t.test('requests see the event objects main() made as it left them, whatever the request before did', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const native = runNative(guestPath('req-events'), ['/state', '/sockets']).stdout.toString().split('\n');
+  t.equal(native[0], 'count=5 sem=2 ready=1,2,3 timer=1', 'natively, the state main() leaves');
+  // One fork, so every request runs in the fork the one before left.
+  const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, maxRequestTime: 2, onLog: () => {} });
+  try {
+    for (let i = 0; i < 5; i++) {
+      t.equal(`${(await program.request({ url: '/state' })).body}`, native[0], `round ${i}: the frozen state`);
+      t.equal(`${(await program.request({ url: '/mess' })).body}`, 'messed', `round ${i}: a request changes all of it`);
+    }
+    t.equal(`${(await program.request({ url: '/sockets' })).body}`, native[1], 'a socket pair within a request');
+    t.equal(`${(await program.request({ url: '/state' })).body}`, native[0], 'then the frozen state again');
+  } finally {
+    await program.close();
+  }
+});
+
+t.test('an epoll_wait past max_request_time ends as a timeout, and the fork serves on', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, maxRequestTime: 0.3, onLog: () => {} });
+  try {
+    const started = performance.now();
+    const res = await program.request({ url: '/wait' });
+    const elapsed = performance.now() - started;
+    t.equal(res.status, 504, '504');
+    t.equal(res.error?.code, 'TSKVM_ERR_GUEST_TIMEOUT', 'TSKVM_ERR_GUEST_TIMEOUT');
+    t.match(res.error?.message, /waited in epoll_wait/, 'says where it waited');
+    t.ok(elapsed >= 290 && elapsed < 5_000, `ended after ${elapsed.toFixed(0)} ms (max_request_time 300 ms)`);
+    t.equal(`${(await program.request({ url: '/state' })).body}`, 'count=5 sem=2 ready=1,2,3 timer=1', 'the next request sees the frozen state');
+  } finally {
+    await program.close();
+  }
+});
+
+t.test('a program frozen with a socket pair open fails to load, naming the fd', async (t) => {
+  if (!kvmAvailable(t)) return;
+  await t.rejects(
+    Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, environment: ['EVENTS_KEEP=socket'], onLog: () => {} }),
+    { code: 'TSKVM_ERR_PROGRAM_FREEZE', message: /fd \d+ is a socket, which request VMs cannot share/ },
+  );
+});

@@ -71,6 +71,22 @@ t.test('requests see the event objects main() made as it left them, whatever the
   }
 });
 
+t.test('a process holds at most as many epoll watches as fds (each is a host fd), and a reset gives them back', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, onLog: () => {} });
+  try {
+    // main()'s set holds 3 watches: 1021 more fit in the budget of 1024 (the fd limit).
+    for (let i = 0; i < 2; i++) {
+      for (const set of ['frozen', 'new']) {
+        t.equal(`${(await program.request({ url: `/watches?${set}` })).body}`, 'added 1021, then ENOSPC', `round ${i}, the ${set} set: ENOSPC at the budget`);
+      }
+    }
+    t.equal(`${(await program.request({ url: '/state' })).body}`, 'count=5 sem=2 ready=1,2,3 timer=1', 'main()\'s set has its own watches again');
+  } finally {
+    await program.close();
+  }
+});
+
 t.test('an epoll_wait past max_request_time ends as a timeout, and the fork serves on', async (t) => {
   if (!kvmAvailable(t)) return;
   const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, maxRequestTime: 0.3, onLog: () => {} });

@@ -13,6 +13,10 @@
  *              answers "messed"
  *   /wait      epoll_wait with no timeout on a new, empty set: never answers (a timeout)
  *   /sockets   a socketpair ping-pong within the request: "pong N"
+ *   /watches?frozen, /watches?new
+ *              adds watches to the set main() made, or to a new one, until one fails: each a
+ *              different (fd, file) pair whose fd is closed at once (the watch stays, as its file
+ *              lives on): "added N, then ERRNO" (each watch costs tskvm a host fd, so it bounds them)
  *
  * With EVENTS_KEEP=socket in the environment, main() also leaves a socket pair open, which no
  * request VM can share: the program must fail to load.
@@ -105,6 +109,21 @@ static void on_get(const char *url, const char *arg)
 		int empty = epoll_create1(0);
 		int n = epoll_wait(empty, &ev, 1, -1);
 		snprintf(body, sizeof body, "epoll_wait returned %d", n);
+		respond_str(200, body);
+	} else if (!strcmp(path, "/watches")) {
+		int set = strcmp(request_param(url, arg), "new") ? ep : epoll_create1(0);
+		int files[2] = { eventfd(0, 0), eventfd(0, 0) };
+		int added = 0, error = 0;
+		for (int f = 0; f < 2 && !error; f++)
+			for (int fd = 100; fd < 1000 && !error; fd++) {
+				struct epoll_event e = { .events = EPOLLIN, .data.u64 = (uint64_t)fd };
+				if (dup2(files[f], fd) != fd || epoll_ctl(set, EPOLL_CTL_ADD, fd, &e) != 0)
+					error = errno;
+				else
+					added++;
+				close(fd);
+			}
+		snprintf(body, sizeof body, "added %d, then %s", added, error == ENOSPC ? "ENOSPC" : error ? "another error" : "none");
 		respond_str(200, body);
 	} else if (!strcmp(path, "/sockets")) {
 		int sv[2];

@@ -71,6 +71,24 @@ t.test('requests see the event objects main() made as it left them, whatever the
   }
 });
 
+t.test('an interval timer main() armed runs on in every fork: each request counts its expiries from main()', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, onLog: () => {} });
+  try {
+    // A wait before the first request too, so that it reads more than the second would if the reset
+    // forgot what the first read (then the second would count 300 ms of expiries only).
+    await new Promise((r) => setTimeout(r, 300));
+    const first = Number((await program.request({ url: '/ticks' })).body);
+    await new Promise((r) => setTimeout(r, 300));
+    const second = Number((await program.request({ url: '/ticks' })).body);
+    t.ok(first >= 30, `the first request read ${first} expiries`);
+    // 300 ms more of a 10 ms timer, counted from main() again since the reset gave back what the first read.
+    t.ok(second >= first + 25, `the second read ${second}: the first's ${first} and those of 300 ms more`);
+  } finally {
+    await program.close();
+  }
+});
+
 t.test('a process holds at most as many epoll watches as fds (each is a host fd), and a reset gives them back', async (t) => {
   if (!kvmAvailable(t)) return;
   const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, onLog: () => {} });

@@ -13,6 +13,8 @@
  *              answers "messed"
  *   /wait      epoll_wait with no timeout on a new, empty set: never answers (a timeout)
  *   /sockets   a socketpair ping-pong within the request: "pong N"
+ *   /ticks     the expirations of a 10 ms interval timer main() armed, read whole: every request
+ *              counts from main(), so a later request reads more
  *   /watches?frozen, /watches?new
  *              adds watches to the set main() made, or to a new one, until one fails: each a
  *              different (fd, file) pair whose fd is closed at once (the watch stays, as its file
@@ -33,7 +35,7 @@
 #include <sys/timerfd.h>
 #include "common.h"
 
-static int counter, semaphore, timer, ep;
+static int counter, semaphore, timer, ep, ticker;
 
 static void state(char *out, size_t size)
 {
@@ -110,6 +112,11 @@ static void on_get(const char *url, const char *arg)
 		int n = epoll_wait(empty, &ev, 1, -1);
 		snprintf(body, sizeof body, "epoll_wait returned %d", n);
 		respond_str(200, body);
+	} else if (!strcmp(path, "/ticks")) {
+		uint64_t ticks = 0;
+		read(ticker, &ticks, 8);
+		snprintf(body, sizeof body, "%llu", (unsigned long long)ticks);
+		respond_str(200, body);
 	} else if (!strcmp(path, "/watches")) {
 		int set = strcmp(request_param(url, arg), "new") ? ep : epoll_create1(0);
 		int files[2] = { eventfd(0, 0), eventfd(0, 0) };
@@ -151,6 +158,9 @@ int main(int argc, char **argv)
 	timer = timerfd_create(CLOCK_MONOTONIC, 0);
 	struct itimerspec soon = { .it_value = { 0, 50 * 1000 * 1000 } };
 	timerfd_settime(timer, 0, &soon, NULL);
+	ticker = timerfd_create(CLOCK_BOOTTIME, 0);
+	struct itimerspec every = { .it_value = { 0, 10 * 1000 * 1000 }, .it_interval = { 0, 10 * 1000 * 1000 } };
+	timerfd_settime(ticker, 0, &every, NULL);
 	ep = epoll_create1(0);
 	struct epoll_event e = { .events = EPOLLIN, .data.u64 = 1 };
 	epoll_ctl(ep, EPOLL_CTL_ADD, counter, &e);

@@ -45,7 +45,7 @@ function guest(): { p: Process; warnings: string[] } {
 }
 
 function context(timerFired = false): ExitContext {
-  return { timeoutMs: 1000, args: new Float64Array(6), unknownReported: new Set(), timerFired: () => timerFired, patchSyscallSite: null };
+  return { timeoutMs: 1000, args: new Float64Array(6), unknownReported: new Set(), timerFired: () => timerFired, patchSyscallSite: null, slicing: false, rearm: () => {} };
 }
 
 const out = (port: number, size = 4): VcpuExit => ({ kind: 'io', port, out: true, size, count: 1 });

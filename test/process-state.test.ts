@@ -34,7 +34,8 @@ function observe(p: Process): Record<string, unknown> {
     brk: p.mm.brk,
     signals: [[...p.signals.action(SIGUSR1)], p.signals.blocked.toString(), p.signals.altStack && [...p.signals.altStack]],
     cwd: p.paths.cwd,
-    scalars: [p.umask, [...p.threadName], p.clearChildTid, p.fsBase, p.gsBase, p.exit, p.pause],
+    scalars: [p.umask, p.fsBase, p.gsBase, p.exit, p.pause],
+    threads: p.threads.freeze(),
     api: [p.api.phase, [...p.api.handlers], p.api.ephemeral],
     regexes: p.regexes.freeze(),
   };
@@ -51,8 +52,9 @@ function change(p: Process): void {
   p.signals.altStack = new Uint8Array(24).fill(1);
   p.paths.chdir('/tmp');
   p.umask = 0o777;
-  p.threadName.fill(65);
-  p.clearChildTid = 0x4000;
+  p.threads.current.name.fill(65);
+  p.threads.current.clearChildTid = 0x4000;
+  p.threads.spawn({ regs: new Uint32Array(36), xsave: new Uint8Array(16), sregs: null, fsBase: 1, gsBase: 2 });
   p.fsBase = 0x1234;
   p.gsBase = 0x5678;
   p.exit = { status: 1 };

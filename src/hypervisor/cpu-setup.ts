@@ -11,6 +11,7 @@ import { GDT_ADDR, IDT_ADDR, PML4_ADDR, TSS_ADDR } from '../paging/layout.js';
 import { GDT_LIMIT, IDT_LIMIT, SELECTOR, STAR_VALUE, TSS_LIMIT } from '../paging/descriptors.js';
 import { SYSCALL_ENTRY, type SyscallEntryKind } from '../paging/stubs.js';
 import { VCPU_INFO_ADDR } from '../paging/vdso.js';
+import { contextSwitch } from './thread-context.js';
 
 const CR0_PE = 1n, CR0_MP = 2n, CR0_ET = 0x10n, CR0_NE = 0x20n, CR0_WP = 0x10000n, CR0_AM = 0x40000n, CR0_PG = 0x8000_0000n;
 const CR4_PAE = 0x20n, CR4_OSFXSR = 0x200n, CR4_OSXMMEXCPT = 0x400n, CR4_UMIP = 0x800n, CR4_SMEP = 0x10_0000n, CR4_FSGSBASE = 0x10000n, CR4_OSXSAVE = 0x40000n, CR4_SMAP = 0x20_0000n;
@@ -147,8 +148,9 @@ export function currentCs(vcpu: Vcpu): number {
 }
 
 /** The narrow control over the vCPU that syscall and hypercall handlers get (Process.cpu). */
-export function cpuControl(vcpu: Vcpu): CpuControl {
+export function cpuControl(vcpu: Vcpu, choice: VcpuChoice): CpuControl {
   return {
+    ...contextSwitch(vcpu, choice),
     setFsBase: (v) => vcpu.setMsrs([[MSR.FS_BASE, v]]),
     setGsBase: (v) => vcpu.setMsrs([[MSR.GS_BASE, v]]),
     setRdx: (v) => vcpu.set('rdx', v),

@@ -156,7 +156,7 @@ export class Machine {
       this.ram.close();
       throw e;
     }
-    this.process.cpu = cpuControl(this.guest.vcpu);
+    this.process.cpu = cpuControl(this.guest.vcpu, this.platform);
     this.runner = new GuestRunner(this.guest.vcpu, this.process, options.rewriteSyscalls ?? true, this.guest.clock);
   }
 

@@ -52,6 +52,8 @@ const RIP = regIndex.rip * 2;
 const SYSCALL_STUB_OUT_END = SYSCALL_ENTRY['ring3-jmp'] + 2;
 
 let threadTimer: RunTimer | null = null;
+/** How long a thread runs before another runnable one gets the vCPU (the scheduler: thread-table.ts). */
+const TIME_SLICE_MS = 5;
 
 export class GuestRunner {
   readonly vcpu: Vcpu;
@@ -71,12 +73,24 @@ export class GuestRunner {
 
   /** Runs until the process exits, faults, pauses, or `timeoutMs` (0: no limit) passes. */
   run(timeoutMs: number): RunResult {
-    const timer = timeoutMs > 0 ? this.startTimer(timeoutMs) : null;
     startDeadline(timeoutMs);
+    let timer = null as RunTimer | null;
     const context: ExitContext = {
       timeoutMs, args: this.args, unknownReported: this.unknownReported, timerFired: () => timer?.consume() ?? false,
       patchSyscallSite: this.rewriteSyscalls ? (site) => this.patchSyscallSite(site) : null,
+      slicing: false,
+      // The run timer ends the run at its deadline and, while the program has several threads, each time slice.
+      rearm: () => {
+        const slicing = this.process.threads.count > 1;
+        context.slicing = slicing;
+        const left = timeLeft();
+        const ms = slicing ? Math.min(TIME_SLICE_MS, left) : left;
+        if (ms === Infinity) return timer?.disarm();
+        timer ??= this.startTimer();
+        timer.arm(Math.max(ms, 0.001));
+      },
     };
+    context.rearm();
     let exits = 0;
     try {
       for (;;) {
@@ -122,14 +136,14 @@ export class GuestRunner {
     mem.bytes[site + 1] = PORT_SYSCALL;
   }
 
-  private startTimer(timeoutMs: number): RunTimer {
+  /** The thread's run timer, its signal let into this vCPU's KVM_RUN. */
+  private startTimer(): RunTimer {
     threadTimer ??= new RunTimer();
     if (!this.signalMaskSet) {
       // Once per vCPU: the mask stays in force for every later KVM_RUN.
       this.vcpu.setSignalMask(threadTimer.guestSignalMask);
       this.signalMaskSet = true;
     }
-    threadTimer.arm(timeoutMs);
     return threadTimer;
   }
 }
@@ -167,6 +181,10 @@ export interface ExitContext {
   timerFired: () => boolean;
   /** Rewrites a `syscall` at `site` to a direct exit (PVM); null where that is not done. */
   patchSyscallSite: ((site: number) => void) | null;
+  /** Whether the run timer is cutting time slices (the program has several threads). */
+  slicing: boolean;
+  /** Arms the run timer for the next slice or the deadline, whichever comes first. */
+  rearm: () => void;
 }
 
 /**
@@ -200,8 +218,14 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
       cpu.completeExit();
       return faulted(fault);
     }
-    case 'interrupted':
-      return ctx.timerFired() ? timedOut(ctx.timeoutMs, '', cpu.get('rip')) : null; // another signal: go back in
+    case 'interrupted': {
+      if (!ctx.timerFired()) return null; // another signal: go back in
+      if (!ctx.slicing || timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
+      // A time slice ended: the next runnable thread gets the vCPU.
+      p.threads.preempt(p);
+      ctx.rearm();
+      return null;
+    }
     case 'hlt':
       return faulted(describeOther('privileged', 'privileged instruction (hlt)', cpu.registerDump()));
     case 'shutdown':
@@ -238,7 +262,19 @@ function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omi
     const { status, signal, reason: why } = p.exit;
     return signal ? { status, signal, outcome: 'signal', message: why } : { status, outcome: 'exit' };
   }
-  cpu.set('rax', result);
+  const threads = p.threads;
+  // A call run again when its thread next runs keeps its number in rax.
+  if (!threads.switchWanted || threads.current.wait?.kind !== 'file') cpu.set('rax', result);
+  if (threads.switchWanted && !threads.switchThreads(p)) {
+    if (deadlineReached()) {
+      const name = def?.name ?? `call ${nr}`;
+      const waiting = threads.count > 1 ? `while all ${threads.count} threads waited (this one in ${name})` : `while it waited in ${name}`;
+      return timedOut(ctx.timeoutMs, waiting, viaStub ? cpu.get('rcx') : cpu.get('rip'));
+    }
+    const { status, signal, reason: why } = p.exit!;
+    return { status, signal, outcome: 'signal', message: why };
+  }
+  if ((threads.count > 1) !== ctx.slicing) ctx.rearm();
   if (p.pause) {
     const pause = p.pause;
     p.pause = null;

@@ -16,9 +16,10 @@
  *   VDSO_ADDR  (user read+exec)  the ELF image below: linked at 0, the code at 0x300
  *
  * The image, built once: ELF header, two program headers (PT_LOAD over the page, PT_DYNAMIC), a SysV
- * hash table with one bucket, the symbols, their names and the dynamic section. No versions and no
- * section headers: glibc and musl accept unversioned symbols from the vDSO. The dynamic segment is
- * read-only (no PF_W), which tells glibc not to relocate it in place.
+ * hash table with one bucket, the symbols, their names, their versions (all LINUX_2.6, as Linux's:
+ * Go's runtime reads the version definitions without checking they exist) and the dynamic section.
+ * No section headers. The dynamic segment is read-only (no PF_W), which tells glibc not to relocate
+ * it in place.
  */
 import { PAGE, VDSO_ADDR, VVAR_ADDR } from './layout.js';
 
@@ -51,11 +52,16 @@ const SYMBOLS: Array<[string, number, number]> = [
   ['__vdso_time', 0x410, 0x1e],
 ];
 const SONAME = 'linux-vdso.so.1';
+/** The version Linux gives its x86-64 vDSO's symbols, which libcs and Go's runtime ask for. */
+const VERSION = 'LINUX_2.6';
 
 const HASH_AT = 0x100;
 const DYNSYM_AT = 0x140;
+const VERSYM_AT = 0x120;
 const DYNSTR_AT = 0x1a0;
 const DYNAMIC_AT = 0x200;
+const VERDEF_AT = 0x2a0;
+const VERDEF_SIZE = 20, VERDAUX_SIZE = 8;
 const SYM_SIZE = 24;
 const DYN_SIZE = 16;
 
@@ -66,7 +72,20 @@ const PT_LOAD = 1;
 const PT_DYNAMIC = 2;
 const PF_X = 1;
 const PF_R = 4;
-const DT = { NULL: 0, HASH: 4, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SYMENT: 11, SONAME: 14 } as const;
+const DT = { NULL: 0, HASH: 4, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SYMENT: 11, SONAME: 14, VERSYM: 0x6ffffff0, VERDEF: 0x6ffffffc, VERDEFNUM: 0x6ffffffd } as const;
+const VER_FLG_BASE = 1;
+
+/** The SysV ELF hash (elf.h's), which a version definition carries of its name. */
+function elfHash(name: string): number {
+  let h = 0;
+  for (const c of Buffer.from(name)) {
+    h = ((h << 4) + c) >>> 0;
+    const g = h & 0xf000_0000;
+    if (g) h ^= g >>> 24;
+    h = (h & ~g) >>> 0;
+  }
+  return h;
+}
 const STB_GLOBAL_STT_FUNC = 0x12;
 
 let image: Buffer | null = null;
@@ -113,13 +132,27 @@ export function vdsoImage(): Buffer {
     b.writeBigUInt64LE(BigInt(size), at + 16);
   });
   const soname = nameAt(SONAME);
+  const version = nameAt(VERSION);
   b.write(strtab, DYNSTR_AT, 'latin1');
+  // Versions: definition 1 is the object itself (the base), 2 is LINUX_2.6, every symbol's.
+  [[VER_FLG_BASE, 1, SONAME, soname], [0, 2, VERSION, version]].forEach(([flags, ndx, name, nameOffset], i) => {
+    const at = VERDEF_AT + i * (VERDEF_SIZE + VERDAUX_SIZE);
+    b.writeUInt16LE(1, at); // vd_version
+    b.writeUInt16LE(flags as number, at + 2);
+    b.writeUInt16LE(ndx as number, at + 4);
+    b.writeUInt16LE(1, at + 6); // vd_cnt
+    b.writeUInt32LE(elfHash(name as string), at + 8);
+    b.writeUInt32LE(VERDEF_SIZE, at + 12); // vd_aux
+    b.writeUInt32LE(i === 0 ? VERDEF_SIZE + VERDAUX_SIZE : 0, at + 16); // vd_next
+    b.writeUInt32LE(nameOffset as number, at + VERDEF_SIZE); // vda_name
+  });
+  SYMBOLS.forEach((_, i) => b.writeUInt16LE(2, VERSYM_AT + (i + 1) * 2));
   // SysV hash: one bucket holding symbol 1, each chained to the next
   const nsyms = SYMBOLS.length + 1;
   const hash = [1, nsyms, 1, 0, ...SYMBOLS.map((_, i) => (i + 2 < nsyms ? i + 2 : 0))];
   hash.forEach((word, i) => b.writeUInt32LE(word, HASH_AT + 4 * i));
   dynamic.push([DT.HASH, HASH_AT], [DT.STRTAB, DYNSTR_AT], [DT.SYMTAB, DYNSYM_AT], [DT.STRSZ, strtab.length],
-    [DT.SYMENT, SYM_SIZE], [DT.SONAME, soname], [DT.NULL, 0]);
+    [DT.SYMENT, SYM_SIZE], [DT.SONAME, soname], [DT.VERSYM, VERSYM_AT], [DT.VERDEF, VERDEF_AT], [DT.VERDEFNUM, 2], [DT.NULL, 0]);
   dynamic.forEach(([tag, value], i) => {
     b.writeBigUInt64LE(BigInt(tag), DYNAMIC_AT + i * DYN_SIZE);
     b.writeBigUInt64LE(BigInt(value), DYNAMIC_AT + i * DYN_SIZE + 8);

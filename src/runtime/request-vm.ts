@@ -201,7 +201,7 @@ export class RequestVm {
       throw e;
     }
     const p = this.process;
-    p.cpu = cpuControl(guest.vcpu);
+    p.cpu = cpuControl(guest.vcpu, { syscallEntry: frozen.entryKind, taskRegister: frozen.taskRegister });
     this.saved = saveProcess(p);
     this.baseCommitted = p.mm.committed;
     this.maxRequestMemory = frozen.limits.maxRequestMemory || Infinity;

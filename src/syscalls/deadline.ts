@@ -74,13 +74,41 @@ export function sleep(ms: number): boolean {
 }
 
 /**
+ * Thrown by a wait inside a call of a process with other threads (see mayPark): rather than hold the
+ * vCPU's host thread, the calling guest thread parks until one of `files` is ready, when its call
+ * runs again, or `timeoutMs` (-1: never) passes, when the call returns `onTimeout` (dispatch.ts).
+ */
+export class WouldBlock {
+  constructor(readonly files: Array<{ hostFd: number; events: number }>, readonly timeoutMs: number, readonly onTimeout: number) {}
+}
+
+let parkable = false;
+
+/** Set by the dispatcher around each call: whether a wait may park its thread (throw WouldBlock). */
+export function setParkable(on: boolean): void {
+  parkable = on;
+}
+
+export function mayPark(): boolean {
+  return parkable;
+}
+
+/**
  * The one place a guest waits for host fds: poll(2) over `count` struct pollfd in `pollfds` for at
  * most `ms` (-1: forever), cut at the run's deadline. Every blocking call on a host object (a pipe,
  * a socket, an eventfd or timerfd, an epoll set, poll and select themselves) waits here. Returns the
  * number of ready entries, 0 when `ms` passed, -EINTR when the deadline ended the wait (the run is
  * then over), or the host's -errno.
+ *
+ * In a process with other threads to run (mayPark), a wait that would block throws WouldBlock
+ * instead, unless `park` is false: the calling thread parks and its call runs again when one of the
+ * fds is ready, so the caller must not have done anything yet that running it again would do twice.
  */
-export function waitForHost(pollfds: Buffer, count: number, ms: number): number {
+export function waitForHost(pollfds: Buffer, count: number, ms: number, park = true): number {
+  if (park && ms !== 0 && mayPark() && (count === 0 || (libc.poll(pollfds, count, 0) as number) === 0)) {
+    const files = Array.from({ length: count }, (_, k) => ({ hostFd: pollfds.readInt32LE(k * 8), events: pollfds.readUInt16LE(k * 8 + 4) }));
+    throw new WouldBlock(files, ms, 0);
+  }
   const n = libc.poll(pollfds, count, waitLimit(ms)) as number;
   if (n < 0) return -lastErrno();
   return n === 0 && ms !== 0 && passedDeadline() ? -E.EINTR : n;

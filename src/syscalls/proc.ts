@@ -1,20 +1,14 @@
 /**
  * Process identity, exit, limits and the odds and ends a libc asks for at start-up.
- * A tskvm guest is a single-threaded process with pid 2 whose parent is pid 1,
- * running as root inside its sandbox.
+ * A tskvm guest is one process, pid 2, whose parent is pid 1, running as root inside its sandbox;
+ * its threads are in threads.ts.
  */
 import { E } from '../host/errno.js';
 import { fillRandom } from '../host/random.js';
 import { Process } from './process.js';
 import type { SyscallDef } from './syscall.js';
-import { sleep } from './deadline.js';
-import { nowMs, readTimespec } from './time.js';
 
 const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004;
-const FUTEX_CLOCK_REALTIME = 256;
-const FUTEX_CMD_MASK = ~(128 | FUTEX_CLOCK_REALTIME); // without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME
-const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1;
-const FUTEX_WAIT = 0, FUTEX_WAKE = 1, FUTEX_WAIT_BITSET = 9, FUTEX_WAKE_BITSET = 10;
 const RLIM_INFINITY = -1;
 const RLIMIT_DATA = 2, RLIMIT_STACK = 3, RLIMIT_NOFILE = 7, RLIMIT_AS = 9;
 const PR_SET_NAME = 15, PR_GET_NAME = 16;
@@ -49,7 +43,6 @@ const constant = (nr: number, name: string, value: number): SyscallDef => ({ nr,
 export const procSyscalls: SyscallDef[] = [
   constant(39, 'getpid', Process.PID),
   constant(110, 'getppid', Process.PPID),
-  constant(186, 'gettid', Process.PID),
   constant(102, 'getuid', 0),
   constant(107, 'geteuid', 0),
   constant(104, 'getgid', 0),
@@ -71,14 +64,6 @@ export const procSyscalls: SyscallDef[] = [
   { nr: 105, name: 'setuid', args: ['int'], handler: (_p, a) => ((a[0]! | 0) === 0 ? 0 : -E.EPERM) },
   { nr: 106, name: 'setgid', args: ['int'], handler: (_p, a) => ((a[0]! | 0) === 0 ? 0 : -E.EPERM) },
   {
-    nr: 60, name: 'exit', args: ['int'],
-    handler: (p, a) => { p.exit = { status: a[0]! & 0xff }; return 0; },
-  },
-  {
-    nr: 231, name: 'exit_group', args: ['int'],
-    handler: (p, a) => { p.exit = { status: a[0]! & 0xff }; return 0; },
-  },
-  {
     nr: 158, name: 'arch_prctl', args: ['arch_prctl', 'hex'],
     handler: (p, a) => {
       const [code, addr] = [a[0]! | 0, a[1]!];
@@ -99,11 +84,6 @@ export const procSyscalls: SyscallDef[] = [
       }
     },
   },
-  {
-    nr: 218, name: 'set_tid_address', args: ['ptr'],
-    handler: (p, a) => { p.clearChildTid = a[0]!; return Process.PID; },
-  },
-  { nr: 273, name: 'set_robust_list', args: ['ptr', 'size'], handler: (_p, a) => (a[1] === 24 ? 0 : -E.EINVAL) },
   // Restartable sequences need the kernel to fix up preempted critical sections; libc copes without.
   { nr: 334, name: 'rseq', args: ['ptr', 'size', 'int', 'hex'], handler: () => -E.ENOSYS },
   {
@@ -168,37 +148,9 @@ export const procSyscalls: SyscallDef[] = [
     },
   },
   { nr: 203, name: 'sched_setaffinity', args: ['int', 'size', 'ptr'], handler: () => 0 },
-  { nr: 24, name: 'sched_yield', args: [], handler: () => 0 },
   {
     nr: 309, name: 'getcpu', args: ['ptr', 'ptr', 'ptr'],
     handler: (p, a) => { if (a[0]) p.mem.setU32(a[0], 0); if (a[1]) p.mem.setU32(a[1], 0); return 0; },
-  },
-  {
-    nr: 202, name: 'futex', args: ['ptr', 'futexop', 'int', 'ptr', 'ptr', 'int'],
-    handler: (p, a) => {
-      const [addr, op, val, timeout] = [a[0]!, a[1]! & FUTEX_CMD_MASK, a[2]! | 0, a[3]!];
-      switch (op) {
-        case FUTEX_WAKE: case FUTEX_WAKE_BITSET:
-          p.mem.check(addr, 4);
-          return 0; // nobody else to wake: one thread
-        case FUTEX_WAIT: case FUTEX_WAIT_BITSET:
-          if (p.mem.i32(addr) !== val) return -E.EAGAIN;
-          if (timeout) {
-            // Nobody can wake the only thread: it sleeps out its timeout (relative for FUTEX_WAIT,
-            // absolute for FUTEX_WAIT_BITSET), or until the run's deadline.
-            const ms = readTimespec(p, timeout);
-            if (ms === null) return -E.EINVAL;
-            const clock = a[1]! & FUTEX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
-            sleep(Math.max(0, op === FUTEX_WAIT ? ms : ms - nowMs(clock)));
-            return -E.ETIMEDOUT;
-          }
-          // The only thread would wait forever: end it with a diagnosis instead of hanging.
-          p.exit = { status: 128 + 6, signal: 6, reason: 'deadlock: the only thread waits on a futex nobody can wake' };
-          return -E.EDEADLK;
-        default:
-          return -E.ENOSYS;
-      }
-    },
   },
   {
     nr: 157, name: 'prctl', args: ['int', 'hex', 'hex', 'hex', 'hex'],
@@ -206,16 +158,16 @@ export const procSyscalls: SyscallDef[] = [
       switch (a[0]! | 0) {
         case PR_SET_NAME: {
           const name = p.mem.cBytes(a[1]!, 15) ?? p.mem.read(a[1]!, 15);
-          p.threadName.fill(0);
-          p.threadName.set(name);
+          p.threads.current.name.fill(0);
+          p.threads.current.name.set(name);
           return 0;
         }
-        case PR_GET_NAME: p.mem.put(a[1]!, p.threadName); return 0;
+        case PR_GET_NAME: p.mem.put(a[1]!, p.threads.current.name); return 0;
         default: return -E.EINVAL;
       }
     },
   },
-  // fork, vfork and clone are not available, so there is never a child to wait for.
+  // There is never a child process to wait for: clone makes threads only (threads.ts).
   { nr: 61, name: 'wait4', args: ['int', 'ptr', 'hex', 'ptr'], handler: () => -E.ECHILD },
   { nr: 247, name: 'waitid', args: ['int', 'int', 'ptr', 'hex', 'ptr'], handler: () => -E.ECHILD },
   {

@@ -22,6 +22,7 @@ import type { FileTableSnapshot, FrozenFileTable } from './fd-table.js';
 import type { Process } from './process.js';
 import type { SignalSnapshot } from './signal-state.js';
 import type { FrozenRegexes, RegexSnapshot } from './api/regex.js';
+import type { FrozenThreads } from './thread-table.js';
 
 /** Each piece of the process's state, and the Process fields it covers. */
 export const PROCESS_STATE = {
@@ -29,7 +30,8 @@ export const PROCESS_STATE = {
   addressSpace: ['mm'],
   signals: ['signals'],
   cwd: ['paths'],
-  scalars: ['umask', 'threadName', 'clearChildTid', 'fsBase', 'gsBase', 'exit', 'pause'],
+  scalars: ['umask', 'fsBase', 'gsBase', 'exit', 'pause'],
+  threads: ['threads'],
   api: ['api'],
   regexes: ['regexes'],
 } as const satisfies Record<string, ReadonlyArray<keyof Process>>;
@@ -44,8 +46,6 @@ type StateRecord<T extends { [K in Piece]: unknown } & { [K in Exclude<keyof T, 
 /** The scalars of a process. */
 export interface ProcessScalars {
   umask: number;
-  threadName: Uint8Array;
-  clearChildTid: number;
   fsBase: number;
   gsBase: number;
 }
@@ -67,6 +67,8 @@ export type FrozenProcessState = StateRecord<{
   signals: SignalSnapshot;
   cwd: string;
   scalars: ProcessScalars;
+  /** The threads not running, and the running one's identity: every fork has them. */
+  threads: FrozenThreads;
   api: FrozenApi;
   /** The handles main() compiled: a request starts with them. */
   regexes: FrozenRegexes;
@@ -79,6 +81,8 @@ export type SavedProcess = StateRecord<{
   signals: SignalSnapshot;
   cwd: string;
   scalars: ProcessScalars;
+  /** A request's threads are gone after the reset; main()'s are back as they were frozen. */
+  threads: FrozenThreads;
   /** A fork always serves requests: the API is back in its request phase. */
   api: null;
   regexes: RegexSnapshot;
@@ -91,6 +95,7 @@ export function freezeProcess(p: Process): FrozenProcessState {
     signals: p.signals.snapshot(),
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
+    threads: p.threads.freeze(),
     api: { handlers: [...p.api.handlers], ephemeral: p.api.ephemeral, storageAllowed: [...p.api.storageAllowed] },
     regexes: p.regexes.freeze(),
   };
@@ -106,6 +111,7 @@ export function thawProcess(p: Process, f: FrozenProcessState, sink: (name: stri
   p.signals.restore(f.signals);
   p.paths.restore(f.cwd);
   restoreScalars(p, f.scalars);
+  p.threads.thaw(f.threads);
   for (const [index, fn] of f.api.handlers) p.api.handlers.set(index, fn);
   p.api.ephemeral = f.api.ephemeral;
   for (const fn of f.api.storageAllowed) p.api.storageAllowed.add(fn);
@@ -120,6 +126,7 @@ export function saveProcess(p: Process): SavedProcess {
     signals: p.signals.snapshot(),
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
+    threads: p.threads.freeze(),
     api: null,
     regexes: p.regexes.snapshot(),
   };
@@ -131,6 +138,7 @@ export function restoreProcess(p: Process, s: SavedProcess): void {
   p.signals.restore(s.signals);
   p.paths.restore(s.cwd);
   restoreScalars(p, s.scalars);
+  p.threads.thaw(s.threads);
   p.api.phase = 'request';
   p.regexes.restore(s.regexes);
 }
@@ -141,14 +149,12 @@ export function discardSaved(p: Process, s: SavedProcess): void {
 }
 
 function saveScalars(p: Process): ProcessScalars {
-  return { umask: p.umask, threadName: Uint8Array.from(p.threadName), clearChildTid: p.clearChildTid, fsBase: p.fsBase, gsBase: p.gsBase };
+  return { umask: p.umask, fsBase: p.fsBase, gsBase: p.gsBase };
 }
 
 /** Puts the scalars back; a process being restored has neither exited nor paused. */
 function restoreScalars(p: Process, s: ProcessScalars): void {
   p.umask = s.umask;
-  p.threadName.set(s.threadName);
-  p.clearChildTid = s.clearChildTid;
   p.fsBase = s.fsBase;
   p.gsBase = s.gsBase;
   p.exit = null;

@@ -12,6 +12,7 @@ import type { FileTable } from './fd-table.js';
 import type { PathPolicy } from './path-policy.js';
 import type { AddressSpace } from './address-space.js';
 import type { SignalState } from './signal-state.js';
+import { ThreadTable, type ContextSwitch } from './thread-table.js';
 import { GuestApi } from './api/guest-api.js';
 import { RegexTable } from './api/regex.js';
 
@@ -24,8 +25,11 @@ export interface ExitState {
   reason?: string;
 }
 
-/** What a syscall may ask of the vCPU, without seeing it: the TLS segment bases, a second result register. */
-export interface CpuControl {
+/**
+ * What a syscall may ask of the vCPU, without seeing it: the TLS segment bases, a second result
+ * register, and saving and loading threads' registers (ContextSwitch).
+ */
+export interface CpuControl extends ContextSwitch {
   setFsBase(value: number): void;
   setGsBase(value: number): void;
   /** rdx, for guest API calls that return a 16-byte struct in rax:rdx. */
@@ -81,14 +85,12 @@ export class Process {
   /** sys_regex_compile's handles. */
   readonly regexes = new RegexTable();
   umask = 0o022;
-  /** Guest address given to set_tid_address (cleared on exit by Linux; kept for completeness). */
-  clearChildTid = 0;
-  /** FS segment base set by arch_prctl(ARCH_SET_FS): the guest's TLS pointer. */
+  /** The running thread's FS segment base, set by arch_prctl(ARCH_SET_FS): its TLS pointer. */
   fsBase = 0;
   /** GS segment base: the guest API's vcpuid()/vcpureqid() read %gs:0 and %gs:4 (vdso.ts), until the program sets its own. */
   gsBase = VCPU_INFO_ADDR;
-  /** prctl(PR_SET_NAME), NUL-padded. */
-  readonly threadName = new Uint8Array(16);
+  /** The process's threads; the running one's registers are in the vCPU (thread-table.ts). */
+  readonly threads = new ThreadTable(Process.PID);
   exit: ExitState | null = null;
   /** Set by a guest API call that stops this run (see PauseState); the run loop clears it. */
   pause: PauseState | null = null;

@@ -1,7 +1,7 @@
 /**
  * Clocks and sleeping. Clock reads go straight to the host's clock_gettime,
- * writing into guest memory (no copy); sleeps block the vCPU's thread, as the
- * guest's only thread is blocked too, and end at the run's deadline (deadline.ts). Most clock reads never get here: the
+ * writing into guest memory (no copy); a sleep blocks the vCPU's host thread when the guest has one
+ * thread, and parks the sleeper when it has more (thread-table.ts); sleeps end at the run's deadline (deadline.ts). Most clock reads never get here: the
  * vDSO (src/paging/vdso.ts) serves realtime and monotonic clocks, gettimeofday
  * and time without an exit, from the same host clocks; what reaches these
  * handlers is the other clocks and programs that make the syscall themselves.
@@ -11,6 +11,7 @@ import type { SyscallDef } from './syscall.js';
 import type { Process } from './process.js';
 import { libc } from '../host/libc.js';
 import { sleep } from './deadline.js';
+import { wallMs } from './thread-table.js';
 
 const TIMER_ABSTIME = 1;
 
@@ -39,9 +40,17 @@ export function nowMs(clock: number): number {
   return Number(scratch.readBigInt64LE(0)) * 1e3 + Number(scratch.readBigInt64LE(8)) / 1e6;
 }
 
-/** Sleeps `ms` (nothing when ≤ 0): the run's deadline may end it, and then the run is over. */
-function sleepMs(ms: number): void {
-  if (ms > 0) sleep(ms);
+/**
+ * Sleeps `ms` (nothing when ≤ 0): the run's deadline may end it, and then the run is over. With
+ * other threads, the sleeper parks and they run meanwhile.
+ */
+function sleepMs(p: Process, ms: number): void {
+  if (p.threads.count > 1) {
+    if (ms > 0) p.threads.block({ kind: 'sleep', until: wallMs() + ms });
+    else p.threads.yield();
+  } else if (ms > 0) {
+    sleep(ms);
+  }
 }
 
 export const timeSyscalls: SyscallDef[] = [
@@ -71,8 +80,9 @@ export const timeSyscalls: SyscallDef[] = [
   {
     // No signal can reach the guest while it waits, so only the run's deadline ends it.
     nr: 34, name: 'pause', args: [],
-    handler: () => {
-      sleep(-1);
+    handler: (p) => {
+      if (p.threads.count > 1) p.threads.block({ kind: 'sleep', until: Infinity });
+      else sleep(-1);
       return -E.EINTR;
     },
   },
@@ -81,7 +91,7 @@ export const timeSyscalls: SyscallDef[] = [
     handler: (p, a) => {
       const ms = readTimespec(p, a[0]!);
       if (ms === null) return -E.EINVAL;
-      sleepMs(ms);
+      sleepMs(p, ms);
       return 0;
     },
   },
@@ -92,7 +102,7 @@ export const timeSyscalls: SyscallDef[] = [
       if (clock < 0 || clock > 11) return E.EINVAL;
       const ms = readTimespec(p, req);
       if (ms === null) return E.EINVAL;
-      sleepMs(flags & TIMER_ABSTIME ? ms - nowMs(clock) : ms);
+      sleepMs(p, flags & TIMER_ABSTIME ? ms - nowMs(clock) : ms);
       return 0; // clock_nanosleep returns a positive error number, not -errno
     },
   },

@@ -18,6 +18,9 @@ const flagSets: Record<string, Array<[number, string]>> = {
     [0x8000, 'MAP_POPULATE'], [0x20000, 'MAP_STACK'], [0x100000, 'MAP_FIXED_NOREPLACE']],
   oflags: [[0o100, 'O_CREAT'], [0o200, 'O_EXCL'], [0o400, 'O_NOCTTY'], [0o1000, 'O_TRUNC'], [0o2000, 'O_APPEND'],
     [0o4000, 'O_NONBLOCK'], [0o200000, 'O_DIRECTORY'], [0o400000, 'O_NOFOLLOW'], [0o2000000, 'O_CLOEXEC'], [0o10000000, 'O_PATH']],
+  cloneflags: [[0x100, 'CLONE_VM'], [0x200, 'CLONE_FS'], [0x400, 'CLONE_FILES'], [0x800, 'CLONE_SIGHAND'], [0x4000, 'CLONE_VFORK'],
+    [0x10000, 'CLONE_THREAD'], [0x40000, 'CLONE_SYSVSEM'], [0x80000, 'CLONE_SETTLS'], [0x100000, 'CLONE_PARENT_SETTID'],
+    [0x200000, 'CLONE_CHILD_CLEARTID'], [0x400000, 'CLONE_DETACHED'], [0x1000000, 'CLONE_CHILD_SETTID']],
   msgflags: [[0x1, 'MSG_OOB'], [0x2, 'MSG_PEEK'], [0x4, 'MSG_DONTROUTE'], [0x20, 'MSG_TRUNC'], [0x40, 'MSG_DONTWAIT'],
     [0x80, 'MSG_EOR'], [0x100, 'MSG_WAITALL'], [0x4000, 'MSG_NOSIGNAL'], [0x8000, 'MSG_MORE'], [0x40000000, 'MSG_CMSG_CLOEXEC']],
   epollevents: [[0x1, 'EPOLLIN'], [0x2, 'EPOLLPRI'], [0x4, 'EPOLLOUT'], [0x8, 'EPOLLERR'], [0x10, 'EPOLLHUP'], [0x2000, 'EPOLLRDHUP'],
@@ -33,7 +36,7 @@ const names: Record<string, Record<number, string>> = {
   clock: { 0: 'CLOCK_REALTIME', 1: 'CLOCK_MONOTONIC', 2: 'CLOCK_PROCESS_CPUTIME_ID', 3: 'CLOCK_THREAD_CPUTIME_ID', 4: 'CLOCK_MONOTONIC_RAW', 5: 'CLOCK_REALTIME_COARSE', 6: 'CLOCK_MONOTONIC_COARSE', 7: 'CLOCK_BOOTTIME' },
   ioctl: { 0x5401: 'TCGETS', 0x5402: 'TCSETS', 0x5413: 'TIOCGWINSZ', 0x541b: 'FIONREAD', 0x540f: 'TIOCGPGRP' },
   fcntl: { 0: 'F_DUPFD', 1: 'F_GETFD', 2: 'F_SETFD', 3: 'F_GETFL', 4: 'F_SETFL', 5: 'F_GETLK', 6: 'F_SETLK', 7: 'F_SETLKW', 1030: 'F_DUPFD_CLOEXEC' },
-  futexop: { 0: 'FUTEX_WAIT', 1: 'FUTEX_WAKE', 9: 'FUTEX_WAIT_BITSET', 10: 'FUTEX_WAKE_BITSET', 128: 'FUTEX_WAIT_PRIVATE', 129: 'FUTEX_WAKE_PRIVATE', 137: 'FUTEX_WAIT_BITSET_PRIVATE', 138: 'FUTEX_WAKE_BITSET_PRIVATE' },
+  futexop: { 0: 'FUTEX_WAIT', 1: 'FUTEX_WAKE', 3: 'FUTEX_REQUEUE', 4: 'FUTEX_CMP_REQUEUE', 5: 'FUTEX_WAKE_OP', 131: 'FUTEX_REQUEUE_PRIVATE', 132: 'FUTEX_CMP_REQUEUE_PRIVATE', 133: 'FUTEX_WAKE_OP_PRIVATE', 9: 'FUTEX_WAIT_BITSET', 10: 'FUTEX_WAKE_BITSET', 128: 'FUTEX_WAIT_PRIVATE', 129: 'FUTEX_WAKE_PRIVATE', 137: 'FUTEX_WAIT_BITSET_PRIVATE', 138: 'FUTEX_WAKE_BITSET_PRIVATE' },
   arch_prctl: { 0x1001: 'ARCH_SET_GS', 0x1002: 'ARCH_SET_FS', 0x1003: 'ARCH_GET_FS', 0x1004: 'ARCH_GET_GS', 0x3001: 'ARCH_CET_STATUS' },
   rlimit: { 0: 'RLIMIT_CPU', 1: 'RLIMIT_FSIZE', 2: 'RLIMIT_DATA', 3: 'RLIMIT_STACK', 4: 'RLIMIT_CORE', 5: 'RLIMIT_RSS', 6: 'RLIMIT_NPROC', 7: 'RLIMIT_NOFILE', 8: 'RLIMIT_MEMLOCK', 9: 'RLIMIT_AS' },
   shuthow: { 0: 'SHUT_RD', 1: 'SHUT_WR', 2: 'SHUT_RDWR' },
@@ -118,6 +121,7 @@ function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: Gues
       return rest ? `${type}|${rest}` : type;
     }
     case 'atflags': return flags(v, flagSets.atflags!, '0');
+    case 'cloneflags': return flags(v & ~0xff, flagSets.cloneflags!, '0') + (v & 0xff ? `|${v & 0xff}` : '');
     case 'msgflags': return flags(v, flagSets.msgflags!, '0');
     case 'fdflags': return flags(v, flagSets.fdflags!, '0');
     case 'efdflags': return flags(v, flagSets.efdflags!, '0');

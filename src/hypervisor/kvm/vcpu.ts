@@ -53,6 +53,7 @@ export class Vcpu {
    * signal (our timeout timer) ended the run.
    */
   run(): VcpuExit {
+    this.exitCompleted = false;
     const rc = libc.ioctlInt(this.fd, ioctls.KVM_RUN, 0);
     if (rc < 0) {
       const err = errno();
@@ -71,16 +72,21 @@ export class Vcpu {
    * at once: what the KVM API asks for before a vCPU's state is saved.
    */
   completeExit(): void {
+    if (this.exitCompleted) return; // nothing left to complete since the last one
     this.immediateExit = true;
     try {
       const exit = this.run();
       if (exit.kind !== 'interrupted') {
         throw new TskvmError('TSKVM_ERR_KVM_EXIT', `KVM_RUN with immediate_exit entered the guest and exited with ${describeExit(exit)}`, { ioctl: 'KVM_RUN' });
       }
+      this.exitCompleted = true;
     } finally {
       this.immediateExit = false;
     }
   }
+
+  /** Set by completeExit, cleared by the next KVM_RUN: a second completion would be an ioctl for nothing. */
+  private exitCompleted = false;
 
   set immediateExit(on: boolean) {
     this.runBytes[runLayout.immediateExit] = on ? 1 : 0;

@@ -89,7 +89,7 @@ function openEntry(p: Process, target: ResolvedPath, flags: number, mode: number
   }
   if (st.isFIFO() && (flags & O.ACCMODE) === O.RDONLY && !(flags & (O.NONBLOCK | O.PATH))) {
     // Natively open(2) waits for a writer; here poll waits for its first bytes (or its going away).
-    const ready = waitReady(hostFd, POLLIN, -1);
+    const ready = waitReady(hostFd, POLLIN, -1, false); // the fd is not the guest's yet: no parking
     if (ready < 0) {
       fs.closeSync(hostFd);
       return ready;

@@ -10,6 +10,7 @@
  */
 import { E } from '../../host/errno.js';
 import { addressOf, errno as lastErrno, libc } from '../../host/libc.js';
+import { mayPark } from '../deadline.js';
 import { AF_UNIX, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SocketFile } from '../open-files/socket-file.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
@@ -95,7 +96,8 @@ function transfer(p: Process, sock: SocketFile, direction: 'send' | 'recv', segm
     const msg = Buffer.alloc(MSGHDR.size);
     msg.writeBigUInt64LE(addressOf(iov), MSGHDR.iov);
     msg.writeBigUInt64LE(BigInt(rest.length), MSGHDR.iovlen);
-    const n = sock.transfer(direction, msg, flags);
+    // Once some has moved, a thread that would park must not: its call would run again and move it twice.
+    const n = sock.transfer(direction, msg, done > 0 && mayPark() ? flags | MSG_DONTWAIT : flags);
     if (n < 0) return { n: done > 0 ? done : n, flags: 0 };
     if (direction === 'recv') recordReceived(p, rest, n);
     done += n;

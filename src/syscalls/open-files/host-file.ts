@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { E, hostErrno } from '../../host/errno.js';
 import { errno as lastErrno, libc } from '../../host/libc.js';
-import { waitForHost } from '../deadline.js';
+import { mayPark, waitForHost } from '../deadline.js';
 import { refundWriteQuota, takeWriteQuota } from '../write-quota.js';
 import type { FrozenFile } from './frozen-file.js';
 import { fstatHost, O, OpenFile, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, type FileKind, type FileStat } from './open-file.js';
@@ -267,6 +267,7 @@ export class HostFile extends OpenFile {
       } catch (error) {
         const errno = hostErrno(error);
         if (errno !== -E.EAGAIN || this.nonblocking) return done > 0 ? done : errno;
+        if (done > 0 && mayPark()) return done; // parking would write it twice: a short write, as a signal would make
         const ready = waitReady(this.hostFd, POLLOUT, -1);
         if (ready < 0) return done > 0 ? done : ready;
       }
@@ -279,13 +280,15 @@ const pollFd = Buffer.alloc(8); // struct pollfd { int fd; short events; short r
 
 /**
  * poll(2) on one fd: 1 when ready (or hung up), 0 on timeout, or -errno. The run's deadline cuts a
- * wait short (-EINTR; the run then ends as a timeout).
+ * wait short (-EINTR; the run then ends as a timeout). With `park`, a wait in a process with other
+ * threads throws WouldBlock instead (deadline.ts): the call must not have done anything yet that
+ * running it again would do twice.
  */
-export function waitReady(fd: number, events: number, timeoutMs: number): number {
+export function waitReady(fd: number, events: number, timeoutMs: number, park = true): number {
   pollFd.writeInt32LE(fd, 0);
   pollFd.writeInt16LE(events, 4);
   pollFd.writeInt16LE(0, 6);
-  return waitForHost(pollFd, 1, timeoutMs);
+  return waitForHost(pollFd, 1, timeoutMs, park);
 }
 
 /**

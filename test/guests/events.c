@@ -2,13 +2,14 @@
  * events — epoll, eventfd, timerfd and socketpair, printing what each call returns (results and
  * errnos, never times), so the output natively and under tskvm must be identical.
  *
- *   events [PART...]   parts: eventfd timerfd epoll sockets hostile (default: all of them)
+ *   events [PART...]   parts: eventfd timerfd epoll sockets hostile threads (default: all of them)
  *   events block CALL  blocks forever in CALL (epoll_wait, epoll_pwait, eventfd, timerfd, recv, recvmsg,
  *                      send): `timeout 0.5 events block CALL` exits 124 natively, and so must tskvm
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -449,6 +450,66 @@ static void part_hostile(void)
 	close(efd);
 }
 
+/* The other thread of part_threads: wakes the main thread through each kind of object in turn. */
+static int t_efd, t_sv[2], t_tfd;
+
+static void *waker(void *arg)
+{
+	(void)arg;
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	nanosleep(&pause, NULL);
+	uint64_t one = 1;
+	write(t_efd, &one, 8);
+	nanosleep(&pause, NULL);
+	send(t_sv[1], "wake", 4, 0);
+	static char big[1 << 20];
+	memset(big, 'z', sizeof big);
+	nanosleep(&pause, NULL);
+	/* More than the socket holds: the main thread's reads let it finish. A blocking send may return
+	 * short (a signal can cut it natively; in tskvm a thread that would park after sending some does
+	 * too), so it goes on as programs do. */
+	for (size_t sent = 0; sent < sizeof big;) {
+		ssize_t n = send(t_sv[1], big + sent, sizeof big - sent, 0);
+		if (n <= 0)
+			break;
+		sent += (size_t)n;
+	}
+	struct itimerspec soon = { .it_value = { 0, 20 * 1000 * 1000 } };
+	timerfd_settime(t_tfd, 0, &soon, NULL);
+	return NULL;
+}
+
+static void part_threads(void)
+{
+	puts("== threads");
+	int ep = epoll_create1(0);
+	t_efd = eventfd(0, 0);
+	t_tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+	socketpair(AF_UNIX, SOCK_STREAM, 0, t_sv);
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = 42 }, ev;
+	epoll_ctl(ep, EPOLL_CTL_ADD, t_efd, &e);
+	pthread_t t;
+	pthread_create(&t, NULL, waker, NULL);
+	int n = epoll_wait(ep, &ev, 1, -1);
+	printf("epoll_wait woken by the other thread: %d, data %llu\n", n, (unsigned long long)ev.data.u64);
+	SHOW("read the eventfd", read(t_efd, &u64, 8));
+	char buf[4096];
+	SHOW("recv woken by the other thread", recv(t_sv[0], buf, 4, 0));
+	size_t total = 0;
+	ssize_t got;
+	while (total < (1 << 20) && (got = recv(t_sv[0], buf, sizeof buf, 0)) > 0)
+		total += (size_t)got;
+	printf("received %zu bytes of a send larger than the buffer\n", total);
+	SHOW("read the timerfd the other thread set", read(t_tfd, &u64, 8));
+	printf("expirations %llu\n", (unsigned long long)u64);
+	pthread_join(t, NULL);
+	close(ep);
+	close(t_efd);
+	close(t_tfd);
+	close(t_sv[0]);
+	close(t_sv[1]);
+}
+
 static int block_in(const char *call)
 {
 	int ep = epoll_create1(0);
@@ -490,8 +551,8 @@ int main(int argc, char **argv)
 		printf("%s returned %d\n", argv[2], r);
 		return 2;
 	}
-	const char *all[] = { "eventfd", "timerfd", "epoll", "sockets", "hostile" };
-	int n = argc > 1 ? argc - 1 : 5;
+	const char *all[] = { "eventfd", "timerfd", "epoll", "sockets", "hostile", "threads" };
+	int n = argc > 1 ? argc - 1 : 6;
 	for (int i = 0; i < n; i++) {
 		const char *part = argc > 1 ? argv[i + 1] : all[i];
 		if (!strcmp(part, "eventfd"))
@@ -504,6 +565,8 @@ int main(int argc, char **argv)
 			part_sockets();
 		else if (!strcmp(part, "hostile"))
 			part_hostile();
+		else if (!strcmp(part, "threads"))
+			part_threads();
 		else
 			return 1;
 	}

@@ -122,6 +122,20 @@ t.test('an epoll_wait past max_request_time ends as a timeout, and the fork serv
   }
 });
 
+t.test('a thread parked in epoll_wait when main() froze waits on its fork\'s set in every request', async (t) => {
+  if (!kvmAvailable(t)) return;
+  t.equal(runNative(guestPath('req-events'), ['/waiter'], { env: { EVENTS_KEEP: 'waiter' } }).stdout.toString(), 'woken 1\n', 'natively');
+  const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, maxRequestTime: 2, environment: ['EVENTS_KEEP=waiter'], onLog: () => {} });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const res = await program.request({ url: '/waiter' });
+      t.equal(`${res.status} ${res.body}`, '200 woken 1', `request ${i}: the parked thread woke in the fork`);
+    }
+  } finally {
+    await program.close();
+  }
+});
+
 t.test('a program frozen with a socket pair open fails to load, naming the fd', async (t) => {
   if (!kvmAvailable(t)) return;
   await t.rejects(

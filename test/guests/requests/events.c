@@ -21,13 +21,17 @@
  *              lives on): "added N, then ERRNO" (each watch costs tskvm a host fd, so it bounds them)
  *
  * With EVENTS_KEEP=socket in the environment, main() also leaves a socket pair open, which no
- * request VM can share: the program must fail to load.
+ * request VM can share: the program must fail to load. With EVENTS_KEEP=waiter, main() starts a
+ * second thread that waits in epoll_wait (on a set of its own, watching an eventfd `wake`) when the
+ * program freezes; /waiter writes `wake`, then reads `done`, which that thread writes once woken:
+ * "woken 1". A fork's copy of the thread must wait on the fork's set, not the frozen program's.
  *
  * Natively: `req-events /state /mess /state` shows what a single process would see (the second
  * /state differs): the test compares each fork's /state with the first native one.
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -36,6 +40,20 @@
 #include "common.h"
 
 static int counter, semaphore, timer, ep, ticker;
+static int wake, done, waitset; /* EVENTS_KEEP=waiter */
+
+/* A second thread, parked in epoll_wait when main() freezes: it answers each wake with a done. */
+static void *waiter(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct epoll_event ev;
+		uint64_t v;
+		if (epoll_wait(waitset, &ev, 1, -1) == 1 && read(wake, &v, 8) == 8)
+			write(done, &v, 8);
+	}
+	return NULL;
+}
 
 static void state(char *out, size_t size)
 {
@@ -112,6 +130,13 @@ static void on_get(const char *url, const char *arg)
 		int n = epoll_wait(empty, &ev, 1, -1);
 		snprintf(body, sizeof body, "epoll_wait returned %d", n);
 		respond_str(200, body);
+	} else if (!strcmp(path, "/waiter")) {
+		uint64_t v = 1;
+		write(wake, &v, 8);
+		v = 0;
+		read(done, &v, 8);
+		snprintf(body, sizeof body, "woken %llu", (unsigned long long)v);
+		respond_str(200, body);
 	} else if (!strcmp(path, "/ticks")) {
 		uint64_t ticks = 0;
 		read(ticker, &ticks, 8);
@@ -172,6 +197,17 @@ int main(int argc, char **argv)
 	int sv[2];
 	if (keep && !strcmp(keep, "socket"))
 		socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	if (keep && !strcmp(keep, "waiter")) {
+		wake = eventfd(0, 0);
+		done = eventfd(0, 0);
+		waitset = epoll_create1(0);
+		struct epoll_event w = { .events = EPOLLIN };
+		epoll_ctl(waitset, EPOLL_CTL_ADD, wake, &w);
+		pthread_t t;
+		pthread_create(&t, NULL, waiter, NULL);
+		struct timespec settle = { 0, 50 * 1000 * 1000 };
+		nanosleep(&settle, NULL); /* the thread reaches its epoll_wait */
+	}
 	if (native_mode()) {
 		for (int i = 1; i < argc; i++) {
 			on_get(argv[i], "");

@@ -4,6 +4,7 @@
 // deadline. A request program (requests/events.c) makes them in main(): every request must see them
 // as main() left them, whatever the request before did.
 import t from 'tap';
+import { readdirSync } from 'node:fs';
 import { Program } from '../src/index.js';
 import { assertSameOutcome, guestPath, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
 
@@ -60,10 +61,14 @@ t.test('requests see the event objects main() made as it left them, whatever the
   // One fork, so every request runs in the fork the one before left.
   const program = await Program.load(guestPath('req-events'), { maxMemory: 64, concurrency: 1, maxRequestTime: 2, onLog: () => {} });
   try {
+    let hostFds = 0;
     for (let i = 0; i < 5; i++) {
       t.equal(`${(await program.request({ url: '/state' })).body}`, native[0], `round ${i}: the frozen state`);
       t.equal(`${(await program.request({ url: '/mess' })).body}`, 'messed', `round ${i}: a request changes all of it`);
+      // Forks run on worker threads of this process: the host fds a request's objects took are its fds.
+      if (i === 0) hostFds = readdirSync('/proc/self/fd').length;
     }
+    t.equal(readdirSync('/proc/self/fd').length, hostFds, 'the host fds of what each request made are closed at its reset');
     t.equal(`${(await program.request({ url: '/sockets' })).body}`, native[1], 'a socket pair within a request');
     t.equal(`${(await program.request({ url: '/state' })).body}`, native[0], 'then the frozen state again');
   } finally {

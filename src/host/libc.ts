@@ -58,6 +58,7 @@ export const libc = {
   getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
   getpeername: lib.func('int getpeername(int fd, void *addr, void *len)'),
   getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+  setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
   // Files: what node:fs does not offer. The *at calls act on an entry the file sandbox resolved, a
   // directory fd and a name (path-policy.ts), never on a host path; names go in as strings (koffi
   // encodes UTF-8).

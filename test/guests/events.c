@@ -41,6 +41,7 @@ static const char *errname(int e)
 		{ ESPIPE, "ESPIPE" }, { ENOSPC, "ENOSPC" }, { ENOMEM, "ENOMEM" }, { EMSGSIZE, "EMSGSIZE" },
 		{ EPROTONOSUPPORT, "EPROTONOSUPPORT" }, { ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT" },
 		{ ENOTCONN, "ENOTCONN" }, { EPROTOTYPE, "EPROTOTYPE" }, { EMFILE, "EMFILE" }, { EINTR, "EINTR" },
+		{ ENOPROTOOPT, "ENOPROTOOPT" },
 	};
 	static char other[16];
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -379,6 +380,57 @@ static void part_sockets(void)
 		SHOW("send to closed peer", send(sv[1], "x", 1, MSG_NOSIGNAL));
 		close(sv[1]);
 	}
+
+	/* Socket options. */
+	int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+	for (int i = 0; i < 3; i++) {
+		int v = -1;
+		socklen_t len = sizeof v;
+		socketpair(AF_UNIX, types[i], 0, sv);
+		SHOW("SO_TYPE", getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &v, &len));
+		printf("type %d, len %u\n", v, len);
+		getsockopt(sv[0], SOL_SOCKET, SO_DOMAIN, &v, &len);
+		printf("domain %d\n", v);
+		getsockopt(sv[0], SOL_SOCKET, SO_PROTOCOL, &v, &len);
+		printf("protocol %d\n", v);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	int v = 0, got = 0;
+	socklen_t len = sizeof v;
+	SHOW("SO_ERROR", getsockopt(sv[0], SOL_SOCKET, SO_ERROR, &v, &len));
+	printf("error %d\n", v);
+	SHOW("SO_ACCEPTCONN", getsockopt(sv[0], SOL_SOCKET, SO_ACCEPTCONN, &v, &len));
+	printf("accepting %d\n", v);
+	v = 65536;
+	SHOW("set SO_SNDBUF", setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &v, sizeof v));
+	SHOW("get SO_SNDBUF", getsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &got, &len));
+	printf("sndbuf %d (twice what was set)\n", got);
+	short two = 0;
+	len = sizeof two;
+	SHOW("SO_TYPE into 2 bytes", getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &two, &len));
+	printf("type %d, len %u\n", two, len);
+	len = (socklen_t)-1;
+	SHOW("negative optlen", getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &v, &len));
+	len = sizeof v;
+	SHOW("bad optval", getsockopt(sv[0], SOL_SOCKET, SO_TYPE, bad, &len));
+	SHOW("bad optlen", getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &v, bad));
+	SHOW("unknown option", getsockopt(sv[0], SOL_SOCKET, 9999, &v, &len));
+	SHOW("another level", getsockopt(sv[0], 6, 1, &v, &len));
+	SHOW("set, short optlen", setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &v, 2));
+	SHOW("set, negative optlen", setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &v, (socklen_t)-1));
+	SHOW("set, bad optval", setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, bad, sizeof v));
+	SHOW("set, unknown option", setsockopt(sv[0], SOL_SOCKET, 9999, &v, sizeof v));
+	SHOW("set, another level", setsockopt(sv[0], 6, 1, &v, sizeof v));
+	close(sv[0]);
+	close(sv[1]);
+	int pp[2];
+	pipe(pp);
+	SHOW("getsockopt on a pipe", getsockopt(pp[0], SOL_SOCKET, SO_TYPE, &v, &len));
+	close(pp[0]);
+	close(pp[1]);
+	SHOW("getsockopt on a closed fd", getsockopt(99, SOL_SOCKET, SO_TYPE, &v, &len));
 
 	SHOW("socketpair AF_INET6", socketpair(AF_INET6, SOCK_STREAM, 0, sv));
 	SHOW("socketpair AF_INET", socketpair(AF_INET, SOCK_DGRAM, 0, sv));

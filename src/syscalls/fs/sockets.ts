@@ -1,6 +1,6 @@
 /**
  * Sockets, as far as a guest without a network has them: socketpair(AF_UNIX) and the calls on its
- * ends (send, recv and their msghdr forms, shutdown, getsockname, getpeername); reads and writes are
+ * ends (send, recv and their msghdr forms, shutdown, getsockname, getpeername, some socket options); reads and writes are
  * io.ts's. Data moves between the host socket and guest memory directly: a host struct msghdr whose
  * iovecs point into guest RAM, so datagram and SEQPACKET boundaries are the host's.
  *
@@ -216,6 +216,37 @@ function sockName(p: Process, fd: number, addr: number, lenAddr: number, peer: b
   return putAddress(p, addr, lenAddr, address.subarray(0, len[0]!));
 }
 
+const SOL_SOCKET = 1;
+/**
+ * The socket options a socket pair answers, all ints, asked of the host: its type, domain, protocol,
+ * pending error, whether it listens, and its buffer sizes and low-water marks, which it may also
+ * set (the host caps the sizes, whoever runs tskvm). Others are ENOPROTOOPT (SO_PASSCRED would bring
+ * control messages, SO_PEERCRED the host's pid and uid).
+ */
+const SO_GET = new Set([3, 4, 7, 8, 18, 19, 30, 38, 39]); // TYPE ERROR SNDBUF RCVBUF RCVLOWAT SNDLOWAT ACCEPTCONN PROTOCOL DOMAIN
+const SO_SET = new Set([7, 8, 18]); // SNDBUF RCVBUF RCVLOWAT
+
+/** getsockopt(2) and setsockopt(2) at SOL_SOCKET; a socket pair has no options at other levels (EOPNOTSUPP). */
+function sockopt(p: Process, fd: number, level: number, name: number, value: number, len: number, set: boolean): number {
+  if (set && len < 0) return -E.EINVAL;
+  const sock = socketFor(p, fd);
+  if (typeof sock === 'number') return sock;
+  if (level !== SOL_SOCKET) return -E.EOPNOTSUPP;
+  if (set) {
+    if (len < 4) return -E.EINVAL;
+    if (!inGuest(p, value, 4)) return -E.EFAULT;
+    if (!SO_SET.has(name)) return -E.ENOPROTOOPT;
+    return libc.setsockopt(sock.hostFd, level, name, Buffer.from(p.mem.read(value, 4)), 4) < 0 ? -lastErrno() : 0;
+  }
+  if (!inGuest(p, len, 4)) return -E.EFAULT;
+  const room = p.mem.i32(len);
+  if (room < 0) return -E.EINVAL;
+  if (!SO_GET.has(name)) return -E.ENOPROTOOPT;
+  const answer = Buffer.alloc(4);
+  if (libc.getsockopt(sock.hostFd, level, name, answer, new Uint32Array([4])) < 0) return -lastErrno();
+  return putAddress(p, value, len, answer.subarray(0, Math.min(room, 4))) || 0;
+}
+
 function shutdown(p: Process, fd: number, how: number): number {
   const sock = socketFor(p, fd);
   if (typeof sock === 'number') return sock;
@@ -229,6 +260,8 @@ export const socketSyscalls: SyscallDef[] = [
   { nr: 46, name: 'sendmsg', args: ['fd', 'ptr', 'msgflags'], handler: (p, a) => sendmsg(p, int(a[0]!), a[1]!, uint(a[2]!)) },
   { nr: 47, name: 'recvmsg', args: ['fd', 'ptr', 'msgflags'], handler: (p, a) => recvmsg(p, int(a[0]!), a[1]!, uint(a[2]!)) },
   { nr: 48, name: 'shutdown', args: ['fd', 'shuthow'], handler: (p, a) => shutdown(p, int(a[0]!), int(a[1]!)) },
+  { nr: 55, name: 'getsockopt', args: ['fd', 'int', 'int', 'ptr', 'ptr'], handler: (p, a) => sockopt(p, int(a[0]!), int(a[1]!), int(a[2]!), a[3]!, a[4]!, false) },
+  { nr: 54, name: 'setsockopt', args: ['fd', 'int', 'int', 'ptr', 'int'], handler: (p, a) => sockopt(p, int(a[0]!), int(a[1]!), int(a[2]!), a[3]!, int(a[4]!), true) },
   { nr: 51, name: 'getsockname', args: ['fd', 'ptr', 'ptr'], handler: (p, a) => sockName(p, int(a[0]!), a[1]!, a[2]!, false) },
   { nr: 52, name: 'getpeername', args: ['fd', 'ptr', 'ptr'], handler: (p, a) => sockName(p, int(a[0]!), a[1]!, a[2]!, true) },
 ];

@@ -43,6 +43,23 @@ export const libc = {
   clockGetres: lib.func('clock_getres', 'int', ['int', 'uintptr_t']),
   pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
   poll: lib.func('int poll(void *fds, unsigned long n, int timeout)'),
+  // Event objects the guest's epoll sets, eventfds, timerfds and socket pairs are made of: always
+  // created non-blocking, so that only poll (deadline.ts) ever waits.
+  epollCreate1: lib.func('int epoll_create1(int flags)'),
+  epollCtl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
+  epollWait: lib.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
+  eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
+  timerfdCreate: lib.func('int timerfd_create(int clockid, int flags)'),
+  timerfdSettime: lib.func('int timerfd_settime(int fd, int flags, const void *new_value, void *old_value)'),
+  timerfdGettime: lib.func('int timerfd_gettime(int fd, void *curr_value)'),
+  socketpair: lib.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+  sendmsg: lib.func('int64_t sendmsg(int fd, const void *msg, int flags)'),
+  recvmsg: lib.func('int64_t recvmsg(int fd, void *msg, int flags)'),
+  shutdown: lib.func('int shutdown(int fd, int how)'),
+  getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
+  getpeername: lib.func('int getpeername(int fd, void *addr, void *len)'),
+  getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+  setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
   // Files: what node:fs does not offer. The *at calls act on an entry the file sandbox resolved, a
   // directory fd and a name (path-policy.ts), never on a host path; names go in as strings (koffi
   // encodes UTF-8).

@@ -11,6 +11,8 @@
  *
  * One vCPU runs at a time on a thread, so one deadline per thread is all the state there is.
  */
+import { E } from '../host/errno.js';
+import { errno as lastErrno, libc } from '../host/libc.js';
 
 /** When the run in progress must end, in performance.now() milliseconds. */
 let deadline = Infinity;
@@ -89,4 +91,25 @@ export function setParkable(on: boolean): void {
 
 export function mayPark(): boolean {
   return parkable;
+}
+
+/**
+ * The one place a guest waits for host fds: poll(2) over `count` struct pollfd in `pollfds` for at
+ * most `ms` (-1: forever), cut at the run's deadline. Every blocking call on a host object (a pipe,
+ * a socket, an eventfd or timerfd, an epoll set, poll and select themselves) waits here. Returns the
+ * number of ready entries, 0 when `ms` passed, -EINTR when the deadline ended the wait (the run is
+ * then over), or the host's -errno.
+ *
+ * In a process with other threads to run (mayPark), a wait that would block throws WouldBlock
+ * instead, unless `park` is false: the calling thread parks and its call runs again when one of the
+ * fds is ready, so the caller must not have done anything yet that running it again would do twice.
+ */
+export function waitForHost(pollfds: Buffer, count: number, ms: number, park = true): number {
+  if (park && ms !== 0 && mayPark() && (count === 0 || (libc.poll(pollfds, count, 0) as number) === 0)) {
+    const files = Array.from({ length: count }, (_, k) => ({ hostFd: pollfds.readInt32LE(k * 8), events: pollfds.readUInt16LE(k * 8 + 4) }));
+    throw new WouldBlock(files, ms, 0);
+  }
+  const n = libc.poll(pollfds, count, waitLimit(ms)) as number;
+  if (n < 0) return -lastErrno();
+  return n === 0 && ms !== 0 && passedDeadline() ? -E.EINTR : n;
 }

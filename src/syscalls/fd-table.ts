@@ -20,6 +20,7 @@
 import { E } from '../host/errno.js';
 import { TskvmError } from '../errors.js';
 import { thawFile, type FrozenFile } from './open-files/frozen-file.js';
+import type { WatchBudget } from './open-files/epoll-file.js';
 import type { OpenFile } from './open-files/open-file.js';
 
 interface Slot {
@@ -47,11 +48,17 @@ export class FileTableSnapshot {
 
 export class FileTable {
   readonly maxFiles: number;
+  /**
+   * The watches all the process's epoll sets hold, each a host fd: as many as it may have fds, which
+   * is what a program needs when each watch names an fd of its own.
+   */
+  readonly watches: WatchBudget;
   private slots: (Slot | undefined)[] = [];
 
   /** `stdio`: the files for fds 0, 1, 2 (a thawed table starts empty). */
   constructor(stdio: [OpenFile, OpenFile, OpenFile] | [], maxFiles = 1024) {
     this.maxFiles = maxFiles;
+    this.watches = { used: 0, max: maxFiles };
     stdio.forEach((file, fd) => this.place(fd, file, false));
   }
 
@@ -81,7 +88,7 @@ export class FileTable {
     const slot = fd >= 0 ? this.slots[fd] : undefined;
     if (!slot) return -E.EBADF;
     this.slots[fd] = undefined;
-    this.release(slot.file);
+    this.drop(slot.file);
     return 0;
   }
 
@@ -146,9 +153,10 @@ export class FileTable {
     this.slots = snapshot.slots.map((slot) => {
       if (!slot) return undefined;
       slot.file.refs++;
+      slot.file.descriptors++;
       return { ...slot };
     });
-    for (const slot of previous) if (slot) this.release(slot.file);
+    for (const slot of previous) if (slot) this.drop(slot.file);
     for (const [file, saved] of snapshot.files) {
       file.flags = saved.flags;
       file.restoreState(saved.state);
@@ -158,19 +166,23 @@ export class FileTable {
   /** The table as plain data (see FrozenFile); throws naming the descriptor that cannot be frozen. */
   freeze(): FrozenFileTable {
     const index = new Map<OpenFile, number>();
-    const files: FrozenFile[] = [];
+    const firstFd: number[] = [];
     const slots = this.slots.map((slot, fd) => {
       if (!slot) return null;
       let i = index.get(slot.file);
       if (i === undefined) {
-        const frozen = slot.file.freeze();
-        if (!frozen) {
-          throw new TskvmError('TSKVM_ERR_PROGRAM_FREEZE', `fd ${fd} is a ${slot.file.kind}, which request VMs cannot share; close it before wait_for_requests()`);
-        }
-        i = files.push(frozen) - 1;
+        i = firstFd.push(fd) - 1;
         index.set(slot.file, i);
       }
       return { file: i, cloexec: slot.cloexec };
+    });
+    // Indices first, so a file that names others (an epoll set) can name files after it.
+    const files = [...index.keys()].map((file, i) => {
+      const frozen = file.freeze((other) => index.get(other));
+      if (!frozen) {
+        throw new TskvmError('TSKVM_ERR_PROGRAM_FREEZE', `fd ${firstFd[i]} is a ${file.kind}, which request VMs cannot share; close it before wait_for_requests()`);
+      }
+      return frozen;
     });
     return { slots, files, maxFiles: this.maxFiles };
   }
@@ -178,7 +190,8 @@ export class FileTable {
   /** Fills this table, which must be empty, from a frozen one, with files of its own. */
   thaw(frozen: FrozenFileTable, sink: (name: string) => (bytes: Uint8Array) => number | void): void {
     if (this.slots.some(Boolean)) throw new TskvmError('TSKVM_ERR_INTERNAL', 'a file table is thawed only when empty');
-    const files = frozen.files.map((f) => thawFile(f, sink));
+    const files = frozen.files.map((f) => thawFile(f, sink, this.watches));
+    files.forEach((file, i) => file.relink(frozen.files[i]!, files));
     frozen.slots.forEach((slot, fd) => slot && this.place(fd, files[slot.file]!, slot.cloexec));
   }
 
@@ -189,9 +202,16 @@ export class FileTable {
 
   private place(fd: number, file: OpenFile, cloexec: boolean): void {
     file.refs++;
+    file.descriptors++;
     const previous = this.slots[fd];
     this.slots[fd] = { file, cloexec };
-    if (previous) this.release(previous.file);
+    if (previous) this.drop(previous.file);
+  }
+
+  /** A descriptor lets go of `file`. */
+  private drop(file: OpenFile): void {
+    if (--file.descriptors === 0) file.unreachable();
+    this.release(file);
   }
 
   private release(file: OpenFile): void {

@@ -349,7 +349,13 @@ export class ThreadTable {
 
   thaw(f: FrozenThreads): void {
     this.current = { ...f.current, name: Uint8Array.from(f.current.name), context: null, wait: null, resume: 0 };
-    this.parked = f.parked.map(copyThread);
+    // A wait on host files names the fds of the process that froze (a fork's epoll sets, eventfds and
+    // timerfds are its own, made anew): the call runs again, and waits on this process's if it must.
+    this.parked = f.parked.map((t) => {
+      const copy = copyThread(t);
+      if (copy.wait?.kind === 'file') copy.wait.ready = true;
+      return copy;
+    });
     this.nextTid = f.nextTid;
     this.currentExited = false;
     this.switchWanted = false;

@@ -21,6 +21,13 @@ const flagSets: Record<string, Array<[number, string]>> = {
   cloneflags: [[0x100, 'CLONE_VM'], [0x200, 'CLONE_FS'], [0x400, 'CLONE_FILES'], [0x800, 'CLONE_SIGHAND'], [0x4000, 'CLONE_VFORK'],
     [0x10000, 'CLONE_THREAD'], [0x40000, 'CLONE_SYSVSEM'], [0x80000, 'CLONE_SETTLS'], [0x100000, 'CLONE_PARENT_SETTID'],
     [0x200000, 'CLONE_CHILD_CLEARTID'], [0x400000, 'CLONE_DETACHED'], [0x1000000, 'CLONE_CHILD_SETTID']],
+  msgflags: [[0x1, 'MSG_OOB'], [0x2, 'MSG_PEEK'], [0x4, 'MSG_DONTROUTE'], [0x20, 'MSG_TRUNC'], [0x40, 'MSG_DONTWAIT'],
+    [0x80, 'MSG_EOR'], [0x100, 'MSG_WAITALL'], [0x4000, 'MSG_NOSIGNAL'], [0x8000, 'MSG_MORE'], [0x40000000, 'MSG_CMSG_CLOEXEC']],
+  epollevents: [[0x1, 'EPOLLIN'], [0x2, 'EPOLLPRI'], [0x4, 'EPOLLOUT'], [0x8, 'EPOLLERR'], [0x10, 'EPOLLHUP'], [0x2000, 'EPOLLRDHUP'],
+    [1 << 28, 'EPOLLEXCLUSIVE'], [1 << 29, 'EPOLLWAKEUP'], [1 << 30, 'EPOLLONESHOT'], [-(2 ** 31), 'EPOLLET']],
+  socktype: [[0o4000, 'SOCK_NONBLOCK'], [0o2000000, 'SOCK_CLOEXEC']],
+  fdflags: [[0o4000, 'O_NONBLOCK'], [0o2000000, 'O_CLOEXEC']],
+  efdflags: [[1, 'EFD_SEMAPHORE'], [0o4000, 'EFD_NONBLOCK'], [0o2000000, 'EFD_CLOEXEC']],
   atflags: [[0x100, 'AT_SYMLINK_NOFOLLOW'], [0x200, 'AT_REMOVEDIR'], [0x400, 'AT_SYMLINK_FOLLOW'], [0x800, 'AT_NO_AUTOMOUNT'], [0x1000, 'AT_EMPTY_PATH']],
 };
 
@@ -32,6 +39,9 @@ const names: Record<string, Record<number, string>> = {
   futexop: { 0: 'FUTEX_WAIT', 1: 'FUTEX_WAKE', 3: 'FUTEX_REQUEUE', 4: 'FUTEX_CMP_REQUEUE', 5: 'FUTEX_WAKE_OP', 131: 'FUTEX_REQUEUE_PRIVATE', 132: 'FUTEX_CMP_REQUEUE_PRIVATE', 133: 'FUTEX_WAKE_OP_PRIVATE', 9: 'FUTEX_WAIT_BITSET', 10: 'FUTEX_WAKE_BITSET', 128: 'FUTEX_WAIT_PRIVATE', 129: 'FUTEX_WAKE_PRIVATE', 137: 'FUTEX_WAIT_BITSET_PRIVATE', 138: 'FUTEX_WAKE_BITSET_PRIVATE' },
   arch_prctl: { 0x1001: 'ARCH_SET_GS', 0x1002: 'ARCH_SET_FS', 0x1003: 'ARCH_GET_FS', 0x1004: 'ARCH_GET_GS', 0x3001: 'ARCH_CET_STATUS' },
   rlimit: { 0: 'RLIMIT_CPU', 1: 'RLIMIT_FSIZE', 2: 'RLIMIT_DATA', 3: 'RLIMIT_STACK', 4: 'RLIMIT_CORE', 5: 'RLIMIT_RSS', 6: 'RLIMIT_NPROC', 7: 'RLIMIT_NOFILE', 8: 'RLIMIT_MEMLOCK', 9: 'RLIMIT_AS' },
+  shuthow: { 0: 'SHUT_RD', 1: 'SHUT_WR', 2: 'SHUT_RDWR' },
+  epollop: { 1: 'EPOLL_CTL_ADD', 2: 'EPOLL_CTL_DEL', 3: 'EPOLL_CTL_MOD' },
+  sockdomain: { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK' },
   signal: Object.fromEntries(Object.entries(SIG).map(([k, v]) => [v, k])),
 };
 
@@ -112,6 +122,24 @@ function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: Gues
     }
     case 'atflags': return flags(v, flagSets.atflags!, '0');
     case 'cloneflags': return flags(v & ~0xff, flagSets.cloneflags!, '0') + (v & 0xff ? `|${v & 0xff}` : '');
+    case 'msgflags': return flags(v, flagSets.msgflags!, '0');
+    case 'fdflags': return flags(v, flagSets.fdflags!, '0');
+    case 'efdflags': return flags(v, flagSets.efdflags!, '0');
+    case 'socktype': {
+      const type = ({ 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET' } as Record<number, string>)[v & 0xf] ?? String(v & 0xf);
+      const rest = flags(v & ~0xf, flagSets.socktype!, '');
+      return rest ? `${type}|${rest}` : type;
+    }
+    case 'epollevent': {
+      // struct epoll_event, as the guest passed it (read after the call, which does not change it).
+      if (!v) return 'NULL';
+      try {
+        const events = flags(mem.u32(v) | 0, flagSets.epollevents!, '0');
+        return `{events=${events}, data=0x${mem.view.getBigUint64(v + 4, true).toString(16)}}`;
+      } catch {
+        return hex(v);
+      }
+    }
     default: return names[kind]?.[v | 0] ?? hex(v);
   }
 }

@@ -28,6 +28,11 @@ export function inGuest(p: Process, addr: number, len: number): boolean {
   return addr >= p.mem.lowest && len >= 0 && addr + len <= p.mem.size;
 }
 
+/** Whether [addr, addr+len) lies in user space (Linux's access_ok), mapped or not. */
+export function inUserSpace(p: Process, addr: number, len: number): boolean {
+  return addr >= 0 && len >= 0 && addr + len <= USER_END;
+}
+
 /**
  * The usable part of a read/write buffer: Linux refuses a range that leaves user
  * space (-EFAULT) and copies until the first unmapped byte, so a buffer running
@@ -37,6 +42,31 @@ export function ioLength(p: Process, addr: number, len: number): number {
   if (len === 0) return 0;
   if (len < 0 || addr < p.mem.lowest || addr >= p.mem.size || addr + len > USER_END) return -E.EFAULT;
   return Math.min(len, MAX_RW_COUNT, p.mem.size - addr);
+}
+
+/** Linux's UIO_MAXIOV: most segments a vectored call takes. */
+export const IOV_MAX = 1024;
+
+/**
+ * A guest struct iovec array (`count` entries at `iovAddr`, which the caller checked is guest memory),
+ * as Linux's import_iovec reads it: each segment cut to what may move (the total at MAX_RW_COUNT, a
+ * buffer at the end of guest memory), empty ones left out; -EINVAL for a negative length, -EFAULT
+ * for a buffer outside user space.
+ */
+export function iovecSegments(p: Process, iovAddr: number, count: number): Array<{ addr: number; len: number }> | number {
+  const segments: { addr: number; len: number }[] = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const addr = p.mem.u64(iovAddr + i * 16);
+    let len = p.mem.i64(iovAddr + i * 16 + 8);
+    if (len < 0) return -E.EINVAL;
+    len = Math.min(len, MAX_RW_COUNT - total);
+    const usable = ioLength(p, addr, len);
+    if (usable < 0) return usable;
+    if (usable > 0) segments.push({ addr, len: usable });
+    total += len;
+  }
+  return segments;
 }
 
 /** A NUL-terminated guest path: the string, -EFAULT, or -ENAMETOOLONG. */

@@ -1,6 +1,6 @@
 /**
  * File-system syscalls: descriptors, reads and writes, paths, metadata,
- * directories, pipes, one file per family; here they make one table.
+ * directories, pipes, event descriptors, socket pairs, one file per family; here they make one table.
  *
  * Every guest path goes through the PathPolicy (../path-policy.ts), which resolves
  * it once to a directory fd and a name; handlers act on that with *at calls and
@@ -14,10 +14,12 @@ import type { SyscallDef } from '../syscall.js';
 import { attributeSyscalls } from './attributes.js';
 import { descriptorSyscalls } from './descriptors.js';
 import { directorySyscalls } from './directories.js';
+import { eventSyscalls } from './events.js';
 import { ioSyscalls } from './io.js';
 import { metadataSyscalls } from './metadata.js';
 import { pathSyscalls } from './paths.js';
 import { pollingSyscalls } from './polling.js';
+import { socketSyscalls } from './sockets.js';
 
 export const fsSyscalls: SyscallDef[] = [
   ...ioSyscalls,
@@ -27,4 +29,6 @@ export const fsSyscalls: SyscallDef[] = [
   ...metadataSyscalls,
   ...directorySyscalls,
   ...attributeSyscalls,
+  ...eventSyscalls,
+  ...socketSyscalls,
 ];

@@ -10,9 +10,8 @@ import { HostFile } from '../open-files/host-file.js';
 import { O, SEEK_CUR, SEEK_HOLE, type OpenFile } from '../open-files/open-file.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
-import { AT_FDCWD, MAX_RW_COUNT, hostResult, inGuest, int, ioLength, onEntry, uint } from './args.js';
+import { AT_FDCWD, IOV_MAX, MAX_RW_COUNT, hostResult, inGuest, int, ioLength, iovecSegments, onEntry, uint } from './args.js';
 
-const IOV_MAX = 1024;
 /** Largest host buffer a readv/writev on a pipe gathers into (a short count beyond, as for a full pipe). */
 const STREAM_GATHER_MAX = 1 << 20;
 
@@ -51,18 +50,8 @@ function vectored(p: Process, fd: number, iovAddr: number, count: number, use: '
   if (count === 0) return 0;
   if (!inGuest(p, iovAddr, count * 16)) return -E.EFAULT;
   if (offset !== null && !file.seekable) return -E.ESPIPE;
-  const segments: { addr: number; len: number }[] = [];
-  let total = 0;
-  for (let i = 0; i < count; i++) {
-    const addr = p.mem.u64(iovAddr + i * 16);
-    let len = p.mem.i64(iovAddr + i * 16 + 8);
-    if (len < 0) return -E.EINVAL;
-    len = Math.min(len, MAX_RW_COUNT - total);
-    const usable = ioLength(p, addr, len);
-    if (usable < 0) return usable;
-    if (usable > 0) segments.push({ addr, len: usable });
-    total += len;
-  }
+  const segments = iovecSegments(p, iovAddr, count);
+  if (typeof segments === 'number') return segments;
 
   if (file.seekable || segments.length <= 1) {
     let done = 0;

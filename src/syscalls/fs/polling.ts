@@ -3,8 +3,7 @@
  * in tskvm or on disk are always ready; a wait is bounded by the run's deadline.
  */
 import { E } from '../../host/errno.js';
-import { errno as lastErrno, libc } from '../../host/libc.js';
-import { mayPark, passedDeadline, waitLimit, WouldBlock } from '../deadline.js';
+import { waitForHost } from '../deadline.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { inGuest, int, uint } from './args.js';
@@ -43,14 +42,8 @@ function pollFiles(p: Process, entries: Array<{ fd: number; events: number }>, t
     }
   });
   const wait = revents.some((r) => r !== 0) ? 0 : timeoutMs;
-  if (wait !== 0 && mayPark() && (hostEntries.length === 0 || (libc.poll(host, hostEntries.length, 0) as number) === 0)) {
-    // Other threads run meanwhile: this one parks, and its call runs again when a file is ready.
-    const files = hostEntries.map((_, k) => ({ hostFd: host.readInt32LE(k * 8), events: host.readUInt16LE(k * 8 + 4) }));
-    throw new WouldBlock(files, timeoutMs, 0);
-  }
-  const n = libc.poll(host, hostEntries.length, waitLimit(wait)) as number;
-  if (n < 0) return -lastErrno();
-  if (n === 0 && wait !== 0 && passedDeadline()) return -E.EINTR;
+  const n = waitForHost(host, hostEntries.length, wait);
+  if (n < 0) return n;
   hostEntries.forEach((i, k) => { revents[i] = host.readUInt16LE(k * 8 + 6); });
   return revents;
 }
@@ -116,7 +109,7 @@ function select(p: Process, nfds: number, setAddrs: number[], timeoutMs: number)
  * A wait's timeout in guest memory: struct timespec (ppoll, pselect6: `subunits` 1e9) or struct
  * timeval (select: 1e6); NULL for none. In milliseconds, rounded up, -1 for forever, or -errno.
  */
-function timeoutMs(p: Process, addr: number, subunits = 1e9): number {
+export function timeoutMs(p: Process, addr: number, subunits = 1e9): number {
   if (addr === 0) return -1;
   if (!inGuest(p, addr, 16)) return -E.EFAULT;
   const sec = p.mem.i64(addr);

@@ -5,6 +5,8 @@
 import { TskvmError } from '../../errors.js';
 import { errno as lastErrno, libc } from '../../host/libc.js';
 import { DirectoryFile } from './directory-file.js';
+import { EpollFile, type WatchBudget } from './epoll-file.js';
+import { EventFdFile, TimerFdFile, type EventFdState, type TimerFdState } from './event-files.js';
 import { HostFile, StdioFile, type Positioning } from './host-file.js';
 import { BufferFile, SinkFile } from './memory-file.js';
 import type { OpenFile } from './open-file.js';
@@ -20,7 +22,11 @@ export type FrozenFile =
   | { type: 'stdio'; fd: number }
   | { type: 'dir'; fd: number; guestPath: string; flags: number; mutable: boolean; state: unknown }
   | { type: 'buffer'; data: Uint8Array; state: unknown }
-  | { type: 'sink'; name: string };
+  | { type: 'sink'; name: string }
+  | { type: 'eventfd'; flags: number; semaphore: boolean; state: EventFdState }
+  | { type: 'timerfd'; flags: number; clock: number; state: TimerFdState }
+  /** Watches name files by their index in the frozen table. */
+  | { type: 'epoll'; flags: number; watches: Array<{ fd: number; file: number; events: number; data: bigint }> };
 
 const F_DUPFD_CLOEXEC = 1030;
 
@@ -30,12 +36,18 @@ function dupFd(fd: number): number {
   return copy;
 }
 
-/** Rebuilds a frozen file; `sink` gives the writer for a named output. */
-export function thawFile(f: FrozenFile, sink: (name: string) => (bytes: Uint8Array) => number | void): OpenFile {
+/**
+ * Rebuilds a frozen file; `sink` gives the writer for a named output, `watches` the table's budget
+ * for epoll watches. An epoll set comes back empty: FileTable.thaw relinks it once every file exists.
+ */
+export function thawFile(f: FrozenFile, sink: (name: string) => (bytes: Uint8Array) => number | void, watches: WatchBudget): OpenFile {
   let file: OpenFile;
   switch (f.type) {
     case 'stdio': return new StdioFile(f.fd);
     case 'sink': return new SinkFile(sink(f.name), f.name);
+    case 'eventfd': return EventFdFile.thaw(f);
+    case 'timerfd': return TimerFdFile.thaw(f);
+    case 'epoll': return EpollFile.thaw(f, watches);
     case 'buffer': file = new BufferFile(f.data); break;
     case 'dir': file = new DirectoryFile(dupFd(f.fd), f.guestPath, f.flags, f.mutable); break;
     case 'host':

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { E, hostErrno } from '../../host/errno.js';
 import { errno as lastErrno, libc } from '../../host/libc.js';
-import { mayPark, passedDeadline, waitLimit, WouldBlock } from '../deadline.js';
+import { mayPark, waitForHost } from '../deadline.js';
 import { refundWriteQuota, takeWriteQuota } from '../write-quota.js';
 import type { FrozenFile } from './frozen-file.js';
 import { fstatHost, O, OpenFile, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, type FileKind, type FileStat } from './open-file.js';
@@ -173,7 +173,7 @@ export class HostFile extends OpenFile {
     if (typeof state === 'number' && state >= 0) this.seek(state, SEEK_SET);
   }
 
-  override freeze(): FrozenFile | null {
+  override freeze(_indexOf?: (file: OpenFile) => number | undefined): FrozenFile | null {
     return {
       type: 'host', fd: this.hostFd, flags: this.flags, state: this.saveState(), positioning: this.positioning,
       guestPath: this.guestPath, mutable: this.mutable, ownsFd: this.ownsFd, hostNonblocking: this.hostNonblocking,
@@ -219,6 +219,19 @@ export class HostFile extends OpenFile {
     } catch (error) {
       if (this.quotaApplies) refundWriteQuota(granted);
       return hostErrno(error);
+    }
+  }
+
+  /**
+   * `op` on the non-blocking host fd until it stops answering EAGAIN, waiting in between for
+   * `events` (bounded by the run's deadline), unless this call must not block.
+   */
+  untilReady(events: number, op: () => number, nonblocking = this.nonblocking): number {
+    for (;;) {
+      const n = op();
+      if (n !== -E.EAGAIN || nonblocking) return n;
+      const ready = waitReady(this.hostFd, events, -1);
+      if (ready < 0) return ready;
     }
   }
 
@@ -272,14 +285,10 @@ const pollFd = Buffer.alloc(8); // struct pollfd { int fd; short events; short r
  * running it again would do twice.
  */
 export function waitReady(fd: number, events: number, timeoutMs: number, park = true): number {
-  // With other guest threads to run, the caller's thread parks instead (its call runs again when the file is ready).
-  if (park && timeoutMs !== 0 && mayPark() && waitReady(fd, events, 0) === 0) throw new WouldBlock([{ hostFd: fd, events }], timeoutMs, 0);
   pollFd.writeInt32LE(fd, 0);
   pollFd.writeInt16LE(events, 4);
   pollFd.writeInt16LE(0, 6);
-  const n = libc.poll(pollFd, 1, waitLimit(timeoutMs)) as number;
-  if (n < 0) return -lastErrno();
-  return n === 0 && timeoutMs !== 0 && passedDeadline() ? -E.EINTR : n;
+  return waitForHost(pollFd, 1, timeoutMs, park);
 }
 
 /**

@@ -34,7 +34,12 @@ export type FileStat = Pick<fs.BigIntStats,
   'dev' | 'ino' | 'nlink' | 'mode' | 'uid' | 'gid' | 'rdev' | 'size' | 'blksize' | 'blocks' |
   'atimeNs' | 'mtimeNs' | 'ctimeNs' | 'birthtimeNs'>;
 
-export type FileKind = 'file' | 'dir' | 'pipe' | 'stdio' | 'sink' | 'buffer';
+export type FileKind = 'file' | 'dir' | 'pipe' | 'stdio' | 'sink' | 'buffer' | 'socket' | 'eventfd' | 'timerfd' | 'epoll';
+
+/** What keeps a file in a set without holding it (an epoll set): told when no descriptor holds it any more. */
+export interface FileWatcher {
+  forget(file: OpenFile): void;
+}
 
 export const EMPTY = new Uint8Array(0);
 
@@ -48,6 +53,10 @@ export abstract class OpenFile {
   flags: number;
   /** Descriptors and snapshots referring to this file; maintained by FileTable. */
   refs = 0;
+  /** Descriptors alone (what the guest can still reach it by); maintained by FileTable. */
+  descriptors = 0;
+  /** Epoll sets it is in: Linux drops a file from every set when its last descriptor closes. */
+  watchers: Set<FileWatcher> | null = null;
   /** The host fd, for fstat/fchmod/futimens; null for files that live in tskvm. */
   readonly hostFd: number | null = null;
   /** The guest path it was opened by (for *at bases and fchdir); null for pipes and stdio. */
@@ -94,8 +103,17 @@ export abstract class OpenFile {
   restoreState(_state: unknown): void {}
   /** Releases the host resource; called once, when the last reference goes. */
   abstract close(): void;
-  /** A description another thread can rebuild this file from (thawFile), or null when it cannot cross. */
-  freeze(): FrozenFile | null { return null; }
+  /**
+   * A description another thread can rebuild this file from (thawFile), or null when it cannot cross.
+   * `indexOf` names another open file of the table by its index in the frozen table (an epoll set's members).
+   */
+  freeze(_indexOf: (file: OpenFile) => number | undefined): FrozenFile | null { return null; }
+  /** Once every file of a thawed table exists: a file that names others (an epoll set) finds them. */
+  relink(_frozen: FrozenFile, _files: readonly OpenFile[]): void {}
+  /** Called by FileTable when the last descriptor goes. */
+  unreachable(): void {
+    if (this.watchers) for (const watcher of [...this.watchers]) watcher.forget(this);
+  }
 
   // Entry points on guest memory. The caller has checked that the range is guest
   // memory; a bad one throws GuestFault (-EFAULT). A zero length touches nothing.

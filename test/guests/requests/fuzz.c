@@ -17,7 +17,10 @@
  *                     answer is the reference), then " fds=" and the fds 0–63 that are open.
  */
 #include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 
 #include "common.h"
 
@@ -191,6 +194,16 @@ int main(void)
 		fprintf(stderr, "req-fuzz only runs in tskvm\n");
 		return 1;
 	}
+	/*
+	 * Event objects main() leaves open (fds 3-5), for the fuzzed calls' small fds to land on: every
+	 * fork has its own, which its reset must put back. Non-blocking, so that reads and writes of them
+	 * do not wait (unless a call clears O_NONBLOCK: then the request ends at its deadline).
+	 */
+	int efd = eventfd(1, EFD_NONBLOCK);
+	timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 7 };
+	epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
 	struct shared_memory_info area = shared_memory_area();
 	shared_start = (uint64_t)area.ptr;
 	shared_end = (uint64_t)area.end;

@@ -27,7 +27,7 @@ import type { FrozenRegexes, RegexSnapshot } from './api/regex.js';
 export const PROCESS_STATE = {
   files: ['files'],
   addressSpace: ['mm'],
-  signals: ['signals'],
+  signals: ['signals', 'threadSignals'],
   cwd: ['paths'],
   scalars: ['umask', 'threadName', 'clearChildTid', 'fsBase', 'gsBase', 'exit', 'pause'],
   api: ['api'],
@@ -88,7 +88,7 @@ export function freezeProcess(p: Process): FrozenProcessState {
   return {
     files: p.files.freeze(),
     addressSpace: p.mm.snapshot(),
-    signals: p.signals.snapshot(),
+    signals: p.signals.snapshot(p.threadSignals),
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
     api: { handlers: [...p.api.handlers], ephemeral: p.api.ephemeral, storageAllowed: [...p.api.storageAllowed] },
@@ -103,7 +103,7 @@ export function freezeProcess(p: Process): FrozenProcessState {
 export function thawProcess(p: Process, f: FrozenProcessState, sink: (name: string) => (bytes: Uint8Array) => number | void): void {
   p.files.thaw(f.files, sink);
   p.mm.restore(f.addressSpace);
-  p.signals.restore(f.signals);
+  p.signals.restore(f.signals, p.threadSignals);
   p.paths.restore(f.cwd);
   restoreScalars(p, f.scalars);
   for (const [index, fn] of f.api.handlers) p.api.handlers.set(index, fn);
@@ -117,7 +117,7 @@ export function saveProcess(p: Process): SavedProcess {
   return {
     files: p.files.snapshot(),
     addressSpace: p.mm.snapshot(),
-    signals: p.signals.snapshot(),
+    signals: p.signals.snapshot(p.threadSignals),
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
     api: null,
@@ -128,7 +128,7 @@ export function saveProcess(p: Process): SavedProcess {
 export function restoreProcess(p: Process, s: SavedProcess): void {
   p.files.restore(s.files);
   p.mm.restore(s.addressSpace);
-  p.signals.restore(s.signals);
+  p.signals.restore(s.signals, p.threadSignals);
   p.paths.restore(s.cwd);
   restoreScalars(p, s.scalars);
   p.api.phase = 'request';

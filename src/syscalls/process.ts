@@ -11,7 +11,7 @@ import { VCPU_INFO_ADDR } from '../paging/vdso.js';
 import type { FileTable } from './fd-table.js';
 import type { PathPolicy } from './path-policy.js';
 import type { AddressSpace } from './address-space.js';
-import type { SignalState } from './signal-state.js';
+import { ThreadSignalState, type SignalState } from './signal-state.js';
 import { GuestApi } from './api/guest-api.js';
 import { RegexTable } from './api/regex.js';
 
@@ -30,6 +30,8 @@ export interface CpuControl {
   setGsBase(value: number): void;
   /** rdx, for guest API calls that return a 16-byte struct in rax:rdx. */
   setRdx(value: number): void;
+  /** rsp at the call: sigaltstack asks whether the thread runs on its alternate stack. */
+  stackPointer(): number;
 }
 
 /** A guest API call that hands control back to the host (the run loop returns it). */
@@ -72,6 +74,11 @@ export class Process {
   readonly paths: PathPolicy;
   readonly mm: AddressSpace;
   readonly signals: SignalState;
+  /**
+   * The running thread's blocked mask, alternate stack and pending signals. Reached only through
+   * this field, so that a scheduler can swap it when it switches threads.
+   */
+  threadSignals = new ThreadSignalState();
   readonly argv: string[];
   readonly env: string[];
   trace: ((line: string) => void) | null;

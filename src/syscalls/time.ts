@@ -10,7 +10,7 @@ import { E } from '../host/errno.js';
 import type { SyscallDef } from './syscall.js';
 import type { Process } from './process.js';
 import { libc } from '../host/libc.js';
-import { sleep } from './deadline.js';
+import { deadlineReached, sleep } from './deadline.js';
 
 const TIMER_ABSTIME = 1;
 
@@ -39,9 +39,20 @@ export function nowMs(clock: number): number {
   return Number(scratch.readBigInt64LE(0)) * 1e3 + Number(scratch.readBigInt64LE(8)) / 1e6;
 }
 
-/** Sleeps `ms` (nothing when ≤ 0): the run's deadline may end it, and then the run is over. */
-function sleepMs(ms: number): void {
-  if (ms > 0) sleep(ms);
+/**
+ * Sleeps `ms` (nothing when ≤ 0): the run's deadline may end it, and then the run is over; a signal
+ * may interrupt it: then the time left is written to `rem` (if not 0) and the result is EINTR.
+ */
+function sleepMs(p: Process, ms: number, rem: number): number {
+  if (ms <= 0) return 0;
+  const end = performance.now() + ms;
+  if (sleep(ms) || deadlineReached()) return 0;
+  if (rem) {
+    const left = Math.max(0, end - performance.now());
+    p.mem.setU64(rem, Math.floor(left / 1e3));
+    p.mem.setU64(rem + 8, Math.round((left % 1e3) * 1e6) % 1e9);
+  }
+  return -E.EINTR;
 }
 
 export const timeSyscalls: SyscallDef[] = [
@@ -69,7 +80,7 @@ export const timeSyscalls: SyscallDef[] = [
     },
   },
   {
-    // No signal can reach the guest while it waits, so only the run's deadline ends it.
+    // Ends at a signal the thread takes (or the run's deadline).
     nr: 34, name: 'pause', args: [],
     handler: () => {
       sleep(-1);
@@ -81,8 +92,7 @@ export const timeSyscalls: SyscallDef[] = [
     handler: (p, a) => {
       const ms = readTimespec(p, a[0]!);
       if (ms === null) return -E.EINVAL;
-      sleepMs(ms);
-      return 0;
+      return sleepMs(p, ms, a[1]!);
     },
   },
   {
@@ -92,8 +102,9 @@ export const timeSyscalls: SyscallDef[] = [
       if (clock < 0 || clock > 11) return E.EINVAL;
       const ms = readTimespec(p, req);
       if (ms === null) return E.EINVAL;
-      sleepMs(flags & TIMER_ABSTIME ? ms - nowMs(clock) : ms);
-      return 0; // clock_nanosleep returns a positive error number, not -errno
+      const absolute = (flags & TIMER_ABSTIME) !== 0;
+      // clock_nanosleep returns a positive error number, not -errno; an absolute sleep leaves rem alone
+      return -sleepMs(p, absolute ? ms - nowMs(clock) : ms, absolute ? 0 : a[3]!);
     },
   },
 ];

@@ -4,7 +4,7 @@
  */
 import { E } from '../../host/errno.js';
 import { errno as lastErrno, libc } from '../../host/libc.js';
-import { passedDeadline, waitLimit } from '../deadline.js';
+import { waitFor } from '../deadline.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { inGuest, int, uint } from './args.js';
@@ -43,9 +43,11 @@ function pollFiles(p: Process, entries: Array<{ fd: number; events: number }>, t
     }
   });
   const wait = revents.some((r) => r !== 0) ? 0 : timeoutMs;
-  const n = libc.poll(host, hostEntries.length, waitLimit(wait)) as number;
-  if (n < 0) return -lastErrno();
-  if (n === 0 && wait !== 0 && passedDeadline()) return -E.EINTR;
+  const n = waitFor(wait, (limit) => {
+    const ready = libc.poll(host, hostEntries.length, limit) as number;
+    return ready < 0 ? -lastErrno() : ready;
+  });
+  if (n < 0) return n;
   hostEntries.forEach((i, k) => { revents[i] = host.readUInt16LE(k * 8 + 6); });
   return revents;
 }

@@ -99,12 +99,12 @@ export const timeSyscalls: SyscallDef[] = [
     nr: 230, name: 'clock_nanosleep', args: ['clock', 'int', 'ptr', 'ptr'],
     handler: (p, a) => {
       const [clock, flags, req] = [a[0]! | 0, a[1]! | 0, a[2]!];
-      if (clock < 0 || clock > 11) return E.EINVAL;
+      if (clock < 0 || clock > 11) return -E.EINVAL;
       const ms = readTimespec(p, req);
-      if (ms === null) return E.EINVAL;
+      if (ms === null) return -E.EINVAL;
       const absolute = (flags & TIMER_ABSTIME) !== 0;
-      // clock_nanosleep returns a positive error number, not -errno; an absolute sleep leaves rem alone
-      return -sleepMs(p, absolute ? ms - nowMs(clock) : ms, absolute ? 0 : a[3]!);
+      // -errno, as every syscall (the libc function turns it into a positive result); an absolute sleep leaves rem alone
+      return sleepMs(p, absolute ? ms - nowMs(clock) : ms, absolute ? 0 : a[3]!);
     },
   },
 ];

@@ -1,0 +1,56 @@
+// Signals reach the guest's handlers as they reach a native process's: raise and kill, faults
+// (SIGSEGV, SIGFPE, SIGILL, SIGTRAP), timers that interrupt a busy loop or a sleep, masks and
+// sigsuspend, the alternate stack, the FPU state kept across a handler — and a handler that rewrites
+// its frame gets back nothing a process could not have. Each case of test/guests/signals.c runs
+// natively and under tskvm, and the two must print the same and end the same.
+import t, { type Test } from 'tap';
+import { assertSameOutcome, guestPath, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
+
+const CASES = ['raise', 'nodefer', 'resethand', 'mask', 'fpu', 'segv', 'fixup', 'traps', 'altstack', 'alarm', 'restart', 'timer', 'blocked-fault', 'bad-altstack'];
+/** What the handler does to its frame before it returns (test/guests/signals.c, tamper). */
+const TAMPERING = ['iopl', 'fpstate', 'mxcsr', 'magic', 'rip', 'rsp', 'mask'];
+
+/** stderr is tskvm's report of a fault, never the program's: only stdout and the status are compared there. */
+function same(t: Test, bin: string, args: string[], env: Record<string, string> = {}): void {
+  const native = runNative(bin, args, { env });
+  const vm = runTskvm(bin, args, { env, timeoutSec: 30 });
+  const label = `${bin.split('/').pop()} ${args.join(' ')}${env.TAMPER ? ` (${env.TAMPER})` : ''}`;
+  if (native.status === 0) {
+    assertSameOutcome(t, vm, native, label);
+  } else {
+    t.equal(vm.stdout.toString(), native.stdout.toString(), `${label}: stdout`);
+    t.equal(vm.status, native.status, `${label}: killed by the same signal (status ${native.status})`);
+  }
+}
+
+t.test('each case ends as it does natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  for (const flavour of ['glibc', 'musl']) {
+    const bin = guestPath(`signals.${flavour}`);
+    for (const c of CASES) same(t, bin, [c]);
+  }
+});
+
+t.test('a handler that rewrites its frame gets back only what a process may have', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const bin = guestPath('signals.glibc');
+  for (const tamper of TAMPERING) same(t, bin, ['hostile'], { TAMPER: tamper });
+});
+
+t.test('the messages say why a signal killed', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const bad = runTskvm(guestPath('signals.glibc'), ['bad-altstack']);
+  t.match(bad.stderr.toString(), /killed by SIGSEGV: the frame for signal 10's handler could not be written/);
+  const frame = runTskvm(guestPath('signals.glibc'), ['hostile'], { env: { TAMPER: 'fpstate' } });
+  t.match(frame.stderr.toString(), /rt_sigreturn found no valid signal frame/);
+  const blocked = runTskvm(guestPath('signals.glibc'), ['blocked-fault']);
+  t.match(blocked.stderr.toString(), /page fault \(#PF\) at rip 0x[0-9a-f]+: write at 0x0/, 'a blocked fault is reported as before');
+});
+
+t.test('--trace shows the calls of a handler and its return', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const vm = runTskvm(guestPath('signals.glibc'), ['raise'], { trace: true });
+  const trace = vm.stderr.toString();
+  t.match(trace, /rt_sigaction\(SIGUSR1, 0x[0-9a-f]+, (0x[0-9a-f]+|NULL), 8\) = 0/);
+  t.match(trace, /rt_sigreturn\(\) = 0/);
+});

@@ -5,6 +5,7 @@
 // natively and under tskvm, and the two must print the same and end the same.
 import t, { type Test } from 'tap';
 import { assertSameOutcome, guestPath, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
+import { okBody, withProgram } from './helpers/programs.js';
 
 const CASES = ['raise', 'nodefer', 'resethand', 'mask', 'fpu', 'segv', 'fixup', 'traps', 'altstack', 'alarm', 'restart', 'timer', 'blocked-fault', 'bad-altstack'];
 /** What the handler does to its frame before it returns (test/guests/signals.c, tamper). */
@@ -53,4 +54,24 @@ t.test('--trace shows the calls of a handler and its return', async (t) => {
   const trace = vm.stderr.toString();
   t.match(trace, /rt_sigaction\(SIGUSR1, 0x[0-9a-f]+, (0x[0-9a-f]+|NULL), 8\) = 0/);
   t.match(trace, /rt_sigreturn\(\) = 0/);
+});
+
+t.test('a request\'s handlers, mask, pending signals and timers are gone after it; main()\'s stay', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const clean = 'usr2=0 blocked=0 pending=0 itimer=0 altstack=0 timers=0 main_timer=1 main_handler=1';
+  await withProgram('req-signals', { concurrency: 1 }, async (p) => {
+    t.equal(await okBody(p, '/state'), clean, 'a fresh fork: main\'s timer and handler, nothing else');
+    for (const url of ['/install', '/pending', '/arm', '/caught']) {
+      const first = await okBody(p, url);
+      t.not(first, '', `${url}: ${first}`);
+      t.equal(await okBody(p, '/state'), clean, `after ${url}: the next request starts clean (and no timer of it fires into it)`);
+    }
+  });
+  await withProgram('req-signals', { concurrency: 1, ephemeral: false }, async (p) => {
+    await okBody(p, '/install');
+    t.match(await okBody(p, '/state'), /^usr2=1 blocked=1 pending=0 itimer=0 altstack=1/, 'non-ephemeral: kept (so the test can fail)');
+    await okBody(p, '/arm');
+    const killed = await p.request({ url: '/state' });
+    t.not(killed.status, 200, `non-ephemeral: the armed SIGALRM kills the next request (${killed.status})`);
+  });
 });

@@ -245,7 +245,8 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
     }
     case 'interrupted': {
       if (!ctx.timerFired()) return null; // another signal: go back in
-      if (timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
+      // Without timers of the guest's own, the run timer is only ever armed for the deadline.
+      if (p.signals.timers.size === 0 || timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
       const outcome = signalsOnInterrupt(cpu, p); // early: one of the guest's own timers
       if (outcome !== null && outcome !== 'later') return killed(p, outcome);
       ctx.rearm?.(outcome === 'later' ? DELIVERY_RETRY_MS : undefined);

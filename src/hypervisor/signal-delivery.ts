@@ -106,6 +106,15 @@ function xstateLayout(): XstateLayout {
   return layout;
 }
 
+/**
+ * A rip the CPU can hold in 64-bit mode (bits 63:47 all equal). Natively a non-canonical one makes the
+ * kernel's return to the process fault (SIGSEGV); given to KVM, hardware would refuse the VM entry.
+ */
+function canonical(v: bigint): boolean {
+  const top = v >> 47n;
+  return top === 0n || top === 0x1_ffffn;
+}
+
 export function contextOf(regs: Uint32Array): UserContext {
   return new BigUint64Array(Uint32Array.from(regs).buffer);
 }
@@ -226,7 +235,7 @@ function setupFrame(cpu: SignalCpu, p: Process, ctx: UserContext, sig: number, i
     sp = alt.sp + alt.size;
     entering = true;
   }
-  if (!(act.flags & SA.RESTORER)) return false;
+  if (!(act.flags & SA.RESTORER) || !canonical(act.handler)) return false;
   const { xsave, size } = { xsave: xstateLayout().size > 0, size: xstateLayout().size };
   const fpLength = xsave ? size + 4 : FXSAVE_SIZE;
   const fpAddr = Math.floor((sp - fpLength) / 64) * 64;
@@ -329,7 +338,7 @@ function rewindCall(ctx: UserContext, nr: number): void {
 /** Linux's force_sigsegv: a frame that could not be built kills the process. */
 function frameFault(p: Process, sig: number): Killed {
   p.signals.resetHandler(SIG.SIGSEGV);
-  return { signal: SIG.SIGSEGV, message: `killed by SIGSEGV: the frame for signal ${sig}'s handler could not be written at the stack` };
+  return { signal: SIG.SIGSEGV, message: `killed by SIGSEGV: signal ${sig}'s handler could not be entered (no room for its frame at the stack, or no code can be at its address)` };
 }
 
 /**
@@ -409,10 +418,10 @@ export function signalsAfterCall(cpu: SignalCpu, p: Process, viaStub: boolean, n
 /** rt_sigreturn: back to the context the frame saved, then what its mask lets through. */
 export function sigreturnCall(cpu: SignalCpu, p: Process, viaStub: boolean): Killed | null {
   const { ctx, ring0 } = callContext(cpu, viaStub);
-  if (!sigreturn(cpu, p, ctx)) {
+  if (!sigreturn(cpu, p, ctx) || !canonical(ctx[R.rip]!)) {
     // Linux's badframe: SIGSEGV, to a handler if the process has one it does not block.
     const outcome = deliverFault(cpu, p, ctx, SIG.SIGSEGV, siginfo(SIG.SIGSEGV, SI.KERNEL), NO_TRAP);
-    if (outcome !== true) return outcome || { signal: SIG.SIGSEGV, message: 'killed by SIGSEGV: rt_sigreturn found no valid signal frame at the stack' };
+    if (outcome !== true) return outcome || { signal: SIG.SIGSEGV, message: 'killed by SIGSEGV: rt_sigreturn found no signal frame at the stack that the process can return to' };
   }
   fireTimers(p);
   const outcome = deliverPending(cpu, p, ctx, null);

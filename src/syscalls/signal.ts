@@ -227,9 +227,13 @@ export const signalSyscalls: SyscallDef[] = [
   {
     nr: 127, name: 'rt_sigpending', args: ['ptr', 'size'],
     handler: (p, a) => {
-      if (a[1] !== 8) return -E.EINVAL;
+      // Linux copies sigsetsize bytes, up to its 8.
+      const size = a[1]!;
+      if (size < 0 || size > 8) return -E.EINVAL;
       const pending = (p.threadSignals.pending.set | p.signals.pending.set) & p.threadSignals.blocked;
-      p.mem.setU64(a[0]!, pending);
+      const bytes = new Uint8Array(8);
+      new DataView(bytes.buffer).setBigUint64(0, pending, true);
+      p.mem.put(a[0]!, bytes.subarray(0, size));
       return 0;
     },
   },

@@ -345,6 +345,9 @@ static void tamper(int sig, siginfo_t *si, void *ucv) {
   else if (!strcmp(how, "magic")) ((uint32_t *)uc->uc_mcontext.fpregs)[464 / 4] = 0; /* fxsave only */
   else if (!strcmp(how, "rip")) uc->uc_mcontext.gregs[REG_RIP] = 0x7000;
   else if (!strcmp(how, "rsp")) uc->uc_mcontext.gregs[REG_RSP] = 0x18;
+  else if (!strcmp(how, "rip-noncanonical")) uc->uc_mcontext.gregs[REG_RIP] = (greg_t)0x8000000000001000ULL;
+  else if (!strcmp(how, "rsp-noncanonical")) uc->uc_mcontext.gregs[REG_RSP] = (greg_t)0x8000000000001000ULL;
+  else if (!strcmp(how, "xfeatures")) ((uint64_t *)uc->uc_mcontext.fpregs)[512 / 8] |= 1ULL << 62;
   else if (!strcmp(how, "mask")) sigfillset(&uc->uc_sigmask);
   hits++;
 }
@@ -391,6 +394,77 @@ static int case_bad_altstack(void) {
   return 0;
 }
 
+/* A handler at an address no code can be at: the delivery itself faults (SIGSEGV). */
+static int case_bad_handler(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = (void (*)(int))(uintptr_t)(getenv("LOW") ? 0x10ULL : 0x8000000000001000ULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  printf("raising\n");
+  fflush(stdout);
+  raise(SIGUSR1);
+  printf("not reached\n");
+  return 0;
+}
+
+static long sys(long nr, long a, long b, long c, long d) {
+  long r = syscall(nr, a, b, c, d);
+  return r < 0 ? -errno : r;
+}
+
+/* Bad arguments get Linux's errno (the raw syscalls, so no libc check comes first). */
+static int case_errors(void) {
+  char act[32] = { 0 }, buf[64];
+  printf("sigaction sig 0: %ld\n", sys(SYS_rt_sigaction, 0, (long)act, 0, 8));
+  printf("sigaction sig 65: %ld\n", sys(SYS_rt_sigaction, 65, (long)act, 0, 8));
+  printf("sigaction SIGKILL: %ld\n", sys(SYS_rt_sigaction, SIGKILL, (long)act, 0, 8));
+  printf("sigaction size 4: %ld\n", sys(SYS_rt_sigaction, SIGUSR1, (long)act, 0, 4));
+  printf("sigaction bad act: %ld\n", sys(SYS_rt_sigaction, SIGUSR1, 0x10, 0, 8));
+  printf("sigaction bad oldact: %ld\n", sys(SYS_rt_sigaction, SIGUSR1, 0, 0x10, 8));
+  printf("sigprocmask how 7: %ld\n", sys(SYS_rt_sigprocmask, 7, (long)buf, 0, 8));
+  printf("sigprocmask bad set: %ld\n", sys(SYS_rt_sigprocmask, SIG_BLOCK, 0x10, 0, 8));
+  stack_t ss = { .ss_sp = buf, .ss_size = 65536, .ss_flags = 77 };
+  printf("sigaltstack bad flags: %ld\n", sys(SYS_sigaltstack, (long)&ss, 0, 0, 0));
+  printf("sigaltstack bad ss: %ld\n", sys(SYS_sigaltstack, 0x10, 0, 0, 0));
+  struct itimerval it = { .it_value = { 0, 1000000 } };
+  printf("setitimer usec 1e6: %ld\n", sys(SYS_setitimer, ITIMER_REAL, (long)&it, 0, 0));
+  printf("setitimer which 9: %ld\n", sys(SYS_setitimer, 9, (long)&it, 0, 0));
+  printf("setitimer bad new: %ld\n", sys(SYS_setitimer, ITIMER_REAL, 0x10, 0, 0));
+  printf("getitimer bad: %ld\n", sys(SYS_getitimer, ITIMER_REAL, 0x10, 0, 0));
+  int id;
+  printf("timer_create clock 99: %ld\n", sys(SYS_timer_create, 99, 0, (long)&id, 0));
+  struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = 0 };
+  printf("timer_create signo 0: %ld\n", sys(SYS_timer_create, CLOCK_MONOTONIC, (long)&sev, (long)&id, 0));
+  sev.sigev_notify = 99; sev.sigev_signo = SIGUSR1;
+  printf("timer_create notify 99: %ld\n", sys(SYS_timer_create, CLOCK_MONOTONIC, (long)&sev, (long)&id, 0));
+  struct itimerspec spec = { .it_value = { 0, 2000000000 } };
+  printf("timer_settime no timer: %ld\n", sys(SYS_timer_settime, 12345, 0, (long)&spec, 0));
+  printf("timer_settime -1: %ld\n", sys(SYS_timer_settime, -1, 0, (long)&spec, 0));
+  printf("timer_gettime no timer: %ld\n", sys(SYS_timer_gettime, 12345, (long)&spec, 0, 0));
+  printf("timer_delete no timer: %ld\n", sys(SYS_timer_delete, 12345, 0, 0, 0));
+  printf("timer_getoverrun no timer: %ld\n", sys(SYS_timer_getoverrun, 12345, 0, 0, 0));
+  sev.sigev_notify = SIGEV_SIGNAL;
+  if (sys(SYS_timer_create, CLOCK_MONOTONIC, (long)&sev, (long)&id, 0) == 0) {
+    printf("timer_settime nsec 2e9: %ld\n", sys(SYS_timer_settime, id, 0, (long)&spec, 0));
+    printf("timer_settime bad new: %ld\n", sys(SYS_timer_settime, id, 0, 0x10, 0));
+    printf("timer_getoverrun: %ld\n", sys(SYS_timer_getoverrun, id, 0, 0, 0));
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  struct timespec bad = { 0, -1 };
+  printf("sigtimedwait bad timeout: %ld\n", sys(SYS_rt_sigtimedwait, (long)&set, 0, (long)&bad, 8));
+  printf("sigtimedwait size 4: %ld\n", sys(SYS_rt_sigtimedwait, (long)&set, 0, 0, 4));
+  printf("sigsuspend size 4: %ld\n", sys(SYS_rt_sigsuspend, (long)&set, 4, 0, 0));
+  printf("sigpending size 4: %ld\n", sys(SYS_rt_sigpending, (long)&set, 4, 0, 0));
+  printf("sigpending bad: %ld\n", sys(SYS_rt_sigpending, 0x10, 8, 0, 0));
+  printf("kill sig 65: %ld\n", sys(SYS_kill, getpid(), 65, 0, 0));
+  printf("kill sig 0: %ld\n", sys(SYS_kill, getpid(), 0, 0, 0));
+  printf("tgkill other: %ld\n", sys(SYS_tgkill, getpid(), 999999, SIGUSR1, 0));
+  printf("alarm big: %ld\n", sys(SYS_alarm, 4000000000L, 0, 0, 0));
+  printf("alarm back: %d\n", sys(SYS_alarm, 0, 0, 0, 0) > 3999999000L);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char *c = argc > 1 ? argv[1] : "";
@@ -409,6 +483,8 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "hostile")) return case_hostile();
   if (!strcmp(c, "blocked-fault")) return case_blocked_fault();
   if (!strcmp(c, "bad-altstack")) return case_bad_altstack();
+  if (!strcmp(c, "bad-handler")) return case_bad_handler();
+  if (!strcmp(c, "errors")) return case_errors();
   fprintf(stderr, "unknown case %s\n", c);
   return 2;
 }

@@ -8,7 +8,7 @@
  *
  * A pending signal is one bit and one siginfo: a second instance of a standard signal sent while the
  * first is pending is merged, as in Linux; a real-time signal (32–64) is merged too, where Linux would
- * queue it (documented in docs/SYSCALLS.md).
+ * queue it (docs/SIGNALS.md, "What is not as in Linux").
  */
 export const SIG = {
   SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,

@@ -394,6 +394,35 @@ static int case_bad_altstack(void) {
   return 0;
 }
 
+static volatile int frame_checks[9];
+
+static void inspect(int sig, siginfo_t *si, void *ucv) {
+  (void)sig;
+  ucontext_t *uc = ucv;
+  uintptr_t frame = (uintptr_t)uc - 8, fp = (uintptr_t)uc->uc_mcontext.fpregs;
+  uint32_t *sw = (uint32_t *)(fp + 464);
+  uint32_t xstate_size = sw[4];
+  frame_checks[0] = frame % 16 == 8;                                  /* rsp ≡ 8 (mod 16) at entry */
+  frame_checks[1] = *(uintptr_t *)frame != 0;                         /* pretcode: the restorer */
+  frame_checks[2] = (uintptr_t)si == (uintptr_t)uc + 304;             /* siginfo right after the ucontext */
+  frame_checks[3] = fp % 64 == 0 && fp >= (uintptr_t)si + 128 && fp < (uintptr_t)si + 128 + 64 + 16;
+  frame_checks[4] = uc->uc_flags == 7;                                /* FP_XSTATE | SIGCONTEXT_SS | STRICT_RESTORE_SS */
+  frame_checks[5] = sw[0] == 0x46505853 && sw[1] == xstate_size + 4;  /* FP_XSTATE_MAGIC1, extended_size */
+  frame_checks[6] = *(uint32_t *)(fp + xstate_size) == 0x46505845;    /* FP_XSTATE_MAGIC2 */
+  frame_checks[7] = fp + xstate_size + 4 <= (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128; /* the red zone skipped */
+  frame_checks[8] = uc->uc_mcontext.gregs[REG_CSGSFS] == 0x2b000000000033LL; /* cs 0x33, gs 0, fs 0, ss 0x2b */
+}
+
+/* The frame's layout as Linux builds it, checked from inside the handler. */
+static int case_frame(void) {
+  install(SIGUSR1, inspect, 0);
+  raise(SIGUSR1);
+  printf("frame:");
+  for (unsigned i = 0; i < sizeof frame_checks / sizeof frame_checks[0]; i++) printf(" %d", frame_checks[i]);
+  printf("\n");
+  return 0;
+}
+
 /* A handler at an address no code can be at: the delivery itself faults (SIGSEGV). */
 static int case_bad_handler(void) {
   struct sigaction sa;
@@ -485,6 +514,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "bad-altstack")) return case_bad_altstack();
   if (!strcmp(c, "bad-handler")) return case_bad_handler();
   if (!strcmp(c, "errors")) return case_errors();
+  if (!strcmp(c, "frame")) return case_frame();
   fprintf(stderr, "unknown case %s\n", c);
   return 2;
 }

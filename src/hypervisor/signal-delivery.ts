@@ -116,7 +116,9 @@ function canonical(v: bigint): boolean {
 }
 
 export function contextOf(regs: Uint32Array): UserContext {
-  return new BigUint64Array(Uint32Array.from(regs).buffer);
+  const copy = new Uint32Array(regs.length);
+  copy.set(regs);
+  return new BigUint64Array(copy.buffer);
 }
 
 /** Whether the vCPU stopped in a ring-0 stub (the hardware syscall entry, an exception stub). */
@@ -140,14 +142,13 @@ function accessible(p: Process, mm: AddressSpace, start: number, end: number, pr
   return mm.list().every((m) => m.end <= start || m.start >= end || (m.prot & prot) === prot);
 }
 
-const u64 = (b: Uint8Array, at: number): bigint => new DataView(b.buffer, b.byteOffset).getBigUint64(at, true);
 
 /** The FPU state as the frame holds it, and the vCPU's FPU reset to what a handler starts with. */
 function saveFpu(cpu: SignalCpu): { bytes: Uint8Array; xsave: boolean } {
   const { xcr0, size } = xstateLayout();
   const current = cpu.getXsave();
   cpu.setXsave(initFpu(current));
-  if (!size) return { bytes: Uint8Array.from(current.subarray(0, FXSAVE_SIZE)), xsave: false };
+  if (!size) return { bytes: current.slice(0, FXSAVE_SIZE), xsave: false };
   const bytes = new Uint8Array(size + 4);
   bytes.set(current.subarray(0, size));
   const v = new DataView(bytes.buffer);
@@ -165,7 +166,7 @@ function saveFpu(cpu: SignalCpu): { bytes: Uint8Array; xsave: boolean } {
 
 /** The FPU's initial state (fninit, MXCSR 0x1f80, every XSAVE component in its init state). */
 function initFpu(current: Uint8Array): Uint8Array {
-  const b = Uint8Array.from(current);
+  const b = new Uint8Array(current);
   const v = new DataView(b.buffer);
   const mask = v.getUint32(MXCSR_MASK, true);
   b.fill(0, 0, XSAVE_HEADER + 64);
@@ -190,7 +191,7 @@ function restoreFpu(cpu: SignalCpu, p: Process, mm: AddressSpace, fp: number): b
   let fxOnly = !size || sw.getUint32(0, true) !== FP_XSTATE_MAGIC1 || xstateSize < FXSAVE_SIZE + 64 || xstateSize > size
     || xstateSize > sw.getUint32(4, true);
   if (!fxOnly && (!accessible(p, mm, fp, fp + xstateSize + 4, PROT_READ) || p.mem.u32(fp + xstateSize) !== FP_XSTATE_MAGIC2)) fxOnly = true;
-  const b = Uint8Array.from(current);
+  const b = new Uint8Array(current);
   const v = new DataView(b.buffer);
   const mxcsrMask = v.getUint32(MXCSR_MASK, true) || 0xffbf;
   if (fxOnly) {
@@ -363,21 +364,23 @@ export function sigreturn(cpu: SignalCpu, p: Process, ctx: UserContext): boolean
   const frame = sp - 8;
   if (!Number.isSafeInteger(frame) || !accessible(p, mm, frame, frame + FRAME_SIZE, PROT_READ)) return false;
   const f = p.mem.read(frame, FRAME_SIZE);
+  const view = new DataView(f.buffer, f.byteOffset, FRAME_SIZE);
+  const u64 = (at: number): bigint => view.getBigUint64(at, true);
   const uc = FRAME_UC, sc = uc + UC.mcontext;
   const flags = ctx[R.rflags]!;
-  SIGCONTEXT_REGS.forEach((reg, i) => { ctx[reg] = u64(f, sc + i * 8); });
+  SIGCONTEXT_REGS.forEach((reg, i) => { ctx[reg] = u64(sc + i * 8); });
   ctx[R.rflags] = (flags & ~FIX_EFLAGS) | (ctx[R.rflags]! & FIX_EFLAGS);
   const thread = p.threadSignals;
-  thread.blocked = u64(f, uc + UC.sigmask) & ~UNBLOCKABLE;
+  thread.blocked = u64(uc + UC.sigmask) & ~UNBLOCKABLE;
   // restore_altstack: a valid uc_stack becomes the alternate stack; anything else is ignored.
-  const ss = { sp: Number(u64(f, uc + UC.stack)), flags: new DataView(f.buffer, f.byteOffset).getInt32(uc + UC.stack + 8, true), size: Number(u64(f, uc + UC.stack + 16)) };
+  const ss = { sp: Number(u64(uc + UC.stack)), flags: view.getInt32(uc + UC.stack + 8, true), size: Number(u64(uc + UC.stack + 16)) };
   const mode = ss.flags & ~SS_AUTODISARM;
   if (!thread.onAltStack(sp) && (mode === 0 || mode === SS_ONSTACK) && ss.size >= MINSIGSTKSZ && Number.isSafeInteger(ss.sp + ss.size)) {
     thread.altStack = { sp: ss.sp, size: ss.size, flags: ss.flags & SS_AUTODISARM };
   } else if (mode === SS_DISABLE && !thread.onAltStack(sp)) {
     thread.altStack = { sp: 0, size: 0, flags: SS_DISABLE | (ss.flags & SS_AUTODISARM) };
   }
-  const fp = u64(f, sc + SC.fpstate);
+  const fp = u64(sc + SC.fpstate);
   return fp <= BigInt(Number.MAX_SAFE_INTEGER) && restoreFpu(cpu, p, mm, Number(fp));
 }
 

@@ -58,6 +58,8 @@ const NR_RT_SIGRETURN = 15;
 /** How soon to try again to deliver a timer's signal to a guest the timer found in a stub or the vDSO. */
 const DELIVERY_RETRY_MS = 0.2;
 const CLOCK_MONOTONIC = 1;
+/** The shortest the run timer is armed for: a guest timer every nanosecond still lets the guest run between exits. */
+const MIN_TIMER_MS = 0.02;
 
 let threadTimer: RunTimer | null = null;
 
@@ -125,11 +127,11 @@ export class GuestRunner {
   private rearm(retryMs?: number): void {
     const now = performance.now();
     let at = now + timeLeft();
-    const due = this.process.signals.nextDue();
+    const due = this.process.signals.nextWake(this.process.threadSignals.blocked);
     if (due !== Infinity) at = Math.min(at, now + (due - nowMs(CLOCK_MONOTONIC)));
     if (retryMs !== undefined) at = Math.min(at, now + retryMs);
     if (at === Infinity || (this.timerAt > now && this.timerAt <= at + 0.05)) return;
-    this.timer().arm(Math.max(0.001, at - now));
+    this.timer().arm(Math.max(MIN_TIMER_MS, at - now));
     this.timerAt = at;
   }
 

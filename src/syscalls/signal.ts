@@ -71,7 +71,7 @@ function discardIgnored(p: Process, sig: number): void {
 export function signalWake(p: Process): SignalWake {
   return {
     next: () => {
-      const due = p.signals.nextDue();
+      const due = p.signals.nextWake(p.threadSignals.blocked);
       return due === Infinity ? Infinity : performance.now() + (due - nowMs(CLOCK_MONOTONIC));
     },
     interrupts: () => {
@@ -230,6 +230,7 @@ export const signalSyscalls: SyscallDef[] = [
       // Linux copies sigsetsize bytes, up to its 8.
       const size = a[1]!;
       if (size < 0 || size > 8) return -E.EINVAL;
+      p.signals.fireTimers(nowMs(CLOCK_MONOTONIC));
       const pending = (p.threadSignals.pending.set | p.signals.pending.set) & p.threadSignals.blocked;
       const bytes = new Uint8Array(8);
       new DataView(bytes.buffer).setBigUint64(0, pending, true);

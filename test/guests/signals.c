@@ -282,6 +282,25 @@ static int case_alarm(void) {
   return 0;
 }
 
+/* A fast periodic timer whose signal is blocked: one pending SIGALRM, delivered once when unblocked. */
+static int case_blocked_timer(void) {
+  signal(SIGALRM, on_alarm);
+  sigset_t s, pending;
+  sigemptyset(&s);
+  sigaddset(&s, SIGALRM);
+  sigprocmask(SIG_BLOCK, &s, NULL);
+  struct itimerval fast = { .it_interval = { 0, 1 }, .it_value = { 0, 1 } };
+  setitimer(ITIMER_REAL, &fast, NULL);
+  volatile unsigned long x = 0;
+  for (unsigned long i = 0; i < 50000000; i++) x += i;
+  sigpending(&pending);
+  printf("pending=%d alarmed=%d\n", sigismember(&pending, SIGALRM), alarmed);
+  setitimer(ITIMER_REAL, &(struct itimerval){ 0 }, NULL);
+  sigprocmask(SIG_UNBLOCK, &s, NULL);
+  printf("after unblock: alarmed=%d\n", alarmed);
+  return 0;
+}
+
 static int restart_pipe[2];
 static void tick_then_write(int sig) {
   (void)sig;
@@ -515,6 +534,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "bad-handler")) return case_bad_handler();
   if (!strcmp(c, "errors")) return case_errors();
   if (!strcmp(c, "frame")) return case_frame();
+  if (!strcmp(c, "blocked-timer")) return case_blocked_timer();
   fprintf(stderr, "unknown case %s\n", c);
   return 2;
 }

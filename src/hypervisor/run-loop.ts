@@ -289,6 +289,7 @@ function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omi
   if (p.exit) return exited(p);
   if (syscall && nr === NR_RT_SIGRETURN) {
     const outcome = sigreturnCall(cpu, p, viaStub);
+    ctx.rearm?.(); // the mask it restored may let a timer's signal through again
     return outcome ? killed(p, outcome) : null;
   }
   cpu.set('rax', result);

@@ -45,7 +45,8 @@ import { regIndex } from './kvm/abi.js';
 import type { ExceptionFrame } from './guest-fault.js';
 import { Kvm } from './kvm/system.js';
 import type { Vcpu } from './kvm/vcpu.js';
-import { supportedXcr0, userSegments } from './cpu-setup.js';
+import { setTaskRegisterType, supportedXcr0, userSegments } from './cpu-setup.js';
+import { platform } from './platform.js';
 
 export type SignalCpu = Pick<Vcpu, 'regs' | 'get' | 'getSregs' | 'setSregs' | 'getXsave' | 'setXsave' | 'markRegsDirty'>;
 
@@ -128,7 +129,8 @@ export function inRing0Stub(rip: number): boolean {
 
 /** Puts the program back on the CPU with `ctx`, leaving ring 0 first if it was there. */
 export function resume(cpu: SignalCpu, ctx: UserContext, ring0: boolean): void {
-  if (ring0) cpu.setSregs(userSegments(cpu.getSregs()));
+  // TR as the platform loads it: KVM reports it busy, which QEMU's emulated CPU would not take (platform.ts).
+  if (ring0) cpu.setSregs(setTaskRegisterType(userSegments(cpu.getSregs()), platform().taskRegister));
   for (let i = 0; i < 18; i++) {
     cpu.regs[i * 2] = Number(ctx[i]! & 0xffff_ffffn);
     cpu.regs[i * 2 + 1] = Number(ctx[i]! >> 32n);

@@ -298,8 +298,10 @@ function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omi
     p.pause = null;
     return { status: 0, outcome: 'pause', pause };
   }
-  if (signalsWaiting(p, result)) {
-    const outcome = signalsAfterCall(cpu, p, viaStub, nr, result);
+  // ERESTARTSYS is a syscall's only: a hypercall's result is the guest's, whatever its value.
+  const settled = syscall ? result : 0;
+  if (signalsWaiting(p, settled)) {
+    const outcome = signalsAfterCall(cpu, p, viaStub, nr, settled);
     ctx.rearm?.();
     if (outcome) return killed(p, outcome);
   }

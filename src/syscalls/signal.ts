@@ -217,7 +217,8 @@ export const signalSyscalls: SyscallDef[] = [
   { nr: 15, name: 'rt_sigreturn', args: [], handler: () => 0 },
   {
     nr: 62, name: 'kill', args: ['int', 'signal'],
-    handler: (p, a) => (isSelf(a[0]! | 0) || (a[0]! | 0) === -1 ? send(p, a[1]! | 0, SI.USER, false) : -E.ESRCH),
+    // kill(-1) reaches every process but the caller and init: here, none (ESRCH, as Linux with no other).
+    handler: (p, a) => (isSelf(a[0]! | 0) ? send(p, a[1]! | 0, SI.USER, false) : -E.ESRCH),
   },
   { nr: 200, name: 'tkill', args: ['int', 'signal'], handler: (p, a) => ((a[0]! | 0) === Process.PID ? send(p, a[1]! | 0, SI.TKILL, true) : -E.ESRCH) },
   {

@@ -169,7 +169,7 @@ export const signalSyscalls: SyscallDef[] = [
     },
   },
   {
-    nr: 14, name: 'rt_sigprocmask', args: ['int', 'ptr', 'ptr', 'size'],
+    nr: 14, name: 'rt_sigprocmask', args: ['sighow', 'ptr', 'ptr', 'size'],
     handler: (p, a) => {
       const [how, set, oldset, size] = [a[0]! | 0, a[1]!, a[2]!, a[3]!];
       if (size !== 8) return -E.EINVAL;
@@ -288,7 +288,7 @@ export const signalSyscalls: SyscallDef[] = [
     },
   },
   {
-    nr: 38, name: 'setitimer', args: ['int', 'ptr', 'ptr'],
+    nr: 38, name: 'setitimer', args: ['itimer', 'ptr', 'ptr'],
     handler: (p, a) => {
       const [which, next, oldAddr] = [a[0]! | 0, a[1]!, a[2]!];
       if (which !== 0) return -E.EINVAL;
@@ -308,7 +308,7 @@ export const signalSyscalls: SyscallDef[] = [
     },
   },
   {
-    nr: 36, name: 'getitimer', args: ['int', 'ptr'],
+    nr: 36, name: 'getitimer', args: ['itimer', 'ptr'],
     handler: (p, a) => {
       if ((a[0]! | 0) !== 0) return -E.EINVAL;
       const now = remaining(p.signals.timers.get(ITIMER_REAL_ID));

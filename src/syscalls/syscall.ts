@@ -19,7 +19,7 @@ export type ArgKind =
   | 'inbuf'    // bytes the guest passes in; the length is the next argument
   | 'outbuf'   // bytes the host fills; printed after the call, up to the result
   | 'iov' | 'oflags' | 'mode' | 'prot' | 'mapflags' | 'whence' | 'clock' | 'signal'
-  | 'atflags' | 'ioctl' | 'fcntl' | 'futexop' | 'arch_prctl' | 'rlimit';
+  | 'atflags' | 'ioctl' | 'fcntl' | 'futexop' | 'arch_prctl' | 'rlimit' | 'sighow' | 'itimer';
 
 export type SyscallArgs = Float64Array;
 

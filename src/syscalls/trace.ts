@@ -9,6 +9,7 @@ import type { GuestMemory } from '../paging/guest-memory.js';
 import { errnoMessage, errnoName } from '../host/errno.js';
 import type { ArgKind, SyscallArgs, SyscallDef } from './syscall.js';
 import { SIG } from './signal-state.js';
+import { ERESTARTSYS } from './deadline.js';
 
 const MAX_STRING = 32;
 
@@ -119,6 +120,7 @@ const PCRE2_RESULTS: Record<number, string> = { [-1]: 'no match', [-47]: 'match 
 
 function formatResult(result: number, ret: SyscallDef['ret']): string {
   if (ret === 'pcre' && PCRE2_RESULTS[result]) return `${result} (${PCRE2_RESULTS[result]})`;
+  if (result === -ERESTARTSYS) return '? ERESTARTSYS (To be restarted if SA_RESTART is set)'; // as strace says it
   if (result < 0 && result > -4096) return `-1 ${errnoName(-result)} (${errnoMessage(-result)})`;
   return ret === 'hex' ? hex(result) : String(result);
 }

@@ -56,6 +56,9 @@ t.test('--trace shows the calls of a handler and its return', async (t) => {
   const trace = vm.stderr.toString();
   t.match(trace, /rt_sigaction\(SIGUSR1, 0x[0-9a-f]+, (0x[0-9a-f]+|NULL), 8\) = 0/);
   t.match(trace, /rt_sigreturn\(\) = 0/);
+  const restart = runTskvm(guestPath('signals.glibc'), ['restart'], { trace: true }).stderr.toString();
+  t.match(restart, /read\(3, 0x[0-9a-f]+, 1\) = \? ERESTARTSYS \(To be restarted if SA_RESTART is set\)/, 'an interrupted read, as strace shows it');
+  t.match(restart, /setitimer\(ITIMER_REAL, /);
 });
 
 t.test('a request\'s handlers, mask, pending signals and timers are gone after it; main()\'s stay', async (t) => {

@@ -37,6 +37,7 @@ t.test('a handler that rewrites its frame gets back only what a process may have
   if (!kvmAvailable(t)) return;
   const bin = guestPath('signals.glibc');
   for (const tamper of TAMPERING) same(t, bin, ['hostile'], { TAMPER: tamper });
+  same(t, bin, ['bad-altstack'], { SEGV_HANDLER: '1' }); // the failed delivery becomes a SIGSEGV its handler takes
   same(t, bin, ['bad-handler'], { LOW: '1' }); // a handler in the null page: the fault is the handler's first fetch
 });
 

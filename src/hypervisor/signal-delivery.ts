@@ -17,7 +17,7 @@
  * rt_sigreturn reads it back: the registers (rflags only through FIX_EFLAGS, so IOPL and the rest
  * stay as they are; CS and SS are always the process's own, whatever the frame says), the FPU state
  * (checked as XRSTOR would check it; KVM_SET_XSAVE refuses the rest), the mask, the alternate stack.
- * A frame that cannot be read or written kills with SIGSEGV (Linux first offers SIGSEGV to its handler).
+ * A frame that cannot be read or written is SIGSEGV, to the program's handler if it can take it, as Linux's force_sigsegv.
  *
  * Where the CPU is when a signal comes (the "user context" below is what the interrupted program had):
  *   after a syscall: at the syscall stub (PVM: ring 3; hardware: ring 0, before sysretq) where the
@@ -318,7 +318,12 @@ export function deliverPending(cpu: SignalCpu, p: Process, ctx: UserContext, res
       else ctx[R.rax] = BigInt.asUintN(64, BigInt(-restart.eintr));
       restart = null;
     }
-    if (!setupFrame(cpu, p, ctx, sig, info, act, NO_TRAP)) return frameFault(p, sig);
+    if (!setupFrame(cpu, p, ctx, sig, info, act, NO_TRAP)) {
+      // Linux's force_sigsegv: SIGSEGV, which its own handler may take (on another stack, say).
+      if (sig === SIG.SIGSEGV) return frameFault(p, sig);
+      const segv = deliverFault(cpu, p, ctx, SIG.SIGSEGV, siginfo(SIG.SIGSEGV, SI.KERNEL), NO_TRAP);
+      if (segv !== true) return segv || frameFault(p, sig);
+    }
     changed = true;
   }
   if (restart) {
@@ -338,7 +343,7 @@ function rewindCall(ctx: UserContext, nr: number): void {
   ctx[R.rax] = BigInt(nr);
 }
 
-/** Linux's force_sigsegv: a frame that could not be built kills the process. */
+/** A handler that could not be entered, and no SIGSEGV handler that could: the process dies of SIGSEGV. */
 function frameFault(p: Process, sig: number): Killed {
   p.signals.resetHandler(SIG.SIGSEGV);
   return { signal: SIG.SIGSEGV, message: `killed by SIGSEGV: signal ${sig}'s handler could not be entered (no room for its frame at the stack, or no code can be at its address)` };

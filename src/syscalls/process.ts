@@ -124,7 +124,7 @@ const WARN_BURST = 20;
 const WARN_WINDOW_MS = 10_000;
 
 /**
- * Warnings a guest causes (unsupported calls, signals it expects handled) come as often as the
+ * Warnings a guest causes (unsupported calls, invalid regexes) come as often as the
  * guest likes, from inside one syscall loop: rate-limited, they cannot flood the host's stderr (and,
  * from a worker thread, the main thread that carries it).
  */

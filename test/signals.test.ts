@@ -16,7 +16,7 @@ const TAMPERING = ['iopl', 'fpstate', 'mxcsr', 'magic', 'xfeatures', 'rip', 'rsp
 function same(t: Test, bin: string, args: string[], env: Record<string, string> = {}): void {
   const native = runNative(bin, args, { env });
   const vm = runTskvm(bin, args, { env, timeoutSec: 30 });
-  const label = `${bin.split('/').pop()} ${args.join(' ')}${env.TAMPER ? ` (${env.TAMPER})` : ''}`;
+  const label = `${bin.split('/').pop()} ${args.join(' ')}${Object.keys(env).length ? ` ${JSON.stringify(env)}` : ''}`;
   if (native.status === 0) {
     assertSameOutcome(t, vm, native, label);
   } else {
@@ -39,6 +39,12 @@ t.test('a handler that rewrites its frame gets back only what a process may have
   for (const tamper of TAMPERING) same(t, bin, ['hostile'], { TAMPER: tamper });
   same(t, bin, ['bad-altstack'], { SEGV_HANDLER: '1' }); // the failed delivery becomes a SIGSEGV its handler takes
   same(t, bin, ['bad-handler'], { LOW: '1' }); // a handler in the null page: the fault is the handler's first fetch
+});
+
+t.test('rt_sigreturn on a frame built by hand, with no signal: only the selectors Linux lets a process have', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const bin = guestPath('signals.glibc');
+  for (const env of [{}, { CS: '0x10' }, { CS: '0' }, { SS: '0' }, { SS: '0', STRICT: '1' }, { SS: '0x18' }]) same(t, bin, ['forge'], env);
 });
 
 t.test('the messages say why a signal killed', async (t) => {

@@ -15,7 +15,7 @@
  *     [312] siginfo_t (128)
  *
  * rt_sigreturn reads it back: the registers (rflags only through FIX_EFLAGS, so IOPL and the rest
- * stay as they are; CS and SS are always the process's own, whatever the frame says), the FPU state
+ * stay as they are; CS and SS are always the process's own: another CS is SIGSEGV), the FPU state
  * (checked as XRSTOR would check it; KVM_SET_XSAVE refuses the rest), the mask, the alternate stack.
  * A frame that cannot be read or written is SIGSEGV, to the program's handler if it can take it, as Linux's force_sigsegv.
  *
@@ -374,6 +374,11 @@ export function sigreturn(cpu: SignalCpu, p: Process, ctx: UserContext): boolean
   const view = new DataView(f.buffer, f.byteOffset, FRAME_SIZE);
   const u64 = (at: number): bigint => view.getBigUint64(at, true);
   const uc = FRAME_UC, sc = uc + UC.mcontext;
+  // CS and SS as Linux takes them (RPL forced to 3): a process has one code and one stack segment
+  // here, and any other CS faults natively on the way back (a 32-bit one would run: tskvm has none);
+  // a bad SS is replaced, unless UC_STRICT_RESTORE_SS asks for it as it is (then it faults).
+  if ((view.getUint16(sc + SC.cs, true) | 3) !== SELECTOR.USER_CS) return false;
+  if ((view.getUint16(sc + SC.ss, true) | 3) !== SELECTOR.USER_DS && u64(uc + UC.flags) & BigInt(UC_STRICT_RESTORE_SS)) return false;
   const flags = ctx[R.rflags]!;
   SIGCONTEXT_REGS.forEach((reg, i) => { ctx[reg] = u64(sc + i * 8); });
   ctx[R.rflags] = (flags & ~FIX_EFLAGS) | (ctx[R.rflags]! & FIX_EFLAGS);

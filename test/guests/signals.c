@@ -516,6 +516,43 @@ static int case_errors(void) {
   return 0;
 }
 
+static void landing(long x) {
+  unsigned long flags;
+  uint32_t m;
+  __asm__ volatile("pushf\n pop %0\n stmxcsr %1" : "=r"(flags), "=m"(m));
+  sigset_t now;
+  sigprocmask(SIG_SETMASK, NULL, &now);
+  printf("landed: x=%ld iopl=%lu usr1_blocked=%d mxcsr=%#x aligned=%d\n", x, (flags >> 12) & 3, sigismember(&now, SIGUSR1), m,
+         ((uintptr_t)__builtin_frame_address(0) & 15) == 0);
+  exit(0);
+}
+
+static unsigned long forge_stack[4096] __attribute__((aligned(16)));
+static unsigned char forge_frame[4096] __attribute__((aligned(64)));
+
+/* rt_sigreturn with no signal at all, on a frame built by hand: it lands where the frame says,
+ * with the frame's registers and mask and a reset FPU, and only the selectors Linux allows. */
+static int case_forge(void) {
+  uint32_t rz = 0x7f80;
+  __asm__ volatile("ldmxcsr %0" :: "m"(rz));
+  ucontext_t *uc = (ucontext_t *)(forge_frame + 8);
+  uc->uc_flags = getenv("STRICT") ? 4 : 0;
+  greg_t *g = uc->uc_mcontext.gregs;
+  g[REG_RIP] = (greg_t)(uintptr_t)landing;
+  g[REG_RSP] = (greg_t)(uintptr_t)&forge_stack[4096 - 1];  /* ≡ 8 (mod 16): as after a call */
+  g[REG_RDI] = 42;
+  g[REG_EFL] = 0x3202;  /* IF and IOPL 3 */
+  unsigned long cs = getenv("CS") ? strtoul(getenv("CS"), NULL, 0) : 0x33, ss = getenv("SS") ? strtoul(getenv("SS"), NULL, 0) : 0x2b;
+  g[REG_CSGSFS] = (greg_t)(cs | (ss << 48));
+  uc->uc_mcontext.fpregs = NULL;
+  sigemptyset(&uc->uc_sigmask);
+  sigaddset(&uc->uc_sigmask, SIGUSR1);
+  printf("forging\n");
+  fflush(stdout);
+  __asm__ volatile("mov %0, %%rsp\n mov $15, %%eax\n syscall\n ud2" :: "r"(uc) : "memory");
+  return 1;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char *c = argc > 1 ? argv[1] : "";
@@ -538,6 +575,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "errors")) return case_errors();
   if (!strcmp(c, "frame")) return case_frame();
   if (!strcmp(c, "blocked-timer")) return case_blocked_timer();
+  if (!strcmp(c, "forge")) return case_forge();
   fprintf(stderr, "unknown case %s\n", c);
   return 2;
 }

@@ -44,7 +44,8 @@ t.test('a handler that rewrites its frame gets back only what a process may have
 t.test('rt_sigreturn on a frame built by hand, with no signal: only the selectors Linux lets a process have', async (t) => {
   if (!kvmAvailable(t)) return;
   const bin = guestPath('signals.glibc');
-  for (const env of [{}, { CS: '0x10' }, { CS: '0' }, { SS: '0' }, { SS: '0', STRICT: '1' }, { SS: '0x18' }]) same(t, bin, ['forge'], env);
+  const envs: Array<Record<string, string>> = [{}, { CS: '0x10' }, { CS: '0' }, { SS: '0' }, { SS: '0', STRICT: '1' }, { SS: '0x18' }];
+  for (const env of envs) same(t, bin, ['forge'], env);
 });
 
 t.test('the messages say why a signal killed', async (t) => {

@@ -226,14 +226,14 @@ export class SignalState {
 
   /**
    * When the next timer fires whose signal would interrupt a thread that blocks `blocked`
-   * (CLOCK_MONOTONIC ms), Infinity if none. The others (blocked, already pending, SIGEV_NONE) are
+   * (CLOCK_MONOTONIC ms), Infinity if none. The others (blocked, ignored, already pending, SIGEV_NONE) are
    * fired when next looked at (fireTimers): a fast periodic timer whose signal is blocked costs no
    * exits.
    */
   nextWake(blocked: bigint): number {
     let next = Infinity;
     for (const timer of this.timers.values()) {
-      if (timer.due < next && timer.signo !== 0 && !((blocked | this.pending.set) & bit(timer.signo))) next = timer.due;
+      if (timer.due < next && timer.signo !== 0 && !((blocked | this.pending.set) & bit(timer.signo)) && !this.ignores(timer.signo)) next = timer.due;
     }
     return next;
   }

@@ -9,6 +9,7 @@
 // (b) emulated syscall round trip: getppid in a loop, as a ratio to (a)
 // (c) cold start: create + boot + exit of a static hello, in-process and as a process, vs native
 // (d) CPU-bound work in the VM vs native: sha256 of 64 MiB, and a 64 MiB memory-touching loop
+// (e) a signal round trip: raise() into a handler and back (test/guests/sigloop.c), vs native and vs (a)
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +76,13 @@ row('sha256 of 64 MiB (CPU-bound)', sha, shaNative, 'ms', '≤ 1.05×');
 const touch = median(Array.from({ length: cpuRounds }, () => runInProcess(guest('memtouch.glibc'), [mib])));
 const touchNative = spawnMs(guest('memtouch.glibc'), [mib], cpuRounds);
 row('touch 64 MiB (memory-bound: first-touch faults)', touch, touchNative, 'ms', 'report');
+
+// (e)
+const sigUs = perIteration(guest('sigloop.glibc'), 1000, quick ? 6000 : 21000, rounds);
+const nativePer = (n1, n2) => ((spawnMs(guest('sigloop.glibc'), [String(n2)], rounds) - spawnMs(guest('sigloop.glibc'), [String(n1)], rounds)) * 1000) / (n2 - n1);
+const sigNativeUs = nativePer(1000, quick ? 101000 : 401000);
+row('signal round trip: raise() → handler → rt_sigreturn, vs native', sigUs, sigNativeUs, 'µs', 'report');
+row('same, vs the exit floor (raise is 4 calls, the return 1)', sigUs, floorUs, 'µs', 'report');
 
 console.log(`\ntskvm core benchmarks — ${info.description}; ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}; node ${process.version}\n`);
 printTable(['measurement', 'tskvm', 'reference (native / floor)', 'ratio', 'target'], rows.map((r) => [

@@ -13,6 +13,7 @@ import { FileTable } from '../src/syscalls/fd-table.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import { PathPolicy } from '../src/syscalls/path-policy.js';
 import { Process } from '../src/syscalls/process.js';
+import { SignalState } from '../src/syscalls/signal-state.js';
 
 /** A vCPU that is registers and counters. */
 function fakeCpu(): ExitCpu & { completed: number; msrs: Array<[number, bigint | number]> } {
@@ -27,6 +28,10 @@ function fakeCpu(): ExitCpu & { completed: number; msrs: Array<[number, bigint |
     },
     registerDump: (): Record<RegName, bigint> => Object.fromEntries(Object.keys(regIndex).map((r) => [r, BigInt(cpu.get(r as RegName))])) as Record<RegName, bigint>,
     getSregs: (): Buffer => Buffer.alloc(sregsLayout.size),
+    setSregs: (): void => {},
+    getXsave: (): Buffer => Buffer.alloc(4096),
+    setXsave: (): void => {},
+    markRegsDirty: (): void => {},
     setMsrs: (entries: Array<[number, bigint | number]>): void => { cpu.msrs.push(...entries); },
     completeExit: (): void => { cpu.completed++; },
   };
@@ -39,7 +44,7 @@ function guest(): { p: Process; warnings: string[] } {
     mem: new GuestMemory(new ArrayBuffer(16 << 20), 0n),
     files: new FileTable([new EmptyFile(), new SinkFile(() => {}), new SinkFile(() => {})]),
     paths: new PathPolicy({ allowed: [], exe: { hostPath: process.execPath, guestPath: '/app/program' } }),
-    mm: {} as never, signals: {} as never, argv: [], env: [], trace: null, warn: (m) => warnings.push(m),
+    mm: {} as never, signals: new SignalState(), argv: [], env: [], trace: null, warn: (m) => warnings.push(m),
   });
   return { p, warnings };
 }

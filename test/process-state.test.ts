@@ -32,7 +32,8 @@ function observe(p: Process): Record<string, unknown> {
     fds: p.files.openFds().map((fd) => [fd, p.files.isCloexec(fd), p.files.get(fd)!.kind]),
     mappings: p.mm.list().map((m) => [m.start, m.end, m.prot, m.label]),
     brk: p.mm.brk,
-    signals: [[...p.signals.action(SIGUSR1)], p.signals.blocked.toString(), p.signals.altStack && [...p.signals.altStack]],
+    signals: [[...p.signals.action(SIGUSR1)], p.threadSignals.blocked.toString(), p.threadSignals.altStack, p.signals.pending.set.toString(),
+      p.threadSignals.pending.set.toString(), [...p.signals.timers].map(([id, tm]) => [id, { ...tm, value: tm.value.toString() }])],
     cwd: p.paths.cwd,
     scalars: [p.umask, p.fsBase, p.gsBase, p.exit, p.pause],
     threads: p.threads.freeze(),
@@ -48,8 +49,11 @@ function change(p: Process): void {
   p.mm.map(0, 1 << 16, PROT_READ | PROT_WRITE, 'any', 'anon');
   p.mm.setBrk(p.mm.brk + (1 << 16));
   p.signals.setAction(SIGUSR1, new Uint8Array(32).fill(7));
-  p.signals.blocked = 1n << 9n;
-  p.signals.altStack = new Uint8Array(24).fill(1);
+  p.threadSignals.blocked = 1n << 9n;
+  p.threadSignals.altStack = { sp: 0x300000, size: 8192, flags: 0 };
+  p.signals.pending.add(SIGUSR1, new Uint8Array(128));
+  p.threadSignals.pending.add(SIGUSR1 + 2, new Uint8Array(128));
+  p.signals.timers.set(0, { due: 5, interval: 1, signo: SIGUSR1, value: 3n, clock: 1, overrun: 0 });
   p.paths.chdir('/tmp');
   p.umask = 0o777;
   p.threads.current.name.fill(65);

@@ -52,8 +52,15 @@ export function writeSegment(b: Buffer, at: number, selector: number, code: bool
   b[at + seg.unusable] = 0;
 }
 
-/** XCR0 bits the host supports among those we want (CPUID leaf 0xD, subleaf 0). */
-function supportedXcr0(kvm: Kvm): bigint {
+/** CS and SS of ring 3, the only ones a process runs with: at the start, and back from an exception or signal frame. */
+export function userSegments(s: Buffer): Buffer {
+  writeSegment(s, sl.cs, SELECTOR.USER_CS, true, 3);
+  writeSegment(s, sl.ss, SELECTOR.USER_DS, false, 3);
+  return s;
+}
+
+/** XCR0 bits the host supports among those we want (CPUID leaf 0xD, subleaf 0): what every guest gets. */
+export function supportedXcr0(kvm: Kvm): bigint {
   const [eax, , , edx] = kvm.cpuidLeaf(0xd, 0);
   return (BigInt(eax) | (BigInt(edx) << 32n)) & XCR0_WANTED;
 }
@@ -91,9 +98,7 @@ export function configureVcpu(vcpu: Vcpu, kvm: Kvm, entry: EntryState, choice: V
   vcpu.setCpuid(cpuid2);
   const xcr0 = supportedXcr0(kvm);
 
-  const s = vcpu.getSregs();
-  writeSegment(s, sl.cs, SELECTOR.USER_CS, true, 3);
-  writeSegment(s, sl.ss, SELECTOR.USER_DS, false, 3);
+  const s = userSegments(vcpu.getSregs());
   for (const at of [sl.ds, sl.es, sl.fs, sl.gs]) writeSegment(s, at, 0, false, 3);
   s.fill(0, sl.tr, sl.tr + seg.size);
   s.writeBigUInt64LE(BigInt(TSS_ADDR), sl.tr + seg.base);
@@ -156,5 +161,6 @@ export function cpuControl(vcpu: Vcpu, choice: VcpuChoice): CpuControl {
     setGsBase: (v) => vcpu.setMsrs([[MSR.GS_BASE, v]]),
     setRdx: (v) => vcpu.set('rdx', v),
     flushTranslations: () => vcpu.vm.flushTranslations(),
+    stackPointer: () => vcpu.get('rsp'),
   };
 }

@@ -60,21 +60,36 @@ function pageFaultDetail(errorCode: number, address: number): string {
   return `${access} at ${hex(address)} (${why})`;
 }
 
+/** What the CPU pushed when the exception came, the stub's error code slot included. */
+export interface ExceptionFrame {
+  errorCode: number;
+  rip: bigint;
+  cs: number;
+  rflags: bigint;
+  rsp: bigint;
+  ss: number;
+}
+
+/**
+ * The frame at `rsp` (the stub's, at its exit). It is on the exception stack, in the hypervisor's
+ * pages, which the checked accessors (for guest pointers) refuse: read it directly, but only from
+ * there. Null for a frame anywhere else: the exception stack itself is broken.
+ */
+export function exceptionFrame(mem: GuestMemory, rsp: number): ExceptionFrame | null {
+  if (!(rsp >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && rsp + 48 <= EXCEPTION_STACK_TOP)) return null;
+  const view = new DataView(mem.bytes.buffer, mem.bytes.byteOffset + rsp, 48);
+  const u64 = (at: number): bigint => view.getBigUint64(at, true);
+  return { errorCode: Number(u64(0)), rip: u64(8), cs: Number(u64(16) & 0xffffn), rflags: u64(24), rsp: u64(32), ss: Number(u64(40) & 0xffffn) };
+}
+
 /** A fault report from an exception stub's exit. */
 export function describeException(vector: number, mem: GuestMemory, registers: Record<RegName, bigint>, cr2: number): GuestFaultReport {
   const info = VECTORS[vector] ?? { mnemonic: `#${vector}`, name: `exception ${vector}`, signal: SIG.SIGSEGV };
-  const frame = Number(registers.rsp);
-  let errorCode = 0, rip = Number(registers.rip), rsp = frame;
-  // The frame is on the exception stack, in the hypervisor's pages, which the checked accessors (for
-  // guest pointers) refuse: read it directly, but only from there. A frame anywhere else means the
-  // exception stack itself is broken; report what we have.
-  if (frame >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && frame + 40 <= EXCEPTION_STACK_TOP) {
-    const view = new DataView(mem.bytes.buffer, mem.bytes.byteOffset + frame, 40);
-    const u64 = (at: number): number => Number(view.getBigUint64(at, true));
-    errorCode = u64(0);
-    rip = u64(8);
-    rsp = u64(32);
-  }
+  const frame = exceptionFrame(mem, Number(registers.rsp));
+  // Without a frame, report what we have.
+  const errorCode = frame?.errorCode ?? 0;
+  const rip = frame ? Number(frame.rip) : Number(registers.rip);
+  const rsp = frame ? Number(frame.rsp) : Number(registers.rsp);
   const regs: Record<string, bigint> = { ...registers, rip: BigInt(rip), rsp: BigInt(rsp) };
   const name = `${info.name} (${info.mnemonic})`;
   const detail = vector === 14 ? `: ${pageFaultDetail(errorCode, cr2)}` : errorCode ? ` (error code ${hex(errorCode)})` : '';

@@ -4,8 +4,9 @@
  *   exit IO port 1 (syscall stub / rewritten site) → Linux syscall, result in rax
  *   exit IO port 0 (`out %eax, $0`)                → guest API hypercall, result in rax
  *   exit IO port 2 (request entry stub)            → FS/GS bases back after it cleared their selectors
- *   exit IO port 0x80+v (IDT stub)                 → CPU exception v: the run ends
- *   EINTR                                          → our timer: the run ends (timeout)
+ *   exit IO port 0x80+v (IDT stub)                 → CPU exception v: to the guest's signal handler, or the run ends
+ *   EINTR                                          → our timer: the run ends (timeout), or a guest timer's signal
+ *   after any call                                 → pending signals delivered (signal-delivery.ts)
  *   a syscall that waited until the deadline       → the run ends (timeout; deadline.ts)
  *   HLT / SHUTDOWN / MMIO                          → the guest did something only a kernel may
  *
@@ -18,7 +19,9 @@ import { TskvmError } from '../errors.js';
 import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SEGMENT_BASES, PORT_SYSCALL, USER_START } from '../paging/layout.js';
 import { SYSCALL_ENTRY } from '../paging/stubs.js';
 import { dispatch, syscallTable } from '../syscalls/dispatch.js';
-import { deadlineReached, endDeadline, restoreDeadline, saveDeadline, startDeadline, timeLeft } from '../syscalls/deadline.js';
+import { deadlineReached, endDeadline, restoreDeadline, saveDeadline, setSignalWake, startDeadline, timeLeft } from '../syscalls/deadline.js';
+import { signalWake } from '../syscalls/signal.js';
+import { nowMs } from '../syscalls/time.js';
 import { restoreWriteQuota, saveWriteQuota } from '../syscalls/write-quota.js';
 import { hypercallTable } from '../syscalls/api/hypercalls.js';
 import { PROT_EXEC } from '../syscalls/address-space.js';
@@ -28,7 +31,8 @@ import { describeExit, type VcpuExit } from './kvm/exit.js';
 import type { Vcpu } from './kvm/vcpu.js';
 import type { GuestClock } from './guest-clock.js';
 import { RunTimer } from './run-timer.js';
-import { describeException, describeOther, formatRegisters, type GuestFaultReport } from './guest-fault.js';
+import { describeException, describeOther, exceptionFrame, formatRegisters, type GuestFaultReport } from './guest-fault.js';
+import { faultToHandler, sigreturnCall, signalsAfterCall, signalsOnInterrupt, signalsWaiting, type Killed } from './signal-delivery.js';
 
 export interface RunResult {
   /** Like a shell's $?: the exit code, or 128+signal for a process killed by one. */
@@ -50,6 +54,12 @@ const HYPERCALL_ARGS = [5, 4, 3, 2, 8, 9];
 const RIP = regIndex.rip * 2;
 /** rip at the exit of PVM's LSTAR stub's `out` (its first instruction, 2 bytes): only there is a syscall two world switches. */
 const SYSCALL_STUB_OUT_END = SYSCALL_ENTRY['ring3-jmp'] + 2;
+const NR_RT_SIGRETURN = 15;
+/** How soon to try again to deliver a timer's signal to a guest the timer found in a stub or the vDSO. */
+const DELIVERY_RETRY_MS = 0.2;
+const CLOCK_MONOTONIC = 1;
+/** The shortest the run timer is armed for: a guest timer every nanosecond still lets the guest run between exits. */
+const MIN_TIMER_MS = 0.02;
 
 let threadTimer: RunTimer | null = null;
 /** How long a thread runs before another runnable one gets the vCPU (the scheduler: thread-table.ts). */
@@ -63,6 +73,8 @@ export class GuestRunner {
   private readonly unknownReported = new Set<number>();
   private signalMaskSet = false;
   private readonly clock: GuestClock | null;
+  /** When the run timer fires (performance.now() ms); Infinity when it is not armed. */
+  private timerAt = Infinity;
 
   constructor(vcpu: Vcpu, process: Process, rewriteSyscalls: boolean, clock: GuestClock | null = null) {
     this.vcpu = vcpu;
@@ -74,23 +86,20 @@ export class GuestRunner {
   /** Runs until the process exits, faults, pauses, or `timeoutMs` (0: no limit) passes. */
   run(timeoutMs: number): RunResult {
     startDeadline(timeoutMs);
-    let timer = null as RunTimer | null;
+    setSignalWake(signalWake(this.process));
+    this.timerAt = Infinity;
     const context: ExitContext = {
-      timeoutMs, args: this.args, unknownReported: this.unknownReported, timerFired: () => timer?.consume() ?? false,
+      timeoutMs, args: this.args, unknownReported: this.unknownReported,
+      timerFired: () => {
+        if (!threadTimer?.consume()) return false;
+        this.timerAt = Infinity;
+        return true;
+      },
       patchSyscallSite: this.rewriteSyscalls ? (site) => this.patchSyscallSite(site) : null,
       slicing: false,
-      // The run timer ends the run at its deadline and, while the program has several threads, each time slice.
-      rearm: () => {
-        const slicing = this.process.threads.count > 1;
-        context.slicing = slicing;
-        const left = timeLeft();
-        const ms = slicing ? Math.min(TIME_SLICE_MS, left) : left;
-        if (ms === Infinity) return timer?.disarm();
-        timer ??= this.startTimer();
-        timer.arm(Math.max(ms, 0.001));
-      },
+      rearm: (retryMs) => this.rearm(retryMs, context),
     };
-    context.rearm();
+    this.rearm(undefined, context);
     let exits = 0;
     try {
       for (;;) {
@@ -106,9 +115,30 @@ export class GuestRunner {
         }
       }
     } finally {
-      timer?.disarm();
+      threadTimer?.disarm();
+      this.timerAt = Infinity;
       endDeadline();
+      setSignalWake(null);
     }
+  }
+
+  /**
+   * Arms the run timer for the earliest of the run's deadline, the guest's next timer, the end of
+   * the time slice while the program has several threads (thread-table.ts), or `retryMs` from now,
+   * unless it is already armed for sooner: a timer that fires early only costs an exit, after which
+   * this runs again.
+   */
+  private rearm(retryMs: number | undefined, ctx: ExitContext): void {
+    const now = performance.now();
+    let at = now + timeLeft();
+    ctx.slicing = this.process.threads.count > 1;
+    if (ctx.slicing) at = Math.min(at, now + TIME_SLICE_MS);
+    const due = this.process.signals.nextWake(this.process.threadSignals.blocked);
+    if (due !== Infinity) at = Math.min(at, now + (due - nowMs(CLOCK_MONOTONIC)));
+    if (retryMs !== undefined) at = Math.min(at, now + retryMs);
+    if (at === Infinity || (this.timerAt > now && this.timerAt <= at + 0.05)) return;
+    this.timer().arm(Math.max(MIN_TIMER_MS, at - now));
+    this.timerAt = at;
   }
 
   /**
@@ -138,7 +168,7 @@ export class GuestRunner {
   }
 
   /** The thread's run timer, its signal let into this vCPU's KVM_RUN. */
-  private startTimer(): RunTimer {
+  private timer(): RunTimer {
     threadTimer ??= new RunTimer();
     if (!this.signalMaskSet) {
       // Once per vCPU: the mask stays in force for every later KVM_RUN.
@@ -169,7 +199,7 @@ export function nestedRun<T>(fn: () => T): T {
 }
 
 /** What handleExit needs of the vCPU: registers, and the few calls an exit may make. */
-export type ExitCpu = Pick<Vcpu, 'regs' | 'get' | 'set' | 'registerDump' | 'getSregs' | 'setMsrs' | 'completeExit'>;
+export type ExitCpu = Pick<Vcpu, 'regs' | 'get' | 'set' | 'registerDump' | 'getSregs' | 'setSregs' | 'setMsrs' | 'completeExit' | 'getXsave' | 'setXsave' | 'markRegsDirty'>;
 
 /** What handleExit needs of the run it is part of. */
 export interface ExitContext {
@@ -183,9 +213,9 @@ export interface ExitContext {
   /** Rewrites a `syscall` at `site` to a direct exit (PVM); null where that is not done. */
   patchSyscallSite: ((site: number) => void) | null;
   /** Whether the run timer is cutting time slices (the program has several threads). */
-  slicing: boolean;
-  /** Arms the run timer for the next slice or the deadline, whichever comes first. */
-  rearm: () => void;
+  slicing?: boolean;
+  /** Arms the run timer again for what is next (the deadline, a guest timer, a time slice, or `retryMs` from now). */
+  rearm?: (retryMs?: number) => void;
 }
 
 /**
@@ -209,8 +239,14 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
         return null;
       }
       if (single && size === 1 && port >= PORT_EXCEPTION_BASE && port < PORT_EXCEPTION_BASE + 32) {
+        const vector = port - PORT_EXCEPTION_BASE;
         const cr2 = Number(cpu.getSregs().readBigUInt64LE(sregsLayout.cr2));
-        return faulted(describeException(port - PORT_EXCEPTION_BASE, p.mem, cpu.registerDump(), cr2));
+        const registers = cpu.registerDump();
+        const handled = faultToHandler(cpu, p, vector, exceptionFrame(p.mem, Number(registers.rsp)), cr2);
+        if (handled === true) return null;
+        const fault = describeException(vector, p.mem, registers, cr2);
+        if (handled) return { ...faulted(fault), status: 128 + handled.signal, signal: handled.signal, message: `${handled.message}\nguest fault: ${fault.summary}\n${formatRegisters(fault.registers)}` };
+        return faulted(fault);
       }
       const what = `${exit.out ? 'out' : 'in'} of ${size} byte${size > 1 ? 's' : ''}${exit.count > 1 ? ` × ${exit.count}` : ''}`;
       const fault = describeOther('io', `port I/O (${what} on port 0x${port.toString(16)})`, cpu.registerDump());
@@ -222,10 +258,12 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
     case 'interrupted': {
       if (!ctx.timerFired()) return null; // another signal: go back in
       if (timeLeft() <= 0) return timedOut(ctx.timeoutMs, '', cpu.get('rip'));
+      const outcome = signalsOnInterrupt(cpu, p); // early: one of the guest's own timers
+      if (outcome !== null && outcome !== 'later') return killed(p, outcome);
       // A time slice ended: the next runnable thread gets the vCPU. (A slice's signal may also come
       // after the program is back to one thread, armed before; it is no timeout.)
       if (ctx.slicing) p.threads.preempt(p);
-      ctx.rearm();
+      ctx.rearm?.(outcome === 'later' ? DELIVERY_RETRY_MS : undefined);
       return null;
     }
     case 'hlt':
@@ -260,14 +298,18 @@ function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omi
     // Name the guest's call site: past the stub, rcx holds where its `syscall` returns to.
     return timedOut(ctx.timeoutMs, `while it waited in ${def?.name ?? `call ${nr}`}`, viaStub ? cpu.get('rcx') : cpu.get('rip'));
   }
-  if (p.exit) {
-    const { status, signal, reason: why } = p.exit;
-    return signal ? { status, signal, outcome: 'signal', message: why } : { status, outcome: 'exit' };
+  if (p.exit) return exited(p);
+  if (syscall && nr === NR_RT_SIGRETURN) {
+    const outcome = sigreturnCall(cpu, p, viaStub);
+    ctx.rearm?.(); // the mask it restored may let a timer's signal through again
+    return outcome ? killed(p, outcome) : null;
   }
   const threads = p.threads;
+  const caller = threads.current;
+  const parked = threads.switchWanted;
   // A call run again when its thread next runs keeps its number in rax.
-  if (!threads.switchWanted || threads.current.wait?.kind !== 'file') cpu.set('rax', result);
-  if (threads.switchWanted && !threads.switchThreads(p)) {
+  if (!parked || caller.wait?.kind !== 'file') cpu.set('rax', result);
+  if (parked && !threads.switchThreads(p)) {
     if (deadlineReached()) {
       const name = def?.name ?? `call ${nr}`;
       const waiting = threads.count > 1 ? `while all ${threads.count} threads waited (this one in ${name})` : `while it waited in ${name}`;
@@ -276,13 +318,34 @@ function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omi
     const { status, signal, reason: why } = p.exit!;
     return { status, signal, outcome: 'signal', message: why };
   }
-  if ((threads.count > 1) !== ctx.slicing) ctx.rearm();
+  if ((threads.count > 1) !== (ctx.slicing ?? false)) ctx.rearm?.();
   if (p.pause) {
     const pause = p.pause;
     p.pause = null;
     return { status: 0, outcome: 'pause', pause };
   }
+  // ERESTARTSYS is a syscall's only: a hypercall's result is the guest's, whatever its value. A
+  // thread that parked returns (or is, another thread) whatever its wait gave: rax, no restart.
+  const settled = parked ? cpu.get('rax') : syscall ? result : 0;
+  if (signalsWaiting(p, settled)) {
+    const outcome = parked
+      ? signalsAfterCall(cpu, p, threads.current === caller && viaStub, -1, settled)
+      : signalsAfterCall(cpu, p, viaStub, nr, settled);
+    ctx.rearm?.();
+    if (outcome) return killed(p, outcome);
+  }
   return null;
+}
+
+function exited(p: Process): Omit<RunResult, 'exits'> {
+  const { status, signal, reason: why } = p.exit!;
+  return signal ? { status, signal, outcome: 'signal', message: why } : { status, outcome: 'exit' };
+}
+
+/** A signal ended the process (its default action, or a handler's frame that could not be written). */
+function killed(p: Process, how: Killed): Omit<RunResult, 'exits'> {
+  p.exit = { status: 128 + how.signal, signal: how.signal, reason: how.message };
+  return exited(p);
 }
 
 /** The run's time is up; `waiting`: the call it waited in, if it was not running; `rip`: where. */

@@ -514,7 +514,7 @@ export class RequestVm {
     const process = JSON.stringify({
       fds: p.files.openFds().map((fd) => [fd, p.files.isCloexec(fd), p.files.get(fd)!.seek(0, SEEK_CUR)]),
       mappings: p.mm.list().map((m) => [m.start, m.end, m.prot, m.label]),
-      brk: p.mm.brk, cwd: p.paths.cwd, umask: p.umask, signals: p.signals.snapshot(),
+      brk: p.mm.brk, cwd: p.paths.cwd, umask: p.umask, signals: p.signals.snapshot(p.threadSignals),
     }, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
     return { sregs: vcpu.getSregs(), msrs, differingPages, systemWrites, process };
   }

@@ -28,7 +28,7 @@ import type { FrozenThreads } from './thread-table.js';
 export const PROCESS_STATE = {
   files: ['files'],
   addressSpace: ['mm'],
-  signals: ['signals'],
+  signals: ['signals', 'threadSignals'],
   cwd: ['paths'],
   scalars: ['umask', 'fsBase', 'gsBase', 'exit', 'pause'],
   threads: ['threads'],
@@ -92,7 +92,7 @@ export function freezeProcess(p: Process): FrozenProcessState {
   return {
     files: p.files.freeze(),
     addressSpace: p.mm.snapshot(),
-    signals: p.signals.snapshot(),
+    signals: p.signals.snapshot(p.threadSignals),
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
     threads: p.threads.freeze(),
@@ -108,7 +108,7 @@ export function freezeProcess(p: Process): FrozenProcessState {
 export function thawProcess(p: Process, f: FrozenProcessState, sink: (name: string) => (bytes: Uint8Array) => number | void): void {
   p.files.thaw(f.files, sink);
   p.mm.restore(f.addressSpace);
-  p.signals.restore(f.signals);
+  p.signals.restore(f.signals, p.threadSignals);
   p.paths.restore(f.cwd);
   restoreScalars(p, f.scalars);
   p.threads.thaw(f.threads);
@@ -123,7 +123,7 @@ export function saveProcess(p: Process): SavedProcess {
   return {
     files: p.files.snapshot(),
     addressSpace: p.mm.snapshot(),
-    signals: p.signals.snapshot(),
+    signals: p.signals.snapshot(p.threadSignals),
     cwd: p.paths.snapshot(),
     scalars: saveScalars(p),
     threads: p.threads.freeze(),
@@ -135,7 +135,7 @@ export function saveProcess(p: Process): SavedProcess {
 export function restoreProcess(p: Process, s: SavedProcess): void {
   p.files.restore(s.files);
   p.mm.restore(s.addressSpace);
-  p.signals.restore(s.signals);
+  p.signals.restore(s.signals, p.threadSignals);
   p.paths.restore(s.cwd);
   restoreScalars(p, s.scalars);
   p.threads.thaw(s.threads);

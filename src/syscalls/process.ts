@@ -11,7 +11,7 @@ import { VCPU_INFO_ADDR } from '../paging/vdso.js';
 import type { FileTable } from './fd-table.js';
 import type { PathPolicy } from './path-policy.js';
 import type { AddressSpace } from './address-space.js';
-import type { SignalState } from './signal-state.js';
+import { ThreadSignalState, type SignalState } from './signal-state.js';
 import { ThreadTable, type ContextSwitch } from './thread-table.js';
 import { GuestApi } from './api/guest-api.js';
 import { RegexTable } from './api/regex.js';
@@ -36,6 +36,8 @@ export interface CpuControl extends ContextSwitch {
   setRdx(value: number): void;
   /** After an edit of the guest's page tables: drop what the CPU and KVM derived from the old ones. */
   flushTranslations(): void;
+  /** rsp at the call: sigaltstack asks whether the thread runs on its alternate stack. */
+  stackPointer(): number;
 }
 
 /** A guest API call that hands control back to the host (the run loop returns it). */
@@ -78,6 +80,11 @@ export class Process {
   readonly paths: PathPolicy;
   readonly mm: AddressSpace;
   readonly signals: SignalState;
+  /** The running thread's blocked mask, alternate stack and pending signals (thread-table.ts keeps each thread's). */
+  get threadSignals(): ThreadSignalState {
+    return this.threads.current.signals;
+  }
+
   readonly argv: string[];
   readonly env: string[];
   trace: ((line: string) => void) | null;
@@ -121,7 +128,7 @@ const WARN_BURST = 20;
 const WARN_WINDOW_MS = 10_000;
 
 /**
- * Warnings a guest causes (unsupported calls, signals it expects handled) come as often as the
+ * Warnings a guest causes (unsupported calls, invalid regexes) come as often as the
  * guest likes, from inside one syscall loop: rate-limited, they cannot flood the host's stderr (and,
  * from a worker thread, the main thread that carries it).
  */

@@ -19,7 +19,7 @@ export type ArgKind =
   | 'inbuf'    // bytes the guest passes in; the length is the next argument
   | 'outbuf'   // bytes the host fills; printed after the call, up to the result
   | 'iov' | 'oflags' | 'mode' | 'prot' | 'mapflags' | 'whence' | 'clock' | 'signal'
-  | 'atflags' | 'cloneflags' | 'ioctl' | 'fcntl' | 'futexop' | 'arch_prctl' | 'rlimit'
+  | 'atflags' | 'cloneflags' | 'ioctl' | 'fcntl' | 'futexop' | 'arch_prctl' | 'rlimit' | 'sighow' | 'itimer'
   | 'epollop' | 'epollevent' | 'sockdomain' | 'socktype' | 'msgflags' | 'fdflags' | 'efdflags' | 'shuthow';
 
 export type SyscallArgs = Float64Array;

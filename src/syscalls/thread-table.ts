@@ -20,7 +20,8 @@
  */
 import { E } from '../host/errno.js';
 import { errno as lastErrno, libc } from '../host/libc.js';
-import { passedDeadline, waitLimit } from './deadline.js';
+import { nextTimerWake, passedDeadline, signalInterrupts, waitLimit } from './deadline.js';
+import { ThreadSignalState, type ThreadSignalSnapshot } from './signal-state.js';
 
 /** A thread's registers while it does not run, as the vCPU code saved them: plain data, so it crosses threads. */
 export interface ThreadContext {
@@ -49,6 +50,8 @@ export interface GuestThread {
   robustList: number;
   /** prctl(PR_SET_NAME), NUL-padded. */
   name: Uint8Array;
+  /** Its signal mask, alternate stack and pending signals (Process.threadSignals is the running one's). */
+  signals: ThreadSignalState;
   /** Saved registers; null for the thread that is running. */
   context: ThreadContext | null;
   /** null: runnable. */
@@ -93,9 +96,12 @@ const FUTEX_OWNER_DIED = 0x4000_0000;
 const FUTEX_WAITERS = 0x8000_0000;
 const FUTEX_TID_MASK = 0x3fff_ffff;
 
+/** A thread as plain data. */
+type FrozenThread = Omit<GuestThread, 'signals'> & { signals: ThreadSignalSnapshot };
+
 export interface FrozenThreads {
-  current: Omit<GuestThread, 'context'>;
-  parked: GuestThread[];
+  current: FrozenThread;
+  parked: FrozenThread[];
   nextTid: number;
 }
 
@@ -137,10 +143,14 @@ export class ThreadTable {
     return tid === this.current.tid && !this.currentExited ? this.current : this.parked.find((t) => t.tid === tid);
   }
 
-  /** A new thread, runnable, starting from `context`; null past MAX_THREADS. */
+  /**
+   * A new thread, runnable, starting from `context`, with the running thread's signal mask (its
+   * alternate stack and pending signals are its own: none); null past MAX_THREADS.
+   */
   spawn(context: ThreadContext): GuestThread | null {
     if (this.count >= MAX_THREADS) return null;
     const t = newThread(this.nextTid++);
+    t.signals.blocked = this.current.signals.blocked;
     t.context = context;
     t.resume = 0;
     this.parked.push(t);
@@ -191,6 +201,16 @@ export class ThreadTable {
       }
     }
     return woken;
+  }
+
+  /**
+   * A signal for thread `t` has come that it does not block: if it is parked, its wait ends with
+   * EINTR and it runs next, to take the signal (its call returns as interrupted, SA_RESTART or not).
+   */
+  interrupt(t: GuestThread): void {
+    if (t === this.current || !t.wait) return;
+    t.wait = null;
+    t.resume = -E.EINTR;
   }
 
   /** FUTEX_REQUEUE: wakes `n` waiters on `addr`, moves up to `m` more to wait on `to`; woken + moved. */
@@ -297,10 +317,15 @@ export class ThreadTable {
     if (files.length === 0 && until === Infinity) {
       const who = this.count > 1 ? `all ${this.count} threads wait` : 'the only thread waits';
       const on = waits.every((w) => w.kind === 'futex') ? 'on a futex' : 'on futexes or in pause';
-      host.exit = { status: 128 + 6, signal: 6, reason: `deadlock: ${who} ${on} and nobody can wake ${this.count > 1 ? 'them' : 'it'}` };
-      return false;
+      if (nextTimerWake() === Infinity) {
+        host.exit = { status: 128 + 6, signal: 6, reason: `deadlock: ${who} ${on} and nobody can wake ${this.count > 1 ? 'them' : 'it'}` };
+        return false;
+      }
     }
-    const ms = until === Infinity ? -1 : Math.max(0, Math.ceil(until - wallMs()));
+    // The guest's own timers end the wait too, when one is due (deadline.ts, SignalWake).
+    const timerAt = nextTimerWake();
+    const wakeAt = Math.min(until, timerAt === Infinity ? Infinity : wallMs() + (timerAt - performance.now()));
+    const ms = wakeAt === Infinity ? -1 : Math.max(0, Math.ceil(wakeAt - wallMs()));
     const entries = files.flatMap((w) => w.files.map((f) => ({ wait: w, ...f })));
     const fds = Buffer.alloc(entries.length * 8);
     entries.forEach((e, i) => { fds.writeInt32LE(e.hostFd, i * 8); fds.writeUInt16LE(e.events, i * 8 + 4); });
@@ -309,6 +334,11 @@ export class ThreadTable {
     // A wait with a file ready ends at the next look (POLLNVAL too: the call runs again and fails).
     if (n > 0) entries.forEach((e, i) => { if (fds.readUInt16LE(i * 8 + 6) !== 0) e.wait.ready = true; });
     else if (passedDeadline()) return false;
+    if (!this.currentExited && this.current.wait && signalInterrupts()) {
+      // A timer's signal the running thread takes: its wait ends, interrupted.
+      this.current.wait = null;
+      this.current.resume = -E.EINTR;
+    }
     return true;
   }
 
@@ -339,23 +369,16 @@ export class ThreadTable {
 
   /** The table as plain data: a fork starts with these threads, a reset goes back to them. */
   freeze(): FrozenThreads {
-    const { context: _running, ...current } = this.current;
     return {
-      current: { ...current, name: Uint8Array.from(current.name), wait: null, resume: 0 },
-      parked: this.parked.map(copyThread),
+      current: { ...freezeThread(this.current), context: null, wait: null, resume: 0 },
+      parked: this.parked.map(freezeThread),
       nextTid: this.nextTid,
     };
   }
 
   thaw(f: FrozenThreads): void {
-    this.current = { ...f.current, name: Uint8Array.from(f.current.name), context: null, wait: null, resume: 0 };
-    // A wait on host files names the fds of the process that froze (a fork's epoll sets, eventfds and
-    // timerfds are its own, made anew): the call runs again, and waits on this process's if it must.
-    this.parked = f.parked.map((t) => {
-      const copy = copyThread(t);
-      if (copy.wait?.kind === 'file') copy.wait.ready = true;
-      return copy;
-    });
+    this.current = { ...thawThread(f.current), context: null, wait: null, resume: 0 };
+    this.parked = f.parked.map(thawThread);
     this.nextTid = f.nextTid;
     this.currentExited = false;
     this.switchWanted = false;
@@ -363,10 +386,16 @@ export class ThreadTable {
 }
 
 function newThread(tid: number): GuestThread {
-  return { tid, clearChildTid: 0, robustList: 0, name: new Uint8Array(16), context: null, wait: null, resume: 0 };
+  return { tid, clearChildTid: 0, robustList: 0, name: new Uint8Array(16), signals: new ThreadSignalState(), context: null, wait: null, resume: 0 };
 }
 
-/** A copy a later change to the original cannot reach (contexts are never changed once saved). */
-function copyThread(t: GuestThread): GuestThread {
-  return { ...t, name: Uint8Array.from(t.name), wait: t.wait && { ...t.wait } };
+/** A thread as plain data (contexts are never changed once saved: shared). */
+function freezeThread(t: GuestThread): FrozenThread {
+  return { ...t, name: Uint8Array.from(t.name), wait: t.wait && { ...t.wait }, signals: t.signals.snapshot() };
+}
+
+function thawThread(f: FrozenThread): GuestThread {
+  const signals = new ThreadSignalState();
+  signals.restore(f.signals);
+  return { ...f, name: Uint8Array.from(f.name), wait: f.wait && { ...f.wait }, signals };
 }

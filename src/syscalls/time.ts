@@ -10,7 +10,7 @@ import { E } from '../host/errno.js';
 import type { SyscallDef } from './syscall.js';
 import type { Process } from './process.js';
 import { libc } from '../host/libc.js';
-import { sleep } from './deadline.js';
+import { deadlineReached, sleep } from './deadline.js';
 import { wallMs } from './thread-table.js';
 
 const TIMER_ABSTIME = 1;
@@ -41,16 +41,25 @@ export function nowMs(clock: number): number {
 }
 
 /**
- * Sleeps `ms` (nothing when ≤ 0): the run's deadline may end it, and then the run is over. With
- * other threads, the sleeper parks and they run meanwhile.
+ * Sleeps `ms` (nothing when ≤ 0): the run's deadline may end it, and then the run is over; a signal
+ * may interrupt it: then the time left is written to `rem` (if not 0) and the result is EINTR. With
+ * other threads, the sleeper parks and they run meanwhile (thread-table.ts).
  */
-function sleepMs(p: Process, ms: number): void {
+function sleepMs(p: Process, ms: number, rem: number): number {
   if (p.threads.count > 1) {
     if (ms > 0) p.threads.block({ kind: 'sleep', until: wallMs() + ms });
     else p.threads.yield();
-  } else if (ms > 0) {
-    sleep(ms);
+    return 0;
   }
+  if (ms <= 0) return 0;
+  const end = performance.now() + ms;
+  if (sleep(ms) || deadlineReached()) return 0;
+  if (rem) {
+    const left = Math.max(0, end - performance.now());
+    p.mem.setU64(rem, Math.floor(left / 1e3));
+    p.mem.setU64(rem + 8, Math.round((left % 1e3) * 1e6) % 1e9);
+  }
+  return -E.EINTR;
 }
 
 export const timeSyscalls: SyscallDef[] = [
@@ -78,7 +87,7 @@ export const timeSyscalls: SyscallDef[] = [
     },
   },
   {
-    // No signal can reach the guest while it waits, so only the run's deadline ends it.
+    // Ends at a signal the thread takes (or the run's deadline).
     nr: 34, name: 'pause', args: [],
     handler: (p) => {
       if (p.threads.count > 1) p.threads.block({ kind: 'sleep', until: Infinity });
@@ -91,19 +100,19 @@ export const timeSyscalls: SyscallDef[] = [
     handler: (p, a) => {
       const ms = readTimespec(p, a[0]!);
       if (ms === null) return -E.EINVAL;
-      sleepMs(p, ms);
-      return 0;
+      return sleepMs(p, ms, a[1]!);
     },
   },
   {
     nr: 230, name: 'clock_nanosleep', args: ['clock', 'int', 'ptr', 'ptr'],
     handler: (p, a) => {
       const [clock, flags, req] = [a[0]! | 0, a[1]! | 0, a[2]!];
-      if (clock < 0 || clock > 11) return E.EINVAL;
+      if (clock < 0 || clock > 11) return -E.EINVAL;
       const ms = readTimespec(p, req);
-      if (ms === null) return E.EINVAL;
-      sleepMs(p, flags & TIMER_ABSTIME ? ms - nowMs(clock) : ms);
-      return 0; // clock_nanosleep returns a positive error number, not -errno
+      if (ms === null) return -E.EINVAL;
+      const absolute = (flags & TIMER_ABSTIME) !== 0;
+      // -errno, as every syscall (the libc function turns it into a positive result); an absolute sleep leaves rem alone
+      return sleepMs(p, absolute ? ms - nowMs(clock) : ms, absolute ? 0 : a[3]!);
     },
   },
 ];

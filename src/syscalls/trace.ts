@@ -9,6 +9,7 @@ import type { GuestMemory } from '../paging/guest-memory.js';
 import { errnoMessage, errnoName } from '../host/errno.js';
 import type { ArgKind, SyscallArgs, SyscallDef } from './syscall.js';
 import { SIG } from './signal-state.js';
+import { ERESTARTSYS } from './deadline.js';
 
 const MAX_STRING = 32;
 
@@ -43,6 +44,8 @@ const names: Record<string, Record<number, string>> = {
   epollop: { 1: 'EPOLL_CTL_ADD', 2: 'EPOLL_CTL_DEL', 3: 'EPOLL_CTL_MOD' },
   sockdomain: { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK' },
   signal: Object.fromEntries(Object.entries(SIG).map(([k, v]) => [v, k])),
+  sighow: { 0: 'SIG_BLOCK', 1: 'SIG_UNBLOCK', 2: 'SIG_SETMASK' },
+  itimer: { 0: 'ITIMER_REAL', 1: 'ITIMER_VIRTUAL', 2: 'ITIMER_PROF' },
 };
 
 function hex(v: number): string {
@@ -149,6 +152,7 @@ const PCRE2_RESULTS: Record<number, string> = { [-1]: 'no match', [-47]: 'match 
 
 function formatResult(result: number, ret: SyscallDef['ret']): string {
   if (ret === 'pcre' && PCRE2_RESULTS[result]) return `${result} (${PCRE2_RESULTS[result]})`;
+  if (result === -ERESTARTSYS) return '? ERESTARTSYS (To be restarted if SA_RESTART is set)'; // as strace says it
   if (result < 0 && result > -4096) return `-1 ${errnoName(-result)} (${errnoMessage(-result)})`;
   return ret === 'hex' ? hex(result) : String(result);
 }

@@ -10,7 +10,7 @@ import { DirectoryFile } from '../open-files/directory-file.js';
 import { HostFile, waitReady } from '../open-files/host-file.js';
 import { O, type OpenFile } from '../open-files/open-file.js';
 import type { ResolvedPath } from '../path-policy.js';
-import { sleep } from '../deadline.js';
+import { ERESTARTSYS, sleep } from '../deadline.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import {
@@ -74,7 +74,8 @@ function openEntry(p: Process, target: ResolvedPath, flags: number, mode: number
   let hostFd = hostResult(libc.openat(target.dir, target.name, hostFlags, createMode) as number);
   // A FIFO opened for writing with no reader: natively open(2) waits for one; here in short sleeps,
   // as long as the deadline allows (it ends the run), unless the guest asked for O_NONBLOCK.
-  while (hostFd === -E.ENXIO && !(flags & O.NONBLOCK) && sleep(FIFO_RETRY_MS)) {
+  while (hostFd === -E.ENXIO && !(flags & O.NONBLOCK)) {
+    if (!sleep(FIFO_RETRY_MS)) return -ERESTARTSYS; // a signal (or the deadline, which ends the run)
     hostFd = hostResult(libc.openat(target.dir, target.name, hostFlags, createMode) as number);
   }
   if (hostFd < 0) return hostFd;

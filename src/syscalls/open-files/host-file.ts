@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { E, hostErrno } from '../../host/errno.js';
 import { errno as lastErrno, libc } from '../../host/libc.js';
-import { mayPark, waitForHost } from '../deadline.js';
+import { ERESTARTSYS, mayPark, waitForHost } from '../deadline.js';
 import { refundWriteQuota, takeWriteQuota } from '../write-quota.js';
 import type { FrozenFile } from './frozen-file.js';
 import { fstatHost, O, OpenFile, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, type FileKind, type FileStat } from './open-file.js';
@@ -243,7 +243,7 @@ export class HostFile extends OpenFile {
   private readStream(into: Uint8Array): number {
     if (!this.hostNonblocking) {
       const ready = waitReady(this.hostFd, POLLIN, this.nonblocking ? 0 : -1);
-      if (ready <= 0) return ready === 0 ? -E.EAGAIN : ready;
+      if (ready <= 0) return ready === 0 ? -E.EAGAIN : restartable(ready);
     }
     for (;;) {
       try {
@@ -252,7 +252,7 @@ export class HostFile extends OpenFile {
         const errno = hostErrno(error);
         if (errno !== -E.EAGAIN || this.nonblocking) return errno;
         const ready = waitReady(this.hostFd, POLLIN, -1);
-        if (ready < 0) return ready;
+        if (ready < 0) return restartable(ready);
       }
     }
   }
@@ -269,20 +269,23 @@ export class HostFile extends OpenFile {
         if (errno !== -E.EAGAIN || this.nonblocking) return done > 0 ? done : errno;
         if (done > 0 && mayPark()) return done; // parking would write it twice: a short write, as a signal would make
         const ready = waitReady(this.hostFd, POLLOUT, -1);
-        if (ready < 0) return done > 0 ? done : ready;
+        if (ready < 0) return done > 0 ? done : restartable(ready);
       }
     } while (done < from.length && !this.nonblocking);
     return done;
   }
 }
 
+/** A read or write that a signal interrupted before it moved any byte is restarted under SA_RESTART, as in Linux. */
+const restartable = (errno: number): number => (errno === -E.EINTR ? -ERESTARTSYS : errno);
+
 const pollFd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
 
 /**
- * poll(2) on one fd: 1 when ready (or hung up), 0 on timeout, or -errno. The run's deadline cuts a
- * wait short (-EINTR; the run then ends as a timeout). With `park`, a wait in a process with other
- * threads throws WouldBlock instead (deadline.ts): the call must not have done anything yet that
- * running it again would do twice.
+ * poll(2) on one fd: 1 when ready (or hung up), 0 on timeout, or -errno. The run's deadline or a
+ * signal cuts a wait short (-EINTR; at the deadline the run then ends as a timeout). With `park`, a
+ * wait in a process with other threads throws WouldBlock instead (deadline.ts): the call must not
+ * have done anything yet that running it again would do twice.
  */
 export function waitReady(fd: number, events: number, timeoutMs: number, park = true): number {
   pollFd.writeInt32LE(fd, 0);

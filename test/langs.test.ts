@@ -36,3 +36,11 @@ t.test('Go: goroutines, channels, a WaitGroup, time.Sleep, encoding/json, crypto
     assertSameOutcome(t, runTskvm(lang('goroutines'), [], { env, timeoutSec: 60 }), native, `GOMAXPROCS=${procs}`);
   }
 });
+
+t.test('Rust: a stack overflow is caught on the alternate stack and reported as natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const native = runNative(lang('threads-rs'), ['overflow']);
+  t.equal(native.status, 134);
+  t.match(native.stderr.toString(), /thread 'main' \(\d+\) has overflowed its stack\nfatal runtime error: stack overflow, aborting/);
+  assertSameOutcome(t, withoutTids(runTskvm(lang('threads-rs'), ['overflow'], { timeoutSec: 60 })), withoutTids(native), 'overflow');
+});

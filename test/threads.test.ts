@@ -22,6 +22,16 @@ t.test('64 pthreads, a barrier, condition variables, TLS, a spinning thread, sle
   }
 });
 
+t.test('pthread_cancel (a signal to the thread, which is parked in pause): as natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  for (const f of FLAVOURS) {
+    const bin = guestPath(`threads.${f}`);
+    const native = runNative(bin, ['cancel']);
+    t.match(native.stdout.toString(), /cancelled: yes/);
+    assertSameOutcome(t, runTskvm(bin, ['cancel'], { timeoutSec: 30 }), native, f);
+  }
+});
+
 t.test('main() exits with pthread_exit: the process lives until its last thread ends', async (t) => {
   if (!kvmAvailable(t)) return;
   for (const f of FLAVOURS) {

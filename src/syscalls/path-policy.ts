@@ -270,6 +270,16 @@ export class PathPolicy {
     return 0;
   }
 
+  /** The program's own path as the guest sees it (what /proc/self/exe names). */
+  get exeGuestPath(): string {
+    return this.exe.virtual;
+  }
+
+  /** `guestPath` made absolute (from the cwd) and normalized, without resolving anything. */
+  lexical(guestPath: string): string {
+    return path.posix.normalize(this.absolute(guestPath, undefined));
+  }
+
   /** readlink(2)'s answer: the link's bytes as the guest stored them, or the program's guest path for /proc/self/exe. */
   readlink(guestPath: string, opts: { baseGuestDir?: string } = {}): Uint8Array | number {
     if (path.posix.normalize(this.absolute(guestPath, opts.baseGuestDir)) === PROC_SELF_EXE) return Buffer.from(this.exe.virtual);

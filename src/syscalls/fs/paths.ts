@@ -18,6 +18,7 @@ import {
   baseDir, entryStat, exists, guestString, hostResult, inGuest, installNew, int, isAboveRoot, onEntry, uint,
 } from './args.js';
 import { POLLIN } from './polling.js';
+import { openProcFile } from './proc-maps.js';
 
 const AT_REMOVEDIR = 0x200;
 const AT_EACCESS = 0x200;
@@ -52,6 +53,8 @@ function openAt(p: Process, dirfd: number, pathAddr: number, flags: number, mode
   if (access === O.ACCMODE && !pathOnly) return -E.EINVAL;
   const path = guestString(p, pathAddr);
   if (typeof path === 'number') return path;
+  const proc = dirfd === AT_FDCWD || path.startsWith('/') ? openProcFile(p, path, flags) : null;
+  if (proc !== null) return proc;
   const creating = !pathOnly && (flags & O.CREAT) !== 0;
   if (creating && path.endsWith('/')) return -E.EISDIR;
   const modifies = !pathOnly && (access !== O.RDONLY || (flags & O.TRUNC) !== 0);

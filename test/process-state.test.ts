@@ -36,7 +36,7 @@ function observe(p: Process): Record<string, unknown> {
       p.threadSignals.pending.set.toString(), [...p.signals.timers].map(([id, tm]) => [id, { ...tm, value: tm.value.toString() }])],
     cwd: p.paths.cwd,
     scalars: [p.umask, p.fsBase, p.gsBase, p.exit, p.pause],
-    threads: p.threads.freeze(),
+    threads: JSON.parse(JSON.stringify(p.threads.freeze(), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))),
     api: [p.api.phase, [...p.api.handlers], p.api.ephemeral],
     regexes: p.regexes.freeze(),
   };

@@ -378,7 +378,13 @@ export class ThreadTable {
 
   thaw(f: FrozenThreads): void {
     this.current = { ...thawThread(f.current), context: null, wait: null, resume: 0 };
-    this.parked = f.parked.map(thawThread);
+    // A wait on host files names the fds of the process that froze (a fork's epoll sets, eventfds and
+    // timerfds are its own, made anew): the call runs again, and waits on this process's if it must.
+    this.parked = f.parked.map((frozen) => {
+      const t = thawThread(frozen);
+      if (t.wait?.kind === 'file') t.wait.ready = true;
+      return t;
+    });
     this.nextTid = f.nextTid;
     this.currentExited = false;
     this.switchWanted = false;

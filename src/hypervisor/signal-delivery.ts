@@ -175,6 +175,9 @@ function initFpu(current: Uint8Array): Uint8Array {
   v.setUint16(0, 0x37f, true);
   v.setUint32(MXCSR, 0x1f80, true);
   v.setUint32(MXCSR_MASK, mask, true);
+  // x87 and SSE marked present (their values are the init ones): KVM takes MXCSR from the image only
+  // when SSE or AVX is (hardware KVM kept the interrupted MXCSR otherwise).
+  if (b.length > XSAVE_HEADER) v.setBigUint64(XSAVE_HEADER, XFEATURE_FPSSE, true);
   return b;
 }
 

@@ -9,7 +9,7 @@
  *   TSS   rsp0 and IST1 = top of the exception stack; an I/O permission bitmap that
  *         lets ring 3 use exactly ports 0 (hypercalls) and 1 (the syscall stub), 32 bits wide:
  *         `out` from ring 3 is allowed by the bitmap, not by IOPL (PVM forces IOPL 0)
- *   IDT   vectors 0–31 → a 16-byte stub each (stubs.ts), ring-0 interrupt gates on IST1
+ *   IDT   vectors 0–31 → a 16-byte stub each (stubs.ts), ring-0 interrupt gates on IST1 (DPL 3 for #BP, #OF)
  */
 import { EXCEPTION_STACK_TOP, GDT_ADDR, IDT_ADDR, PAGE, PORT_HYPERCALL, PORT_SYSCALL, TSS_ADDR } from './layout.js';
 import { exceptionStubAddress } from './stubs.js';
@@ -59,7 +59,9 @@ export function writeDescriptorTables(memory: Uint8Array): void {
     view.setUint16(gate, offset & 0xffff, true);
     view.setUint16(gate + 2, SELECTOR.KERNEL_CS, true);
     memory[gate + 4] = 1; // IST1
-    memory[gate + 5] = 0x8e; // present, DPL 0, 64-bit interrupt gate
+    // present, 64-bit interrupt gate; DPL 3 for #BP and #OF, as Linux, so that `int3` and `into`
+    // from ring 3 raise them (SIGTRAP, SIGSEGV) rather than a #GP; DPL 0 for the rest (`int $n`: #GP)
+    memory[gate + 5] = vector === 3 || vector === 4 ? 0xee : 0x8e;
     view.setUint16(gate + 6, (offset >>> 16) & 0xffff, true);
     view.setUint32(gate + 8, Math.floor(offset / 0x1_0000_0000), true);
   }

@@ -3,6 +3,7 @@
 // allowed to differ (natively it is the host's).
 import t from 'tap';
 import { join } from 'node:path';
+import { Program } from '../src/index.js';
 import { assertSameOutcome, kvmAvailable, repoRoot, runNative, runTskvm, type RunOutcome } from './helpers/differential.js';
 
 const lang = (name: string): string => join(repoRoot, 'test', 'langs', 'bin', name);
@@ -43,4 +44,26 @@ t.test('Rust: a stack overflow is caught on the alternate stack and reported as 
   t.equal(native.status, 134);
   t.match(native.stderr.toString(), /thread 'main' \(\d+\) has overflowed its stack\nfatal runtime error: stack overflow, aborting/);
   assertSameOutcome(t, withoutTids(runTskvm(lang('threads-rs'), ['overflow'], { timeoutSec: 60 })), withoutTids(native), 'overflow');
+});
+
+t.test('Go serving requests through the guest API (paused style, no cgo): the answers it gives natively', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const urls = ['/sum?1000', '/x', '/sum?100000', '/sum?7'];
+  const native = runNative(lang('goserve'), urls);
+  t.equal(native.stdout.toString(), 'goroutines 4 sum 500500\nhello from Go: GET /x\ngoroutines 4 sum 5000050000\ngoroutines 4 sum 28\n');
+  // Go's runtime reserves address space for its heap's bookkeeping at start: it needs more than 256 MiB.
+  const program = await Program.load(lang('goserve'), { maxMemory: 1024, concurrency: 2, onLog: () => {} });
+  try {
+    const bodies: string[] = [];
+    for (const url of urls) {
+      const r = await program.request({ method: 'GET', url });
+      t.equal(r.status, 200, url);
+      bodies.push(r.body.toString());
+    }
+    t.equal(bodies.join(''), native.stdout.toString(), 'each request as natively, in the forks of one frozen Go program');
+    const many = await Promise.all(Array.from({ length: 16 }, () => program.request({ method: 'GET', url: '/sum?2000' })));
+    t.same(new Set(many.map((r) => `${r.status} ${r.body}`)), new Set(['200 goroutines 4 sum 2001000\n']), '16 concurrent requests, each right');
+  } finally {
+    await program.close();
+  }
 });

@@ -1,0 +1,3 @@
+module goserve
+
+go 1.19

@@ -15,7 +15,7 @@ import type { FetchRequest, FetchResult } from '../syscalls/api/fetch.js';
 import { CURLE } from '../syscalls/api/fetch.js';
 import type { ApiRole } from '../syscalls/api/guest-api.js';
 import type { StorageCall, StorageCallResult, StorageLink, StorageTaskRequest } from '../syscalls/api/storage.js';
-import { passedDeadline, waitLimit } from '../syscalls/deadline.js';
+import { deadlineReached, passedDeadline, sleep, timeLeft, waitLimit } from '../syscalls/deadline.js';
 import { EmptyFile, SinkFile } from '../syscalls/open-files/memory-file.js';
 import { bootProgram, type BootedProgram } from './frozen-program.js';
 import type { FrozenProgram } from '../hypervisor/frozen.js';
@@ -364,7 +364,10 @@ function storageLink(programId: number): StorageLink {
       const timeoutMs = limit < 0 ? STORAGE_WAIT_MS : limit;
       const question: Question = { kind: 'storageCall', call, deadline: Date.now() + timeoutMs };
       const answer = askMain(programId, question, call.inputs.map((b) => b.buffer as ArrayBuffer), timeoutMs) as StorageCallResult | null;
-      if (answer) return answer;
+      // The main thread's clock may say the deadline came a little before this run's does: the wait
+      // lasts to the run's own deadline, so the request ends as the timeout it is.
+      if (answer?.ok === false && answer.abandoned && timeLeft() !== Infinity) sleep(-1);
+      if (answer && !deadlineReached()) return answer;
       // A wait that ran into the request's deadline ends the request as a timeout, as any wait does.
       passedDeadline();
       return { ok: false, reason: `no answer from the storage VM within ${timeoutMs} ms` };

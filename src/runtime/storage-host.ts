@@ -116,7 +116,7 @@ export class StorageHost {
     }
     // The caller hears at its deadline when the call is still queued then (it is dropped when its turn
     // comes); a call that has started is waited for, so that its caller learns what it did.
-    const abandoned: StorageCallResult = { ok: false, reason: 'the storage VM was not free before the request\'s deadline' };
+    const abandoned: StorageCallResult = { ok: false, abandoned: true, reason: 'the storage VM was not free before the request\'s deadline' };
     return new Promise((resolve) => {
       let gaveUp = false;
       const timer = setTimeout(() => {

@@ -34,8 +34,11 @@ export interface StorageCall {
 export type StorageCallResult =
   /** `data`: what storage_return named, cut to resultMax; `length`: the length it gave. */
   | { ok: true; data: Uint8Array; length: number }
-  /** `refused`: the function is not on the storage VM's allow list (the calling request fails, as in the VMOD). */
-  | { ok: false; reason: string; refused?: boolean };
+  /**
+   * `refused`: the function is not on the storage VM's allow list (the calling request fails, as in
+   * the VMOD); `abandoned`: still queued at the caller's deadline (the caller's run times out).
+   */
+  | { ok: false; reason: string; refused?: boolean; abandoned?: boolean };
 
 export interface StorageTaskRequest {
   func: number;

@@ -377,10 +377,22 @@ export class ThreadTable {
   }
 
   thaw(f: FrozenThreads): void {
-    this.current = { ...thawThread(f.current), context: null, wait: null, resume: 0 };
+    const c = this.current;
+    if (c.tid === f.current.tid) {
+      // The same running thread (every reset of a program that started none): its objects are reused.
+      c.clearChildTid = f.current.clearChildTid;
+      c.robustList = f.current.robustList;
+      c.name.set(f.current.name);
+      c.signals.restore(f.current.signals);
+      c.context = null;
+      c.wait = null;
+      c.resume = 0;
+    } else {
+      this.current = { ...thawThread(f.current), context: null, wait: null, resume: 0 };
+    }
     // A wait on host files names the fds of the process that froze (a fork's epoll sets, eventfds and
     // timerfds are its own, made anew): the call runs again, and waits on this process's if it must.
-    this.parked = f.parked.map((frozen) => {
+    this.parked = f.parked.length === 0 ? [] : f.parked.map((frozen) => {
       const t = thawThread(frozen);
       if (t.wait?.kind === 'file') t.wait.ready = true;
       return t;

@@ -108,6 +108,12 @@ function writeTime(p: Process, addr: number, ms: number, unit: number): void {
   p.mem.setU64(addr + 8, frac);
 }
 
+/** struct itimerval (`unit` 1e3: µs) or struct itimerspec (1e6: ns): the interval, then the value left. */
+function writeTimerPair(p: Process, addr: number, t: { interval: number; value: number }, unit: number): void {
+  writeTime(p, addr, t.interval, unit);
+  writeTime(p, addr + 16, t.value, unit);
+}
+
 /** A timer's remaining time and interval, as it_value/it_interval pairs want them. */
 function remaining(timer: GuestTimer | undefined): { value: number; interval: number } {
   if (!timer || timer.due === Infinity) return { value: 0, interval: timer?.interval ?? 0 };
@@ -320,8 +326,7 @@ export const signalSyscalls: SyscallDef[] = [
       if (oldAddr) p.mem.write(oldAddr, 32);
       const old = setItimer(p, value, interval);
       if (oldAddr) {
-        writeTime(p, oldAddr, old.interval, 1e3);
-        writeTime(p, oldAddr + 16, old.value, 1e3);
+        writeTimerPair(p, oldAddr, old, 1e3);
       }
       return 0;
     },
@@ -332,8 +337,7 @@ export const signalSyscalls: SyscallDef[] = [
       if ((a[0]! | 0) !== 0) return -E.EINVAL;
       const now = remaining(p.signals.timers.get(ITIMER_REAL_ID));
       p.mem.write(a[1]!, 32);
-      writeTime(p, a[1]!, now.interval, 1e3);
-      writeTime(p, a[1]! + 16, now.value, 1e3);
+      writeTimerPair(p, a[1]!, now, 1e3);
       return 0;
     },
   },
@@ -374,8 +378,7 @@ export const signalSyscalls: SyscallDef[] = [
       const relative = flags & TIMER_ABSTIME && value > 0 ? Math.max(value - nowMs(timer.clock), 1e-6) : value;
       armTimer(p.signals, id, relative, interval);
       if (oldAddr) {
-        writeTime(p, oldAddr, old.interval, 1e6);
-        writeTime(p, oldAddr + 16, old.value, 1e6);
+        writeTimerPair(p, oldAddr, old, 1e6);
       }
       return 0;
     },
@@ -387,8 +390,7 @@ export const signalSyscalls: SyscallDef[] = [
       if (!timer) return -E.EINVAL;
       const now = remaining(timer);
       p.mem.write(a[1]!, 32);
-      writeTime(p, a[1]!, now.interval, 1e6);
-      writeTime(p, a[1]! + 16, now.value, 1e6);
+      writeTimerPair(p, a[1]!, now, 1e6);
       return 0;
     },
   },

@@ -1,7 +1,7 @@
 // The exit handler as a function: exits built by hand, a vCPU that is only registers, a Process over
 // plain memory. No /dev/kvm: this runs on every machine, and shows what each exit leads to.
 import t from 'tap';
-import { GuestMemory } from '../src/paging/guest-memory.js';
+import { GuestMemory, HostWindows } from '../src/paging/guest-memory.js';
 import { PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL, USER_START } from '../src/paging/layout.js';
 import { E } from '../src/host/errno.js';
 import { regIndex, sregs as sregsLayout, type RegName } from '../src/hypervisor/kvm/abi.js';
@@ -41,7 +41,7 @@ function fakeCpu(): ExitCpu & { completed: number; msrs: Array<[number, bigint |
 function guest(): { p: Process; warnings: string[] } {
   const warnings: string[] = [];
   const p = new Process({
-    mem: new GuestMemory(new ArrayBuffer(16 << 20), 0n),
+    mem: new GuestMemory(HostWindows.over(new ArrayBuffer(16 << 20))),
     files: new FileTable([new EmptyFile(), new SinkFile(() => {}), new SinkFile(() => {})]),
     paths: new PathPolicy({ allowed: [], exe: { hostPath: process.execPath, guestPath: '/app/program' } }),
     mm: {} as never, signals: new SignalState(), argv: [], env: [], trace: null, warn: (m) => warnings.push(m),

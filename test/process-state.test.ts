@@ -4,7 +4,7 @@
 // a frozen one is, as the guest could observe it, the same process.
 import t from 'tap';
 import { tmpdir } from 'node:os';
-import { GuestMemory } from '../src/paging/guest-memory.js';
+import { GuestMemory, HostWindows } from '../src/paging/guest-memory.js';
 import { USER_START } from '../src/paging/layout.js';
 import { AddressSpace, PROT_READ, PROT_WRITE } from '../src/syscalls/address-space.js';
 import { FileTable } from '../src/syscalls/fd-table.js';
@@ -18,7 +18,7 @@ const SIGUSR1 = 10;
 
 function newProcess(files = new FileTable([new EmptyFile(), new SinkFile(() => {}, 'stdout'), new SinkFile(() => {}, 'stderr')])): Process {
   return new Process({
-    mem: new GuestMemory(new ArrayBuffer(16 << 20), 0n),
+    mem: new GuestMemory(HostWindows.over(new ArrayBuffer(16 << 20))),
     files,
     paths: new PathPolicy({ allowed: [{ real: tmpdir() }], cwd: '/', exe: { hostPath: process.execPath, guestPath: '/app/program' } }),
     mm: new AddressSpace({ userStart: USER_START, end: 16 << 20, imageStart: USER_START, brkStart: 8 << 20, stackTop: 16 << 20, stackSize: 1 << 20, stackGuard: 4096, release: () => {} }),

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GuestMemory } from '../src/paging/guest-memory.js';
+import { GuestMemory, HostWindows } from '../src/paging/guest-memory.js';
 import { GDT_ADDR, PDPT_ADDR, STUBS_ADDR, USER_START, VVAR_ADDR } from '../src/paging/layout.js';
 import { E } from '../src/host/errno.js';
 import { FileTable } from '../src/syscalls/fd-table.js';
@@ -13,6 +13,13 @@ import type { OpenFile } from '../src/syscalls/open-files/open-file.js';
 import { fsSyscalls } from '../src/syscalls/fs/index.js';
 import { PathPolicy, type AllowedPath } from '../src/syscalls/path-policy.js';
 import { Process } from '../src/syscalls/process.js';
+
+/** The test guest's memory as one array (it is small: one host view). */
+const bytesOf = (m: GuestMemory): Uint8Array => m.span(0, m.size);
+const viewOf = (m: GuestMemory): DataView => {
+  const b = bytesOf(m);
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+};
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -47,7 +54,7 @@ class Guest {
   constructor(opts: { allowed: AllowedPath[]; cwd?: string; maxFiles?: number; stdin?: OpenFile; exe?: string }) {
     const stdout = new SinkFile((bytes) => { this.out.push(Buffer.from(bytes).toString()); });
     this.p = new Process({
-      mem: new GuestMemory(new ArrayBuffer(MEM_SIZE), 0n),
+      mem: new GuestMemory(HostWindows.over(new ArrayBuffer(MEM_SIZE))),
       files: new FileTable([opts.stdin ?? new EmptyFile(), stdout, new SinkFile(() => {})], opts.maxFiles),
       paths: new PathPolicy({ allowed: opts.allowed, cwd: opts.cwd, exe: { hostPath: opts.exe ?? process.execPath, guestPath: '/app/program' } }),
       mm: {} as never,
@@ -116,7 +123,7 @@ class Guest {
         return entries;
       }
       for (let off = 0; off < n;) {
-        const v = this.p.mem.view;
+        const v = viewOf(this.p.mem);
         const reclen = v.getUint16(buf + off + 16, true);
         const name = this.p.mem.cString(buf + off + 19)!;
         entries.push([name, v.getUint8(buf + off + 18), v.getBigUint64(buf + off, true)]);
@@ -374,7 +381,7 @@ t.test('stat, lstat, fstat, newfstatat and statx fill the Linux structs', async 
   const path = join(ro, 'hello.txt');
   const host = fs.statSync(path, { bigint: true });
   const buf = g.alloc(256);
-  const v = g.p.mem.view;
+  const v = viewOf(g.p.mem);
   t.equal(g.sys('stat', g.str(path), buf), 0);
   t.equal(v.getBigUint64(buf + 0, true), host.dev, 'st_dev');
   t.equal(v.getBigUint64(buf + 8, true), host.ino, 'st_ino');
@@ -459,7 +466,7 @@ t.test('dup, dup2, dup3, fcntl and close-on-exec', async (t) => {
   t.equal(g.sys('fcntl', 99, F_GETFD, 0), -E.EBADF);
   const lock = g.alloc(32);
   t.equal(g.sys('fcntl', copy, 5 /* F_GETLK */, lock), 0);
-  t.equal(g.p.mem.view.getInt16(lock, true), 2, 'F_GETLK: F_UNLCK, nothing conflicts');
+  t.equal(viewOf(g.p.mem).getInt16(lock, true), 2, 'F_GETLK: F_UNLCK, nothing conflicts');
   t.equal(g.sys('fcntl', copy, 6 /* F_SETLK */, lock), 0);
   t.equal(g.sys('ioctl', 1, 0x5401, g.alloc(64)), -E.ENOTTY, 'TCGETS: never a tty');
   t.equal(g.sys('ioctl', 0, 0x5413, g.alloc(8)), -E.ENOTTY, 'TIOCGWINSZ');
@@ -576,7 +583,7 @@ t.test('getcwd, chdir and relative paths', async (t) => {
   const cwd = (): string => g.text(buf, g.sys('getcwd', buf, 4096) - 1);
   t.equal(cwd(), rw);
   t.equal(g.sys('getcwd', buf, rw.length + 1), rw.length + 1, 'the length includes the NUL');
-  t.equal(g.p.mem.bytes[buf + rw.length], 0, 'NUL-terminated');
+  t.equal(bytesOf(g.p.mem)[buf + rw.length], 0, 'NUL-terminated');
   t.equal(g.sys('getcwd', buf, rw.length), -E.ERANGE, 'one byte short');
   t.equal(g.sys('chdir', g.str(ro)), 0);
   t.equal(cwd(), ro);
@@ -595,10 +602,10 @@ t.test('getcwd, chdir and relative paths', async (t) => {
 t.test('readlink', async (t) => {
   const { g, ro } = guestFor(t);
   const buf = g.alloc(64);
-  g.p.mem.bytes.fill(0x55, buf, buf + 64);
+  bytesOf(g.p.mem).fill(0x55, buf, buf + 64);
   const n = g.sys('readlink', g.str('/proc/self/exe'), buf, 64);
   t.equal(g.text(buf, n), '/app/program', '/proc/self/exe is the program\'s guest path');
-  t.equal(g.p.mem.bytes[buf + n], 0x55, 'no NUL is added');
+  t.equal(bytesOf(g.p.mem)[buf + n], 0x55, 'no NUL is added');
   t.equal(g.sys('readlink', g.str('/proc/self/exe'), buf, 4), 4, 'truncated to bufsiz');
   t.equal(g.text(buf, 4), '/app');
   t.equal(g.text(buf, g.sys('readlink', g.str(join(ro, 'to-passwd')), buf, 64)), '/etc/passwd', 'a link\'s text, even one pointing out');
@@ -743,10 +750,10 @@ t.test('poll and ppoll', async (t) => {
   const fds = g.alloc(8 * 5);
   const set = (i: number, fd: number, events: number): void => {
     g.p.mem.setI32(fds + i * 8, fd);
-    g.p.mem.view.setUint16(fds + i * 8 + 4, events, true);
-    g.p.mem.view.setUint16(fds + i * 8 + 6, 0xffff, true);
+    viewOf(g.p.mem).setUint16(fds + i * 8 + 4, events, true);
+    viewOf(g.p.mem).setUint16(fds + i * 8 + 6, 0xffff, true);
   };
-  const revents = (i: number): number => g.p.mem.view.getUint16(fds + i * 8 + 6, true);
+  const revents = (i: number): number => viewOf(g.p.mem).getUint16(fds + i * 8 + 6, true);
 
   set(0, r, POLLIN);
   t.equal(g.sys('poll', fds, 1, 0), 0, 'an empty pipe is not readable');
@@ -786,9 +793,9 @@ t.test('select and pselect6: the ready fds back in the sets, the time left, Linu
   const readSet = g.alloc(128), writeSet = g.alloc(128), tv = g.alloc(16);
   const put = (set: number, ...fds: number[]): void => {
     g.p.mem.write(set, 128).fill(0);
-    for (const fd of fds) g.p.mem.bytes[set + (fd >> 3)]! |= 1 << (fd & 7);
+    for (const fd of fds) bytesOf(g.p.mem)[set + (fd >> 3)]! |= 1 << (fd & 7);
   };
-  const has = (set: number, fd: number): boolean => (g.p.mem.bytes[set + (fd >> 3)]! & (1 << (fd & 7))) !== 0;
+  const has = (set: number, fd: number): boolean => (bytesOf(g.p.mem)[set + (fd >> 3)]! & (1 << (fd & 7))) !== 0;
   put(readSet, r, file);
   put(writeSet, w);
   g.p.mem.setU64(tv, 0);
@@ -869,8 +876,8 @@ t.test('directories above a root', async (t) => {
   const buf = g.alloc(144);
   for (const path of ['/', dir, `${ro}/..`]) {
     t.equal(g.sys('stat', g.str(path), buf), 0, `${path} is a directory to stat`);
-    t.equal(g.p.mem.view.getUint32(buf + 24, true), 0o040755);
-    t.equal(g.p.mem.view.getBigUint64(buf + 8, true), 1n, 'with nothing of the host\'s');
+    t.equal(viewOf(g.p.mem).getUint32(buf + 24, true), 0o040755);
+    t.equal(viewOf(g.p.mem).getBigUint64(buf + 8, true), 1n, 'with nothing of the host\'s');
     t.equal(g.sys('mkdir', g.str(path), 0o755), -E.EEXIST, 'mkdir -p can walk through it');
   }
   t.equal(g.sys('mkdir', g.str(join(dir, 'new')), 0o755), -E.ENOENT, 'but nothing can be made there');

@@ -2,7 +2,7 @@
 /**
  * The `tskvm` command.
  *
- *   tskvm run [--allow P] [--allow-write P] [--symlink LINK=TARGET] [--env K=V] [--max-memory MiB] [--timeout S] [--trace] [--executable-heap] [--no-system-libs] ELF [ARGS…]
+ *   tskvm run [--allow P] [--allow-write P] [--symlink LINK=TARGET] [--env K=V] [--max-memory MiB] [--address-space MiB] [--timeout S] [--trace] [--executable-heap] [--no-system-libs] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
  *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token-file F | --admin-token T] [--configure NAME=JSON]…
  *   tskvm platform [--json]
@@ -62,6 +62,8 @@ options:
                       followed through what it may see (allowed_paths' "symlink")
   --env KEY=VALUE     add to the program's environment (it starts empty)
   --max-memory MIB    guest memory, address space included (default 1024)
+  --address-space MIB a larger, sparse address space (up to 65536): the program may map
+                      anywhere below it, and hold --max-memory MiB of mappings
   --timeout SECONDS   stop the program after this long (exit status 124)
   --trace             print every syscall, strace-style, to stderr
   --executable-heap   let the program run code anywhere in its memory (JITs); by default
@@ -121,6 +123,7 @@ interface RunCommand {
   allowed: AllowedPath[];
   env: string[];
   maxMemoryMiB?: number;
+  addressSpaceMiB?: number;
   timeoutSec?: number;
   trace: boolean;
   executableHeap?: boolean;
@@ -161,6 +164,7 @@ function parseRun(argv: string[]): RunCommand {
         break;
       }
       case '--max-memory': cmd.maxMemoryMiB = number(a); break;
+      case '--address-space': cmd.addressSpaceMiB = number(a); break;
       case '--timeout': cmd.timeoutSec = number(a); break;
       case '--trace': cmd.trace = true; break;
       case '--executable-heap': cmd.executableHeap = true; break;
@@ -218,7 +222,7 @@ function run(argv: string[]): number {
   const allowed = allowedFor(cmd, file);
   const machine = new Machine(file, resolvePath(cmd.elf), {
     argv0: cmd.elf, args: cmd.args, env: cmd.env, allowed, cwd: guestCwd(allowed), maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
-    executableHeap: cmd.executableHeap,
+    executableHeap: cmd.executableHeap, addressSpaceMiB: cmd.addressSpaceMiB,
   });
   try {
     const result = machine.run();

@@ -17,7 +17,14 @@ import { TskvmError } from '../errors.js';
 import { pageDown, pageUp, type ElfImage } from './parse-elf.js';
 
 /** `memory` views guest-physical memory from guest address 0. */
-export function loadSegments(image: ElfImage, file: Uint8Array, memory: Uint8Array): void {
+/** Guest memory from address 0, as loadSegments writes it: a Uint8Array, or an adapter over GuestMemory. */
+export interface SegmentMemory {
+  readonly length: number;
+  fill(value: number, start: number, end: number): unknown;
+  set(data: Uint8Array, offset: number): unknown;
+}
+
+export function loadSegments(image: ElfImage, file: Uint8Array, memory: SegmentMemory): void {
   for (const segment of image.segments) {
     const end = segment.vaddr + segment.memsz;
     if (!(Number.isSafeInteger(segment.vaddr) && segment.vaddr >= 0 && end <= memory.length)) {

@@ -28,6 +28,8 @@ export const libc = {
   munmap: lib.func('int munmap(void *addr, size_t len)'),
   munmapAddr: lib.func('munmap', 'int', ['uintptr_t', 'size_t']),
   madvise: lib.func('madvise', 'int', ['uintptr_t', 'size_t', 'int']),
+  // memmove of nothing returns its destination: the one way to turn an address into a pointer koffi can view.
+  memmoveAddr: lib.func('memmove', 'void *', ['uintptr_t', 'uintptr_t', 'size_t']),
   memfdCreate: lib.func('int memfd_create(const char *name, unsigned int flags)'),
   ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
   fstatfs: lib.func('int fstatfs(int fd, void *buf)'),
@@ -82,6 +84,8 @@ export const errno = (): number => koffi.errno();
 export const addressOf = (pointer: unknown): bigint => koffi.address(pointer);
 /** An ArrayBuffer over `len` bytes of host memory at `pointer` (no copy). */
 export const viewOf = (pointer: unknown, len: number): ArrayBuffer => koffi.view(pointer, len);
+/** A pointer koffi can view (viewOf) at a raw address, such as a place inside a larger mapping. */
+export const pointerAt = (address: bigint): unknown => libc.memmoveAddr(address, address, 0);
 
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;

@@ -77,7 +77,8 @@ export interface ExceptionFrame {
  */
 export function exceptionFrame(mem: GuestMemory, rsp: number): ExceptionFrame | null {
   if (!(rsp >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && rsp + 48 <= EXCEPTION_STACK_TOP)) return null;
-  const view = new DataView(mem.bytes.buffer, mem.bytes.byteOffset + rsp, 48);
+  const frame = mem.span(rsp, 48);
+  const view = new DataView(frame.buffer, frame.byteOffset, 48);
   const u64 = (at: number): bigint => view.getBigUint64(at, true);
   return { errorCode: Number(u64(0)), rip: u64(8), cs: Number(u64(16) & 0xffffn), rflags: u64(24), rsp: u64(32), ss: Number(u64(40) & 0xffffn) };
 }

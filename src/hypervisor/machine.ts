@@ -20,7 +20,7 @@ import { loadSegments } from '../elf/load-elf.js';
 import { loadInterpreter, type Interpreter } from './interpreter.js';
 import { buildInitialStack, standardAuxv } from '../elf/initial-stack.js';
 import { GuestRam } from '../paging/guest-ram.js';
-import { HUGE_PAGE, MAX_ADDRESS_SPACE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZE, USER_START, VDSO_ADDR } from '../paging/layout.js';
+import { HUGE_PAGE, MAX_ADDRESS_SPACE, MEMORY_SLOT_SIZE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZE, USER_START, VDSO_ADDR } from '../paging/layout.js';
 import { AddressSpace, type AddressSpaceOptions } from '../syscalls/address-space.js';
 import { GuestApi } from '../syscalls/api/guest-api.js';
 import type { PauseState } from '../syscalls/process.js';
@@ -67,6 +67,12 @@ export interface MachineOptions {
   warn?: (message: string) => void;
   /** The program's sys_log lines; default: through `warn`. */
   log?: (line: string) => void;
+  /**
+   * The highest guest address of the program's memory (MiB), when larger than `maxMemoryMiB`: a
+   * sparse address space (the VMOD's `address_space`), in which the program may place its mappings
+   * anywhere but hold only `maxMemoryMiB` of them (guest-ram.ts). Default: `maxMemoryMiB`.
+   */
+  addressSpaceMiB?: number;
   /** Size of the region shared by all request VMs, above the program's memory (MiB, 0: none). */
   sharedMemoryMiB?: number;
   /** What get_meminfo reports and request VMs enforce (MiB); see docs/GUEST_ABI.md, "Structures". */
@@ -106,11 +112,18 @@ export class Machine {
   }
 
   constructor(file: Uint8Array, exePath: string, options: MachineOptions = {}) {
-    const mainSize = addressSpaceSize(options.maxMemoryMiB ?? DEFAULT_MEMORY_MIB);
+    const maxMemory = addressSpaceSize(options.maxMemoryMiB ?? DEFAULT_MEMORY_MIB);
+    const requested = options.addressSpaceMiB === undefined ? maxMemory : addressSpaceSize(options.addressSpaceMiB);
+    if (requested < maxMemory) {
+      throw new TskvmError('TSKVM_ERR_CONFIG', `the address space (${options.addressSpaceMiB} MiB) must be at least max memory (${maxMemory / 2 ** 20} MiB)`);
+    }
+    const sparse = requested > maxMemory;
+    // A sparse address space is made of whole pieces (memory slots), so its top piece is all the program's.
+    const mainSize = sparse ? Math.ceil(requested / MEMORY_SLOT_SIZE) * MEMORY_SLOT_SIZE : maxMemory;
     const sharedSize = Math.ceil(((options.sharedMemoryMiB ?? 0) * 2 ** 20) / HUGE_PAGE) * HUGE_PAGE;
     const size = mainSize + sharedSize;
     if (size > MAX_ADDRESS_SPACE) {
-      throw new TskvmError('TSKVM_ERR_CONFIG', `memory plus shared memory must stay within ${MAX_ADDRESS_SPACE / 2 ** 20} MiB (got ${size / 2 ** 20} MiB)`);
+      throw new TskvmError('TSKVM_ERR_CONFIG', `the address space plus shared memory must stay within ${MAX_ADDRESS_SPACE / 2 ** 20} MiB (got ${size / 2 ** 20} MiB)`);
     }
     const stackTop = mainSize;
     const stackBottom = stackTop - STACK_SIZE;
@@ -134,13 +147,22 @@ export class Machine {
     };
     this.timeoutMs = (options.timeoutSec ?? 0) * 1000;
 
-    this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath);
+    // Pieces: as many as the memory limit fills, and two more for where mappings straddle pieces (brk's end, the mmap area's start).
+    this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath, sparse ? Math.ceil(maxMemory / MEMORY_SLOT_SIZE) + 2 : undefined);
     try {
+      // The system area and the images, and the stack: memory from the start.
+      const initial: Array<[number, number]> = [[0, this.image.brkStart], [stackBottom, stackTop]];
+      if (loader) initial.push([loader.image.start, loader.image.end]);
+      for (const [start, end] of initial) {
+        if (this.ram.back(start, end) === null) throw new TskvmError('TSKVM_ERR_CONFIG', `the program's image and stack need more memory than max memory (${maxMemory / 2 ** 20} MiB) gives in a sparse address space`);
+      }
       const images = loader ? [this.image, loader.image] : [this.image];
       const executable: Array<[number, number]> = images.flatMap((image) => image.segments).filter((seg) => seg.executable).map((seg) => [seg.vaddr, seg.vaddr + seg.memsz]);
       writeSystemArea(this.ram, this.platform, { nx: this.platform.nx, executable: options.executableHeap ? 'all' : executable }, [[guardStart, stackBottom]]);
-      loadSegments(this.image, file, this.ram.memory.bytes);
-      if (loader) loadSegments(loader.image, loader.file, this.ram.memory.bytes);
+      const mem = this.ram.memory;
+      const target = { length: mem.size, fill: (value: number, start: number, end: number) => mem.fill(start, end - start, value), set: (data: Uint8Array, at: number) => mem.put(at, data) };
+      loadSegments(this.image, file, target);
+      if (loader) loadSegments(loader.image, loader.file, target);
       const argv = [options.argv0 ?? exePath, ...(options.args ?? [])];
       const stack = buildInitialStack({
         stackTop, argv, envp: options.env ?? [], execfn: argv[0]!, random: randomBytes(16),
@@ -153,11 +175,11 @@ export class Machine {
         mem: this.ram.memory,
         files: new FileTable(options.stdio ?? [new StdioFile(0), new StdioFile(1), new StdioFile(2)], options.maxOpenFiles ?? 1024),
         paths,
-        mm: new AddressSpace({ ...this.layout, release: (addr, len) => this.ram.release(addr, len) }),
+        mm: new AddressSpace({ ...this.layout, release: (addr, len) => this.ram.release(addr, len), back: (start, end) => this.guest.slots.back(start, end) }),
         signals: new SignalState(),
         argv, env: options.env ?? [], trace: options.trace ?? null, warn, log: options.log,
         api: new GuestApi({
-          maxMemory: mainSize,
+          maxMemory,
           maxRequestMemory: (options.maxRequestMemoryMiB ?? 0) * 2 ** 20,
           requestMemoryUpper: (options.requestMemoryUpperMiB ?? 0) * 2 ** 20,
           sharedStart: sharedSize ? mainSize : 0,
@@ -171,6 +193,8 @@ export class Machine {
       this.ram.close();
       throw e;
     }
+    // In a sparse address space, the memory limit is on what the program maps (as a request's budget is).
+    if (sparse) this.process.mm.limit = maxMemory;
     this.process.cpu = cpuControl(this.guest.vcpu, this.platform);
     this.runner = new GuestRunner(this.guest.vcpu, this.process, options.rewriteSyscalls ?? true, this.guest.clock);
   }

@@ -74,9 +74,9 @@ function probe(): Platform {
   const ram = GuestRam.create(4 << 20, 0, 'tskvm-probe');
   try {
     writeSystemArea(ram, { fsgsbase: false }, { nx: false, executable: 'all' });
-    ram.memory.bytes.set([0x0f, 0x05, 0xf4], SYSCALL_PROBE);
-    ram.memory.bytes.set([0xe7, PORT_HYPERCALL, 0xf4], HYPERCALL_PROBE);
-    ram.memory.bytes.set([0xf3, 0x48, 0x0f, 0xae, 0xd0, 0xe7, PORT_HYPERCALL, 0xf4], WRFSBASE_PROBE);
+    ram.memory.put(SYSCALL_PROBE, Uint8Array.of(0x0f, 0x05, 0xf4));
+    ram.memory.put(HYPERCALL_PROBE, Uint8Array.of(0xe7, PORT_HYPERCALL, 0xf4));
+    ram.memory.put(WRFSBASE_PROBE, Uint8Array.of(0xf3, 0x48, 0x0f, 0xae, 0xd0, 0xe7, PORT_HYPERCALL, 0xf4));
     const pvm = existsSync('/sys/module/kvm_pvm');
 
     const sys = firstExit(ram, SYSCALL_PROBE, TR_BUSY);

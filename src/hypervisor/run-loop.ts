@@ -159,12 +159,12 @@ export class GuestRunner {
    */
   private patchSyscallSite(site: number): void {
     const { mem, mm } = this.process;
-    if (site < USER_START || site + 2 > mem.size || mem.bytes[site] !== 0x0f || mem.bytes[site + 1] !== 0x05) return;
+    if (site < USER_START || site + 2 > mem.size) return;
     const mapping = mm.mappingAt(site, site + 2);
     if (!mapping || (mapping.label !== 'image' && mapping.label !== 'file') || (mapping.prot & PROT_EXEC) === 0) return;
-    mem.recordWrite(site, 2);
-    mem.bytes[site] = 0xe7;
-    mem.bytes[site + 1] = PORT_SYSCALL;
+    const code = mem.read(site, 2);
+    if (code[0] !== 0x0f || code[1] !== 0x05) return;
+    mem.write(site, 2).set([0xe7, PORT_SYSCALL]);
   }
 
   /** The thread's run timer, its signal let into this vCPU's KVM_RUN. */
@@ -271,7 +271,8 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
     case 'shutdown':
       return faulted(describeOther('shutdown', 'triple fault (the CPU could not deliver an exception)', cpu.registerDump()));
     case 'mmio':
-      return faulted(describeOther('io', `access to unbacked guest-physical address 0x${exit.address.toString(16)}`, cpu.registerDump()));
+      // A piece of a sparse address space with no memory slot (memory-slots.ts): nothing is mapped there.
+      return faulted(describeOther('io', `access to unmapped memory at 0x${exit.address.toString(16)} (no memory slot there)`, cpu.registerDump()));
     default: {
       const registers = cpu.registerDump();
       throw new TskvmError('TSKVM_ERR_KVM_EXIT', `KVM_RUN exited with ${describeExit(exit)} at rip 0x${registers.rip.toString(16)}\n${formatRegisters(registers)}`,

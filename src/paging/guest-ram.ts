@@ -13,12 +13,20 @@
  * sees one shared region and its own copy of the rest.
  * The files are sparse: only pages the guest touches cost host memory, and no
  * guest can use more than the file's size.
+ *
+ * A sparse address space (larger than the program's memory limit) is cut into
+ * MEMORY_SLOT_SIZE pieces, and only pieces that hold a mapping have a KVM memory
+ * slot (memory-slots.ts): `backed` says which. The guest cannot reach the others
+ * (an access is an MMIO exit, a fault), the host refuses pointers into them, and
+ * at most `pieceBudget` pieces may have a slot, so the memory a guest can touch
+ * stays bounded by its limit plus two pieces.
  */
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE,
-  addressOf, libc, mapOrThrow, sysError, viewOf,
+  addressOf, libc, mapOrThrow, sysError,
 } from '../host/libc.js';
-import { GuestMemory, PAGE_SIZE } from './guest-memory.js';
+import { GuestMemory, HostWindows, PAGE_SIZE } from './guest-memory.js';
+import { MEMORY_SLOT_SIZE } from './layout.js';
 
 const PROT_NONE = 0;
 const MAP_FIXED = 0x10;
@@ -31,6 +39,10 @@ export interface RamSource {
   sharedFd: number;
   size: number;
   mainSize: number;
+  /** The pieces of main memory that have a memory slot, in a sparse address space; null: every piece. */
+  backed: number[] | null;
+  /** How many pieces of main memory may have a slot at once (sparse address spaces). */
+  pieceBudget: number;
 }
 
 export class GuestRam {
@@ -43,19 +55,27 @@ export class GuestRam {
   readonly memory: GuestMemory;
   /** A fork's copy-on-write view: does not own the memfds and never writes through to them. */
   readonly isPrivate: boolean;
-  /** A fork's read-only window on the frozen program (the main memfd, shared): what a reset copies back. */
-  readonly master: Uint8Array | null;
+  /** A fork's read-only windows on the frozen program (the main memfd, shared): what a reset copies back. */
+  readonly master: HostWindows | null;
+  /** Per MEMORY_SLOT_SIZE piece of the whole range, whether it has a memory slot; null: all have. */
+  readonly backed: Uint8Array | null;
+  readonly pieceBudget: number;
   private readonly pointer: unknown;
   private closed = false;
 
-  /** New, zero-filled guest RAM of `size` bytes, the top `sharedSize` of them the shared region. */
-  static create(size: number, sharedSize = 0, name = 'tskvm-guest'): GuestRam {
+  /**
+   * New, zero-filled guest RAM of `size` bytes, the top `sharedSize` of them the shared region.
+   * `pieceBudget`: make the address space sparse, with at most this many pieces of main memory backed.
+   */
+  static create(size: number, sharedSize = 0, name = 'tskvm-guest', pieceBudget?: number): GuestRam {
     const mainSize = size - sharedSize;
     const memfd = createMemfd(name, mainSize);
     let sharedFd = -1;
     try {
       if (sharedSize > 0) sharedFd = createMemfd(name + ':shared', sharedSize);
-      return new GuestRam({ memfd, sharedFd, size, mainSize }, false);
+      const pieces = Math.ceil(mainSize / MEMORY_SLOT_SIZE);
+      const sparse = pieceBudget !== undefined && pieceBudget < pieces;
+      return new GuestRam({ memfd, sharedFd, size, mainSize, backed: sparse ? [] : null, pieceBudget: sparse ? pieceBudget : pieces }, false);
     } catch (e) {
       libc.close(memfd);
       if (sharedFd >= 0) libc.close(sharedFd);
@@ -85,12 +105,58 @@ export class GuestRam {
       libc.munmap(pointer, this.size);
       throw e;
     }
-    this.memory = new GuestMemory(viewOf(pointer, this.size), address);
+    this.pieceBudget = source.pieceBudget;
+    if (source.backed === null) {
+      this.backed = null;
+    } else {
+      // The shared region is always backed: it has its own slot, whole.
+      this.backed = new Uint8Array(Math.ceil(this.size / MEMORY_SLOT_SIZE));
+      this.backed.fill(1, Math.floor(this.mainSize / MEMORY_SLOT_SIZE));
+      for (const piece of source.backed) this.backed[piece] = 1;
+    }
+    this.memory = new GuestMemory(new HostWindows(address, this.size), undefined, this.backed);
     this.master = isPrivate ? acquireMaster(this.memfd, this.mainSize) : null;
   }
 
   get source(): RamSource {
-    return { memfd: this.memfd, sharedFd: this.sharedFd, size: this.size, mainSize: this.mainSize };
+    return { memfd: this.memfd, sharedFd: this.sharedFd, size: this.size, mainSize: this.mainSize, backed: this.backedPieces(), pieceBudget: this.pieceBudget };
+  }
+
+  /** The pieces of main memory with a memory slot now, or null where every piece has one. */
+  backedPieces(): number[] | null {
+    if (this.backed === null) return null;
+    const pieces: number[] = [];
+    for (let k = 0; k * MEMORY_SLOT_SIZE < this.mainSize; k++) if (this.backed[k]) pieces.push(k);
+    return pieces;
+  }
+
+  /**
+   * The pieces of main memory [start, end) reaches that have no slot yet, marked backed (the caller
+   * gives them their slots); null, and nothing marked, when that would pass the budget.
+   */
+  back(start: number, end: number): number[] | null {
+    const backed = this.backed;
+    if (backed === null || end <= start) return [];
+    const missing: number[] = [];
+    for (let k = Math.floor(start / MEMORY_SLOT_SIZE); k * MEMORY_SLOT_SIZE < Math.min(end, this.mainSize); k++) if (!backed[k]) missing.push(k);
+    if (missing.length === 0) return missing;
+    let count = 0;
+    for (let k = 0; k * MEMORY_SLOT_SIZE < this.mainSize; k++) count += backed[k]!;
+    if (count + missing.length > this.pieceBudget) return null;
+    for (const k of missing) backed[k] = 1;
+    return missing;
+  }
+
+  /** A piece of main memory loses its slot: its pages go back to the frozen program's (or zero). */
+  unback(piece: number): void {
+    this.backed![piece] = 0;
+    const start = piece * MEMORY_SLOT_SIZE;
+    const len = Math.min(MEMORY_SLOT_SIZE, this.mainSize - start);
+    if (this.isPrivate) {
+      if (libc.madvise(this.hostAddress + BigInt(start), len, MADV_DONTNEED) < 0) throw sysError('TSKVM_ERR_HOST_MEMORY', 'madvise(MADV_DONTNEED) of a piece of a fork');
+    } else {
+      this.release(start, len);
+    }
   }
 
   /**
@@ -103,18 +169,18 @@ export class GuestRam {
     const end = Math.min(addr + len, this.mainSize);
     if (end <= addr) return;
     if (this.isPrivate) {
-      const bytes = this.memory.bytes;
-      const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let page = addr - (addr % PAGE_SIZE); page < end; page += PAGE_SIZE) {
         const from = Math.max(page, addr);
         const to = Math.min(page + PAGE_SIZE, end);
-        if (buffer.compare(ZERO_PAGE, 0, to - from, from, to) !== 0) this.memory.write(from, to - from).fill(0);
+        // Pieces with no slot the guest cannot have written (and their host pages would be new).
+        if (this.backed !== null && !this.backed[Math.floor(page / MEMORY_SLOT_SIZE)]) continue;
+        if (ZERO_PAGE.compare(this.memory.span(from, to - from), 0, to - from) !== 0) this.memory.write(from, to - from).fill(0);
       }
       return;
     }
     if (libc.fallocate(this.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, addr, end - addr) < 0) {
       // A file system without hole punching: zero the bytes instead (same guest-visible result).
-      this.memory.bytes.fill(0, addr, end);
+      for (let at = addr; at < end; at += PAGE_SIZE) this.memory.span(at, Math.min(PAGE_SIZE, end - at)).fill(0);
     }
   }
 
@@ -142,14 +208,14 @@ export class GuestRam {
  * external memory V8 accounts for each fork, and V8 answers external memory
  * with full garbage collections.
  */
-const masters = new Map<string, { pointer: unknown; view: Uint8Array; refs: number }>();
+const masters = new Map<string, { pointer: unknown; view: HostWindows; refs: number }>();
 
-function acquireMaster(memfd: number, size: number): Uint8Array {
+function acquireMaster(memfd: number, size: number): HostWindows {
   const key = `${memfd}:${size}`;
   let m = masters.get(key);
   if (!m) {
-    const { pointer } = mapOrThrow(size, PROT_READ, MAP_SHARED | MAP_NORESERVE, memfd, 'the frozen program');
-    m = { pointer, view: new Uint8Array(viewOf(pointer, size)), refs: 0 };
+    const { pointer, address } = mapOrThrow(size, PROT_READ, MAP_SHARED | MAP_NORESERVE, memfd, 'the frozen program');
+    m = { pointer, view: new HostWindows(address, size), refs: 0 };
     masters.set(key, m);
   }
   m.refs++;

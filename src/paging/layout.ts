@@ -14,11 +14,12 @@
  *   0x007000  ring-0 stubs: hardware syscall supervisor read + execute (so that SMEP can be on)
  *             entry (sysretq), exceptions
  *   0x008000  PML4, 0x9000 PDPT, 0xa000 PT   supervisor: page tables
- *   0x00b000  page directories (one per GiB) supervisor (4 at most: up to 0x00f000)
+ *   0x00b000  (free)
  *   0x00f000  vvar: the guest's clock, the   user read-only (vdso.ts)
  *             vCPU's number (GS base: 0xf100)
  *   0x010000  vDSO: clock reads without exits user read + execute (vdso.ts)
- *   0x011000  page tables for the 2 MiB      supervisor: 4 KiB pages where code is, so that only the
+ *   0x011000  page directories (one per GiB) supervisor, 64 at most: up to 0x051000
+ *   0x051000  page tables for the 2 MiB      supervisor: 4 KiB pages where code is, so that only the
  *             pages that hold code           executable segments' pages are executable (page-tables.ts)
  *   …         rest of the first 2 MiB        not present
  *   0x200000  user memory: ELF image, brk heap, mmap area   user RWX, 2 MiB pages
@@ -38,23 +39,32 @@ export const RING0_STUBS_ADDR = 0x7000;
 export const PML4_ADDR = 0x8000;
 export const PDPT_ADDR = 0x9000;
 export const LOW_PT_ADDR = 0xa000;
-export const PD_ADDR = 0xb000;
+/** The page directories, one per GiB of address space, contiguous (MAX_ADDRESS_SPACE bounds them). */
+export const PD_ADDR = 0x11000;
 /** The vDSO's data page (kvmclock's pvclock and tskvm's clock offsets), the page right below the vDSO. */
 export const VVAR_ADDR = 0xf000;
 export const VDSO_ADDR = 0x10000;
 /** Page tables of the 2 MiB pages that hold executable segments, one page each, up to USER_START. */
-export const IMAGE_PT_ADDR = 0x11000;
+export const IMAGE_PT_ADDR = 0x51000;
 /** Everything below this belongs to the hypervisor; guest programs live above. */
 export const USER_START = HUGE_PAGE;
 
 /**
- * The largest guest: 4 GiB. The page directories below USER_START could map
- * ~500 GiB, but the host sees guest memory through one ArrayBuffer, and Node
- * 20's V8 cannot make one larger than 2^32 bytes over foreign memory (koffi
- * aborts the process when asked), so the limit is here, checked, instead.
+ * The largest guest address space: 64 GiB, its page directories filling PD_ADDR to IMAGE_PT_ADDR.
+ * A large address space costs little where the program does not use it: KVM memory slots exist only
+ * for the 256 MiB pieces that hold mappings (MEMORY_SLOT_SIZE), and the host sees guest memory
+ * through views of at most 2 GiB made when first needed (guest-memory.ts), never one view of it all.
  */
-export const MAX_ADDRESS_SPACE = Math.min(Math.floor((USER_START - PD_ADDR) / PAGE) * 0x4000_0000, 2 ** 32);
+export const MAX_ADDRESS_SPACE = ((IMAGE_PT_ADDR - PD_ADDR) / PAGE) * 0x4000_0000;
 export const MIN_ADDRESS_SPACE = 16 << 20;
+
+/**
+ * Guest memory is given to KVM in slots of this size, each covering its piece of the address space.
+ * Where the address space is the program's memory (the default), every piece has its slot from the
+ * start; in a larger, sparse one (`addressSpaceMiB`), a piece gets its slot when a mapping first
+ * reaches into it, so that KVM's bookkeeping (its reverse map, the dirty log) grows with what is used.
+ */
+export const MEMORY_SLOT_SIZE = 256 << 20;
 
 /** Default size of the initial stack region (RLIMIT_STACK). */
 export const STACK_SIZE = 8 << 20;

@@ -57,7 +57,8 @@ export function buildPageTables(memory: Uint8Array, addressSpace: number, holes:
   const entry = (table: number, index: number, value: bigint): void => view.setBigUint64(table + index * 8, value, true);
   const directories = pageDirectoryCount(addressSpace);
 
-  memory.fill(0, PML4_ADDR, PD_ADDR + directories * PAGE);
+  memory.fill(0, PML4_ADDR, LOW_PT_ADDR + PAGE);
+  memory.fill(0, PD_ADDR, PD_ADDR + directories * PAGE);
   entry(PML4_ADDR, 0, BigInt(PDPT_ADDR) | P | RW | US);
   for (let g = 0; g < directories; g++) {
     const pd = PD_ADDR + g * PAGE;
@@ -84,7 +85,9 @@ export function buildPageTables(memory: Uint8Array, addressSpace: number, holes:
   entry(PD_ADDR, 0, BigInt(LOW_PT_ADDR) | P | RW | US);
   const supervisor = [GDT_ADDR, TSS_ADDR, IDT_ADDR, EXCEPTION_STACK_TOP - 2 * PAGE, EXCEPTION_STACK_TOP - PAGE];
   for (const addr of supervisor) entry(LOW_PT_ADDR, addr / PAGE, BigInt(addr) | P | RW | nx);
-  for (let addr = PML4_ADDR; addr < PD_ADDR + directories * PAGE; addr += PAGE) entry(LOW_PT_ADDR, addr / PAGE, BigInt(addr) | P | RW | nx);
+  for (const [start, end] of pageTableRanges(addressSpace)) {
+    if (start < IMAGE_PT_ADDR) for (let addr = start; addr < end; addr += PAGE) entry(LOW_PT_ADDR, addr / PAGE, BigInt(addr) | P | RW | nx);
+  }
   entry(LOW_PT_ADDR, STUBS_ADDR / PAGE, BigInt(STUBS_ADDR) | P | US);
   entry(LOW_PT_ADDR, RING0_STUBS_ADDR / PAGE, BigInt(RING0_STUBS_ADDR) | P);
   entry(LOW_PT_ADDR, VVAR_ADDR / PAGE, BigInt(VVAR_ADDR) | P | US | nx);
@@ -96,7 +99,7 @@ const MAX_IMAGE_TABLES = (USER_START - IMAGE_PT_ADDR) / PAGE;
 
 /** The pages that hold page tables (the CPU sets accessed and dirty bits in them as it walks them). */
 export function pageTableRanges(addressSpace: number): Array<[number, number]> {
-  return [[PML4_ADDR, PD_ADDR + pageDirectoryCount(addressSpace) * PAGE], [IMAGE_PT_ADDR, USER_START]];
+  return [[PML4_ADDR, LOW_PT_ADDR + PAGE], [PD_ADDR, PD_ADDR + pageDirectoryCount(addressSpace) * PAGE], [IMAGE_PT_ADDR, USER_START]];
 }
 
 /**

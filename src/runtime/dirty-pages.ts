@@ -8,35 +8,40 @@
  * memory (the request block, read() buffers, …) KVM never sees; GuestMemory reports them here.
  */
 import { PAGE_SIZE } from '../paging/guest-memory.js';
-import { USER_START, VVAR_ADDR } from '../paging/layout.js';
-import { MAIN_SLOT } from '../hypervisor/guest-vm.js';
+import { MEMORY_SLOT_SIZE, USER_START, VVAR_ADDR } from '../paging/layout.js';
 import type { Vm } from '../hypervisor/kvm/vm.js';
-import { libc, MAP_ANONYMOUS, MAP_PRIVATE, mapOrThrow, PROT_READ, PROT_WRITE, viewOf } from '../host/libc.js';
+import type { MemorySlots } from '../hypervisor/memory-slots.js';
+import type { GuestRam } from '../paging/guest-ram.js';
+import { libc, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, mapOrThrow, PROT_READ, PROT_WRITE, viewOf } from '../host/libc.js';
 
 const VVAR_PAGE = VVAR_ADDR / PAGE_SIZE;
 const SYSTEM_PAGES = USER_START / PAGE_SIZE;
+/** Pages per memory slot, and 32-bit words of dirty bitmap per slot. */
+const SLOT_PAGES = MEMORY_SLOT_SIZE / PAGE_SIZE;
+const SLOT_WORDS = SLOT_PAGES / 32;
 
 export class DirtyPages {
   readonly pages: number;
-  /** KVM's dirty bitmap for the main slot, in host memory KVM writes into. */
+  /**
+   * KVM's dirty bitmaps, one per memory slot (piece k's at word k × SLOT_WORDS), in host memory KVM
+   * writes into; only the pieces that have a slot are ever touched.
+   */
   private readonly bitmap: Uint32Array;
   private readonly bitmapAddress: bigint;
   private readonly bitmapPointer: unknown;
   private readonly bitmapBytes: number;
-  /** Pages the host wrote since the last reset, each once. */
-  private hostWritten: number[] = [];
+  /** Pages the host wrote since the last reset. */
+  private hostWritten = new Set<number>();
   /**
    * The last restore() put back a page of the hypervisor's area that the host had written: a page
    * table the guest's mmap or mprotect changed (mm.ts), whose old translations must then be dropped.
    */
   systemRestored = false;
-  private readonly hostWrittenFlag: Uint8Array;
 
   constructor(mainSize: number) {
     this.pages = Math.ceil(mainSize / PAGE_SIZE);
-    this.hostWrittenFlag = new Uint8Array(this.pages);
-    this.bitmapBytes = Math.ceil(this.pages / 64) * 8;
-    const bitmap = mapOrThrow(this.bitmapBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 'the dirty bitmap');
+    this.bitmapBytes = Math.ceil(this.pages / SLOT_PAGES) * SLOT_WORDS * 4;
+    const bitmap = mapOrThrow(this.bitmapBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 'the dirty bitmap');
     this.bitmapPointer = bitmap.pointer;
     this.bitmapAddress = bitmap.address;
     this.bitmap = new Uint32Array(viewOf(bitmap.pointer, this.bitmapBytes));
@@ -44,12 +49,7 @@ export class DirtyPages {
 
   /** GuestMemory's report of a host write: `count` pages from page `first`. */
   recordHostWrite(first: number, count: number): void {
-    for (let page = first; page < first + count && page < this.pages; page++) {
-      if (!this.hostWrittenFlag[page]) {
-        this.hostWrittenFlag[page] = 1;
-        this.hostWritten.push(page);
-      }
-    }
+    for (let page = first; page < first + count && page < this.pages; page++) this.hostWritten.add(page);
   }
 
   /**
@@ -58,59 +58,77 @@ export class DirtyPages {
    * puts the mappings back, puts the tables back with them.
    */
   forgetHostWrites(): void {
-    const kept: number[] = [];
-    for (const page of this.hostWritten) {
-      if (page < SYSTEM_PAGES) kept.push(page);
-      else this.hostWrittenFlag[page] = 0;
-    }
-    this.hostWritten = kept;
+    for (const page of this.hostWritten) if (page >= SYSTEM_PAGES) this.hostWritten.delete(page);
+  }
+
+  /** KVM_GET_DIRTY_LOG of every slot into its bitmap. */
+  private read(vm: Vm, slots: MemorySlots): number[] {
+    const pieces = slots.pieces();
+    for (const piece of pieces) vm.getDirtyLog(piece, this.bitmapAddress + BigInt(piece * SLOT_WORDS * 4));
+    return pieces;
+  }
+
+  private isDirty(page: number): boolean {
+    return (this.bitmap[page >>> 5]! & (1 << (page & 31))) !== 0;
   }
 
   /**
-   * Copies `master`'s bytes over every page KVM or the host wrote; returns how many pages KVM's log
-   * holds (the fork's private set).
+   * Copies the frozen program's bytes over every page KVM or the host wrote; returns how many pages
+   * KVM's logs hold (the fork's private set).
    */
-  restore(vm: Vm, bytes: Uint8Array, master: Uint8Array): number {
+  restore(vm: Vm, slots: MemorySlots, ram: GuestRam): number {
     const bitmap = this.bitmap;
-    vm.getDirtyLog(MAIN_SLOT, this.bitmapAddress);
+    const fork = ram.memory;
+    const master = ram.master!;
+    const pieces = this.read(vm, slots);
     // The vvar page is this VM's own (kvmclock and this VM's clock offsets): never the frozen one's.
     bitmap[VVAR_PAGE >>> 5] &= ~(1 << (VVAR_PAGE & 31));
     let dirty = 0;
-    for (let w = 0; w < bitmap.length; w++) {
-      let bits = bitmap[w]!;
-      while (bits !== 0) {
-        const low = bits & -bits;
-        const page = w * 32 + 31 - Math.clz32(low);
-        bits ^= low;
-        const at = page * PAGE_SIZE;
-        bytes.set(master.subarray(at, at + PAGE_SIZE), at);
-        dirty++;
+    for (const piece of pieces) {
+      // A piece lies within one host view (they start at every GiB and span two), so one span each.
+      const base = piece * MEMORY_SLOT_SIZE;
+      const len = Math.min(MEMORY_SLOT_SIZE, ram.mainSize - base);
+      const to = fork.span(base, len);
+      const from = master.span(base, len);
+      for (let w = piece * SLOT_WORDS, end = w + SLOT_WORDS; w < end; w++) {
+        let bits = bitmap[w]!;
+        while (bits !== 0) {
+          const low = bits & -bits;
+          const at = (w * 32 + 31 - Math.clz32(low)) * PAGE_SIZE - base;
+          bits ^= low;
+          to.set(from.subarray(at, at + PAGE_SIZE), at);
+          dirty++;
+        }
       }
     }
     this.systemRestored = false;
     for (const page of this.hostWritten) {
-      this.hostWrittenFlag[page] = 0;
       if (page < SYSTEM_PAGES) this.systemRestored = true;
-      if ((bitmap[page >>> 5]! & (1 << (page & 31))) === 0) {
+      if (!this.isDirty(page)) {
         const at = page * PAGE_SIZE;
-        bytes.set(master.subarray(at, at + PAGE_SIZE), at);
+        fork.span(at, PAGE_SIZE).set(master.span(at, PAGE_SIZE));
       }
     }
-    this.hostWritten = [];
+    this.hostWritten.clear();
     return dirty;
   }
 
-  /** Pages in KVM's (cumulative) dirty log now. */
-  count(vm: Vm): number {
-    vm.getDirtyLog(MAIN_SLOT, this.bitmapAddress);
+  /** Pages in KVM's (cumulative) dirty logs now. */
+  count(vm: Vm, slots: MemorySlots): number {
     let n = 0;
-    for (const word of this.bitmap) if (word) n += popcount(word);
+    for (const piece of this.read(vm, slots)) {
+      for (let w = piece * SLOT_WORDS, end = w + SLOT_WORDS; w < end; w++) if (this.bitmap[w]) n += popcount(this.bitmap[w]!);
+    }
     return n;
   }
 
-  /** After the fork gave its private pages back: the log starts from nothing. */
-  clear(vm: Vm): void {
-    vm.clearDirtyLog(MAIN_SLOT, 0, this.pages, this.bitmapAddress);
+  /** After the fork gave its private pages back: the logs start from nothing. */
+  clear(vm: Vm, slots: MemorySlots): void {
+    for (const piece of slots.pieces()) {
+      // The whole slot, which KVM accepts whatever its length (only partial clears go by 64 pages).
+      const pages = Math.min(SLOT_PAGES, this.pages - piece * SLOT_PAGES);
+      vm.clearDirtyLog(piece, 0, pages, this.bitmapAddress + BigInt(piece * SLOT_WORDS * 4));
+    }
   }
 
   close(): void {

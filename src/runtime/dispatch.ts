@@ -58,7 +58,8 @@ const ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
 /** `fn(args…)` on a fresh stack below `below` (default: the base registers' rsp) and its red zone. */
 export function callOnFreshStack(e: GuestEntry, fn: number, args: number[], below = registerOf(e.base, 'rsp')): void {
   e.vcpu.regs.set(e.base);
-  const rsp = ((below - RED_ZONE) & ~0xf) - 8;
+  // Arithmetic, not `& ~0xf`: bitwise operators cut a Number to 32 bits, and stacks live higher.
+  const rsp = Math.floor((below - RED_ZONE) / 16) * 16 - 8;
   e.process.mem.setU64(rsp, HANDLER_RETURN);
   e.vcpu.set('rsp', rsp);
   enterAt(e, fn);

@@ -29,6 +29,11 @@ export interface ProgramOptions {
   maxRequestTime?: number;
   /** MiB of guest memory. Default 256. */
   maxMemory?: number;
+  /**
+   * MiB of address space, when larger than maxMemory (up to 65536): sparse, the program may map
+   * anywhere in it and hold maxMemory of mappings. Default: maxMemory.
+   */
+  addressSpace?: number;
   /** MiB a request may allocate beyond the frozen program. Default 64. */
   maxRequestMemory?: number;
   /** MiB a request may write into writable allowed paths (then ENOSPC). Default 64. */
@@ -115,6 +120,8 @@ export interface ResolvedProgramOptions {
   maxBootTime: number;
   maxRequestTime: number;
   maxMemory: number;
+  /** Equal to maxMemory unless the address space is sparse. */
+  addressSpace: number;
   maxRequestMemory: number;
   maxRequestWrite: number;
   reqMemLimitAfterReset: number;
@@ -213,13 +220,15 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
   const storage = bool('storage', o.storage, false);
   const stateFile = storage ? resolvePath(o.stateFile ?? `${path}.state`) : null;
   if (stateFile) allowed.push({ real: stateFile, virtual: posix.join(cwd, STATE_FILE) });
+  const maxMemory = num('maxMemory', o.maxMemory, 256, 16, MAX_ADDRESS_SPACE / 2 ** 20);
   return {
     name,
     group,
     concurrency,
     maxBootTime: num('maxBootTime', o.maxBootTime, 16, 0.001, 3600),
     maxRequestTime: num('maxRequestTime', o.maxRequestTime, 8, 0.001, 3600),
-    maxMemory: num('maxMemory', o.maxMemory, 256, 16, MAX_ADDRESS_SPACE / 2 ** 20),
+    maxMemory,
+    addressSpace: num('addressSpace', o.addressSpace, maxMemory, maxMemory, MAX_ADDRESS_SPACE / 2 ** 20),
     maxRequestMemory: num('maxRequestMemory', o.maxRequestMemory, 64, 1, 64 * 1024),
     maxRequestWrite: num('maxRequestWrite', o.maxRequestWrite, 64, 0, 1024 * 1024),
     reqMemLimitAfterReset: num('reqMemLimitAfterReset', o.reqMemLimitAfterReset, 0, 0, 64 * 1024),

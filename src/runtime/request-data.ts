@@ -97,7 +97,7 @@ export function placeRequest(mem: GuestMemory, start: number, size: number, inpu
     mem.setU32(e + 8, Math.max(0, field.indexOf(':')));
     mem.setU32(e + 12, len);
   });
-  at = (at + 15) & ~15;
+  at = Math.ceil(at / 16) * 16; // not `& ~15`: guest addresses pass 2^31
   const body = input.body && input.body.length > 0 ? at : 0;
   if (body) mem.put(body, input.body!);
   at += input.body?.length ?? 0;
@@ -107,17 +107,16 @@ export function placeRequest(mem: GuestMemory, start: number, size: number, inpu
   mem.setU64(s + KVM_REQUEST.url, url);
   mem.setU64(s + KVM_REQUEST.arg, arg);
   mem.setU64(s + KVM_REQUEST.contentType, contentType);
-  const view = mem.view;
-  view.setUint16(s + KVM_REQUEST.methodLen, methodLen, true);
-  view.setUint16(s + KVM_REQUEST.urlLen, urlLen, true);
-  view.setUint16(s + KVM_REQUEST.argLen, argLen, true);
-  view.setUint16(s + KVM_REQUEST.contentTypeLen, contentTypeLen, true);
+  mem.setU16(s + KVM_REQUEST.methodLen, methodLen);
+  mem.setU16(s + KVM_REQUEST.urlLen, urlLen);
+  mem.setU16(s + KVM_REQUEST.argLen, argLen);
+  mem.setU16(s + KVM_REQUEST.contentTypeLen, contentTypeLen);
   mem.setU64(s + KVM_REQUEST.content, body);
   mem.setU64(s + KVM_REQUEST.contentLen, input.body?.length ?? 0);
   mem.setU64(s + KVM_REQUEST.headers, fields.length ? headerTable : 0);
-  view.setUint16(s + KVM_REQUEST.numHeaders, fields.length, true);
-  view.setUint16(s + KVM_REQUEST.infoFlags, input.warmup ? 1 : 0, true);
-  view.setUint32(s + KVM_REQUEST.infoFlags + 2, 0, true);
+  mem.setU16(s + KVM_REQUEST.numHeaders, fields.length);
+  mem.setU16(s + KVM_REQUEST.infoFlags, input.warmup ? 1 : 0);
+  mem.setU32(s + KVM_REQUEST.infoFlags + 2, 0);
   // A fresh seed for the guest's PRNG every request: forks of one snapshot must not share random streams.
   fillRandom(mem.write(s + KVM_REQUEST.prng, 16));
   mem.write(s + KVM_REQUEST.reserved, 16).fill(0);

@@ -25,7 +25,7 @@
 import { TskvmError } from '../errors.js';
 import { GuestRam } from '../paging/guest-ram.js';
 import { PAGE_SIZE } from '../paging/guest-memory.js';
-import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, USER_START, VVAR_ADDR } from '../paging/layout.js';
+import { EXCEPTION_STACK_SIZE, EXCEPTION_STACK_TOP, MEMORY_SLOT_SIZE, USER_START, VVAR_ADDR } from '../paging/layout.js';
 import { onlyExecutableEdits, pageTableRanges } from '../paging/page-tables.js';
 import { VVAR } from '../paging/vdso.js';
 import { AddressSpace, PROT_READ, PROT_WRITE } from '../syscalls/address-space.js';
@@ -166,6 +166,8 @@ export class RequestVm {
   private readonly maxRequestMemory: number;
   /** Which pages differ from the frozen program (KVM's dirty log and the host's writes). */
   private readonly dirtyPages: DirtyPages;
+  /** The pieces of a sparse address space the frozen program had memory in (memory-slots.ts). */
+  private readonly frozenPieces: ReadonlySet<number>;
   /** The state to settle once the current request's response has been handed on. */
   private pending: { failed: boolean; placed: PlacedRequest | null } | null = null;
   /** The vCPU stands right after sys_backend_response of a non-ephemeral paused program. */
@@ -182,13 +184,15 @@ export class RequestVm {
     const { fsBase, gsBase } = frozen.process.state.scalars;
     this.bases = { fsBase, gsBase };
     this.ram = GuestRam.fork(frozen.ram);
+    this.frozenPieces = new Set(frozen.ram.backed ?? []);
     this.dirtyPages = new DirtyPages(frozen.ram.mainSize);
     let guest: GuestVm | undefined;
     try {
       guest = createGuestVm(this.ram, { rip: 0, rsp: 0 }, { taskRegister: frozen.taskRegister, syscallEntry: frozen.entryKind, dirtyLog: true });
       restoreVcpu(guest.vcpu, frozen);
       // The vvar page is this VM's own and no reset copies it back (dirty-pages.ts), so this stays.
-      new DataView(this.ram.memory.bytes.buffer, this.ram.memory.bytes.byteOffset).setUint32(VVAR_ADDR + VVAR.requestVmId, options.index ?? 0, true);
+      const vvar = this.ram.memory.span(VVAR_ADDR, PAGE_SIZE);
+      new DataView(vvar.buffer, vvar.byteOffset).setUint32(VVAR.requestVmId, options.index ?? 0, true);
       guest.vcpu.setMsrs(guestMsrs(frozen.entryKind, fsBase, gsBase));
       this.guest = guest;
       this.process = this.newProcess();
@@ -479,7 +483,7 @@ export class RequestVm {
     p.api.phase = 'request';
     p.pause = null;
     const upper = this.frozen.limits.requestMemoryUpper;
-    if (upper > 0 && this.dirtyPages.count(this.guest.vm) * PAGE_SIZE > upper) this.reset(false);
+    if (upper > 0 && this.dirtyPages.count(this.guest.vm, this.guest.slots) * PAGE_SIZE > upper) this.reset(false);
   }
 
   /**
@@ -494,19 +498,27 @@ export class RequestVm {
   inspect(): { sregs: Buffer; msrs: bigint[]; differingPages: number[]; systemWrites: number[]; process: string } {
     const vcpu = this.guest.vcpu;
     const msrs = vcpu.getMsrs([...guestMsrs(this.frozen.entryKind, 0, 0), GuestClock.MSR].map(([index]) => index));
-    const fork = Buffer.from(this.ram.memory.bytes.buffer, this.ram.memory.bytes.byteOffset, this.ram.mainSize);
-    const master = Buffer.from(this.ram.master!.buffer, this.ram.master!.byteOffset, this.ram.mainSize);
+    const fork = this.ram.memory;
+    const master = this.ram.master!;
     const differingPages: number[] = [];
-    for (let at = 0; at < this.ram.mainSize; at += PAGE_SIZE) {
-      if (at !== VVAR_ADDR && fork.compare(master, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) differingPages.push(at / PAGE_SIZE);
+    for (const piece of this.guest.slots.pieces()) {
+      const base = piece * MEMORY_SLOT_SIZE;
+      const len = Math.min(MEMORY_SLOT_SIZE, this.ram.mainSize - base);
+      const ours = Buffer.from(fork.span(base, len).buffer, fork.span(base, len).byteOffset, len);
+      const theirs = master.span(base, len);
+      for (let at = 0; at < len; at += PAGE_SIZE) {
+        if (base + at !== VVAR_ADDR && ours.compare(theirs, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) differingPages.push((base + at) / PAGE_SIZE);
+      }
     }
+    const systemFork = fork.span(0, USER_START);
+    const systemMaster = master.span(0, USER_START);
     const tables = pageTableRanges(this.ram.size);
     const systemWrites = differingPages.filter((page) => {
       const at = page * PAGE_SIZE;
       if (at >= USER_START) return false;
       if (at >= EXCEPTION_STACK_TOP - EXCEPTION_STACK_SIZE && at < EXCEPTION_STACK_TOP) return false;
       if (!tables.some(([start, end]) => at >= start && at < end)) return true;
-      return !onlyExecutableEdits(fork, master, at, this.ram.size);
+      return !onlyExecutableEdits(systemFork, systemMaster, at, this.ram.size);
     });
     const p = this.process;
     // The emulated process as the guest could observe it: open fds (and where each stands), mappings,
@@ -535,7 +547,7 @@ export class RequestVm {
     const f = this.frozen;
     const fp = f.process;
     const paths = new PathPolicy({ allowed: fp.allowed, cwd: fp.state.cwd, exe: { hostPath: fp.exePath, guestPath: fp.exePath } });
-    const mm = new AddressSpace({ ...fp.layout, release: (addr, len) => this.ram.release(addr, len) });
+    const mm = new AddressSpace({ ...fp.layout, release: (addr, len) => this.ram.release(addr, len), back: (start, end) => this.guest.slots.back(start, end) });
     const p = new Process({
       mem: this.ram.memory, files: new FileTable([], fp.state.files.maxFiles), paths, mm, signals: new SignalState(),
       argv: fp.argv, env: fp.env, trace: this.options.trace ?? null, warn: this.options.warn, log: this.options.log, api: new GuestApi(f.limits),
@@ -656,7 +668,9 @@ export class RequestVm {
   private reset(failed: boolean): void {
     const started = performance.now();
     const ram = this.ram;
-    const dirty = this.dirtyPages.restore(this.guest.vm, ram.memory.bytes, ram.master!);
+    const dirty = this.dirtyPages.restore(this.guest.vm, this.guest.slots, ram);
+    // Pieces of a sparse address space a request reached lose their slots again.
+    if (ram.backed !== null) this.guest.slots.trim(this.frozenPieces);
     // Page tables the request changed are the frozen ones again: KVM must forget what it built from them.
     if (this.dirtyPages.systemRestored) this.guest.vm.flushTranslations();
     this.stats.dirty_pages = dirty;
@@ -665,7 +679,7 @@ export class RequestVm {
     if (upper > 0 && dirty * PAGE_SIZE > upper) {
       // Too much kept private: give it all back and track from scratch.
       ram.dropPrivatePages();
-      this.dirtyPages.clear(this.guest.vm);
+      this.dirtyPages.clear(this.guest.vm, this.guest.slots);
       this.guest.clock.arm();
       this.stats.resets_full++;
       this.stats.dirty_pages = 0;

@@ -91,7 +91,7 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   max_memory: { kind: 'number', option: 'maxMemory' },
   max_request_memory: { kind: 'number', option: 'maxRequestMemory' },
   max_request_write: { kind: 'number', option: 'maxRequestWrite' },
-  address_space: { kind: 'number' },
+  address_space: { kind: 'number', option: 'addressSpace' },
   req_mem_limit_after_reset: { kind: 'number', option: 'reqMemLimitAfterReset' },
   ephemeral: { kind: 'bool', option: 'ephemeral' },
   control_ephemeral: { kind: 'bool', option: 'controlEphemeral' },
@@ -362,9 +362,6 @@ function parseProgram(
   if (settings.ephemeral_keep_working_memory === true) options.ephemeral = true;
   if (settings.hugepages === true || (settings.request_hugepages !== undefined && settings.request_hugepages !== false && settings.request_hugepages !== 0)) {
     warn('hugepages are not supported yet; guest memory uses ordinary pages');
-  }
-  if (typeof settings.address_space === 'number' && settings.address_space !== (options.maxMemory ?? 256)) {
-    warn('an address_space other than max_memory is not supported yet; the address space is max_memory');
   }
   try {
     resolveProgramOptions(program.path, options);

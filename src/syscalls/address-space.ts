@@ -38,6 +38,11 @@ export interface AddressSpaceOptions {
   stackGuard: number;
   /** Return [addr, addr+len) to the host; afterwards it reads as zero. */
   release: (addr: number, len: number) => void;
+  /**
+   * Memory for [start, end), about to be mapped: in a sparse address space, the pieces it reaches get
+   * their memory slots (memory-slots.ts). False when the program's pieces are used up: ENOMEM.
+   */
+  back?: (start: number, end: number) => boolean;
 }
 
 export interface AddressSpaceSnapshot {
@@ -68,6 +73,7 @@ export class AddressSpace {
   /** Sorted, non-overlapping. */
   private mappings: Mapping[] = [];
   private readonly release: (addr: number, len: number) => void;
+  private readonly back: (start: number, end: number) => boolean;
 
   constructor(o: AddressSpaceOptions) {
     this.userStart = o.userStart;
@@ -78,6 +84,7 @@ export class AddressSpace {
     this.stackBottom = o.stackTop - o.stackSize;
     this.fileExec = o.fileExec ?? false;
     this.release = o.release;
+    this.back = o.back ?? (() => true);
     this.insert({ start: o.imageStart, end: o.brkStart, prot: PROT_READ | PROT_WRITE | PROT_EXEC, label: 'image' });
     if (o.loader) this.insert({ start: o.loader[0], end: o.loader[1], prot: PROT_READ | PROT_WRITE | PROT_EXEC, label: 'image' });
     this.insert({ start: this.stackBottom, end: o.stackTop, prot: PROT_READ | PROT_WRITE, label: 'stack' });
@@ -95,6 +102,7 @@ export class AddressSpace {
     const newTop = pageAlignUp(requested);
     if (newTop > oldTop && this.overlaps(oldTop, newTop)) return this.brkValue;
     if (newTop > oldTop && !this.withinLimit(newTop - oldTop)) return this.brkValue;
+    if (newTop > oldTop && !this.back(oldTop, newTop)) return this.brkValue;
     if (newTop < oldTop) this.release(newTop, oldTop - newTop);
     this.brkValue = requested;
     return requested;
@@ -114,14 +122,16 @@ export class AddressSpace {
       if (hint < this.userStart || hint + len > this.end) return mode === 'fixed' ? -E.ENOMEM : -E.EEXIST;
       if (mode === 'noreplace' && this.overlaps(hint, hint + len)) return -E.EEXIST;
       if (this.mappings.some((m) => m.label === 'guard' && m.start < hint + len && m.end > hint)) return -E.ENOMEM;
+      if (!this.back(hint, hint + len)) return -E.ENOMEM;
       this.unmapRange(hint, hint + len);
       this.insert({ start: hint, end: hint + len, prot, label });
       this.coalesce();
       return hint;
     }
-    const at = hint >= this.userStart && hint % PAGE === 0 && hint + len <= this.end && !this.overlaps(hint, hint + len)
-      ? hint : this.findGap(len);
-    if (at < 0) return -E.ENOMEM;
+    let at = hint >= this.userStart && hint % PAGE === 0 && hint + len <= this.end && !this.overlaps(hint, hint + len) && this.back(hint, hint + len)
+      ? hint : -1;
+    if (at < 0) at = this.findGap(len);
+    if (at < 0 || !this.back(at, at + len)) return -E.ENOMEM;
     this.insert({ start: at, end: at + len, prot, label });
     this.coalesce();
     return at;
@@ -159,14 +169,14 @@ export class AddressSpace {
       return addr;
     }
     if (!this.withinLimit(newLen - oldLen)) return -E.ENOMEM;
-    if (addr + newLen <= this.end && !this.overlaps(addr + oldLen, addr + newLen)) {
+    if (addr + newLen <= this.end && !this.overlaps(addr + oldLen, addr + newLen) && this.back(addr + oldLen, addr + newLen)) {
       this.insert({ start: addr + oldLen, end: addr + newLen, prot: m.prot, label: m.label });
       this.coalesce();
       return addr;
     }
     if (!mayMove) return -E.ENOMEM;
     const to = this.findGap(newLen);
-    if (to < 0) return -E.ENOMEM;
+    if (to < 0 || !this.back(to, to + newLen)) return -E.ENOMEM;
     this.insert({ start: to, end: to + newLen, prot: m.prot, label: m.label });
     move(addr, to, oldLen);
     this.unmapRange(addr, addr + oldLen);

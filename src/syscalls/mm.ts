@@ -11,7 +11,7 @@
 import { E } from '../host/errno.js';
 import type { SyscallDef } from './syscall.js';
 import type { Process } from './process.js';
-import { PAGE, pageAlignUp } from '../paging/layout.js';
+import { PAGE, USER_START, pageAlignUp } from '../paging/layout.js';
 import { setUserExecutable } from '../paging/page-tables.js';
 import { PROT_EXEC, PROT_WRITE } from './address-space.js';
 
@@ -114,7 +114,7 @@ function syncExecutable(p: Process, start: number, end: number): number {
     if (m.label === 'image') untouched.push(range);
     else if (m.label === 'file' && (m.prot & PROT_EXEC) !== 0) executable.push(range);
   }
-  const changed = setUserExecutable(p.mem.bytes, p.mem.size, start, end, { executable, untouched }, (at, len) => p.mem.recordWrite(at, len));
+  const changed = setUserExecutable(p.mem.span(0, USER_START), p.mem.size, start, end, { executable, untouched }, (at, len) => p.mem.recordWrite(at, len));
   if (changed === null) return -E.ENOMEM;
   if (changed) p.cpu?.flushTranslations();
   return 0;

@@ -36,7 +36,7 @@ function validSignal(sig: number): boolean {
 
 function u64Big(p: Process, addr: number): bigint {
   p.mem.check(addr, 8);
-  return p.mem.view.getBigUint64(addr, true);
+  return p.mem.u64n(addr);
 }
 
 const readSigset = u64Big;

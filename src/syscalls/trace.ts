@@ -138,7 +138,7 @@ function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: Gues
       if (!v) return 'NULL';
       try {
         const events = flags(mem.u32(v) | 0, flagSets.epollevents!, '0');
-        return `{events=${events}, data=0x${mem.view.getBigUint64(v + 4, true).toString(16)}}`;
+        return `{events=${events}, data=0x${mem.u64n(v + 4).toString(16)}}`;
       } catch {
         return hex(v);
       }

@@ -8,10 +8,10 @@ import type { Kvm } from './system.js';
 import { Vcpu } from './vcpu.js';
 
 const PAGE = 4096;
-/** Slots 0 and 1 hold guest memory (guest-vm.ts); this one only ever exists for a moment. */
-const FLUSH_SLOT = 2;
-/** Above the largest guest (4 GiB, layout.ts), below any CPU's physical address width. */
-const FLUSH_GPA = 2 ** 36;
+/** Past the slots that hold guest memory (memory-slots.ts); this one only ever exists for a moment. */
+const FLUSH_SLOT = 300;
+/** Above the largest guest (64 GiB plus its shared region, layout.ts), below any CPU's physical address width (39 bits and up). */
+const FLUSH_GPA = 2 ** 38;
 let scratchPage: bigint | undefined;
 
 export class Vm {

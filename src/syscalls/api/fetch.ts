@@ -82,7 +82,7 @@ export function sysFetch(p: Process, a: Float64Array): number {
     mem.check(fieldsAt, FIELDS.size);
     for (let i = 0; i < FIELDS.count; i++) {
       const at = mem.u64(fieldsAt + 8 * i);
-      const len = mem.view.getUint16(fieldsAt + FIELDS.lengths + 2 * i, true);
+      const len = mem.u16(fieldsAt + FIELDS.lengths + 2 * i);
       // The VMOD stops at the first empty field.
       if (at === 0 || len === 0) break;
       headers.push(Buffer.from(mem.read(at, len)).toString('latin1'));
@@ -99,8 +99,8 @@ export function sysFetch(p: Process, a: Float64Array): number {
   let dummy = false;
   if (optionsAt !== 0) {
     mem.check(optionsAt, OPTIONS.size);
-    followRedirects = mem.bytes[optionsAt + OPTIONS.followLocation] !== 0;
-    dummy = mem.bytes[optionsAt + OPTIONS.dummyFetch] !== 0;
+    followRedirects = mem.u8(optionsAt + OPTIONS.followLocation) !== 0;
+    dummy = mem.u8(optionsAt + OPTIONS.dummyFetch) !== 0;
   }
   const contentAt = mem.u64(op + CURL_OP.content);
   const contentRoom = mem.u32(op + CURL_OP.contentLength);

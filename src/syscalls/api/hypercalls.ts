@@ -144,14 +144,14 @@ function collectResponse(p: Process, a: Float64Array): number {
   if (extra !== 0) {
     p.mem.check(extra, EXTRA.size);
     const headers = p.mem.u64(extra + EXTRA.headers);
-    const count = p.mem.view.getUint16(extra + EXTRA.numHeaders, true);
+    const count = p.mem.u16(extra + EXTRA.numHeaders);
     for (let i = 0; i < count; i++) {
       const at = headers + i * RESPONSE_HEADER_SIZE;
       const field = readField(p, p.mem.u64(at), p.mem.u64(at + 8));
       if (field === null || addField(p, api.responseHeaders, field) < 0) return -E.EINVAL;
     }
-    if (p.mem.bytes[extra + EXTRA.cached]) {
-      const seconds = (off: number): number => Math.max(0, p.mem.view.getFloat32(extra + off, true)) * 1000;
+    if (p.mem.u8(extra + EXTRA.cached)) {
+      const seconds = (off: number): number => Math.max(0, p.mem.f32(extra + off)) * 1000;
       cache = { cached: true, ttlMs: seconds(EXTRA.ttl), graceMs: seconds(EXTRA.grace), keepMs: seconds(EXTRA.keep) };
     }
   }

@@ -37,7 +37,7 @@ function epollCtl(p: Process, epfd: number, op: number, fd: number, eventAddr: n
   if (target.pollFd === null) return -E.EPERM;
   if (!(epoll instanceof EpollFile)) return -E.EINVAL;
   const events = hasEvent ? p.mem.u32(eventAddr) : 0;
-  const data = hasEvent ? p.mem.view.getBigUint64(eventAddr + 4, true) : 0n;
+  const data = hasEvent ? p.mem.u64n(eventAddr + 4) : 0n;
   return epoll.ctl(op, fd, target, events, data);
 }
 

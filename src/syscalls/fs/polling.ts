@@ -53,11 +53,11 @@ function poll(p: Process, fdsAddr: number, count: number, timeoutMs: number): nu
   if (count < 0 || count > p.files.maxFiles) return -E.EINVAL;
   if (count > 0 && !inGuest(p, fdsAddr, count * 8)) return -E.EFAULT;
   const entries = Array.from({ length: count }, (_, i) => ({
-    fd: p.mem.i32(fdsAddr + i * 8), events: p.mem.view.getUint16(fdsAddr + i * 8 + 4, true),
+    fd: p.mem.i32(fdsAddr + i * 8), events: p.mem.u16(fdsAddr + i * 8 + 4),
   }));
   const revents = pollFiles(p, entries, timeoutMs);
   if (typeof revents === 'number') return revents;
-  revents.forEach((r, i) => p.mem.view.setUint16(fdsAddr + i * 8 + 6, r, true));
+  revents.forEach((r, i) => p.mem.setU16(fdsAddr + i * 8 + 6, r));
   if (count > 0) p.mem.recordWrite(fdsAddr, count * 8);
   return revents.filter((r) => r !== 0).length;
 }
@@ -82,7 +82,7 @@ function select(p: Process, nfds: number, setAddrs: number[], timeoutMs: number)
   for (let fd = 0; fd < nfds; fd++) {
     let events = 0;
     setAddrs.forEach((addr, set) => {
-      if (addr && (p.mem.bytes[addr + (fd >> 3)]! & (1 << (fd & 7)))) events |= SELECT_SETS[set]!.events;
+      if (addr && (p.mem.u8(addr + (fd >> 3)) & (1 << (fd & 7)))) events |= SELECT_SETS[set]!.events;
     });
     if (!events) continue;
     if (!p.files.get(fd)) return -E.EBADF;

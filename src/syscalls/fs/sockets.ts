@@ -72,9 +72,9 @@ function destinationError(p: Process, sock: SocketFile, addr: number, len: numbe
   if (!inGuest(p, addr, len)) return -E.EFAULT;
   if (sock.type === SOCK_STREAM) return -E.EISCONN;
   if (sock.type === SOCK_SEQPACKET) return 0;
-  if (len <= SUN_PATH || len > SOCKADDR_UN_SIZE || p.mem.view.getUint16(addr, true) !== AF_UNIX) return -E.EINVAL;
+  if (len <= SUN_PATH || len > SOCKADDR_UN_SIZE || p.mem.u16(addr) !== AF_UNIX) return -E.EINVAL;
   // A path names no socket the guest can see; an abstract name (a leading NUL) has no listener.
-  return p.mem.bytes[addr + SUN_PATH] === 0 ? -E.ECONNREFUSED : -E.ENOENT;
+  return p.mem.u8(addr + SUN_PATH) === 0 ? -E.ECONNREFUSED : -E.ENOENT;
 }
 
 /**

@@ -125,7 +125,7 @@ function sigset(mem: GuestMemory, addr: number): string {
 function signalName(sig: number): string {
   const name = names.signal![sig];
   if (name) return name.slice(3);
-  return sig === 34 ? 'RTMIN' : sig > 34 ? `RT_${sig - 34}` : String(sig);
+  return sig === 32 ? 'RTMIN' : sig > 32 ? `RT_${sig - 32}` : String(sig);
 }
 
 function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: GuestMemory): string {

@@ -22,6 +22,16 @@ t.test('reads, mask updates, hostile calls, polls, timers and threads: the same 
   }
 });
 
+t.test('a thread waiting in a read for a timer\'s signal after the main thread exited gets it', async (t) => {
+  if (!kvmAvailable(t)) return;
+  for (const flavour of ['glibc', 'musl']) {
+    const bin = guestPath(`signalfd.${flavour}`);
+    const native = runNative(bin, ['orphan']);
+    t.match(native.stdout.toString(), /orphan: read = 128\n  signo 14 /, `${flavour}: natively, the read takes SIGALRM`);
+    assertSameOutcome(t, runTskvm(bin, ['orphan'], { timeoutSec: 10 }), native, flavour);
+  }
+});
+
 t.test('--trace shows signalfd4 and signalfd with their masks and flags', async (t) => {
   if (!kvmAvailable(t)) return;
   const trace = runTskvm(guestPath('signalfd.glibc'), ['read', 'update'], { trace: true }).stderr.toString();

@@ -6,6 +6,8 @@
  *   signalfd [PART...]   parts: read update errors poll timer threads restart (default: all of them)
  *   signalfd block       blocks forever in a read of a signalfd: `timeout 0.5 signalfd block` exits 124
  *                        natively, and so must tskvm
+ *   signalfd orphan      the main thread exits (pthread_exit) while another waits in a read for the
+ *                        SIGALRM of an itimer, which then ends the process
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -416,6 +418,33 @@ static void part_threads(void)
 	close(thread_fd);
 }
 
+/* Reads the itimer's SIGALRM, then ends the process: nothing else is left to run. */
+static void *orphan(void *arg)
+{
+	struct signalfd_siginfo si;
+	ssize_t r = read(*(int *)arg, &si, sizeof si);
+	printf("orphan: read = %s\n", res(r));
+	if (r == sizeof si)
+		show_info(&si);
+	exit(0);
+}
+
+static void run_orphan(void)
+{
+	sigset_t alrm = set_of(SIGALRM, 0);
+	sigprocmask(SIG_BLOCK, &alrm, NULL);
+	static int fd;
+	fd = signalfd(-1, &alrm, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, orphan, &fd);
+	struct timespec settle = { 0, 20 * 1000 * 1000 };
+	nanosleep(&settle, NULL); /* the thread reaches its read */
+	struct itimerval it = { .it_value = { 0, 50 * 1000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+	puts("main: pthread_exit");
+	pthread_exit(NULL);
+}
+
 static volatile int handled;
 static int restart_fd;
 
@@ -463,6 +492,8 @@ int main(int argc, char **argv)
 		printf("read returned %zd\n", r);
 		return 1;
 	}
+	if (argc > 1 && !strcmp(argv[1], "orphan"))
+		run_orphan();
 	static const struct { const char *name; void (*run)(void); } parts[] = {
 		{ "read", part_read }, { "update", part_update }, { "errors", part_errors }, { "poll", part_poll },
 		{ "timer", part_timer }, { "threads", part_threads }, { "restart", part_restart },

@@ -22,7 +22,7 @@ import type { FrozenFile } from './frozen-file.js';
 import { HostFile } from './host-file.js';
 import { O, type FileKind } from './open-file.js';
 
-export const SIGNALFD_SIGINFO_SIZE = 128;
+const SIGNALFD_SIGINFO_SIZE = 128;
 const POLLIN = 0x1;
 const SI_SIGIO = -5;
 const SIGPOLL = 29;
@@ -50,7 +50,7 @@ function layout(sig: number, code: number): Layout {
 }
 
 /** struct signalfd_siginfo from a siginfo_t, field by field as Linux's signalfd_copyinfo. */
-export function signalfdSiginfo(info: Uint8Array, into: Uint8Array): void {
+function signalfdSiginfo(info: Uint8Array, into: Uint8Array): void {
   const from = new DataView(info.buffer, info.byteOffset, info.byteLength);
   const to = new DataView(into.buffer, into.byteOffset, SIGNALFD_SIGINFO_SIZE);
   into.fill(0, 0, SIGNALFD_SIGINFO_SIZE);

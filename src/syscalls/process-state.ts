@@ -23,6 +23,7 @@ import type { Process } from './process.js';
 import type { SignalSnapshot } from './signal-state.js';
 import type { FrozenRegexes, RegexSnapshot } from './api/regex.js';
 import type { FrozenThreads } from './thread-table.js';
+import { SignalFdFile } from './open-files/signal-file.js';
 
 /** Each piece of the process's state, and the Process fields it covers. */
 export const PROCESS_STATE = {
@@ -112,6 +113,11 @@ export function thawProcess(p: Process, f: FrozenProcessState, sink: (name: stri
   p.paths.restore(f.cwd);
   restoreScalars(p, f.scalars);
   p.threads.thaw(f.threads);
+  // A thawed signalfd reads the signals of the process it is thawed into.
+  for (const fd of p.files.openFds()) {
+    const file = p.files.get(fd);
+    if (file instanceof SignalFdFile) file.bind(p);
+  }
   for (const [index, fn] of f.api.handlers) p.api.handlers.set(index, fn);
   p.api.ephemeral = f.api.ephemeral;
   for (const fn of f.api.storageAllowed) p.api.storageAllowed.add(fn);

@@ -179,11 +179,35 @@ export class ThreadSignalState {
   }
 }
 
+/**
+ * What reads the pending signals from outside the signal code (a signalfd, open-files/signal-file.ts):
+ * told when they may have changed, to show it to what waits on it.
+ */
+export interface PendingWatcher {
+  /** The signals it reads. */
+  readonly mask: bigint;
+  update(): void;
+}
+
 export class SignalState {
   private actions = new Map<number, Uint8Array>();
   /** Process-directed pending signals (kill, the timers). */
   readonly pending = new PendingSignals();
   readonly timers = new Map<number, GuestTimer>();
+  /** The process's signalfds. Wiring, not state: each open file (re)joins when made or thawed, and leaves when closed. */
+  readonly watchers = new Set<PendingWatcher>();
+
+  /** The signals some signalfd reads: a timer raising one ends a wait even while it is blocked. */
+  watchedMask(): bigint {
+    let mask = 0n;
+    for (const w of this.watchers) mask |= w.mask;
+    return mask;
+  }
+
+  /** A signal may have come or gone: every signalfd shows it. */
+  updateWatchers(): void {
+    for (const w of this.watchers) w.update();
+  }
 
   action(sig: number): Uint8Array {
     return this.actions.get(sig) ?? new Uint8Array(SIGACTION_SIZE);
@@ -282,19 +306,40 @@ export class SignalState {
   }
 }
 
+/** The signals a thread sees: its process's and its own (a Process is one). */
+export interface SignalView {
+  readonly signals: SignalState;
+  readonly threadSignals: ThreadSignalState;
+}
+
+/** Linux's next_signal: in `set`, a fault first, then the lowest number; 0 if none. */
+function nextSignal(set: bigint): number {
+  if (set === 0n) return 0;
+  for (const sig of SYNCHRONOUS) if (set & bit(sig)) return sig;
+  for (let sig = 1; sig <= 64; sig++) if (set & bit(sig)) return sig;
+  return 0;
+}
+
 /**
- * The signal to deliver next to a thread: a pending, unblocked one, faults first, then the lowest
- * number, as Linux's dequeue_signal; 0 if none.
+ * The signal to deliver next to a thread: a pending, unblocked one, the thread's own before the
+ * process's, as Linux's dequeue_signal; 0 if none.
  */
 export function nextDeliverable(signals: SignalState, thread: ThreadSignalState): number {
-  const ready = (thread.pending.set | signals.pending.set) & ~thread.blocked;
-  if (ready === 0n) return 0;
-  for (const sig of SYNCHRONOUS) if (ready & bit(sig)) return sig;
-  for (let sig = 1; sig <= 64; sig++) if (ready & bit(sig)) return sig;
-  return 0;
+  return nextSignal(thread.pending.set & ~thread.blocked) || nextSignal(signals.pending.set & ~thread.blocked);
 }
 
 /** Takes `sig` off the thread's pending set, or else the process's; its siginfo. */
 export function takePending(signals: SignalState, thread: ThreadSignalState, sig: number): Uint8Array {
   return thread.pending.set & bit(sig) ? thread.pending.take(sig) : signals.pending.take(sig);
+}
+
+/**
+ * Linux's dequeue_signal for rt_sigtimedwait and signalfd: the next pending signal of `want`, the
+ * thread's own before the process's, taken with its siginfo; null if none.
+ */
+export function dequeue(signals: SignalState, thread: ThreadSignalState, want: bigint): { sig: number; info: Uint8Array } | null {
+  const own = nextSignal(thread.pending.set & want);
+  if (own) return { sig: own, info: thread.pending.take(own) };
+  const shared = nextSignal(signals.pending.set & want);
+  return shared ? { sig: shared, info: signals.pending.take(shared) } : null;
 }

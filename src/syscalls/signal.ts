@@ -13,7 +13,7 @@ import type { SyscallDef } from './syscall.js';
 import { Process } from './process.js';
 import {
   bit, ITIMER_REAL_ID, MINSIGSTKSZ, SI, SIG, SIGACTION_SIZE, siginfo, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, UNBLOCKABLE,
-  nextDeliverable, type GuestTimer, type SignalState, type ThreadSignalState,
+  dequeue, nextDeliverable, type GuestTimer, type SignalState, type SignalView,
 } from './signal-state.js';
 import { deadlineReached, signalInterrupts, sleep, type SignalWake } from './deadline.js';
 import type { GuestThread } from './thread-table.js';
@@ -43,12 +43,15 @@ const readSigset = u64Big;
 
 /**
  * A signal sent to this process, or (`thread`) to one of its threads by tkill/tgkill, with si_pid and
- * si_uid of the sender: itself. A parked thread that does not block it stops waiting, to take it.
+ * si_uid of the sender: itself. A parked thread that does not block it stops waiting, to take it; one
+ * that blocks it and waits on files runs its call again (a read of a signalfd, a poll of one, may now
+ * find it). An ignored signal is dropped unless blocked (Linux's sig_ignored: a signalfd may read it).
  */
 function send(p: Process, sig: number, code: number, thread: GuestThread | null): number {
   if (sig === 0) return 0;
   if (!validSignal(sig)) return -E.EINVAL;
-  if (p.signals.ignores(sig)) return 0;
+  const target = thread?.signals ?? p.threadSignals;
+  if (p.signals.ignores(sig) && !(target.blocked & bit(sig))) return 0;
   if (sig === SIG.SIGKILL) {
     p.exit = { status: 128 + sig, signal: sig };
     return 0;
@@ -59,6 +62,8 @@ function send(p: Process, sig: number, code: number, thread: GuestThread | null)
   });
   (thread ? thread.signals.pending : p.signals.pending).add(sig, info);
   if (thread && (thread.signals.blocked & bit(sig)) === 0n) p.threads.interrupt(thread);
+  else if (thread?.wait?.kind === 'file') thread.wait.ready = true;
+  p.signals.updateWatchers();
   return 0;
 }
 
@@ -75,15 +80,20 @@ function discardIgnored(p: Process, sig: number): void {
   }
 }
 
-/** The wait of a sleeping syscall ends when a timer raises a signal the thread takes (deadline.ts). */
+/**
+ * The wait of a sleeping syscall ends when a timer raises a signal the thread takes (deadline.ts), or
+ * one that a signalfd reads (blocked, it only makes the signalfd readable: the wait goes on unless it
+ * waits on that signalfd).
+ */
 export function signalWake(p: Process): SignalWake {
   return {
     next: () => {
-      const due = p.signals.nextWake(p.threadSignals.blocked);
+      const due = p.signals.nextWake(p.threadSignals.blocked & ~p.signals.watchedMask());
       return due === Infinity ? Infinity : performance.now() + (due - nowMs(CLOCK_MONOTONIC));
     },
     interrupts: () => {
       p.signals.fireTimers(nowMs(CLOCK_MONOTONIC));
+      p.signals.updateWatchers();
       return nextDeliverable(p.signals, p.threadSignals) !== 0;
     },
   };
@@ -150,20 +160,10 @@ function posixTimer(signals: SignalState, id: number): GuestTimer | undefined {
   return id >= 0 ? signals.timers.get(id) : undefined;
 }
 
-/**
- * The signals of `want` pending for the thread, taken (lowest first); 0 if none. Fires due timers first.
- */
-function takeWanted(p: Process, want: bigint): { sig: number; info: Uint8Array } | null {
+/** A signal of `want` pending for the running thread, taken (dequeue); null if none. Fires due timers first. */
+export function takeWanted(p: SignalView, want: bigint): { sig: number; info: Uint8Array } | null {
   p.signals.fireTimers(nowMs(CLOCK_MONOTONIC));
-  const thread: ThreadSignalState = p.threadSignals;
-  const ready = (thread.pending.set | p.signals.pending.set) & want;
-  if (ready === 0n) return null;
-  for (let sig = 1; sig <= 64; sig++) {
-    if (!(ready & bit(sig))) continue;
-    const info = thread.pending.set & bit(sig) ? thread.pending.take(sig) : p.signals.pending.take(sig);
-    return { sig, info };
-  }
-  return null;
+  return dequeue(p.signals, p.threadSignals, want);
 }
 
 export const signalSyscalls: SyscallDef[] = [

@@ -20,7 +20,8 @@ export type ArgKind =
   | 'outbuf'   // bytes the host fills; printed after the call, up to the result
   | 'iov' | 'oflags' | 'mode' | 'prot' | 'mapflags' | 'whence' | 'clock' | 'signal'
   | 'atflags' | 'cloneflags' | 'ioctl' | 'fcntl' | 'futexop' | 'arch_prctl' | 'rlimit' | 'sighow' | 'itimer'
-  | 'epollop' | 'epollevent' | 'sockdomain' | 'socktype' | 'msgflags' | 'fdflags' | 'efdflags' | 'shuthow';
+  | 'epollop' | 'epollevent' | 'sockdomain' | 'socktype' | 'msgflags' | 'fdflags' | 'efdflags' | 'sfdflags' | 'shuthow'
+  | 'sigset';  // a pointer to a sigset_t, printed as strace does: [USR1 USR2]
 
 export type SyscallArgs = Float64Array;
 

@@ -334,7 +334,8 @@ export class ThreadTable {
     // A wait with a file ready ends at the next look (POLLNVAL too: the call runs again and fails).
     if (n > 0) entries.forEach((e, i) => { if (fds.readUInt16LE(i * 8 + 6) !== 0) e.wait.ready = true; });
     else if (passedDeadline()) return false;
-    if (!this.currentExited && this.current.wait && signalInterrupts()) {
+    // The timers that are due fire whoever waits (a signalfd's reader sees its signal at the next look).
+    if (signalInterrupts() && !this.currentExited && this.current.wait) {
       // A timer's signal the running thread takes: its wait ends, interrupted.
       this.current.wait = null;
       this.current.resume = -E.EINTR;

@@ -29,6 +29,7 @@ const flagSets: Record<string, Array<[number, string]>> = {
   socktype: [[0o4000, 'SOCK_NONBLOCK'], [0o2000000, 'SOCK_CLOEXEC']],
   fdflags: [[0o4000, 'O_NONBLOCK'], [0o2000000, 'O_CLOEXEC']],
   efdflags: [[1, 'EFD_SEMAPHORE'], [0o4000, 'EFD_NONBLOCK'], [0o2000000, 'EFD_CLOEXEC']],
+  sfdflags: [[0o4000, 'SFD_NONBLOCK'], [0o2000000, 'SFD_CLOEXEC']],
   atflags: [[0x100, 'AT_SYMLINK_NOFOLLOW'], [0x200, 'AT_REMOVEDIR'], [0x400, 'AT_SYMLINK_FOLLOW'], [0x800, 'AT_NO_AUTOMOUNT'], [0x1000, 'AT_EMPTY_PATH']],
 };
 
@@ -100,6 +101,33 @@ function string(mem: GuestMemory, addr: number): string {
   }
 }
 
+/** A sigset_t as strace prints it: [USR1 USR2 RTMIN], ~[…] (those not in it) when more than half are. */
+function sigset(mem: GuestMemory, addr: number): string {
+  if (!addr) return 'NULL';
+  let set: bigint;
+  try {
+    const raw = mem.read(addr, 8);
+    set = new DataView(raw.buffer, raw.byteOffset, 8).getBigUint64(0, true);
+  } catch {
+    return hex(addr);
+  }
+  let count = 0;
+  for (let sig = 1; sig <= 64; sig++) if (set & (1n << BigInt(sig - 1))) count++;
+  const inverted = count > 32;
+  const shown: string[] = [];
+  for (let sig = 1; sig <= 64; sig++) {
+    if (((set >> BigInt(sig - 1)) & 1n) === (inverted ? 0n : 1n)) shown.push(signalName(sig));
+  }
+  return `${inverted ? '~' : ''}[${shown.join(' ')}]`;
+}
+
+/** A signal's name without SIG, as strace's sigsets show it: USR1, RTMIN, RT_3, or the number. */
+function signalName(sig: number): string {
+  const name = names.signal![sig];
+  if (name) return name.slice(3);
+  return sig === 32 ? 'RTMIN' : sig > 32 ? `RT_${sig - 32}` : String(sig);
+}
+
 function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: GuestMemory): string {
   const v = a[i]!;
   switch (kind) {
@@ -128,6 +156,8 @@ function arg(kind: ArgKind, a: SyscallArgs, i: number, result: number, mem: Gues
     case 'msgflags': return flags(v, flagSets.msgflags!, '0');
     case 'fdflags': return flags(v, flagSets.fdflags!, '0');
     case 'efdflags': return flags(v, flagSets.efdflags!, '0');
+    case 'sfdflags': return flags(v, flagSets.sfdflags!, '0');
+    case 'sigset': return sigset(mem, v);
     case 'socktype': {
       const type = ({ 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET' } as Record<number, string>)[v & 0xf] ?? String(v & 0xf);
       const rest = flags(v & ~0xf, flagSets.socktype!, '');

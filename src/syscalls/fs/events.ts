@@ -1,12 +1,13 @@
 /**
  * Event descriptors: epoll sets, eventfds and timerfds, each over the host object of the same kind
- * (../open-files/epoll-file.ts, event-files.ts). Arguments are checked here in Linux's order; every
- * wait is bounded by the run's deadline.
+ * (../open-files/epoll-file.ts, event-files.ts), and signalfds (signal-file.ts). Arguments are
+ * checked here in Linux's order; every wait is bounded by the run's deadline.
  */
 import { E } from '../../host/errno.js';
 import { EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT_SIZE, EpollFile } from '../open-files/epoll-file.js';
 import { EventFdFile, TimerFdFile } from '../open-files/event-files.js';
 import { O, type OpenFile } from '../open-files/open-file.js';
+import { SignalFdFile } from '../open-files/signal-file.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { inGuest, installNew, int, inUserSpace, uint } from './args.js';
@@ -49,6 +50,7 @@ function epollWait(p: Process, epfd: number, eventsAddr: number, maxEvents: numb
   const epoll = p.files.get(epfd);
   if (!epoll) return -E.EBADF;
   if (!(epoll instanceof EpollFile)) return -E.EINVAL;
+  p.signals.updateWatchers(); // a signalfd in the set shows what this thread has pending
   const room = Math.min(maxEvents, Math.max(1, epoll.watchCount));
   const events = Buffer.alloc(room * EPOLL_EVENT_SIZE);
   const n = epoll.wait(events, room, timeout);
@@ -72,6 +74,24 @@ function eventfd(p: Process, initval: number, flags: number): number {
 
 function timerfdCreate(p: Process, clock: number, flags: number): number {
   return install(p, TimerFdFile.create(clock, flags), (flags & O.CLOEXEC) !== 0);
+}
+
+/**
+ * signalfd4 (and signalfd, with no flags): a new signalfd for `fd` -1, else a new mask for the
+ * signalfd `fd`; in Linux's order: the size, the mask's address, the flags, the fd.
+ */
+function signalfd4(p: Process, fd: number, maskAddr: number, size: number, flags: number): number {
+  if (size !== SIGSET_SIZE) return -E.EINVAL;
+  if (!inGuest(p, maskAddr, SIGSET_SIZE)) return -E.EFAULT;
+  const raw = p.mem.read(maskAddr, SIGSET_SIZE);
+  const mask = new DataView(raw.buffer, raw.byteOffset, SIGSET_SIZE).getBigUint64(0, true);
+  if (flags & ~(O.NONBLOCK | O.CLOEXEC)) return -E.EINVAL;
+  if (fd === -1) return install(p, SignalFdFile.create(p, mask, flags), (flags & O.CLOEXEC) !== 0);
+  const file = p.files.get(fd);
+  if (!file) return -E.EBADF;
+  if (!(file instanceof SignalFdFile)) return -E.EINVAL;
+  file.setMask(mask);
+  return fd;
 }
 
 /** A guest struct itimerspec as a host copy, or -EINVAL (a bad timespec) / -EFAULT. */
@@ -140,5 +160,7 @@ export const eventSyscalls: SyscallDef[] = [
   { nr: 290, name: 'eventfd2', args: ['uint', 'efdflags'], ret: 'fd', handler: (p, a) => eventfd(p, uint(a[0]!), int(a[1]!)) },
   { nr: 283, name: 'timerfd_create', args: ['clock', 'fdflags'], ret: 'fd', handler: (p, a) => timerfdCreate(p, int(a[0]!), int(a[1]!)) },
   { nr: 286, name: 'timerfd_settime', args: ['fd', 'hex', 'ptr', 'ptr'], handler: (p, a) => timerfdSettime(p, int(a[0]!), int(a[1]!), a[2]!, a[3]!) },
+  { nr: 282, name: 'signalfd', args: ['fd', 'sigset', 'size'], ret: 'fd', handler: (p, a) => signalfd4(p, int(a[0]!), a[1]!, a[2]!, 0) },
+  { nr: 289, name: 'signalfd4', args: ['fd', 'sigset', 'size', 'sfdflags'], ret: 'fd', handler: (p, a) => signalfd4(p, int(a[0]!), a[1]!, a[2]!, int(a[3]!)) },
   { nr: 287, name: 'timerfd_gettime', args: ['fd', 'ptr'], handler: (p, a) => timerfdGettime(p, int(a[0]!), a[1]!) },
 ];

@@ -25,6 +25,7 @@ const DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
  * the host in one poll(2), which also does the waiting, bounded by the run's deadline.
  */
 function pollFiles(p: Process, entries: Array<{ fd: number; events: number }>, timeoutMs: number): number[] | number {
+  p.signals.updateWatchers(); // a signalfd shows what this thread has pending
   const revents = new Array<number>(entries.length).fill(0);
   const host = Buffer.alloc(entries.length * 8); // struct pollfd { int fd; short events; short revents; }
   const hostEntries: number[] = []; // index in `entries` of each host pollfd
@@ -37,7 +38,7 @@ function pollFiles(p: Process, entries: Array<{ fd: number; events: number }>, t
       revents[i] = DEFAULT_POLLMASK & (events | POLLERR | POLLHUP);
     } else {
       host.writeInt32LE(file.pollFd, hostEntries.length * 8);
-      host.writeUInt16LE(events, hostEntries.length * 8 + 4);
+      host.writeUInt16LE(events & file.pollEvents, hostEntries.length * 8 + 4);
       hostEntries.push(i);
     }
   });

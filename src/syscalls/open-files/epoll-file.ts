@@ -37,6 +37,11 @@ export const EPOLL_EVENT_SIZE = 12;
 const POLLIN = 0x1;
 const F_DUPFD_CLOEXEC = 1030;
 
+/** What a watch asks of the host: the guest's events that the file can report, and epoll's own flags. */
+function hostEvents(file: OpenFile, events: number): number {
+  return events & (file.pollEvents | ~0xffff);
+}
+
 /** How many watches a process's epoll sets may hold together (each is a host fd); past it, ENOSPC as at Linux's max_user_watches. */
 export interface WatchBudget {
   used: number;
@@ -98,7 +103,7 @@ export class EpollFile extends HostFile implements FileWatcher {
       case EPOLL_CTL_MOD: {
         if (!watch) return -E.ENOENT;
         if (watch.events & EPOLLEXCLUSIVE) return -E.EINVAL;
-        const r = this.hostCtl(EPOLL_CTL_MOD, watch.hostFd, events, data);
+        const r = this.hostCtl(EPOLL_CTL_MOD, watch.hostFd, hostEvents(file, events), data);
         if (r < 0) return r;
         this.changed = true;
         watch.events = events;
@@ -192,7 +197,7 @@ export class EpollFile extends HostFile implements FileWatcher {
     if (this.budget.used >= this.budget.max) return -E.ENOSPC;
     const hostFd = libc.fcntlInt(watch.file.pollFd!, F_DUPFD_CLOEXEC, 0) as number;
     if (hostFd < 0) return lastErrno() === E.EMFILE ? -E.ENOMEM : -lastErrno();
-    const r = this.hostCtl(EPOLL_CTL_ADD, hostFd, watch.events, watch.data);
+    const r = this.hostCtl(EPOLL_CTL_ADD, hostFd, hostEvents(watch.file, watch.events), watch.data);
     if (r < 0) {
       libc.close(hostFd);
       return r;

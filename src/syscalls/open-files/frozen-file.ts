@@ -9,6 +9,7 @@ import { EpollFile, type WatchBudget } from './epoll-file.js';
 import { EventFdFile, TimerFdFile, type EventFdState, type TimerFdState } from './event-files.js';
 import { HostFile, StdioFile, type Positioning } from './host-file.js';
 import { BufferFile, SinkFile } from './memory-file.js';
+import { SignalFdFile } from './signal-file.js';
 import type { OpenFile } from './open-file.js';
 
 /**
@@ -25,6 +26,8 @@ export type FrozenFile =
   | { type: 'sink'; name: string }
   | { type: 'eventfd'; flags: number; semaphore: boolean; state: EventFdState }
   | { type: 'timerfd'; flags: number; clock: number; state: TimerFdState }
+  /** Its process binds it when thawed (process-state.ts). */
+  | { type: 'signalfd'; flags: number; mask: bigint }
   /** Watches name files by their index in the frozen table. */
   | { type: 'epoll'; flags: number; watches: Array<{ fd: number; file: number; events: number; data: bigint }> };
 
@@ -47,6 +50,7 @@ export function thawFile(f: FrozenFile, sink: (name: string) => (bytes: Uint8Arr
     case 'sink': return new SinkFile(sink(f.name), f.name);
     case 'eventfd': return EventFdFile.thaw(f);
     case 'timerfd': return TimerFdFile.thaw(f);
+    case 'signalfd': return SignalFdFile.thaw(f);
     case 'epoll': return EpollFile.thaw(f, watches);
     case 'buffer': file = new BufferFile(f.data); break;
     case 'dir': file = new DirectoryFile(dupFd(f.fd), f.guestPath, f.flags, f.mutable); break;

@@ -34,7 +34,7 @@ export type FileStat = Pick<fs.BigIntStats,
   'dev' | 'ino' | 'nlink' | 'mode' | 'uid' | 'gid' | 'rdev' | 'size' | 'blksize' | 'blocks' |
   'atimeNs' | 'mtimeNs' | 'ctimeNs' | 'birthtimeNs'>;
 
-export type FileKind = 'file' | 'dir' | 'pipe' | 'stdio' | 'sink' | 'buffer' | 'socket' | 'eventfd' | 'timerfd' | 'epoll';
+export type FileKind = 'file' | 'dir' | 'pipe' | 'stdio' | 'sink' | 'buffer' | 'socket' | 'eventfd' | 'timerfd' | 'signalfd' | 'epoll';
 
 /** What keeps a file in a set without holding it (an epoll set): told when no descriptor holds it any more. */
 export interface FileWatcher {
@@ -84,6 +84,10 @@ export abstract class OpenFile {
   /** The host fd whose readiness poll(2) must ask the host about; null: always ready (files, buffers). */
   get pollFd(): number | null {
     return null;
+  }
+  /** The poll events it can report: its host fd may have others (a signalfd's eventfd is writable), which no wait asks for. */
+  get pollEvents(): number {
+    return 0xffff;
   }
 
   readInto(_into: Uint8Array): number { return -E.EINVAL; }

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { assertSameOutcome, guestPath, kvmAvailable, runNative, runTskvm } from './helpers/differential.js';
-import { bootProgram } from '../src/runtime/frozen-program.js';
+import { bootProgram, type BootedProgram, type BootOptions } from '../src/runtime/frozen-program.js';
 import { RequestVm } from '../src/runtime/request-vm.js';
 import { EmptyFile, SinkFile } from '../src/syscalls/open-files/memory-file.js';
 import { GuestRam } from '../src/paging/guest-ram.js';
@@ -62,14 +62,17 @@ t.test('a write where nothing is mapped is a fault, as natively a SIGSEGV', (t) 
   t.end();
 });
 
-t.test('a request maps memory far away; after each reset it is gone, and the frozen page at 16 GiB is back', (t) => {
-  if (!kvmAvailable(t)) return t.end();
+/** req-farmem booted with `options`, and an ephemeral fork of it. */
+function farmem(options: Partial<BootOptions>): { booted: BootedProgram; vm: RequestVm } {
   const path = guestPath('req-farmem');
   const sink = new SinkFile(() => {}, 'stdout');
-  const booted = bootProgram(readFileSync(path), path, {
-    env: ['KVM_NAME=farmem'], maxMemoryMiB: 512, addressSpaceMiB: 65536, maxRequestMemoryMiB: 64, stdio: [new EmptyFile(), sink, sink], log: () => {},
-  });
-  const vm = new RequestVm(booted.frozen, { maxRequestTimeMs: 10_000, ephemeral: true, output: () => () => {}, log: () => {}, warn: () => {} });
+  const booted = bootProgram(readFileSync(path), path, { env: ['KVM_NAME=farmem'], stdio: [new EmptyFile(), sink, sink], log: () => {}, ...options });
+  return { booted, vm: new RequestVm(booted.frozen, { maxRequestTimeMs: 10_000, ephemeral: true, output: () => () => {}, log: () => {}, warn: () => {} }) };
+}
+
+t.test('a request maps memory far away; after each reset it is gone, and the frozen page at 16 GiB is back', (t) => {
+  if (!kvmAvailable(t)) return t.end();
+  const { booted, vm } = farmem({ maxMemoryMiB: 512, addressSpaceMiB: 65536, maxRequestMemoryMiB: 64 });
   try {
     // 512 MiB: four pieces, three of them the frozen program's (its image, 16 GiB, its stack). Each
     // request maps in another piece, which it can only if the last request's piece was taken back.
@@ -100,7 +103,7 @@ t.test('a request maps memory far away; after each reset it is gone, and the fro
 
 t.test('the host side: views of guest memory across GiB boundaries, and pieces without memory refused', (t) => {
   // 8 GiB sparse, room for four pieces: no VM needed, the views are the host's.
-  const ram = GuestRam.create(8 * GiB, 0, 'tskvm-test', 4);
+  const ram = GuestRam.create(8 * GiB, 0, 'tskvm-test', { pieceBudget: 4 });
   try {
     const mem = ram.memory;
     t.same(ram.back(GiB - 4096, GiB + 4096), [3, 4], 'two pieces around the 1 GiB boundary');
@@ -125,6 +128,39 @@ t.test('the host side: views of guest memory across GiB boundaries, and pieces w
   t.end();
 });
 
+t.test("memory at Go's first address and code at another (remappings), as natively", (t) => {
+  if (!kvmAvailable(t)) return t.end();
+  const remaps = ['--remap', '0xc000000000:256', '--remap', 'd000000000:2:exec'];
+  for (const flavour of ['glibc', 'musl']) {
+    const bin = guestPath(`bigspace.${flavour}`);
+    const native = runNative(bin, ['hint']);
+    t.match(native.stdout.toString(), /^hint taken\n[^]*returns 42\n$/, `${flavour}: natively the hints are taken`);
+    assertSameOutcome(t, runTskvm(bin, ['hint'], { maxMemoryMiB: 256, extraFlags: remaps }), native, flavour);
+    assertSameOutcome(t, runTskvm(bin, ['hint'], { maxMemoryMiB: 256, extraFlags: [...remaps, '--address-space', '16384'] }), native, `${flavour}, sparse`);
+  }
+  const bin = guestPath('bigspace.glibc');
+  t.equal(runTskvm(bin, ['hint'], { maxMemoryMiB: 256 }).stdout.toString(), 'hint not taken\n', 'without a remapping the hint is not taken');
+  const noExec = runTskvm(bin, ['hint'], { maxMemoryMiB: 256, extraFlags: ['--remap', 'c000000000:256', '--remap', 'd000000000:2'] });
+  t.equal(noExec.status, 139, 'code in a remapping that is not executable faults');
+  t.match(noExec.stderr.toString(), /rip 000000d000001000/, 'at the code');
+  t.end();
+});
+
+t.test('a request writes to a remapping; the reset takes it back', (t) => {
+  if (!kvmAvailable(t)) return t.end();
+  const { booted, vm } = farmem({ maxMemoryMiB: 512, addressSpaceMiB: 32768, remaps: [{ address: 0xc000000000, sizeMiB: 64 }] });
+  try {
+    // 768 GiB is 0xc000000000: each request maps 1 MiB there, finds it zero, and writes.
+    for (let i = 0; i < 3; i++) t.equal(vm.request({ method: 'GET', url: '/', arg: '768' }).response.body.toString(), '16g=frozen far=mapped zero', `request ${i}`);
+    vm.settle();
+    t.same(vm.inspect().differingPages, [], 'memory equals the frozen program\'s');
+  } finally {
+    vm.close();
+    booted.machine.close();
+  }
+  t.end();
+});
+
 t.test('address spaces that cannot be', (t) => {
   if (!kvmAvailable(t)) return t.end();
   const file = readFileSync(guestPath('hello.glibc'));
@@ -140,5 +176,12 @@ t.test('address spaces that cannot be', (t) => {
   t.equal(code({ maxMemoryMiB: 512, addressSpaceMiB: 65536 * 2 }), 'TSKVM_ERR_CONFIG', 'past 64 GiB');
   t.equal(code({ maxMemoryMiB: 512, addressSpaceMiB: 65536, sharedMemoryMiB: 64 }), 'TSKVM_ERR_CONFIG', '64 GiB plus shared memory');
   t.equal(code({ maxMemoryMiB: 512, addressSpaceMiB: 65536 }), 'none', '64 GiB');
+  const remap = (address: number, sizeMiB: number): string => code({ maxMemoryMiB: 512, remaps: [{ address, sizeMiB }] });
+  t.equal(remap(0x1000_0000, 2), 'TSKVM_ERR_CONFIG', 'a remapping inside the address space');
+  t.equal(remap(0xc000_0000_01, 2), 'TSKVM_ERR_CONFIG', 'one not 2 MiB-aligned');
+  t.equal(remap(2 ** 47 - 2 ** 21, 4), 'TSKVM_ERR_CONFIG', 'one past user space');
+  t.equal(remap(0xc000000000, 4 * 1024), 'TSKVM_ERR_CONFIG', 'one reaching 4 GiBs (more page tables than there is room for)');
+  t.equal(remap(0xc000000000, 3 * 1024), 'none', 'three GiBs');
+  t.equal(code({ maxMemoryMiB: 512, remaps: [{ address: 0xc000000000, sizeMiB: 4 }, { address: 0xc000200000, sizeMiB: 2 }] }), 'TSKVM_ERR_CONFIG', 'overlapping');
   t.end();
 });

@@ -38,6 +38,19 @@ t.test('Go: goroutines, channels, a WaitGroup, time.Sleep, encoding/json, crypto
   }
 });
 
+t.test("Go: with a remapping at 0xc000000000, Go's heap is where it is natively", async (t) => {
+  if (!kvmAvailable(t)) return;
+  const env = { GOMAXPROCS: '4', SHOW_HEAP: '1' };
+  const native = runNative(lang('goroutines'), [], { env });
+  t.match(native.stdout.toString(), /\nheap at 0xc\.\., sum 67172\n/, 'natively: 300 MiB of heap from 0xc000000000 on');
+  const remap = ['--remap', 'c000000000:1024'];
+  assertSameOutcome(t, runTskvm(lang('goroutines'), [], { env, maxMemoryMiB: 2048, extraFlags: remap, timeoutSec: 60 }), native, 'remapped');
+  const elsewhere = runTskvm(lang('goroutines'), [], { env, maxMemoryMiB: 2048, timeoutSec: 60 });
+  t.match(elsewhere.stdout.toString(), /\nheap at 0x0\.\., sum 67172\n/, 'without it, Go takes what the kernel gives, below 64 GiB, and works');
+  // Sparse too: a 32 GiB address space, 1 GiB of it the program's, and the remapping's own.
+  assertSameOutcome(t, runTskvm(lang('goroutines'), [], { env, maxMemoryMiB: 1024, extraFlags: [...remap, '--address-space', '32768'], timeoutSec: 60 }), native, 'sparse');
+});
+
 t.test('Rust: a stack overflow is caught on the alternate stack and reported as natively', async (t) => {
   if (!kvmAvailable(t)) return;
   const native = runNative(lang('threads-rs'), ['overflow']);

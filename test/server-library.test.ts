@@ -103,6 +103,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
     controlEphemeral: true, ephemeral: true, storage: true, maxStorageTime: 5, storageFilename: join(dir, 'storage/hello.storage'), mainArguments: ['--serve'], environment: ['MODE=vmod'], executableHeap: false,
     allowedPaths: [{ real: join(process.cwd(), 'data'), prefix: false }, { real: join(process.env.HOME!, 'models'), virtual: '/models', prefix: true }],
     warmup: { numRequests: 5, url: '/warm' },
+    remappings: [{ address: 0xc000000000, sizeMiB: 4, executable: false }, { address: 0xd000000000, sizeMiB: 4, executable: true }],
   }, 'the keys tskvm implements take effect ($PWD and ${HOME} in allowed_paths)');
   const cached = lib.programs.get('cached')!;
   t.equal(cached.url, 'https://example.com/cached.elf', 'uri with filename: fetched from the uri');
@@ -112,7 +113,7 @@ t.test("the VMOD's own compute.json loads as is: flat groups and programs, comme
   t.equal(hello.liveUpdateKey, 'secret', 'key: the live-update secret');
   const ignored = ['hugepage_arena_size', 'request_hugepage_arena_size', 'split_hugepages',
     'transparent_hugepages', 'smp', 'allow_debug', 'remote_debug_on_exception', 'experimental_keep_working_memory',
-    'relocate_fixed_mmap', 'remapping', 'executable_remapping', 'blackout_area', 'verbose', 'verbose_pagetables', 'server',
+    'relocate_fixed_mmap', 'blackout_area', 'verbose', 'verbose_pagetables', 'server',
     'websocket_server'];
   for (const key of ignored) t.ok(lib.warnings.some((w) => w.includes(`program "hello": "${key}" is ignored: `)), `${key}: a warning names it and says why`);
   t.ok(lib.warnings.some((w) => /program "hello": hugepages are not supported yet/.test(w)), 'request_hugepages as MiB: accepted, with a warning');
@@ -133,6 +134,11 @@ t.test('malformed libraries: each error names the program and the key', async (t
   libraryError(t, prog({ main_arguments: [1] }), /program "web": main_arguments: .*array of strings/, 'strings');
   libraryError(t, prog({ allowed_paths: [{ virtual: '/x' }] }), /program "web": allowed_paths: .*"real"/, 'allowed path');
   libraryError(t, prog({ sha256: 'abc' }), /program "web": sha256: expected 64 hex digits/, 'sha256');
+  libraryError(t, prog({ remapping: ['0xC000000000'] }), /program "web": remapping: .*expected \["address", MiB\]/, 'a remapping without a size');
+  libraryError(t, prog({ remapping: ['C0000', '0x10'] }), /program "web": remapping: .*an end address above it/, 'a remapping that ends before it starts');
+  libraryError(t, prog({ remapping: ['0xC000000000', 4, 'storage'] }), /program "web": remapping: .*storage VM only are not supported/, 'a storage remapping');
+  t.match(parseLibrary(prog({ remapping: [['0xC000000000', '0xC010000000'], ['e0000000000', 2]] }), base).programs.get('web')!.options.remappings,
+    [{ address: 0xc000000000, sizeMiB: 256, executable: false }, { address: 0xe0000000000, sizeMiB: 2, executable: false }], 'an end address; several remappings under one key');
   libraryError(t, prog({ warmup: 20 }), /program "web": warmup: 20 is invalid: expected an object/, 'warmup: an object, as the VMOD requires');
   libraryError(t, prog({ warmup: { num_requests: 70000 } }), /program "web": warmup\.num_requests: 70000 is invalid: expected 0–65535/, 'warmup: the count, in the library\'s name');
   libraryError(t, prog({ warmup: { headers: 'X-A: 1' } }), /program "web": warmup: .*"headers" must be an array/, 'warmup: headers');

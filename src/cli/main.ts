@@ -2,7 +2,7 @@
 /**
  * The `tskvm` command.
  *
- *   tskvm run [--allow P] [--allow-write P] [--symlink LINK=TARGET] [--env K=V] [--max-memory MiB] [--address-space MiB] [--timeout S] [--trace] [--executable-heap] [--no-system-libs] ELF [ARGS…]
+ *   tskvm run [--allow P] [--allow-write P] [--symlink LINK=TARGET] [--env K=V] [--max-memory MiB] [--address-space MiB] [--remap ADDR:MiB[:exec]] [--timeout S] [--trace] [--executable-heap] [--no-system-libs] ELF [ARGS…]
  *   tskvm run --request METHOD URL [--body FILE] [--header 'K: V'] [--arg ARG] [options] ELF [ARGS…]
  *   tskvm serve --library FILE [--listen HOST:PORT] [--unix PATH] [--admin-token-file F | --admin-token T] [--configure NAME=JSON]…
  *   tskvm platform [--json]
@@ -41,7 +41,7 @@ import { elfInterpreter } from '../elf/parse-elf.js';
 import { platform } from '../hypervisor/platform.js';
 import { bootProgram } from '../runtime/frozen-program.js';
 import { STREAM_PIECE } from '../runtime/program.js';
-import { resolveProgramOptions } from '../runtime/program-options.js';
+import { resolveProgramOptions, type RemapOption } from '../runtime/program-options.js';
 import { RequestVm } from '../runtime/request-vm.js';
 import { parseConfigure } from '../server/library.js';
 import { startServer, type ServerOptions } from '../server/server.js';
@@ -64,6 +64,8 @@ options:
   --max-memory MIB    guest memory, address space included (default 1024)
   --address-space MIB a larger, sparse address space (up to 65536): the program may map
                       anywhere below it, and hold --max-memory MiB of mappings
+  --remap ADDR:MIB[:exec]  memory at the fixed address ADDR (hex), above the address space:
+                      Go's heap asks for 0xc000000000 first (repeatable; :exec lets code run there)
   --timeout SECONDS   stop the program after this long (exit status 124)
   --trace             print every syscall, strace-style, to stderr
   --executable-heap   let the program run code anywhere in its memory (JITs); by default
@@ -124,6 +126,7 @@ interface RunCommand {
   env: string[];
   maxMemoryMiB?: number;
   addressSpaceMiB?: number;
+  remaps: RemapOption[];
   timeoutSec?: number;
   trace: boolean;
   executableHeap?: boolean;
@@ -132,7 +135,7 @@ interface RunCommand {
 }
 
 function parseRun(argv: string[]): RunCommand {
-  const cmd: RunCommand = { elf: '', args: [], allowed: [], env: [], trace: false, systemLibs: true };
+  const cmd: RunCommand = { elf: '', args: [], allowed: [], env: [], remaps: [], trace: false, systemLibs: true };
   let i = 0;
   const value = (flag: string): string => {
     const v = argv[++i];
@@ -165,6 +168,7 @@ function parseRun(argv: string[]): RunCommand {
       }
       case '--max-memory': cmd.maxMemoryMiB = number(a); break;
       case '--address-space': cmd.addressSpaceMiB = number(a); break;
+      case '--remap': cmd.remaps.push(remapFlag(a, value(a))); break;
       case '--timeout': cmd.timeoutSec = number(a); break;
       case '--trace': cmd.trace = true; break;
       case '--executable-heap': cmd.executableHeap = true; break;
@@ -222,7 +226,7 @@ function run(argv: string[]): number {
   const allowed = allowedFor(cmd, file);
   const machine = new Machine(file, resolvePath(cmd.elf), {
     argv0: cmd.elf, args: cmd.args, env: cmd.env, allowed, cwd: guestCwd(allowed), maxMemoryMiB: cmd.maxMemoryMiB, timeoutSec: cmd.timeoutSec, trace,
-    executableHeap: cmd.executableHeap, addressSpaceMiB: cmd.addressSpaceMiB,
+    executableHeap: cmd.executableHeap, addressSpaceMiB: cmd.addressSpaceMiB, remaps: cmd.remaps,
   });
   try {
     const result = machine.run();
@@ -253,7 +257,7 @@ function runRequest(cmd: RunCommand, req: NonNullable<RunCommand['request']>): n
   const booted = bootProgram(file, resolvePath(cmd.elf), {
     argv0: cmd.elf, args: cmd.args, env: options.env, allowed, cwd: guestCwd(allowed),
     maxMemoryMiB: cmd.maxMemoryMiB ?? options.maxMemory, maxRequestMemoryMiB: options.maxRequestMemory,
-    executableHeap: cmd.executableHeap,
+    executableHeap: cmd.executableHeap, addressSpaceMiB: cmd.addressSpaceMiB, remaps: cmd.remaps,
     stdio: [new EmptyFile(), new SinkFile(toStderr(), 'stdout'), new SinkFile(toStderr(), 'stderr')],
     log: (line) => say(`log: ${line}`), warn, trace,
   });
@@ -296,6 +300,13 @@ function forEachFlag(argv: string[], handle: (flag: string, value: () => string)
       return v;
     });
   }
+}
+
+/** --remap ADDR:MIB[:exec]: ADDR in hex (0x optional). */
+function remapFlag(flag: string, v: string): RemapOption {
+  const m = /^(?:0x)?([0-9a-f]+):(\d+(?:\.\d+)?)(:exec)?$/i.exec(v);
+  if (!m) throw new UsageError(`${flag} needs ADDR:MIB or ADDR:MIB:exec (ADDR in hex), not "${v}"`);
+  return { address: Number.parseInt(m[1]!, 16), sizeMiB: Number(m[2]), executable: m[3] !== undefined };
 }
 
 function positive(flag: string, v: string): number {

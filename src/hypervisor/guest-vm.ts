@@ -29,7 +29,7 @@ export interface GuestVm {
 
 export function writeSystemArea(ram: GuestRam, stubs: StubChoice, exec: ExecutePolicy, holes: Array<[number, number]> = []): void {
   const bytes = ram.memory.span(0, USER_START);
-  buildPageTables(bytes, ram.size, holes, exec);
+  buildPageTables(bytes, ram.size, holes, exec, ram.memory.remaps);
   writeDescriptorTables(bytes);
   writeStubs(bytes, stubs);
   writeVdso(bytes);

@@ -20,7 +20,8 @@ import { loadSegments } from '../elf/load-elf.js';
 import { loadInterpreter, type Interpreter } from './interpreter.js';
 import { buildInitialStack, standardAuxv } from '../elf/initial-stack.js';
 import { GuestRam } from '../paging/guest-ram.js';
-import { HUGE_PAGE, MAX_ADDRESS_SPACE, MEMORY_SLOT_SIZE, MIN_ADDRESS_SPACE, STACK_GUARD, STACK_SIZE, USER_START, VDSO_ADDR } from '../paging/layout.js';
+import { STACK_GUARD, STACK_SIZE, USER_START, VDSO_ADDR } from '../paging/layout.js';
+import { planMemory, type RemapOption } from './memory-plan.js';
 import { AddressSpace, type AddressSpaceOptions } from '../syscalls/address-space.js';
 import { GuestApi } from '../syscalls/api/guest-api.js';
 import type { PauseState } from '../syscalls/process.js';
@@ -73,6 +74,8 @@ export interface MachineOptions {
    * anywhere but hold only `maxMemoryMiB` of them (guest-ram.ts). Default: `maxMemoryMiB`.
    */
   addressSpaceMiB?: number;
+  /** Memory at fixed high addresses (the VMOD's `remapping`; memory-plan.ts). */
+  remaps?: RemapOption[];
   /** Size of the region shared by all request VMs, above the program's memory (MiB, 0: none). */
   sharedMemoryMiB?: number;
   /** What get_meminfo reports and request VMs enforce (MiB); see docs/GUEST_ABI.md, "Structures". */
@@ -112,19 +115,8 @@ export class Machine {
   }
 
   constructor(file: Uint8Array, exePath: string, options: MachineOptions = {}) {
-    const maxMemory = addressSpaceSize(options.maxMemoryMiB ?? DEFAULT_MEMORY_MIB);
-    const requested = options.addressSpaceMiB === undefined ? maxMemory : addressSpaceSize(options.addressSpaceMiB);
-    if (requested < maxMemory) {
-      throw new TskvmError('TSKVM_ERR_CONFIG', `the address space (${options.addressSpaceMiB} MiB) must be at least max memory (${maxMemory / 2 ** 20} MiB)`);
-    }
-    const sparse = requested > maxMemory;
-    // A sparse address space is made of whole pieces (memory slots), so its top piece is all the program's.
-    const mainSize = sparse ? Math.ceil(requested / MEMORY_SLOT_SIZE) * MEMORY_SLOT_SIZE : maxMemory;
-    const sharedSize = Math.ceil(((options.sharedMemoryMiB ?? 0) * 2 ** 20) / HUGE_PAGE) * HUGE_PAGE;
-    const size = mainSize + sharedSize;
-    if (size > MAX_ADDRESS_SPACE) {
-      throw new TskvmError('TSKVM_ERR_CONFIG', `the address space plus shared memory must stay within ${MAX_ADDRESS_SPACE / 2 ** 20} MiB (got ${size / 2 ** 20} MiB)`);
-    }
+    const plan = planMemory({ maxMemoryMiB: options.maxMemoryMiB ?? DEFAULT_MEMORY_MIB, addressSpaceMiB: options.addressSpaceMiB, sharedMemoryMiB: options.sharedMemoryMiB, remaps: options.remaps });
+    const { maxMemory, addressSpace: mainSize, sparse, sharedSize, size } = plan;
     const stackTop = mainSize;
     const stackBottom = stackTop - STACK_SIZE;
     const guardStart = stackBottom - STACK_GUARD;
@@ -144,14 +136,14 @@ export class Machine {
       userStart: USER_START, end: mainSize, imageStart: this.image.start, brkStart: this.image.brkStart,
       ...(loader ? { loader: [loader.image.start, loader.image.end] as [number, number] } : {}),
       stackTop, stackSize: STACK_SIZE, stackGuard: STACK_GUARD, fileExec: this.platform.nx && !options.executableHeap,
+      remaps: plan.remaps.map((r) => [r.virt, r.virt + r.size] as [number, number]),
     };
     this.timeoutMs = (options.timeoutSec ?? 0) * 1000;
 
-    // Pieces: as many as the memory limit fills, and two more for where mappings straddle pieces (brk's end, the mmap area's start).
-    this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath, sparse ? Math.ceil(maxMemory / MEMORY_SLOT_SIZE) + 2 : undefined);
+    this.ram = GuestRam.create(size, sharedSize, 'tskvm:' + exePath, { pieceBudget: plan.pieceBudget, remaps: plan.remaps });
     try {
-      // The system area and the images, and the stack: memory from the start.
-      const initial: Array<[number, number]> = [[0, this.image.brkStart], [stackBottom, stackTop]];
+      // The system area and the images, the stack and the remaps' memory: there from the start.
+      const initial: Array<[number, number]> = [[0, this.image.brkStart], [stackBottom, stackTop], [mainSize, plan.mainSize]];
       if (loader) initial.push([loader.image.start, loader.image.end]);
       for (const [start, end] of initial) {
         if (this.ram.back(start, end) === null) throw new TskvmError('TSKVM_ERR_CONFIG', `the program's image and stack need more memory than max memory (${maxMemory / 2 ** 20} MiB) gives in a sparse address space`);
@@ -182,7 +174,7 @@ export class Machine {
           maxMemory,
           maxRequestMemory: (options.maxRequestMemoryMiB ?? 0) * 2 ** 20,
           requestMemoryUpper: (options.requestMemoryUpperMiB ?? 0) * 2 ** 20,
-          sharedStart: sharedSize ? mainSize : 0,
+          sharedStart: sharedSize ? plan.mainSize : 0,
           sharedEnd: sharedSize ? size : 0,
           controlEphemeral: options.controlEphemeral ?? false,
         }),
@@ -265,13 +257,4 @@ export class Machine {
     this.ram.close();
   }
 
-}
-
-/** The guest address space for a memory limit: whole 2 MiB pages, within what the page tables can map. */
-function addressSpaceSize(maxMemoryMiB: number): number {
-  const bytes = Math.ceil((maxMemoryMiB * 1024 * 1024) / HUGE_PAGE) * HUGE_PAGE;
-  if (!Number.isFinite(bytes) || bytes < MIN_ADDRESS_SPACE || bytes > MAX_ADDRESS_SPACE) {
-    throw new TskvmError('TSKVM_ERR_CONFIG', `max memory must be between ${MIN_ADDRESS_SPACE >> 20} and ${MAX_ADDRESS_SPACE / 2 ** 20} MiB (got ${maxMemoryMiB})`);
-  }
-  return bytes;
 }

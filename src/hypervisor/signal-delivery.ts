@@ -140,7 +140,7 @@ export function resume(cpu: SignalCpu, ctx: UserContext, ring0: boolean): void {
 
 /** Every page of [start, end) mapped with at least `prot` (the program could touch it itself). */
 function accessible(p: Process, mm: AddressSpace, start: number, end: number, prot: number): boolean {
-  if (start < USER_START || end > p.mem.size || start >= end || !mm.isMapped(start, end)) return false;
+  if (start < USER_START || start >= end || !p.mem.contains(start, end - start) || !mm.isMapped(start, end)) return false;
   return mm.list().every((m) => m.end <= start || m.start >= end || (m.prot & prot) === prot);
 }
 

@@ -96,7 +96,16 @@ export class HostWindows {
   }
 }
 
+/** Memory at a fixed high address (the VMOD's `remapping`): guest addresses [virt, virt+size) are [phys, phys+size). */
+export interface Remap {
+  virt: number;
+  phys: number;
+  size: number;
+  executable: boolean;
+}
+
 export class GuestMemory {
+  /** The identity-mapped guest addresses end here (guest-physical memory too, but for remaps' aliases). */
   readonly size: number;
   /** Host address of guest-physical 0, for passing guest buffers straight to libc. */
   readonly hostBase: bigint;
@@ -107,23 +116,53 @@ export class GuestMemory {
    * null where every piece has one.
    */
   readonly backed: Uint8Array | null;
+  /** Guest memory above `size`, at addresses of the program's choosing, sorted by address. */
+  readonly remaps: readonly Remap[];
   onHostWrite: ((firstPage: number, pageCount: number) => void) | null = null;
   private readonly windows: HostWindows;
 
-  constructor(windows: HostWindows, lowest = USER_START, backed: Uint8Array | null = null) {
+  constructor(windows: HostWindows, lowest = USER_START, backed: Uint8Array | null = null, remaps: readonly Remap[] = []) {
     this.windows = windows;
     this.size = windows.size;
     this.hostBase = windows.hostBase;
     this.lowest = lowest;
     this.backed = backed;
+    this.remaps = remaps;
   }
 
-  /** Throws GuestFault unless [addr, addr+len) lies inside guest memory. */
-  check(addr: number, len: number): void {
-    if (!(addr >= this.lowest && len >= 0 && addr + len <= this.size && Number.isSafeInteger(addr + len)) ||
-        (this.backed !== null && len > 0 && this.backedEnd(addr) < addr + len)) {
-      throw new GuestFault(addr, len);
+  /**
+   * The guest-physical address of the guest range [addr, addr+len), or -1 when it is not all guest
+   * memory: below `lowest`, in a piece with no memory slot, or past the end, unless in one remap.
+   */
+  translate(addr: number, len: number): number {
+    if (!(addr >= this.lowest && len >= 0 && Number.isSafeInteger(addr + len))) return -1;
+    if (addr + len <= this.size) return this.backed === null || len === 0 || this.backedEnd(addr) >= addr + len ? addr : -1;
+    for (const r of this.remaps) if (addr >= r.virt && addr + len <= r.virt + r.size) return r.phys + (addr - r.virt);
+    return -1;
+  }
+
+  /** Whether [addr, addr+len) is guest memory the host may read and write for the guest. */
+  contains(addr: number, len: number): boolean {
+    return this.translate(addr, len) >= 0;
+  }
+
+  /** How many bytes from `addr` on are guest memory in one piece the host can see at once (0: none). */
+  extent(addr: number): number {
+    let end: number;
+    if (addr >= this.lowest && addr < this.size) {
+      end = this.backedEnd(addr);
+    } else {
+      const r = this.remaps.find((m) => addr >= m.virt && addr < m.virt + m.size);
+      end = r ? r.virt + r.size : addr;
     }
+    return Math.min(Math.max(0, end - addr), WINDOW);
+  }
+
+  /** The guest-physical address of [addr, addr+len); GuestFault unless it is all guest memory. */
+  check(addr: number, len: number): number {
+    const at = this.translate(addr, len);
+    if (at < 0) throw new GuestFault(addr, len);
+    return at;
   }
 
   /** Where the run of backed pieces that holds `addr` ends (addr itself when its piece has no slot). */
@@ -137,8 +176,8 @@ export class GuestMemory {
   }
 
   /**
-   * The bytes [addr, addr+len) without any check or record, len at most WINDOW: for the host's own
-   * pages (the system area below USER_START) and for code that checked the range itself.
+   * The guest-physical bytes [addr, addr+len) without any check or record, len at most WINDOW: for
+   * the host's own pages (the system area below USER_START) and for a reset's copies.
    */
   span(addr: number, len: number): Uint8Array {
     return this.windows.span(addr, len);
@@ -146,108 +185,112 @@ export class GuestMemory {
 
   /** A read-only window on guest memory (no copy); GuestFault past WINDOW bytes. */
   read(addr: number, len: number): Uint8Array {
-    this.check(addr, len);
     if (len > WINDOW) throw new GuestFault(addr, len);
-    return this.windows.span(addr, len);
+    return this.windows.span(this.check(addr, len), len);
   }
 
   /** A window the host is about to write into: recorded as written. */
   write(addr: number, len: number): Uint8Array {
-    this.check(addr, len);
     if (len > WINDOW) throw new GuestFault(addr, len);
-    this.recordWrite(addr, len);
-    return this.windows.span(addr, len);
+    const at = this.check(addr, len);
+    this.recordWrite(at, len);
+    return this.windows.span(at, len);
   }
 
   /** Copies `data` into guest memory at `addr`, in pieces where it is longer than one window. */
   put(addr: number, data: Uint8Array): void {
-    this.check(addr, data.length);
+    const at = this.check(addr, data.length);
     for (let done = 0; done < data.length; done += WINDOW) {
       const len = Math.min(WINDOW, data.length - done);
-      this.recordWrite(addr + done, len);
-      this.windows.span(addr + done, len).set(data.subarray(done, done + len));
+      this.recordWrite(at + done, len);
+      this.windows.span(at + done, len).set(data.subarray(done, done + len));
     }
   }
 
   /** Sets [addr, addr+len) to `value`, in pieces where it is longer than one window. */
   fill(addr: number, len: number, value = 0): void {
-    this.check(addr, len);
+    const at = this.check(addr, len);
     for (let done = 0; done < len; done += WINDOW) {
       const n = Math.min(WINDOW, len - done);
-      this.recordWrite(addr + done, n);
-      this.windows.span(addr + done, n).fill(value);
+      this.recordWrite(at + done, n);
+      this.windows.span(at + done, n).fill(value);
     }
   }
 
-  recordWrite(addr: number, len: number): void {
+  /** Reports a host write to guest-physical [at, at+len) (page granularity) for the reset. */
+  recordWrite(at: number, len: number): void {
     if (this.onHostWrite && len > 0) {
-      const first = Math.floor(addr / PAGE_SIZE);
-      this.onHostWrite(first, Math.floor((addr + len - 1) / PAGE_SIZE) - first + 1);
+      const first = Math.floor(at / PAGE_SIZE);
+      this.onHostWrite(first, Math.floor((at + len - 1) / PAGE_SIZE) - first + 1);
     }
   }
 
   /** Host address for a checked guest range, to hand to a libc call. */
   hostAddress(addr: number, len: number): bigint {
-    this.check(addr, len);
-    return this.hostBase + BigInt(addr);
-  }
-
-  /** The view that holds [addr, addr+len) (checked first), at the offset it has there. */
-  private at(addr: number, len: number): DataView {
-    this.check(addr, len);
-    return this.windows.dataView(addr);
-  }
-  private off(addr: number): number {
-    return addr - ((addr / WINDOW) | 0) * WINDOW;
-  }
-  private written(addr: number, len: number): DataView {
-    const view = this.at(addr, len);
-    this.recordWrite(addr, len);
-    return view;
+    return this.hostBase + BigInt(this.check(addr, len));
   }
 
   u8(addr: number): number {
-    return this.at(addr, 1).getUint8(this.off(addr));
+    const at = this.check(addr, 1);
+    return this.windows.dataView(at).getUint8(offset(at));
   }
   u16(addr: number): number {
-    return this.at(addr, 2).getUint16(this.off(addr), true);
+    const at = this.check(addr, 2);
+    return this.windows.dataView(at).getUint16(offset(at), true);
   }
   u32(addr: number): number {
-    return this.at(addr, 4).getUint32(this.off(addr), true);
+    const at = this.check(addr, 4);
+    return this.windows.dataView(at).getUint32(offset(at), true);
   }
   i32(addr: number): number {
-    return this.at(addr, 4).getInt32(this.off(addr), true);
+    const at = this.check(addr, 4);
+    return this.windows.dataView(at).getInt32(offset(at), true);
   }
   f32(addr: number): number {
-    return this.at(addr, 4).getFloat32(this.off(addr), true);
+    const at = this.check(addr, 4);
+    return this.windows.dataView(at).getFloat32(offset(at), true);
   }
   /** A 64-bit value as a Number: exact below 2^53, which covers every guest address. */
   u64(addr: number): number {
-    const view = this.at(addr, 8);
-    const o = this.off(addr);
+    const at = this.check(addr, 8);
+    const view = this.windows.dataView(at);
+    const o = offset(at);
     return view.getUint32(o, true) + view.getUint32(o + 4, true) * 0x1_0000_0000;
   }
   i64(addr: number): number {
-    const view = this.at(addr, 8);
-    const o = this.off(addr);
+    const at = this.check(addr, 8);
+    const view = this.windows.dataView(at);
+    const o = offset(at);
     return view.getUint32(o, true) + view.getInt32(o + 4, true) * 0x1_0000_0000;
   }
   /** A 64-bit value whole, as a bigint (masks, epoll's data word). */
   u64n(addr: number): bigint {
-    return this.at(addr, 8).getBigUint64(this.off(addr), true);
+    const at = this.check(addr, 8);
+    return this.windows.dataView(at).getBigUint64(offset(at), true);
   }
   setU16(addr: number, value: number): void {
-    this.written(addr, 2).setUint16(this.off(addr), value & 0xffff, true);
+    const at = this.writable(addr, 2);
+    this.windows.dataView(at).setUint16(offset(at), value & 0xffff, true);
   }
   setU32(addr: number, value: number): void {
-    this.written(addr, 4).setUint32(this.off(addr), value >>> 0, true);
+    const at = this.writable(addr, 4);
+    this.windows.dataView(at).setUint32(offset(at), value >>> 0, true);
   }
   setI32(addr: number, value: number): void {
-    this.written(addr, 4).setInt32(this.off(addr), value, true);
+    const at = this.writable(addr, 4);
+    this.windows.dataView(at).setInt32(offset(at), value, true);
   }
   /** Stores a Number (or bigint) as a 64-bit little-endian integer; negatives in two's complement. */
   setU64(addr: number, value: number | bigint): void {
-    this.written(addr, 8).setBigUint64(this.off(addr), BigInt.asUintN(64, BigInt(value)), true);
+    const at = this.writable(addr, 8);
+    this.windows.dataView(at).setBigUint64(offset(at), BigInt.asUintN(64, BigInt(value)), true);
+  }
+
+  /** The guest-physical address of [addr, addr+len), checked and recorded as written. */
+  private writable(addr: number, len: number): number {
+    const at = this.check(addr, len);
+    this.recordWrite(at, len);
+    return at;
   }
 
   /**
@@ -262,13 +305,16 @@ export class GuestMemory {
 
   /** Raw bytes of a NUL-terminated string (without the NUL), or null as above. */
   cBytes(addr: number, max = 4096): Uint8Array | null {
-    this.check(addr, 1);
-    const end = Math.min(this.backedEnd(addr), addr + Math.min(max + 1, WINDOW));
-    const nul = this.windows.span(addr, end - addr).indexOf(0);
+    const at = this.check(addr, 1);
+    const len = Math.min(this.extent(addr), max + 1);
+    const nul = this.windows.span(at, len).indexOf(0);
     if (nul < 0) {
-      if (end < addr + max + 1) throw new GuestFault(addr, max);
+      if (len < max + 1) throw new GuestFault(addr, max);
       return null;
     }
-    return this.windows.span(addr, nul);
+    return this.windows.span(at, nul);
   }
 }
+
+/** Where guest-physical `at` lies in its view (HostWindows.dataView's). */
+const offset = (at: number): number => at - ((at / WINDOW) | 0) * WINDOW;

@@ -25,7 +25,7 @@ import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE,
   addressOf, libc, mapOrThrow, sysError,
 } from '../host/libc.js';
-import { GuestMemory, HostWindows, PAGE_SIZE } from './guest-memory.js';
+import { GuestMemory, HostWindows, PAGE_SIZE, type Remap } from './guest-memory.js';
 import { MEMORY_SLOT_SIZE } from './layout.js';
 
 const PROT_NONE = 0;
@@ -43,6 +43,8 @@ export interface RamSource {
   backed: number[] | null;
   /** How many pieces of main memory may have a slot at once (sparse address spaces). */
   pieceBudget: number;
+  /** Main memory seen at fixed high addresses too (the program's remaps). */
+  remaps: Remap[];
 }
 
 export class GuestRam {
@@ -66,8 +68,10 @@ export class GuestRam {
   /**
    * New, zero-filled guest RAM of `size` bytes, the top `sharedSize` of them the shared region.
    * `pieceBudget`: make the address space sparse, with at most this many pieces of main memory backed.
+   * `remaps`: parts of main memory the guest sees at fixed high addresses (page-tables.ts maps them).
    */
-  static create(size: number, sharedSize = 0, name = 'tskvm-guest', pieceBudget?: number): GuestRam {
+  static create(size: number, sharedSize = 0, name = 'tskvm-guest', opts: { pieceBudget?: number; remaps?: Remap[] } = {}): GuestRam {
+    const { pieceBudget, remaps = [] } = opts;
     const mainSize = size - sharedSize;
     const memfd = createMemfd(name, mainSize);
     let sharedFd = -1;
@@ -75,7 +79,7 @@ export class GuestRam {
       if (sharedSize > 0) sharedFd = createMemfd(name + ':shared', sharedSize);
       const pieces = Math.ceil(mainSize / MEMORY_SLOT_SIZE);
       const sparse = pieceBudget !== undefined && pieceBudget < pieces;
-      return new GuestRam({ memfd, sharedFd, size, mainSize, backed: sparse ? [] : null, pieceBudget: sparse ? pieceBudget : pieces }, false);
+      return new GuestRam({ memfd, sharedFd, size, mainSize, backed: sparse ? [] : null, pieceBudget: sparse ? pieceBudget : pieces, remaps }, false);
     } catch (e) {
       libc.close(memfd);
       if (sharedFd >= 0) libc.close(sharedFd);
@@ -114,12 +118,15 @@ export class GuestRam {
       this.backed.fill(1, Math.floor(this.mainSize / MEMORY_SLOT_SIZE));
       for (const piece of source.backed) this.backed[piece] = 1;
     }
-    this.memory = new GuestMemory(new HostWindows(address, this.size), undefined, this.backed);
+    this.memory = new GuestMemory(new HostWindows(address, this.size), undefined, this.backed, source.remaps);
     this.master = isPrivate ? acquireMaster(this.memfd, this.mainSize) : null;
   }
 
   get source(): RamSource {
-    return { memfd: this.memfd, sharedFd: this.sharedFd, size: this.size, mainSize: this.mainSize, backed: this.backedPieces(), pieceBudget: this.pieceBudget };
+    return {
+      memfd: this.memfd, sharedFd: this.sharedFd, size: this.size, mainSize: this.mainSize, backed: this.backedPieces(), pieceBudget: this.pieceBudget,
+      remaps: this.memory.remaps.map((r) => ({ ...r })),
+    };
   }
 
   /** The pieces of main memory with a memory slot now, or null where every piece has one. */
@@ -166,6 +173,15 @@ export class GuestRam {
    * are not zero already, as host writes its reset will undo.
    */
   release(addr: number, len: number): void {
+    if (addr >= this.memory.size) {
+      // At a remap's addresses: the same memory below, in pieces as the remaps lie.
+      for (const r of this.memory.remaps) {
+        const from = Math.max(addr, r.virt);
+        const to = Math.min(addr + len, r.virt + r.size);
+        if (from < to) this.release(r.phys + (from - r.virt), to - from);
+      }
+      return;
+    }
     const end = Math.min(addr + len, this.mainSize);
     if (end <= addr) return;
     if (this.isPrivate) {

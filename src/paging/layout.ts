@@ -14,7 +14,8 @@
  *   0x007000  ring-0 stubs: hardware syscall supervisor read + execute (so that SMEP can be on)
  *             entry (sysretq), exceptions
  *   0x008000  PML4, 0x9000 PDPT, 0xa000 PT   supervisor: page tables
- *   0x00b000  (free)
+ *   0x00b000  page tables of the remaps      supervisor: a PDPT and page directories for memory at
+ *             (4 pages at most)              fixed high addresses (remapping; page-tables.ts)
  *   0x00f000  vvar: the guest's clock, the   user read-only (vdso.ts)
  *             vCPU's number (GS base: 0xf100)
  *   0x010000  vDSO: clock reads without exits user read + execute (vdso.ts)
@@ -41,6 +42,8 @@ export const PDPT_ADDR = 0x9000;
 export const LOW_PT_ADDR = 0xa000;
 /** The page directories, one per GiB of address space, contiguous (MAX_ADDRESS_SPACE bounds them). */
 export const PD_ADDR = 0x11000;
+/** Page tables of the remaps (memory at fixed high addresses), up to VVAR_ADDR. */
+export const REMAP_TABLES_ADDR = 0xb000;
 /** The vDSO's data page (kvmclock's pvclock and tskvm's clock offsets), the page right below the vDSO. */
 export const VVAR_ADDR = 0xf000;
 export const VDSO_ADDR = 0x10000;

@@ -18,9 +18,10 @@
  * afterwards, and no-execute again when it goes (setUserExecutable).
  */
 import {
-  EXCEPTION_STACK_TOP, GDT_ADDR, HUGE_PAGE, IDT_ADDR, IMAGE_PT_ADDR, LOW_PT_ADDR, PAGE, PD_ADDR, PDPT_ADDR, PML4_ADDR, RING0_STUBS_ADDR, STUBS_ADDR, TSS_ADDR,
+  EXCEPTION_STACK_TOP, GDT_ADDR, HUGE_PAGE, IDT_ADDR, IMAGE_PT_ADDR, LOW_PT_ADDR, PAGE, PD_ADDR, PDPT_ADDR, PML4_ADDR, REMAP_TABLES_ADDR, RING0_STUBS_ADDR, STUBS_ADDR, TSS_ADDR,
   USER_START, VDSO_ADDR, VVAR_ADDR, pageDirectoryCount,
 } from './layout.js';
+import type { Remap } from './guest-memory.js';
 
 const P = 1n; // present
 const RW = 2n; // writable
@@ -40,7 +41,7 @@ export interface ExecutePolicy {
  * `holes` are 2 MiB-aligned ranges left unmapped in the user area, such as the
  * guard below the stack that turns a runaway recursion into a fault.
  */
-export function buildPageTables(memory: Uint8Array, addressSpace: number, holes: Array<[number, number]>, exec: ExecutePolicy): void {
+export function buildPageTables(memory: Uint8Array, addressSpace: number, holes: Array<[number, number]>, exec: ExecutePolicy, remaps: readonly Remap[] = []): void {
   const inHole = (addr: number): boolean => holes.some(([start, end]) => addr >= start && addr < end);
   const nx = exec.nx ? NX : 0n;
   const holdsCode = (addr: number, size: number): boolean =>
@@ -57,7 +58,7 @@ export function buildPageTables(memory: Uint8Array, addressSpace: number, holes:
   const entry = (table: number, index: number, value: bigint): void => view.setBigUint64(table + index * 8, value, true);
   const directories = pageDirectoryCount(addressSpace);
 
-  memory.fill(0, PML4_ADDR, LOW_PT_ADDR + PAGE);
+  memory.fill(0, PML4_ADDR, VVAR_ADDR);
   memory.fill(0, PD_ADDR, PD_ADDR + directories * PAGE);
   entry(PML4_ADDR, 0, BigInt(PDPT_ADDR) | P | RW | US);
   for (let g = 0; g < directories; g++) {
@@ -80,6 +81,7 @@ export function buildPageTables(memory: Uint8Array, addressSpace: number, holes:
       }
     }
   }
+  mapRemaps(view, remaps, exec.nx ? NX : 0n, exec.executable === 'all');
   // The first 2 MiB in 4 KiB pages: the user bit must be set at every level
   // for the one user page below it (the stubs) to be reachable from ring 3.
   entry(PD_ADDR, 0, BigInt(LOW_PT_ADDR) | P | RW | US);
@@ -97,9 +99,55 @@ export function buildPageTables(memory: Uint8Array, addressSpace: number, holes:
 
 const MAX_IMAGE_TABLES = (USER_START - IMAGE_PT_ADDR) / PAGE;
 
+const GiB = 2 ** 30;
+const L4_SPAN = 2 ** 39;
+
+/**
+ * How many table pages `remaps` need: a page directory per GiB they reach, and a PDPT per 512 GiB
+ * other than the first (whose PDPT maps the address space too). They must fit between
+ * REMAP_TABLES_ADDR and VVAR_ADDR.
+ */
+export function remapTablePages(remaps: readonly Pick<Remap, 'virt' | 'size'>[]): number {
+  const directories = new Set<number>();
+  const pdpts = new Set<number>();
+  for (const r of remaps) {
+    for (let g = Math.floor(r.virt / GiB); g * GiB < r.virt + r.size; g++) {
+      directories.add(g);
+      if (g * GiB >= L4_SPAN) pdpts.add(Math.floor((g * GiB) / L4_SPAN));
+    }
+  }
+  return directories.size + pdpts.size;
+}
+
+export const REMAP_TABLE_ROOM = (VVAR_ADDR - REMAP_TABLES_ADDR) / PAGE;
+
+/** Maps each remap's 2 MiB pages, with the tables it needs from REMAP_TABLES_ADDR on (zeroed before). */
+function mapRemaps(view: DataView, remaps: readonly Remap[], nx: bigint, allExecutable: boolean): void {
+  let next = REMAP_TABLES_ADDR;
+  /** The table an entry points to, made when missing. */
+  const tableAt = (at: number): number => {
+    const e = view.getBigUint64(at, true);
+    if (e & P) return Number(e & 0x000f_ffff_ffff_f000n);
+    if (next >= VVAR_ADDR) throw new RangeError('remaps need more page tables than there is room for');
+    const table = next;
+    next += PAGE;
+    view.setBigUint64(at, BigInt(table) | P | RW | US, true);
+    return table;
+  };
+  for (const r of remaps) {
+    for (let at = 0; at < r.size; at += HUGE_PAGE) {
+      const va = r.virt + at;
+      const pdpt = tableAt(PML4_ADDR + Math.floor(va / L4_SPAN) * 8);
+      const pd = tableAt(pdpt + (Math.floor(va / GiB) % 512) * 8);
+      view.setBigUint64(pd + (Math.floor(va / HUGE_PAGE) % 512) * 8,
+        BigInt(r.phys + at) | P | RW | US | PS | (r.executable || allExecutable ? 0n : nx), true);
+    }
+  }
+}
+
 /** The pages that hold page tables (the CPU sets accessed and dirty bits in them as it walks them). */
 export function pageTableRanges(addressSpace: number): Array<[number, number]> {
-  return [[PML4_ADDR, LOW_PT_ADDR + PAGE], [PD_ADDR, PD_ADDR + pageDirectoryCount(addressSpace) * PAGE], [IMAGE_PT_ADDR, USER_START]];
+  return [[PML4_ADDR, VVAR_ADDR], [PD_ADDR, PD_ADDR + pageDirectoryCount(addressSpace) * PAGE], [IMAGE_PT_ADDR, USER_START]];
 }
 
 /**

@@ -3,6 +3,7 @@
  * docs/GUEST_ABI.md, "Configuration" (camelCase here, snake_case in library
  * files), checked once and turned into what the boot and the forks need.
  */
+import type { RemapOption } from '../hypervisor/memory-plan.js';
 import { basename, posix, resolve as resolvePath } from 'node:path';
 import { TskvmError } from '../errors.js';
 import { MAX_ADDRESS_SPACE } from '../paging/layout.js';
@@ -16,6 +17,8 @@ const STATE_FILE = 'state';
 
 /** Bytes of output lines (stdout, stderr, sys_log) one request, or the boot, may send before the rest is cut. */
 export const OUTPUT_LIMIT = 1 << 20;
+
+export type { RemapOption };
 
 export interface ProgramOptions {
   /** Name the program sees as KVM_NAME and statistics use; default: the file's base name. */
@@ -34,6 +37,11 @@ export interface ProgramOptions {
    * anywhere in it and hold maxMemory of mappings. Default: maxMemory.
    */
   addressSpace?: number;
+  /**
+   * Memory at fixed high addresses, the program's own (the VMOD's `remapping`): Go's heap wants
+   * 0xc000000000 first. Default none.
+   */
+  remappings?: RemapOption[];
   /** MiB a request may allocate beyond the frozen program. Default 64. */
   maxRequestMemory?: number;
   /** MiB a request may write into writable allowed paths (then ENOSPC). Default 64. */
@@ -122,6 +130,7 @@ export interface ResolvedProgramOptions {
   maxMemory: number;
   /** Equal to maxMemory unless the address space is sparse. */
   addressSpace: number;
+  remappings: RemapOption[];
   maxRequestMemory: number;
   maxRequestWrite: number;
   reqMemLimitAfterReset: number;
@@ -229,6 +238,7 @@ export function resolveProgramOptions(path: string, o: ProgramOptions): Resolved
     maxRequestTime: num('maxRequestTime', o.maxRequestTime, 8, 0.001, 3600),
     maxMemory,
     addressSpace: num('addressSpace', o.addressSpace, maxMemory, maxMemory, MAX_ADDRESS_SPACE / 2 ** 20),
+    remappings: (o.remappings ?? []).map((r) => ({ ...r })),
     maxRequestMemory: num('maxRequestMemory', o.maxRequestMemory, 64, 1, 64 * 1024),
     maxRequestWrite: num('maxRequestWrite', o.maxRequestWrite, 64, 0, 1024 * 1024),
     reqMemLimitAfterReset: num('reqMemLimitAfterReset', o.reqMemLimitAfterReset, 0, 0, 64 * 1024),

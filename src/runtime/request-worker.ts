@@ -168,7 +168,7 @@ function handle(c: WorkerCommand): unknown {
         booted = bootProgram(c.file, c.exePath, {
           role: c.role, storage: o.storage ? storageLink(c.programId) : null, fetcher: guestFetcher(c.programId),
           argv0: o.argv[0], args: o.argv.slice(1), env: o.env, allowed: o.allowed, cwd: o.cwd,
-          maxMemoryMiB: o.maxMemory, addressSpaceMiB: o.addressSpace, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
+          maxMemoryMiB: o.maxMemory, addressSpaceMiB: o.addressSpace, remaps: o.remappings, sharedMemoryMiB: o.sharedMemory, maxRequestMemoryMiB: o.maxRequestMemory,
           requestMemoryUpperMiB: o.reqMemLimitAfterReset, controlEphemeral: o.controlEphemeral, executableHeap: o.executableHeap, maxBootTimeSec: o.maxBootTime,
           warmup: o.warmup, maxRequestTimeSec: o.maxRequestTime,
           stdio: [new EmptyFile(), new SinkFile(log.output('stdout'), 'stdout'), new SinkFile(log.output('stderr'), 'stderr')],

@@ -30,7 +30,7 @@ import { homedir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TskvmError } from '../errors.js';
 import { cachePath, defaultCacheDir, fetchToCache, isHttpUrl, sha256Hex } from './fetch-cache.js';
-import { resolveProgramOptions, type ProgramOptions, type WarmupOptions } from '../runtime/program-options.js';
+import { resolveProgramOptions, type ProgramOptions, type RemapOption, type WarmupOptions } from '../runtime/program-options.js';
 import type { AllowedPath } from '../syscalls/path-policy.js';
 
 export interface LibraryProgram {
@@ -81,7 +81,7 @@ export interface LibraryParseOptions {
   configure?: Record<string, Record<string, unknown>>;
 }
 
-type Kind = 'number' | 'bool' | 'number-or-bool' | 'string' | 'strings' | 'path' | 'paths' | 'warmup';
+type Kind = 'number' | 'bool' | 'number-or-bool' | 'string' | 'strings' | 'path' | 'paths' | 'warmup' | 'remapping';
 
 /** Settings a group may hold and a program may override, and the ProgramOptions key each becomes. */
 const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = {
@@ -98,6 +98,9 @@ const SETTINGS: Record<string, { kind: Kind; option?: keyof ProgramOptions }> = 
   executable_heap: { kind: 'bool', option: 'executableHeap' },
   shared_memory: { kind: 'number', option: 'sharedMemory' },
   hugepages: { kind: 'bool' },
+  // [address, MiB] or [address, end address], hex strings; several under one key as an array of them.
+  remapping: { kind: 'remapping', option: 'remappings' },
+  executable_remapping: { kind: 'remapping', option: 'remappings' },
   // The VMOD's value is the size of a hugepage arena in MiB; older libraries say true or false.
   request_hugepages: { kind: 'number-or-bool' },
   main_arguments: { kind: 'strings', option: 'mainArguments' },
@@ -136,9 +139,7 @@ export const VMOD_IGNORED: Readonly<Record<string, string>> = {
   remote_debug_on_exception: 'no debugger attaches to a tskvm VM',
   experimental_keep_working_memory: 'a fork always keeps its private pages between requests (req_mem_limit_after_reset bounds them)',
   relocate_fixed_mmap: 'a MAP_FIXED mapping is made where the program asks, as on Linux',
-  remapping: 'guest memory is one identity-mapped range: remappings are not supported',
-  executable_remapping: 'guest memory is one identity-mapped range: remappings are not supported',
-  blackout_area: 'guest memory is one identity-mapped range: remappings are not supported',
+  blackout_area: 'memory a program may not reach is memory it does not map: blackout areas are not supported',
   verbose: 'use verbose_syscalls, or tskvm run --trace',
   verbose_pagetables: 'tskvm builds its page tables once (see `tskvm platform`)',
   server: 'tskvm serve is the server; a program does not listen on its own socket',
@@ -351,7 +352,12 @@ function parseProgram(
     const checked = checkKind(setting.kind, value, opts.baseDir);
     if (typeof checked === 'string') fail(key, `${JSON.stringify(value)} is invalid: ${checked}`);
     for (const inner of checked.ignored ?? []) warn(`${key}: unknown key "${inner}" (ignored)`);
-    if (setting.option) (options as Record<string, unknown>)[setting.option] = checked.value;
+    if (setting.kind === 'remapping') {
+      const executable = key === 'executable_remapping';
+      options.remappings = [...(options.remappings ?? []), ...(checked.value as RemapOption[]).map((r) => ({ ...r, executable }))];
+    } else if (setting.option) {
+      (options as Record<string, unknown>)[setting.option] = checked.value;
+    }
   }
   const source = programSource(settings, opts, fail);
   program.path = source.path;
@@ -396,6 +402,21 @@ function programSource(settings: Record<string, unknown>, opts: LibraryParseOpti
   }
 }
 
+/**
+ * One VMOD remapping: ["0xC000000000", 256] (an address and MiB) or ["0xC000000000", "0xD000000000"]
+ * (an address and the end), addresses in hex; a third element "storage" (the VMOD's storage VM only)
+ * is refused rather than given to every VM.
+ */
+function remapping(entry: unknown): RemapOption | string {
+  const hex = (v: unknown): number => (typeof v === 'string' && /^(0x)?[0-9a-f]+$/i.test(v) ? Number.parseInt(v.replace(/^0x/i, ''), 16) : NaN);
+  if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) return 'expected ["address", MiB] or ["address", "end address"]';
+  if (entry.length === 3) return entry[2] === 'storage' ? 'remappings for the storage VM only are not supported' : `unknown kind ${JSON.stringify(entry[2])}`;
+  const address = hex(entry[0]);
+  const sizeMiB = typeof entry[1] === 'number' ? entry[1] : (hex(entry[1]) - address) / 2 ** 20;
+  if (!Number.isSafeInteger(address) || !(sizeMiB > 0)) return `${JSON.stringify(entry)}: expected a hex address and a size in MiB, or an end address above it`;
+  return { address, sizeMiB };
+}
+
 /** The value, checked for its type (ranges are resolveProgramOptions's job), or why it is wrong; `ignored`: keys inside it tskvm does not know. */
 function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknown; ignored?: string[] } | string {
   switch (kind) {
@@ -426,6 +447,16 @@ function checkKind(kind: Kind, value: unknown, baseDir: string): { value: unknow
         paths.push(resolved);
       }
       return { value: paths };
+    }
+    case 'remapping': {
+      const entries = Array.isArray(value) && Array.isArray(value[0]) ? value as unknown[] : [value];
+      const remaps: RemapOption[] = [];
+      for (const entry of entries) {
+        const parsed = remapping(entry);
+        if (typeof parsed === 'string') return parsed;
+        remaps.push(parsed);
+      }
+      return { value: remaps };
     }
     case 'warmup': {
       if (!isObject(value)) return 'expected an object: { "num_requests", "url", "method", "headers" }';

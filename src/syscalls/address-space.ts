@@ -36,6 +36,11 @@ export interface AddressSpaceOptions {
   stackSize: number;
   /** Unmapped bytes below the stack (never handed out). */
   stackGuard: number;
+  /**
+   * Ranges above `end` that are memory too (remaps, at fixed high addresses): the program may place
+   * mappings there by address (a hint or MAP_FIXED); nothing is placed there otherwise.
+   */
+  remaps?: Array<[number, number]>;
   /** Return [addr, addr+len) to the host; afterwards it reads as zero. */
   release: (addr: number, len: number) => void;
   /**
@@ -74,6 +79,7 @@ export class AddressSpace {
   private mappings: Mapping[] = [];
   private readonly release: (addr: number, len: number) => void;
   private readonly back: (start: number, end: number) => boolean;
+  private readonly remaps: ReadonlyArray<[number, number]>;
 
   constructor(o: AddressSpaceOptions) {
     this.userStart = o.userStart;
@@ -85,6 +91,7 @@ export class AddressSpace {
     this.fileExec = o.fileExec ?? false;
     this.release = o.release;
     this.back = o.back ?? (() => true);
+    this.remaps = o.remaps ?? [];
     this.insert({ start: o.imageStart, end: o.brkStart, prot: PROT_READ | PROT_WRITE | PROT_EXEC, label: 'image' });
     if (o.loader) this.insert({ start: o.loader[0], end: o.loader[1], prot: PROT_READ | PROT_WRITE | PROT_EXEC, label: 'image' });
     this.insert({ start: this.stackBottom, end: o.stackTop, prot: PROT_READ | PROT_WRITE, label: 'stack' });
@@ -119,7 +126,7 @@ export class AddressSpace {
     if (!this.withinLimit(len)) return -E.ENOMEM;
     if (mode !== 'any') {
       if (hint % PAGE !== 0) return -E.EINVAL;
-      if (hint < this.userStart || hint + len > this.end) return mode === 'fixed' ? -E.ENOMEM : -E.EEXIST;
+      if (!this.placeable(hint, hint + len)) return mode === 'fixed' ? -E.ENOMEM : -E.EEXIST;
       if (mode === 'noreplace' && this.overlaps(hint, hint + len)) return -E.EEXIST;
       if (this.mappings.some((m) => m.label === 'guard' && m.start < hint + len && m.end > hint)) return -E.ENOMEM;
       if (!this.back(hint, hint + len)) return -E.ENOMEM;
@@ -128,7 +135,7 @@ export class AddressSpace {
       this.coalesce();
       return hint;
     }
-    let at = hint >= this.userStart && hint % PAGE === 0 && hint + len <= this.end && !this.overlaps(hint, hint + len) && this.back(hint, hint + len)
+    let at = hint % PAGE === 0 && this.placeable(hint, hint + len) && !this.overlaps(hint, hint + len) && this.back(hint, hint + len)
       ? hint : -1;
     if (at < 0) at = this.findGap(len);
     if (at < 0 || !this.back(at, at + len)) return -E.ENOMEM;
@@ -139,7 +146,7 @@ export class AddressSpace {
 
   /** munmap(2) on a page-aligned range: forget it and give the memory back. */
   unmap(addr: number, len: number): number {
-    if (addr % PAGE !== 0 || len <= 0 || addr < this.userStart || addr + len > this.end) return -E.EINVAL;
+    if (addr % PAGE !== 0 || len <= 0 || !this.placeable(addr, addr + pageAlignUp(len))) return -E.EINVAL;
     this.unmapRange(addr, addr + pageAlignUp(len));
     return 0;
   }
@@ -169,7 +176,7 @@ export class AddressSpace {
       return addr;
     }
     if (!this.withinLimit(newLen - oldLen)) return -E.ENOMEM;
-    if (addr + newLen <= this.end && !this.overlaps(addr + oldLen, addr + newLen) && this.back(addr + oldLen, addr + newLen)) {
+    if (this.placeable(addr, addr + newLen) && !this.overlaps(addr + oldLen, addr + newLen) && this.back(addr + oldLen, addr + newLen)) {
       this.insert({ start: addr + oldLen, end: addr + newLen, prot: m.prot, label: m.label });
       this.coalesce();
       return addr;
@@ -202,6 +209,11 @@ export class AddressSpace {
     this.mappings = out;
     this.coalesce();
     return 0;
+  }
+
+  /** Whether [start, end) may hold mappings: within [userStart, end), or within one remap. */
+  private placeable(start: number, end: number): boolean {
+    return (start >= this.userStart && end <= this.end) || this.remaps.some(([s, e]) => start >= s && end <= e);
   }
 
   /** The mapping containing [start, end) entirely, if one does. */

@@ -5,6 +5,9 @@
  *            and takes 100 MiB from malloc; prints what it read. Natively the same.
  *   spread N maps one page in each of N different GiBs from 8 GiB up; prints how many worked.
  *   wild     writes to 20 GiB without mapping it first (natively: SIGSEGV).
+ *   hint     asks for 64 MiB at 0xc000000000 as Go's heap does (a hint, PROT_NONE, then mprotect),
+ *            uses it, gives some back and takes it again (zero); and 2 MiB of code at 0xd000000000
+ *            (PROT_EXEC), run. In a VM: with remappings there (--remap).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -97,12 +100,52 @@ static int spread(int n)
 	return 0;
 }
 
+static int hint(void)
+{
+	const size_t len = 64 << 20;
+	unsigned char *want = (unsigned char *)0xc000000000ULL;
+	unsigned char *p = mmap(want, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) return 1;
+	printf("hint %s\n", p == want ? "taken" : "not taken");
+	if (p != want) return 0;
+	if (mprotect(p, len, PROT_READ | PROT_WRITE) != 0) return 1;
+	for (size_t i = 0; i < len; i += 4096) p[i] = (unsigned char)(i >> 12);
+	printf("checksum %016llx\n", (unsigned long long)checksum(p, len));
+	/* Given back and taken again: zero, as Go expects of memory it madvises away. */
+	if (madvise(p + (1 << 20), 1 << 20, MADV_DONTNEED) != 0) return 1;
+	int zero = 1;
+	for (size_t i = 0; i < (1 << 20); i++) zero &= p[(1 << 20) + i] == 0;
+	printf("after MADV_DONTNEED: %s\n", zero ? "zero" : "NOT ZERO");
+	if (munmap(p, len / 2) != 0) return 1;
+	unsigned char *again = mmap(want, len / 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (again != want) return 1;
+	zero = 1;
+	for (size_t i = 0; i < len / 2; i += 512) zero &= again[i] == 0;
+	printf("mapped again: %s\n", zero ? "zero" : "NOT ZERO");
+	/* The kernel writes there for the program. */
+	int fds[2];
+	if (pipe(fds) != 0 || write(fds[1], "from the pipe", 14) != 14 || read(fds[0], again + 100, 14) != 14) return 1;
+	printf("read: %s\n", (char *)again + 100);
+
+	unsigned char *code = mmap((void *)0xd000000000ULL, 2 << 20, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (code != (unsigned char *)0xd000000000ULL) {
+		printf("code: hint not taken\n");
+		return 0;
+	}
+	static const unsigned char ret42[] = { 0xb8, 42, 0, 0, 0, 0xc3 }; /* mov $42, %eax; ret */
+	memcpy(code + 4096, ret42, sizeof ret42);
+	int (*fn)(void) = (int (*)(void))(code + 4096);
+	printf("code at 0xd000001000 returns %d\n", fn());
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	const char *mode = argc > 1 ? argv[1] : "far";
 	if (!strcmp(mode, "far")) return far();
 	if (!strcmp(mode, "spread")) return spread(argc > 2 ? atoi(argv[2]) : 8);
+	if (!strcmp(mode, "hint")) return hint();
 	if (!strcmp(mode, "wild")) {
 		printf("writing to 20 GiB\n");
 		*(volatile int *)(20 * GiB) = 1;

@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 func main() {
@@ -31,6 +33,21 @@ func main() {
 	b, _ := json.Marshal(map[string]int{"a": 1, "b": 2})
 	fmt.Println(string(b))
 	fmt.Printf("%x\n", sha256.Sum256([]byte("hello")))
+	if os.Getenv("SHOW_HEAP") != "" {
+		// Where Go's heap is: natively at 0xc000000000, the first address its allocator asks for.
+		// 300 MiB more of it, in 1 MiB pieces, spans several of its 64 MiB arenas.
+		held := make([][]byte, 0, 300)
+		for i := 0; i < 300; i++ {
+			b := make([]byte, 1<<20)
+			b[0], b[len(b)-1] = byte(i), byte(i)
+			held = append(held, b)
+		}
+		sum := 0
+		for _, b := range held {
+			sum += int(b[0]) + int(b[len(b)-1])
+		}
+		fmt.Printf("heap at 0x%x.., sum %d\n", uintptr(unsafe.Pointer(&held[0][0]))>>36, sum)
+	}
 	func() {
 		defer func() { fmt.Println("recovered:", recover()) }()
 		var m map[string]int

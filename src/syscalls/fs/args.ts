@@ -25,7 +25,7 @@ const PATH_MAX = 4096;
 
 /** Whether [addr, addr+len) is guest memory (and never the null page). */
 export function inGuest(p: Process, addr: number, len: number): boolean {
-  return addr >= p.mem.lowest && len >= 0 && addr + len <= p.mem.size;
+  return p.mem.contains(addr, len);
 }
 
 /** Whether [addr, addr+len) lies in user space (Linux's access_ok), mapped or not. */
@@ -36,12 +36,15 @@ export function inUserSpace(p: Process, addr: number, len: number): boolean {
 /**
  * The usable part of a read/write buffer: Linux refuses a range that leaves user
  * space (-EFAULT) and copies until the first unmapped byte, so a buffer running
- * off the end of guest memory gives a short count. 0 needs no valid address.
+ * off the end of guest memory gives a short count. 0 needs no valid address. One
+ * call moves at most 1 GiB (what the host sees of guest memory at once), a short
+ * count as Linux's at 2 GiB.
  */
 export function ioLength(p: Process, addr: number, len: number): number {
   if (len === 0) return 0;
-  if (len < 0 || addr < p.mem.lowest || addr >= p.mem.size || addr + len > USER_END) return -E.EFAULT;
-  return Math.min(len, MAX_RW_COUNT, p.mem.size - addr);
+  const extent = p.mem.extent(addr);
+  if (len < 0 || extent === 0 || addr + len > USER_END) return -E.EFAULT;
+  return Math.min(len, MAX_RW_COUNT, extent);
 }
 
 /** Linux's UIO_MAXIOV: most segments a vectored call takes. */

@@ -62,17 +62,17 @@ t.test('a write where nothing is mapped is a fault, as natively a SIGSEGV', (t) 
   t.end();
 });
 
-/** req-farmem booted with `options`, and an ephemeral fork of it. */
-function farmem(options: Partial<BootOptions>): { booted: BootedProgram; vm: RequestVm } {
-  const path = guestPath('req-farmem');
+/** The request program req-NAME booted with `options`, and an ephemeral fork of it. */
+function bootAndFork(name: string, options: Partial<BootOptions>): { booted: BootedProgram; vm: RequestVm } {
+  const path = guestPath(`req-${name}`);
   const sink = new SinkFile(() => {}, 'stdout');
-  const booted = bootProgram(readFileSync(path), path, { env: ['KVM_NAME=farmem'], stdio: [new EmptyFile(), sink, sink], log: () => {}, ...options });
+  const booted = bootProgram(readFileSync(path), path, { env: [`KVM_NAME=${name}`], stdio: [new EmptyFile(), sink, sink], log: () => {}, ...options });
   return { booted, vm: new RequestVm(booted.frozen, { maxRequestTimeMs: 10_000, ephemeral: true, output: () => () => {}, log: () => {}, warn: () => {} }) };
 }
 
 t.test('a request maps memory far away; after each reset it is gone, and the frozen page at 16 GiB is back', (t) => {
   if (!kvmAvailable(t)) return t.end();
-  const { booted, vm } = farmem({ maxMemoryMiB: 512, addressSpaceMiB: 65536, maxRequestMemoryMiB: 64 });
+  const { booted, vm } = bootAndFork('farmem', { maxMemoryMiB: 512, addressSpaceMiB: 65536, maxRequestMemoryMiB: 64 });
   try {
     // 512 MiB: four pieces, three of them the frozen program's (its image, 16 GiB, its stack). Each
     // request maps in another piece, which it can only if the last request's piece was taken back.
@@ -93,6 +93,22 @@ t.test('a request maps memory far away; after each reset it is gone, and the fro
         'a persistent fork keeps them: the checks above can fail');
     } finally {
       kept.close();
+    }
+  } finally {
+    vm.close();
+    booted.machine.close();
+  }
+  t.end();
+});
+
+t.test('a request program with 4 GiB of memory: its stack above 2^31, requests served', (t) => {
+  if (!kvmAvailable(t)) return t.end();
+  // The host once aligned the handler's stack with 32-bit arithmetic: every request failed here.
+  const { booted, vm } = bootAndFork('hello', { maxMemoryMiB: 4096 });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const res = vm.request({ method: 'GET', url: '/' });
+      t.equal(res.response.status, 200, `request ${i}: ${res.failure?.message ?? 'served'}`);
     }
   } finally {
     vm.close();
@@ -148,7 +164,7 @@ t.test("memory at Go's first address and code at another (remappings), as native
 
 t.test('a request writes to a remapping; the reset takes it back', (t) => {
   if (!kvmAvailable(t)) return t.end();
-  const { booted, vm } = farmem({ maxMemoryMiB: 512, addressSpaceMiB: 32768, remaps: [{ address: 0xc000000000, sizeMiB: 64 }] });
+  const { booted, vm } = bootAndFork('farmem', { maxMemoryMiB: 512, addressSpaceMiB: 32768, remaps: [{ address: 0xc000000000, sizeMiB: 64 }] });
   try {
     // 768 GiB is 0xc000000000: each request maps 1 MiB there, finds it zero, and writes.
     for (let i = 0; i < 3; i++) t.equal(vm.request({ method: 'GET', url: '/', arg: '768' }).response.body.toString(), '16g=frozen far=mapped zero', `request ${i}`);

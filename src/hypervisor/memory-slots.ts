@@ -20,6 +20,8 @@ export class MemorySlots {
   private readonly vm: Vm;
   private readonly ram: GuestRam;
   private readonly flags: number;
+  /** Every piece, where every piece has a slot (the list is asked for at each reset). */
+  private all: number[] | null = null;
 
   /** `dirtyLog`: KVM logs the pages the guest writes in the program's memory (request VMs, for their reset). */
   constructor(vm: Vm, ram: GuestRam, dirtyLog: boolean) {
@@ -38,7 +40,7 @@ export class MemorySlots {
   /** The pieces of the program's memory that have a slot. */
   pieces(): number[] {
     const ram = this.ram;
-    return ram.backedPieces() ?? Array.from({ length: Math.ceil(ram.mainSize / MEMORY_SLOT_SIZE) }, (_, k) => k);
+    return ram.backedPieces() ?? (this.all ??= [...Array(Math.ceil(ram.mainSize / MEMORY_SLOT_SIZE)).keys()]);
   }
 
   /**

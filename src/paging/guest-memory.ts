@@ -135,9 +135,12 @@ export class GuestMemory {
    * memory: below `lowest`, in a piece with no memory slot, or past the end, unless in one remap.
    */
   translate(addr: number, len: number): number {
-    if (!(addr >= this.lowest && len >= 0 && Number.isSafeInteger(addr + len))) return -1;
-    if (addr + len <= this.size) return this.backed === null || len === 0 || this.backedEnd(addr) >= addr + len ? addr : -1;
-    for (const r of this.remaps) if (addr >= r.virt && addr + len <= r.virt + r.size) return r.phys + (addr - r.virt);
+    const end = addr + len;
+    if (addr >= this.lowest && len >= 0 && end <= this.size) {
+      return this.backed === null || len === 0 || this.backedEnd(addr) >= end ? addr : -1;
+    }
+    if (!(addr >= this.lowest && len >= 0 && Number.isSafeInteger(end))) return -1;
+    for (const r of this.remaps) if (addr >= r.virt && end <= r.virt + r.size) return r.phys + (addr - r.virt);
     return -1;
   }
 

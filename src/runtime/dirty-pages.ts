@@ -19,6 +19,9 @@ const SYSTEM_PAGES = USER_START / PAGE_SIZE;
 /** Pages per memory slot, and 32-bit words of dirty bitmap per slot. */
 const SLOT_PAGES = MEMORY_SLOT_SIZE / PAGE_SIZE;
 const SLOT_WORDS = SLOT_PAGES / 32;
+/** Words of bitmap looked at together (256: 32 MiB of guest memory), a divisor of SLOT_WORDS. */
+const BLOCK_WORDS = 256;
+const ZERO_BLOCK = Buffer.alloc(BLOCK_WORDS * 4);
 
 export class DirtyPages {
   readonly pages: number;
@@ -27,11 +30,15 @@ export class DirtyPages {
    * writes into; only the pieces that have a slot are ever touched.
    */
   private readonly bitmap: Uint32Array;
+  /** The same bytes, for finding the runs of zero words natively (Buffer.compare) instead of word by word. */
+  private readonly bitmapBytesView: Buffer;
   private readonly bitmapAddress: bigint;
   private readonly bitmapPointer: unknown;
   private readonly bitmapBytes: number;
-  /** Pages the host wrote since the last reset. */
-  private hostWritten = new Set<number>();
+  /** Pages the host wrote since the last reset, each once. */
+  private hostWritten: number[] = [];
+  /** Per piece the host wrote in, a flag per page: whether it is in hostWritten. */
+  private readonly hostWrittenFlags: Array<Uint8Array | undefined> = [];
   /**
    * The last restore() put back a page of the hypervisor's area that the host had written: a page
    * table the guest's mmap or mprotect changed (mm.ts), whose old translations must then be dropped.
@@ -44,12 +51,24 @@ export class DirtyPages {
     const bitmap = mapOrThrow(this.bitmapBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 'the dirty bitmap');
     this.bitmapPointer = bitmap.pointer;
     this.bitmapAddress = bitmap.address;
-    this.bitmap = new Uint32Array(viewOf(bitmap.pointer, this.bitmapBytes));
+    const buffer = viewOf(bitmap.pointer, this.bitmapBytes);
+    this.bitmap = new Uint32Array(buffer);
+    this.bitmapBytesView = Buffer.from(buffer);
   }
 
   /** GuestMemory's report of a host write: `count` pages from page `first`. */
   recordHostWrite(first: number, count: number): void {
-    for (let page = first; page < first + count && page < this.pages; page++) this.hostWritten.add(page);
+    for (let page = first; page < first + count && page < this.pages; page++) {
+      const flags = this.hostWrittenFlags[(page / SLOT_PAGES) | 0] ??= new Uint8Array(SLOT_PAGES);
+      if (!flags[page % SLOT_PAGES]) {
+        flags[page % SLOT_PAGES] = 1;
+        this.hostWritten.push(page);
+      }
+    }
+  }
+
+  private unflag(page: number): void {
+    this.hostWrittenFlags[(page / SLOT_PAGES) | 0]![page % SLOT_PAGES] = 0;
   }
 
   /**
@@ -58,7 +77,12 @@ export class DirtyPages {
    * puts the mappings back, puts the tables back with them.
    */
   forgetHostWrites(): void {
-    for (const page of this.hostWritten) if (page >= SYSTEM_PAGES) this.hostWritten.delete(page);
+    const kept: number[] = [];
+    for (const page of this.hostWritten) {
+      if (page < SYSTEM_PAGES) kept.push(page);
+      else this.unflag(page);
+    }
+    this.hostWritten = kept;
   }
 
   /** KVM_GET_DIRTY_LOG of every slot into its bitmap. */
@@ -90,26 +114,31 @@ export class DirtyPages {
       const len = Math.min(MEMORY_SLOT_SIZE, ram.mainSize - base);
       const to = fork.span(base, len);
       const from = master.span(base, len);
-      for (let w = piece * SLOT_WORDS, end = w + SLOT_WORDS; w < end; w++) {
-        let bits = bitmap[w]!;
-        while (bits !== 0) {
-          const low = bits & -bits;
-          const at = (w * 32 + 31 - Math.clz32(low)) * PAGE_SIZE - base;
-          bits ^= low;
-          to.set(from.subarray(at, at + PAGE_SIZE), at);
-          dirty++;
+      for (let block = piece * SLOT_WORDS, last = block + SLOT_WORDS; block < last; block += BLOCK_WORDS) {
+        // Most of a request's log is zero: a block of it is compared with zeros at once.
+        if (this.bitmapBytesView.compare(ZERO_BLOCK, 0, ZERO_BLOCK.length, block * 4, (block + BLOCK_WORDS) * 4) === 0) continue;
+        for (let w = block; w < block + BLOCK_WORDS; w++) {
+          let bits = bitmap[w]!;
+          while (bits !== 0) {
+            const low = bits & -bits;
+            const at = (w * 32 + 31 - Math.clz32(low)) * PAGE_SIZE - base;
+            bits ^= low;
+            to.set(from.subarray(at, at + PAGE_SIZE), at);
+            dirty++;
+          }
         }
       }
     }
     this.systemRestored = false;
     for (const page of this.hostWritten) {
+      this.unflag(page);
       if (page < SYSTEM_PAGES) this.systemRestored = true;
       if (!this.isDirty(page)) {
         const at = page * PAGE_SIZE;
         fork.span(at, PAGE_SIZE).set(master.span(at, PAGE_SIZE));
       }
     }
-    this.hostWritten.clear();
+    this.hostWritten = [];
     return dirty;
   }
 

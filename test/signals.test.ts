@@ -36,7 +36,13 @@ t.test('each case ends as it does natively', async (t) => {
 t.test('a handler that rewrites its frame gets back only what a process may have', async (t) => {
   if (!kvmAvailable(t)) return;
   const bin = guestPath('signals.glibc');
-  for (const tamper of TAMPERING) same(t, bin, ['hostile'], { TAMPER: tamper });
+  for (const tamper of TAMPERING.filter((x) => x !== 'mxcsr')) same(t, bin, ['hostile'], { TAMPER: tamper });
+  // A reserved MXCSR bit makes XRSTOR fault (#GP), so Linux's rt_sigreturn fails: SIGSEGV, nothing
+  // printed after the handler. Said here rather than taken from the native run: an emulated CPU
+  // (QEMU's, under the hardware-KVM lane) restores it without a fault, and its kernel returns.
+  const mxcsr = runTskvm(bin, ['hostile'], { env: { TAMPER: 'mxcsr' }, timeoutSec: 30 });
+  t.equal(mxcsr.stdout.toString(), '', 'an invalid MXCSR in the frame: rt_sigreturn fails');
+  t.equal(mxcsr.status, 139, 'with SIGSEGV');
   same(t, bin, ['bad-altstack'], { SEGV_HANDLER: '1' }); // the failed delivery becomes a SIGSEGV its handler takes
   same(t, bin, ['bad-handler'], { LOW: '1' }); // a handler in the null page: the fault is the handler's first fetch
 });

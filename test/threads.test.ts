@@ -42,6 +42,25 @@ t.test('pthread_cancel (a signal to the thread, which is parked in pause): as na
   }
 });
 
+t.test('signals sent to the process go where Linux puts them: a sigwait thread, a thread that does not block them, timers', async (t) => {
+  if (!kvmAvailable(t)) return;
+  const expected: Record<string, RegExp> = {
+    sigwait: /^(sigwait: r=0 sig=10\n){3}done\n$/,
+    timer: /^(sigwait: r=0 sig=14\n){2}done\n$/,
+    pause: /^pause: r=-1 errno=Interrupted system call handled=12\ndone\n$/,
+    alarm: /^pause: r=-1 errno=Interrupted system call handled=14\ndone\n$/,
+    timeout: /^sigtimedwait alone: r=-1 errno=Resource temporarily unavailable\nsigtimedwait beside a thread: r=-1 errno=Resource temporarily unavailable\npause: r=-1 errno=Interrupted system call handled=12\ndone\n$/,
+  };
+  for (const f of FLAVOURS) {
+    const bin = guestPath(`sigthreads.${f}`);
+    for (const [c, pattern] of Object.entries(expected)) {
+      const native = runNative(bin, [c], { timeoutMs: 10_000 });
+      t.match(native.stdout.toString(), pattern, `${f} ${c}: natively`);
+      assertSameOutcome(t, runTskvm(bin, [c], { timeoutSec: 10 }), native, `${f} ${c}`);
+    }
+  }
+});
+
 t.test('main() exits with pthread_exit: the process lives until its last thread ends', async (t) => {
   if (!kvmAvailable(t)) return;
   for (const f of FLAVOURS) {

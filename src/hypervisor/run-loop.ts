@@ -309,7 +309,7 @@ function call(syscall: boolean, cpu: ExitCpu, p: Process, ctx: ExitContext): Omi
   const caller = threads.current;
   const parked = threads.switchWanted;
   // A call run again when its thread next runs keeps its number in rax.
-  if (!parked || caller.wait?.kind !== 'file') cpu.set('rax', result);
+  if (!parked || (caller.wait?.kind !== 'file' && caller.wait?.kind !== 'signal')) cpu.set('rax', result);
   if (parked && !threads.switchThreads(p)) {
     if (deadlineReached()) {
       const name = def?.name ?? `call ${nr}`;

@@ -16,7 +16,7 @@ import {
   dequeue, nextDeliverable, type GuestTimer, type SignalState, type SignalView,
 } from './signal-state.js';
 import { deadlineReached, signalInterrupts, sleep, type SignalWake } from './deadline.js';
-import type { GuestThread } from './thread-table.js';
+import { wallMs, type GuestThread } from './thread-table.js';
 import { nowMs, readTimespec } from './time.js';
 
 const SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
@@ -61,8 +61,9 @@ function send(p: Process, sig: number, code: number, thread: GuestThread | null)
     v.setUint32(20, GUEST_UID, true);
   });
   (thread ? thread.signals.pending : p.signals.pending).add(sig, info);
-  if (thread && (thread.signals.blocked & bit(sig)) === 0n) p.threads.interrupt(thread);
-  else if (thread?.wait?.kind === 'file') thread.wait.ready = true;
+  if (!thread) p.threads.processSignalSent(bit(sig));
+  else if ((thread.signals.blocked & bit(sig)) === 0n) p.threads.interrupt(thread);
+  else if (thread.wait?.kind === 'file') thread.wait.ready = true;
   p.signals.updateWatchers();
   return 0;
 }
@@ -88,7 +89,9 @@ function discardIgnored(p: Process, sig: number): void {
 export function signalWake(p: Process): SignalWake {
   return {
     next: () => {
-      const due = p.signals.nextWake(p.threadSignals.blocked & ~p.signals.watchedMask());
+      // A timer wakes the wait when some thread takes its signal (or a signalfd reads it).
+      const unwanted = p.threads.count > 1 ? p.threads.unwantedSignals() : p.threadSignals.blocked;
+      const due = p.signals.nextWake(unwanted & ~p.signals.watchedMask());
       return due === Infinity ? Infinity : performance.now() + (due - nowMs(CLOCK_MONOTONIC));
     },
     interrupts: () => {
@@ -287,6 +290,12 @@ export const signalSyscalls: SyscallDef[] = [
       if (timeout === null) return -E.EINVAL;
       const thread = p.threadSignals;
       let got = takeWanted(p, want);
+      if (!got && timeout !== 0 && p.threads.count > 1) {
+        // Other threads run meanwhile: this one parks until a signal of `want` is pending for it
+        // (thread-table.ts, endWaits), when the call runs again, or the timeout (-EAGAIN).
+        p.threads.block({ kind: 'signal', want, until: timeout < 0 ? Infinity : wallMs() + timeout });
+        return -E.EAGAIN;
+      }
       if (!got && timeout !== 0) {
         // As Linux: the awaited signals are unblocked for the wait, so that they end it.
         const blocked = thread.blocked;

@@ -40,7 +40,9 @@ export type ThreadWait =
   /** A sleep: ends at `until` with 0. */
   | { kind: 'sleep'; until: number }
   /** A call that would block on host files: it runs again once one is ready (`ready`), or returns `onTimeout` at `until`. */
-  | { kind: 'file'; files: Array<{ hostFd: number; events: number }>; until: number; onTimeout: number; ready: boolean };
+  | { kind: 'file'; files: Array<{ hostFd: number; events: number }>; until: number; onTimeout: number; ready: boolean }
+  /** rt_sigtimedwait: runs again once a signal of `want` is pending for the thread, or returns -EAGAIN at `until`. */
+  | { kind: 'signal'; want: bigint; until: number };
 
 export interface GuestThread {
   tid: number;
@@ -113,6 +115,8 @@ export interface ThreadHost {
   fsBase: number;
   gsBase: number;
   exit: { status: number; signal?: number; reason?: string } | null;
+  /** The process-directed pending signals (a thread waiting for one in rt_sigtimedwait takes it). */
+  signals: { pending: { readonly set: bigint } };
 }
 
 export class ThreadTable {
@@ -213,6 +217,35 @@ export class ThreadTable {
     t.resume = -E.EINTR;
   }
 
+  /**
+   * The signals threads wait for in rt_sigtimedwait: blocked, they still end a wait when a timer
+   * raises them (deadline.ts's SignalWake).
+   */
+  awaitedSignals(): bigint {
+    let want = 0n;
+    for (const t of this.parked) if (t.wait?.kind === 'signal') want |= t.wait.want;
+    return want;
+  }
+
+  /** The signals no thread would take now: each blocks them, and none waits for them. */
+  unwantedSignals(): bigint {
+    let mask = this.currentExited ? -1n : this.current.signals.blocked;
+    for (const t of this.parked) mask &= t.signals.blocked;
+    return mask & ~this.awaitedSignals();
+  }
+
+  /**
+   * Where a signal sent to the process (not to one thread) goes, as Linux's complete_signal: a
+   * thread waiting for it in rt_sigtimedwait takes it there (endWaits); else, when the running thread
+   * blocks it, a parked thread that does not stops waiting, to take it.
+   */
+  processSignalSent(bit: bigint): void {
+    if (this.parked.some((t) => t.wait?.kind === 'signal' && (t.wait.want & bit) !== 0n)) return;
+    if (!this.currentExited && (this.current.signals.blocked & bit) === 0n) return;
+    const taker = this.parked.find((t) => (t.signals.blocked & bit) === 0n);
+    if (taker) this.interrupt(taker);
+  }
+
   /** FUTEX_REQUEUE: wakes `n` waiters on `addr`, moves up to `m` more to wait on `to`; woken + moved. */
   requeue(addr: number, n: number, to: number, m: number): number {
     const woken = this.wake(addr, n, -1);
@@ -241,7 +274,7 @@ export class ThreadTable {
     const out = this.current;
     let next: GuestThread | null;
     for (;;) {
-      this.endWaits();
+      this.endWaits(host);
       next = this.parked.find((t) => t.wait === null) ?? (!this.currentExited && out.wait === null ? out : null);
       if (next) break;
       if (!this.waitForSomething(host)) return false;
@@ -267,7 +300,7 @@ export class ThreadTable {
    * another can run. Returns whether it switched.
    */
   preempt(host: ThreadHost): boolean {
-    this.endWaits();
+    this.endWaits(host);
     const next = this.parked.find((t) => t.wait === null);
     if (!next) return false;
     const out = this.current;
@@ -292,14 +325,25 @@ export class ThreadTable {
     host.gsBase = context!.gsBase;
   }
 
-  /** Ends the waits whose time has come, the running thread's too (it may be the one that blocked). */
-  private endWaits(): void {
+  /**
+   * Ends the waits whose time has come, the running thread's too (it may be the one that blocked): a
+   * timeout, a file ready, a signal awaited pending.
+   */
+  private endWaits(host: ThreadHost): void {
     const now = wallMs();
+    // Signals the process has pending (a timer's, say) go where a thread takes them.
+    for (let shared = host.signals.pending.set; shared !== 0n; shared &= shared - 1n) this.processSignalSent(shared & -shared);
     const end = (t: GuestThread): void => {
       const w = t.wait;
-      if (!w || (w.until > now && !(w.kind === 'file' && w.ready))) return;
+      if (!w) return;
+      if (w.kind === 'signal' && (w.want & (t.signals.pending.set | host.signals.pending.set)) !== 0n) {
+        t.wait = null;
+        t.resume = 'retry';
+        return;
+      }
+      if (w.until > now && !(w.kind === 'file' && w.ready)) return;
       t.wait = null;
-      t.resume = w.kind === 'futex' ? -E.ETIMEDOUT : w.kind === 'sleep' ? 0 : w.ready ? 'retry' : w.onTimeout;
+      t.resume = w.kind === 'futex' ? -E.ETIMEDOUT : w.kind === 'sleep' ? 0 : w.kind === 'signal' ? -E.EAGAIN : w.ready ? 'retry' : w.onTimeout;
     };
     this.parked.forEach(end);
     if (!this.currentExited) end(this.current);
@@ -316,7 +360,7 @@ export class ThreadTable {
     const until = Math.min(...waits.map((w) => w.until));
     if (files.length === 0 && until === Infinity) {
       const who = this.count > 1 ? `all ${this.count} threads wait` : 'the only thread waits';
-      const on = waits.every((w) => w.kind === 'futex') ? 'on a futex' : 'on futexes or in pause';
+      const on = waits.every((w) => w.kind === 'futex') ? 'on a futex' : 'on futexes, in pause or for signals';
       if (nextTimerWake() === Infinity) {
         host.exit = { status: 128 + 6, signal: 6, reason: `deadlock: ${who} ${on} and nobody can wake ${this.count > 1 ? 'them' : 'it'}` };
         return false;

@@ -317,7 +317,9 @@ static int case_restart(void) {
   char c = 0;
   int r = (int)read(restart_pipe[0], &c, 1);
   setitimer(ITIMER_REAL, &(struct itimerval){ 0 }, NULL);
-  printf("restarted read: r=%d c=%c ticks=%d\n", r, c, alarmed);
+  /* The third tick gives the byte; more may come before the timer is stopped where time runs slow
+     (an emulated CPU): what counts is that the read went on, not how many ticks it saw after. */
+  printf("restarted read: r=%d c=%c ticks=%s\n", r, c, alarmed >= 3 ? "3 or more" : alarmed == 2 ? "2" : alarmed == 1 ? "1" : "0");
   return 0;
 }
 

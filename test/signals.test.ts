@@ -8,7 +8,7 @@ import { assertSameOutcome, guestPath, kvmAvailable, runNative, runTskvm } from 
 import { okBody, withProgram } from './helpers/programs.js';
 
 const CASES = ['raise', 'nodefer', 'resethand', 'mask', 'fpu', 'segv', 'fixup', 'traps', 'altstack', 'alarm', 'restart', 'timer', 'blocked-fault', 'bad-altstack', 'bad-handler',
-  'errors', 'frame', 'blocked-timer'];
+  'errors', 'frame', 'blocked-timer', 'pipe', 'pipe-default'];
 /** What the handler does to its frame before it returns (test/guests/signals.c, tamper). */
 const TAMPERING = ['iopl', 'fpstate', 'mxcsr', 'magic', 'xfeatures', 'rip', 'rsp', 'mask', 'rip-noncanonical', 'rsp-noncanonical'];
 

@@ -261,9 +261,16 @@ export function handleExit(exit: VcpuExit, cpu: ExitCpu, p: Process, ctx: ExitCo
       const outcome = signalsOnInterrupt(cpu, p); // early: one of the guest's own timers
       if (outcome !== null && outcome !== 'later') return killed(p, outcome);
       // A time slice ended: the next runnable thread gets the vCPU. (A slice's signal may also come
-      // after the program is back to one thread, armed before; it is no timeout.)
-      if (ctx.slicing) p.threads.preempt(p);
-      ctx.rearm?.(outcome === 'later' ? DELIVERY_RETRY_MS : undefined);
+      // after the program is back to one thread, armed before; it is no timeout.) It takes what is
+      // pending for it before it goes on, as after any switch: a thread whose wait a signal ended
+      // (pthread_cancel's) must run its handler, not return EINTR into its wait loop.
+      let later = outcome === 'later';
+      if (ctx.slicing && p.threads.preempt(p)) {
+        const taken = signalsOnInterrupt(cpu, p);
+        if (taken !== null && taken !== 'later') return killed(p, taken);
+        later ||= taken === 'later';
+      }
+      ctx.rearm?.(later ? DELIVERY_RETRY_MS : undefined);
       return null;
     }
     case 'hlt':

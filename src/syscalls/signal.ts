@@ -68,6 +68,15 @@ function send(p: Process, sig: number, code: number, thread: GuestThread | null)
   return 0;
 }
 
+/**
+ * A write to a pipe or a socket nobody reads any more: besides EPIPE, SIGPIPE to the writing thread,
+ * as Linux's send_sig (SI_USER), unless `quiet` (send's MSG_NOSIGNAL). Returns `result`.
+ */
+export function brokenPipe(p: Process, result: number, quiet = false): number {
+  if (result === -E.EPIPE && !quiet) send(p, SIG.SIGPIPE, SI.USER, p.threads.current);
+  return result;
+}
+
 /** The thread `tid` of this process (tkill, tgkill), or null. */
 const threadOf = (p: Process, tid: number): GuestThread | null => p.threads.find(tid) ?? null;
 

@@ -223,7 +223,8 @@ export class ThreadTable {
    */
   awaitedSignals(): bigint {
     let want = 0n;
-    for (const t of this.parked) if (t.wait?.kind === 'signal') want |= t.wait.want;
+    // The running thread too: the last to block stays current while the table waits for something.
+    for (const t of this.currentExited ? this.parked : [this.current, ...this.parked]) if (t.wait?.kind === 'signal') want |= t.wait.want;
     return want;
   }
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -555,6 +557,46 @@ static int case_forge(void) {
   return 1;
 }
 
+static volatile int pipe_code = -1;
+static void on_pipe(int sig, siginfo_t *si, void *uc) { (void)uc; hits++; pipe_code = sig == SIGPIPE ? si->si_code : -2; }
+
+/* Writing where nobody reads: EPIPE, and SIGPIPE to the writer (not with MSG_NOSIGNAL); unhandled it kills (pipe-default). */
+static int case_pipe(int fatal) {
+  int fds[2], sv[2];
+  if (pipe(fds) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+  close(fds[0]);
+  close(sv[1]);
+  if (fatal) {
+    printf("writing to a pipe with no reader\n");
+    fflush(stdout);
+    (void)!write(fds[1], "x", 1);
+    printf("still here\n");
+    return 0;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  errno = 0;
+  long r = write(fds[1], "x", 1);
+  printf("ignored: write=%ld %s\n", r, strerror(errno));
+  install(SIGPIPE, on_pipe, 0);
+  r = write(fds[1], "x", 1);
+  printf("handled: write=%ld %s hits=%d code=%d\n", r, strerror(errno), hits, pipe_code);
+  struct iovec iov[2] = { { "a", 1 }, { "b", 1 } };
+  r = writev(fds[1], iov, 2);
+  printf("writev: %ld %s hits=%d\n", r, strerror(errno), hits);
+  r = write(sv[0], "x", 1);
+  printf("socket write: %ld %s hits=%d\n", r, strerror(errno), hits);
+  r = send(sv[0], "x", 1, 0);
+  printf("send: %ld %s hits=%d\n", r, strerror(errno), hits);
+  r = send(sv[0], "x", 1, MSG_NOSIGNAL);
+  printf("send MSG_NOSIGNAL: %ld %s hits=%d\n", r, strerror(errno), hits);
+  struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 1 };
+  r = sendmsg(sv[0], &msg, MSG_NOSIGNAL);
+  printf("sendmsg MSG_NOSIGNAL: %ld %s hits=%d\n", r, strerror(errno), hits);
+  r = sendmsg(sv[0], &msg, 0);
+  printf("sendmsg: %ld %s hits=%d\n", r, strerror(errno), hits);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char *c = argc > 1 ? argv[1] : "";
@@ -578,6 +620,8 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "frame")) return case_frame();
   if (!strcmp(c, "blocked-timer")) return case_blocked_timer();
   if (!strcmp(c, "forge")) return case_forge();
+  if (!strcmp(c, "pipe")) return case_pipe(0);
+  if (!strcmp(c, "pipe-default")) return case_pipe(1);
   fprintf(stderr, "unknown case %s\n", c);
   return 2;
 }

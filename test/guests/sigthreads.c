@@ -9,6 +9,8 @@
  *             interrupts that thread's pause, and its handler runs
  *   alarm     the same with SIGALRM from alarm-like setitimer: a timer's signal to the process goes
  *             to the thread that takes it
+ *   spin      as pause, but main computes after kill() instead of joining at once: the other thread
+ *             gets the CPU when main's time slice ends, and its handler runs before pause() returns
  *   timeout   sigtimedwait() in a thread for 30 ms with nothing sent: EAGAIN
  */
 #include <errno.h>
@@ -79,7 +81,7 @@ int main(int argc, char **argv)
 			else kill(getpid(), sig);
 		}
 		pthread_join(t, NULL);
-	} else if (!strcmp(c, "pause") || !strcmp(c, "alarm")) {
+	} else if (!strcmp(c, "pause") || !strcmp(c, "alarm") || !strcmp(c, "spin")) {
 		int sig = !strcmp(c, "alarm") ? SIGALRM : SIGUSR2;
 		signal(sig, on_signal);
 		block(sig);
@@ -87,6 +89,13 @@ int main(int argc, char **argv)
 		usleep(20000);
 		if (sig == SIGALRM) tick(10);
 		else kill(getpid(), sig);
+		if (!strcmp(c, "spin")) {
+			/* 100 ms of computing, no system call (clock_gettime is the vDSO's) */
+			struct timespec a, b;
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			do clock_gettime(CLOCK_MONOTONIC, &b);
+			while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < 100000000L);
+		}
 		pthread_join(t, NULL);
 	} else if (!strcmp(c, "timeout")) {
 		sigemptyset(&waitset);

@@ -9,6 +9,7 @@ import { libc } from '../../host/libc.js';
 import { HostFile } from '../open-files/host-file.js';
 import { O, SEEK_CUR, SEEK_HOLE, type OpenFile } from '../open-files/open-file.js';
 import type { Process } from '../process.js';
+import { brokenPipe } from '../signal.js';
 import type { SyscallDef } from '../syscall.js';
 import { AT_FDCWD, IOV_MAX, MAX_RW_COUNT, hostResult, inGuest, int, ioLength, iovecSegments, onEntry, uint } from './args.js';
 
@@ -183,11 +184,11 @@ function isRegular(file: OpenFile): boolean {
 
 export const ioSyscalls: SyscallDef[] = [
   { nr: 0, name: 'read', args: ['fd', 'outbuf', 'size'], handler: (p, a) => readWrite(p, int(a[0]!), a[1]!, a[2]!, 'read', null) },
-  { nr: 1, name: 'write', args: ['fd', 'inbuf', 'size'], handler: (p, a) => readWrite(p, int(a[0]!), a[1]!, a[2]!, 'write', null) },
+  { nr: 1, name: 'write', args: ['fd', 'inbuf', 'size'], handler: (p, a) => brokenPipe(p, readWrite(p, int(a[0]!), a[1]!, a[2]!, 'write', null)) },
   { nr: 17, name: 'pread64', args: ['fd', 'outbuf', 'size', 'int'], handler: (p, a) => readWrite(p, int(a[0]!), a[1]!, a[2]!, 'read', a[3]!) },
   { nr: 18, name: 'pwrite64', args: ['fd', 'inbuf', 'size', 'int'], handler: (p, a) => readWrite(p, int(a[0]!), a[1]!, a[2]!, 'write', a[3]!) },
   { nr: 19, name: 'readv', args: ['fd', 'iov', 'int'], handler: (p, a) => vectored(p, int(a[0]!), a[1]!, a[2]!, 'read', null) },
-  { nr: 20, name: 'writev', args: ['fd', 'iov', 'int'], handler: (p, a) => vectored(p, int(a[0]!), a[1]!, a[2]!, 'write', null) },
+  { nr: 20, name: 'writev', args: ['fd', 'iov', 'int'], handler: (p, a) => brokenPipe(p, vectored(p, int(a[0]!), a[1]!, a[2]!, 'write', null)) },
   // preadv/pwritev take the offset split in two longs (low, high); x86-64 passes it whole in the first.
   { nr: 295, name: 'preadv', args: ['fd', 'iov', 'int', 'int'], handler: (p, a) => vectored(p, int(a[0]!), a[1]!, a[2]!, 'read', a[3]!) },
   { nr: 296, name: 'pwritev', args: ['fd', 'iov', 'int', 'int'], handler: (p, a) => vectored(p, int(a[0]!), a[1]!, a[2]!, 'write', a[3]!) },

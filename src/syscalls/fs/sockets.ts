@@ -11,7 +11,8 @@
 import { E } from '../../host/errno.js';
 import { addressOf, errno as lastErrno, libc } from '../../host/libc.js';
 import { mayPark } from '../deadline.js';
-import { AF_UNIX, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SocketFile } from '../open-files/socket-file.js';
+import { brokenPipe } from '../signal.js';
+import { AF_UNIX, MSG_DONTWAIT, MSG_NOSIGNAL, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SocketFile } from '../open-files/socket-file.js';
 import type { Process } from '../process.js';
 import type { SyscallDef } from '../syscall.js';
 import { inGuest, installNew, int, ioLength, IOV_MAX, iovecSegments, uint } from './args.js';
@@ -153,7 +154,7 @@ function sendto(p: Process, fd: number, buf: number, len: number, flags: number,
   if (typeof sock === 'number') return sock;
   const refused = destinationError(p, sock, addr, addrLen);
   if (refused) return refused;
-  return transfer(p, sock, 'send', n > 0 ? [{ addr: buf, len: n }] : [], flags).n;
+  return brokenPipe(p, transfer(p, sock, 'send', n > 0 ? [{ addr: buf, len: n }] : [], flags).n, (flags & MSG_NOSIGNAL) !== 0);
 }
 
 function recvfrom(p: Process, fd: number, buf: number, len: number, flags: number, addr: number, addrLenAddr: number): number {
@@ -191,7 +192,7 @@ function sendmsg(p: Process, fd: number, msgAddr: number, flags: number): number
   if (msg.control !== 0 && msg.controlLen >= CMSGHDR_SIZE) return -E.EINVAL;
   const refused = destinationError(p, sock, msg.name, msg.nameLen);
   if (refused) return refused;
-  return transfer(p, sock, 'send', msg.segments, flags).n;
+  return brokenPipe(p, transfer(p, sock, 'send', msg.segments, flags).n, (flags & MSG_NOSIGNAL) !== 0);
 }
 
 function recvmsg(p: Process, fd: number, msgAddr: number, flags: number): number {

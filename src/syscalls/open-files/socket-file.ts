@@ -15,7 +15,7 @@ export const SOCK_SEQPACKET = 5;
 export const SOCK_NONBLOCK = O.NONBLOCK;
 export const SOCK_CLOEXEC = O.CLOEXEC;
 export const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
+export const MSG_NOSIGNAL = 0x4000;
 /**
  * The MSG_ flags passed on to the host (OOB, PEEK, DONTROUTE, TRUNC, DONTWAIT, EOR, WAITALL, NOSIGNAL,
  * MORE, CMSG_CLOEXEC); the others (the error queue, zero-copy) have no meaning for a socketpair.

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignalState } from '../src/syscalls/signal-state.js';
 import { GuestMemory, HostWindows } from '../src/paging/guest-memory.js';
 import { GDT_ADDR, PDPT_ADDR, STUBS_ADDR, USER_START, VVAR_ADDR } from '../src/paging/layout.js';
 import { E } from '../src/host/errno.js';
@@ -58,7 +59,7 @@ class Guest {
       files: new FileTable([opts.stdin ?? new EmptyFile(), stdout, new SinkFile(() => {})], opts.maxFiles),
       paths: new PathPolicy({ allowed: opts.allowed, cwd: opts.cwd, exe: { hostPath: opts.exe ?? process.execPath, guestPath: '/app/program' } }),
       mm: {} as never,
-      signals: {} as never,
+      signals: new SignalState(),
       argv: [],
       env: [],
       trace: null,

@@ -62,18 +62,23 @@ t.test('a write where nothing is mapped is a fault, as natively a SIGSEGV', (t) 
   t.end();
 });
 
-/** The request program req-NAME booted with `options`, and an ephemeral fork of it. */
-function bootAndFork(name: string, options: Partial<BootOptions>): { booted: BootedProgram; vm: RequestVm } {
+/** The request program req-NAME booted with `options` and an ephemeral fork of it, for `body`; both closed after. */
+function withFork(name: string, options: Partial<BootOptions>, body: (vm: RequestVm, booted: BootedProgram) => void): void {
   const path = guestPath(`req-${name}`);
   const sink = new SinkFile(() => {}, 'stdout');
   const booted = bootProgram(readFileSync(path), path, { env: [`KVM_NAME=${name}`], stdio: [new EmptyFile(), sink, sink], log: () => {}, ...options });
-  return { booted, vm: new RequestVm(booted.frozen, { maxRequestTimeMs: 10_000, ephemeral: true, output: () => () => {}, log: () => {}, warn: () => {} }) };
+  const vm = new RequestVm(booted.frozen, { maxRequestTimeMs: 10_000, ephemeral: true, output: () => () => {}, log: () => {}, warn: () => {} });
+  try {
+    body(vm, booted);
+  } finally {
+    vm.close();
+    booted.machine.close();
+  }
 }
 
 t.test('a request maps memory far away; after each reset it is gone, and the frozen page at 16 GiB is back', (t) => {
   if (!kvmAvailable(t)) return t.end();
-  const { booted, vm } = bootAndFork('farmem', { maxMemoryMiB: 512, addressSpaceMiB: 65536, maxRequestMemoryMiB: 64 });
-  try {
+  withFork('farmem', { maxMemoryMiB: 512, addressSpaceMiB: 65536, maxRequestMemoryMiB: 64 }, (vm, booted) => {
     // 512 MiB: four pieces, three of them the frozen program's (its image, 16 GiB, its stack). Each
     // request maps in another piece, which it can only if the last request's piece was taken back.
     for (const gib of [32, 32, 33, 40, 32]) {
@@ -94,26 +99,19 @@ t.test('a request maps memory far away; after each reset it is gone, and the fro
     } finally {
       kept.close();
     }
-  } finally {
-    vm.close();
-    booted.machine.close();
-  }
+  });
   t.end();
 });
 
 t.test('a request program with 4 GiB of memory: its stack above 2^31, requests served', (t) => {
   if (!kvmAvailable(t)) return t.end();
   // The host once aligned the handler's stack with 32-bit arithmetic: every request failed here.
-  const { booted, vm } = bootAndFork('hello', { maxMemoryMiB: 4096 });
-  try {
+  withFork('hello', { maxMemoryMiB: 4096 }, (vm) => {
     for (let i = 0; i < 3; i++) {
       const res = vm.request({ method: 'GET', url: '/' });
       t.equal(res.response.status, 200, `request ${i}: ${res.failure?.message ?? 'served'}`);
     }
-  } finally {
-    vm.close();
-    booted.machine.close();
-  }
+  });
   t.end();
 });
 
@@ -164,16 +162,12 @@ t.test("memory at Go's first address and code at another (remappings), as native
 
 t.test('a request writes to a remapping; the reset takes it back', (t) => {
   if (!kvmAvailable(t)) return t.end();
-  const { booted, vm } = bootAndFork('farmem', { maxMemoryMiB: 512, addressSpaceMiB: 32768, remaps: [{ address: 0xc000000000, sizeMiB: 64 }] });
-  try {
+  withFork('farmem', { maxMemoryMiB: 512, addressSpaceMiB: 32768, remaps: [{ address: 0xc000000000, sizeMiB: 64 }] }, (vm) => {
     // 768 GiB is 0xc000000000: each request maps 1 MiB there, finds it zero, and writes.
     for (let i = 0; i < 3; i++) t.equal(vm.request({ method: 'GET', url: '/', arg: '768' }).response.body.toString(), '16g=frozen far=mapped zero', `request ${i}`);
     vm.settle();
     t.same(vm.inspect().differingPages, [], 'memory equals the frozen program\'s');
-  } finally {
-    vm.close();
-    booted.machine.close();
-  }
+  });
   t.end();
 });
 

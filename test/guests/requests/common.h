@@ -114,4 +114,23 @@ static inline uint64_t fnv1a(uint64_t h, const void *p, size_t len)
 	return h;
 }
 
+/*
+ * The end of main() for a program with a GET handler: natively, the handler for each URL in argv in
+ * turn (`newline`: a '\n' after each body); in a VM, the handler registered and the program frozen.
+ */
+static inline int serve_get(int argc, char **argv, void (*on_get)(const char *url, const char *arg), int newline)
+{
+	if (native_mode()) {
+		for (int i = 1; i < argc; i++) {
+			on_get(argv[i], "");
+			if (newline)
+				putchar('\n');
+		}
+		return 0;
+	}
+	set_backend_get(on_get);
+	wait_for_requests();
+	return 0;
+}
+
 #endif

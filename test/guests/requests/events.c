@@ -208,13 +208,5 @@ int main(int argc, char **argv)
 		struct timespec settle = { 0, 50 * 1000 * 1000 };
 		nanosleep(&settle, NULL); /* the thread reaches its epoll_wait */
 	}
-	if (native_mode()) {
-		for (int i = 1; i < argc; i++) {
-			on_get(argv[i], "");
-			putchar('\n');
-		}
-		return 0;
-	}
-	set_backend_get(on_get);
-	wait_for_requests();
+	return serve_get(argc, argv, on_get, 1);
 }

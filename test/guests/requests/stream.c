@@ -83,11 +83,5 @@ static void on_get(const char *url, const char *arg)
 
 int main(int argc, char **argv)
 {
-	if (native_mode()) {
-		for (int i = 1; i < argc; i++)
-			on_get(argv[i], "");
-		return 0;
-	}
-	set_backend_get(on_get);
-	wait_for_requests();
+	return serve_get(argc, argv, on_get, 0);
 }

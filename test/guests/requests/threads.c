@@ -127,11 +127,5 @@ int main(int argc, char **argv)
 {
 	pthread_t h;
 	pthread_create(&h, NULL, helper, NULL);
-	if (native_mode()) {
-		for (int i = 1; i < argc; i++)
-			on_get(argv[i], "");
-		return 0;
-	}
-	set_backend_get(on_get);
-	wait_for_requests();
+	return serve_get(argc, argv, on_get, 0);
 }
